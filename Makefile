@@ -1,0 +1,26 @@
+# The README's two commands: `make demo` and `make test`. Both install what is missing first and
+# are safe to repeat (the install step reruns only when pyproject.toml changes).
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+# torch goes in first, pinned, unless the venv already has one (GPU users keep their own build):
+# a bare `torch` requirement in a fresh venv would resolve to a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.lead-ray-installed
+
+.PHONY: setup demo test bench
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH)"
+	$(PY) -m pip install -e ".[test]"
+	touch $(STAMP)
+
+demo: setup
+	WANDB_MODE=offline $(VENV)/bin/lead-ray demo
+
+test: setup
+	WANDB_MODE=offline $(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/ingest.py

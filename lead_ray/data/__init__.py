@@ -1,0 +1,1 @@
+"""Reading instruction corpora (formats.py) and the Ray Data ingest pipeline (ingest.py)."""

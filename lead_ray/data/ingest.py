@@ -1,0 +1,460 @@
+"""`lead-ray prepare`: many instruction files in, one de-duplicated Parquet pool out.
+
+    inputs ──plan (driver: list files, detect format from each file's head, cut chunks)──►
+    chunks ──Ray Data stage 1: parse + normalise + validate, one task per chunk──►
+           staging/b=<bucket>/c=<chunk>.parquet   (accepted rows, hash-bucketed by id)
+           staging/rejects/c=<chunk>.jsonl        (every refused row, with file, line, field, reason)
+    buckets ──Ray Data stage 2: exact de-duplication, one task per bucket──►
+           pool/part-<bucket>-<k>.parquet, rejects.jsonl, prepare_stats.json
+
+The driver never reads the corpus: it sees file heads, the per-chunk and per-bucket counters the
+tasks return, and the (small) rejects. A bucket is the unit that must fit in one task's memory, so
+the bucket count grows with the input size. Duplicates keep their first occurrence in input order
+(files sorted by path, then line), so the pool is the same whatever the task scheduling.
+
+Counting rule: `input_rows == accepted + rejected + duplicates` always. An input row is a non-blank
+JSONL line, a JSON-array element or a Parquet row, except that a self-instruct task with n instances
+counts as n rows; a JSON-array file that cannot be parsed at all counts as one rejected row.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from lead_ray.config import Config, ConfigError
+from lead_ray.data.formats import READERS, Reject, detect_format, normalise, rows_in, sample_id
+
+SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet")
+HEAD_BYTES = 1 << 16  # a file's head: enough to tell a JSON array from JSONL
+HEAD_MAX_BYTES = 8 << 20  # most read from one file to find its first records and detect its format
+EXCERPT_CHARS = 200
+
+MESSAGE_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+POOL_SCHEMA = pa.schema([
+    ("id", pa.string()),              # 32 hex chars: BLAKE2b-128 of the normalised conversation
+    ("source", pa.string()),          # input dataset/file, relative to the input argument
+    ("format", pa.string()),          # input format the row was read as
+    ("messages", MESSAGE_TYPE),
+    ("task", pa.string()),            # ground-truth label when the record carries one, else null
+    ("line", pa.int64()),             # line (JSONL) or 1-based row (JSON array, Parquet) in source
+    ("n_turns", pa.int32()),
+    ("prompt_chars", pa.int32()),     # characters in system + user turns
+    ("response_chars", pa.int32()),   # characters in assistant turns
+])
+_STAGING_SCHEMA = POOL_SCHEMA.append(pa.field("_order", pa.int64()))
+_LINE_BITS = 40  # _order = file_index << 40 | line: input order as one sortable integer
+
+
+class IngestError(RuntimeError):
+    """A bad input under --strict, or inputs that cannot be read at all."""
+
+
+# ----------------------------------------------------------------------------- planning (driver)
+
+@dataclass
+class Piece:
+    """A contiguous part of one file: a byte range of a JSONL file, a whole JSON/gz file, or row groups."""
+    file_index: int
+    path: str
+    source: str
+    container: str            # jsonl | json | parquet
+    fmt: str | None           # detected or forced input format; None: could not be detected
+    start: int = 0            # JSONL byte range
+    end: int = -1
+    first_line: int = 1
+    row_groups: list[int] = field(default_factory=list)
+    size: int = 0
+
+
+def list_input_files(inputs: list[str]) -> tuple[list[tuple[Path, str]], list[str]]:
+    """(path, source name) for every readable input file, sorted; plus the files skipped in folders."""
+    files, skipped = [], []
+    for raw in inputs:
+        root = Path(raw)
+        if root.is_dir():
+            for p in sorted(root.rglob("*")):
+                if p.is_file():
+                    (files.append((p, f"{root.name}/{p.relative_to(root).as_posix()}"))
+                     if _container(p) else skipped.append(str(p)))
+        elif root.is_file():
+            if not _container(root):
+                raise IngestError(f"{root}: unsupported file type (expected {', '.join(SUFFIXES)}, optionally .gz)")
+            files.append((root, root.name))
+        else:
+            raise IngestError(f"{root}: no such file or folder")
+    seen, unique = set(), []
+    for p, s in files:  # the same file named twice (a folder and a file inside it) is read once
+        if p.resolve() not in seen:
+            seen.add(p.resolve())
+            unique.append((p, s))
+    return unique, skipped
+
+
+def _container(p: Path) -> str | None:
+    name = p.name.lower().removesuffix(".gz")
+    for suffix, kind in ((".jsonl", "jsonl"), (".ndjson", "jsonl"), (".json", "json"), (".parquet", "parquet")):
+        if name.endswith(suffix):
+            return None if kind == "parquet" and p.name.lower().endswith(".gz") else kind
+    return None
+
+
+def _open(path: str):
+    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+
+
+def _head_records(path: str, container: str) -> tuple[str, list]:
+    """The container actually found ('.json' files may hold JSONL) and the first few records."""
+    if container == "parquet":
+        pf = pq.ParquetFile(path)
+        first = next(pf.iter_batches(batch_size=8), None)
+        return "parquet", first.to_pylist() if first is not None else []
+    with _open(path) as f:
+        head = f.read(HEAD_BYTES)
+        stripped = head.lstrip()
+        if container == "json" and stripped.startswith(b"["):
+            head += f.read(HEAD_MAX_BYTES)  # the first element may be long; it is all we parse
+            try:  # first array element only; the rest of the file is not read here
+                text = head.lstrip()[1:].decode("utf-8", "ignore").lstrip()
+                return "json", [json.JSONDecoder().raw_decode(text)[0]]
+            except ValueError:
+                return "json", []
+        f.seek(0)
+        records, budget = [], HEAD_MAX_BYTES
+        while len(records) < 8 and budget > 0:
+            line = f.readline(budget)
+            if not line:
+                break
+            budget -= len(line)
+            try:
+                records.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                continue
+    return "jsonl", records
+
+
+def _detect(records: list, forced: str) -> str | None:
+    if forced != "auto":
+        return forced
+    for r in records:
+        fmt = detect_format(r)
+        if fmt:
+            return fmt
+    return None
+
+
+def plan(cfg: Config, parallelism: int) -> tuple[list[list[Piece]], dict]:
+    """Cut the inputs into chunks of pieces, each a parse task of about the target size."""
+    ic = cfg.ingest
+    files, skipped = list_input_files(ic.inputs)
+    if not files:
+        raise IngestError(f"no input files found in {', '.join(ic.inputs)}")
+    total = sum(p.stat().st_size for p, _ in files)
+    # Enough chunks to keep every CPU busy, but no chunk over chunk_mb (bounded task memory).
+    target = int(min(ic.chunk_mb * 2**20, max(2**20, total / (4 * parallelism))))
+    pieces, formats = [], {}
+    for index, (path, source) in enumerate(files):
+        container, head = _head_records(str(path), _container(path))
+        fmt = _detect(head, ic.format)
+        formats[source] = fmt or "undetected"
+        size = path.stat().st_size
+        base = Piece(index, str(path), source, container, fmt, size=size)
+        if container == "parquet":
+            groups = pq.ParquetFile(path).metadata.num_row_groups
+            pieces += [Piece(index, str(path), source, container, fmt, row_groups=[g], size=size // max(groups, 1))
+                       for g in range(groups)]
+        elif container == "jsonl" and not str(path).endswith(".gz") and size > target:
+            pieces += _split_jsonl(base, target)
+        else:
+            pieces.append(base)
+    chunks, current, current_size = [], [], 0
+    for piece in pieces:  # small pieces share a chunk, so 10k tiny files are not 10k tasks
+        if current and current_size + piece.size > target:
+            chunks.append(current)
+            current, current_size = [], 0
+        current.append(piece)
+        current_size += piece.size
+    if current:
+        chunks.append(current)
+    info = {"files": len(files), "input_bytes": total, "chunks": len(chunks),
+            "skipped_files": skipped, "formats": formats}
+    return chunks, info
+
+
+def _split_jsonl(base: Piece, target: int) -> list[Piece]:
+    """Byte ranges that end on line breaks, each with the number of its first line."""
+    out, start, line = [], 0, 1
+    with open(base.path, "rb") as f:
+        while start < base.size:
+            f.seek(start)
+            end, lines = start, 0
+            while end < base.size and end - start < target:  # count lines in 8 MiB blocks
+                block = f.read(min(8 << 20, target - (end - start)) or 1)
+                end += len(block)
+                lines += block.count(b"\n")
+            tail = f.readline()  # finish the current line
+            end += len(tail)
+            lines += tail.count(b"\n")
+            out.append(Piece(base.file_index, base.path, base.source, "jsonl", base.fmt,
+                             start=start, end=end, first_line=line, size=end - start))
+            start, line = end, line + lines
+    return out
+
+
+# ----------------------------------------------------------------------------- stage 1: parse
+
+def _iter_records(piece: Piece):
+    """Yield (line_or_row, record_or_None, error_or_None, raw_excerpt) for one piece."""
+    if piece.container == "parquet":
+        pf = pq.ParquetFile(piece.path)
+        row = 1 + sum(pf.metadata.row_group(g).num_rows for g in range(piece.row_groups[0]))
+        for batch in pf.iter_batches(row_groups=piece.row_groups, batch_size=4096):
+            for rec in batch.to_pylist():
+                yield row, rec, None, None
+                row += 1
+        return
+    with _open(piece.path) as f:
+        if piece.end >= 0:
+            f.seek(piece.start)
+            data = f.read(piece.end - piece.start)
+        else:
+            data = f.read()
+    if piece.container == "json":
+        try:
+            array = orjson.loads(data)
+        except orjson.JSONDecodeError as e:
+            yield 1, None, Reject("malformed_json", None, f"file is not a valid JSON document: {e}"), data[:EXCERPT_CHARS]
+            return
+        if not isinstance(array, list):
+            yield 1, None, Reject("not_an_array", None, "a .json file must hold one array of records (or be JSONL)"), data[:EXCERPT_CHARS]
+            return
+        for i, rec in enumerate(array, start=1):
+            yield i, rec, None, None
+        return
+    for i, line in enumerate(data.split(b"\n"), start=piece.first_line):
+        if not line.strip():
+            continue
+        try:
+            yield i, orjson.loads(line), None, None
+        except orjson.JSONDecodeError as e:
+            try:
+                line.decode("utf-8")
+                err = Reject("malformed_json", None, f"not valid JSON: {e}")
+            except UnicodeDecodeError as u:
+                err = Reject("invalid_utf8", None, f"invalid UTF-8 at byte {u.start} of the line")
+            yield i, None, err, line[:EXCERPT_CHARS]
+
+
+def _excerpt(raw) -> str:
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", "replace")[:EXCERPT_CHARS]
+    try:
+        return orjson.dumps(raw, default=str).decode()[:EXCERPT_CHARS]
+    except TypeError:
+        return repr(raw)[:EXCERPT_CHARS]
+
+
+def parse_chunk(pieces: list[Piece], chunk: int, staging: str, max_chars: int, buckets: int, strict: bool) -> dict:
+    """Stage-1 task body: read, normalise and validate one chunk; write its accepted rows and rejects."""
+    t0 = time.perf_counter()
+    cols = {name: [] for name in _STAGING_SCHEMA.names}
+    rejects, counts = [], {}
+    trimmed = 0
+    for piece in pieces:
+        c = counts.setdefault(piece.source, Counter())
+        for line, record, err, raw in _iter_records(piece):
+            fmt = piece.fmt
+            n_rows = rows_in(record, fmt) if fmt else 1
+            c["input_rows"] += n_rows
+            try:
+                if err is not None:
+                    raise err
+                if not isinstance(record, dict):
+                    raise Reject("not_an_object", None, f"a record must be a JSON object, got {type(record).__name__}")
+                if fmt is None:
+                    raise Reject("unknown_format", None, f"cannot tell the format from keys {sorted(record)[:8]}; set ingest.format")
+                conversations = READERS[fmt](record)
+                samples = [normalise(conv, max_chars) for conv in conversations]
+            except Reject as r:
+                if strict:  # stop this chunk here; the driver reports the earliest chunk's error
+                    where = f"field '{r.field}'" if r.field else "record"
+                    return {"chunk": chunk, "strict_error": f"{piece.path}:{line}: {where}: {r.message} [{r.reason}]"}
+                c["rejected"] += n_rows
+                c["reject:" + r.reason] += n_rows
+                rejects.append({"file": piece.path, "source": piece.source, "line": line, "field": r.field,
+                                "reason": r.reason, "message": r.message,
+                                "excerpt": _excerpt(raw if raw is not None else record)})
+                continue
+            task = record.get("task", record.get("category"))
+            for messages, prompt_chars, response_chars, cut in samples:
+                trimmed += cut
+                cols["id"].append(sample_id(messages))
+                cols["source"].append(piece.source)
+                cols["format"].append(fmt)
+                cols["messages"].append(messages)
+                cols["task"].append(task if isinstance(task, str) else None)
+                cols["line"].append(line)
+                cols["n_turns"].append(len(messages))
+                cols["prompt_chars"].append(prompt_chars)
+                cols["response_chars"].append(response_chars)
+                cols["_order"].append(piece.file_index << _LINE_BITS | line)
+            c["parsed"] += len(samples)
+    table = pa.table(cols, schema=_STAGING_SCHEMA)
+    if table.num_rows:
+        bucket_of = np.array([int(i[:8], 16) % buckets for i in cols["id"]], dtype=np.int64)
+        for b in np.unique(bucket_of):
+            folder = Path(staging, f"b={b:05d}")
+            folder.mkdir(parents=True, exist_ok=True)
+            _write_atomic(table.filter(pa.array(bucket_of == b)), folder / f"c={chunk:06d}.parquet")
+    if rejects:
+        folder = Path(staging, "rejects")
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".c={chunk:06d}.jsonl.tmp"
+        tmp.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rejects))
+        os.replace(tmp, folder / f"c={chunk:06d}.jsonl")
+    return {"chunk": chunk, "counts": {s: dict(c) for s, c in counts.items()}, "trimmed_turns": trimmed,
+            "task_seconds": time.perf_counter() - t0}
+
+
+def _write_atomic(table: pa.Table, path: Path, rows_per_group: int = 65_536) -> None:
+    tmp = path.with_name("." + path.name + ".tmp")
+    pq.write_table(table, tmp, row_group_size=rows_per_group)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- stage 2: dedup
+
+def dedup_bucket(bucket: int, staging: str, pool: str, rows_per_file: int) -> dict:
+    """Stage-2 task body: keep the first occurrence (input order) of every id in one bucket."""
+    folder = Path(staging, f"b={bucket:05d}")
+    table = pa.concat_tables([pq.read_table(p) for p in sorted(folder.glob("c=*.parquet"))])
+    table = table.sort_by([("id", "ascending"), ("_order", "ascending")])
+    ids = table["id"].combine_chunks()
+    first = pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1)) if len(ids) > 1 else pa.array([], pa.bool_())
+    keep = pa.concat_arrays([pa.array([True]), first.fill_null(True)]) if len(ids) else pa.array([], pa.bool_())
+    dropped = table.filter(pc.invert(keep))
+    kept = table.filter(keep).sort_by("_order").drop_columns(["_order"])
+    for old in Path(pool).glob(f"part-{bucket:05d}-*.parquet"):  # a rerun replaces, never appends
+        old.unlink()
+    for k, start in enumerate(range(0, max(kept.num_rows, 1), rows_per_file)):
+        if kept.num_rows:
+            _write_atomic(kept.slice(start, rows_per_file), Path(pool, f"part-{bucket:05d}-{k:03d}.parquet"))
+    dups = Counter(dropped["source"].to_pylist())
+    return {"bucket": bucket, "kept": kept.num_rows, "duplicates": dict(dups)}
+
+
+# ----------------------------------------------------------------------------- the pipeline
+
+def _run_stage(items: list[dict], fn, fn_kwargs: dict, name: str) -> list[dict]:
+    """Run `fn(**item, **fn_kwargs)` for every item as a Ray Data job, one block per item."""
+    import ray
+
+    ds = ray.data.from_items([{"item": orjson.dumps(it)} for it in items], override_num_blocks=len(items))
+
+    def call(batch: dict) -> dict:
+        out = [orjson.dumps(fn(**orjson.loads(raw), **fn_kwargs)) for raw in batch["item"]]
+        return {"result": np.array(out, dtype=object)}
+
+    call.__name__ = name  # what Ray Data's progress bar shows
+    rows = ds.map_batches(call, batch_size=1, batch_format="numpy").take_all()
+    return [orjson.loads(r["result"]) for r in rows]
+
+
+def _pieces_from(dicts: list[dict]) -> list[Piece]:
+    return [Piece(**d) for d in dicts]
+
+
+def _parse_task(pieces: list[dict], chunk: int, **kw) -> dict:
+    return parse_chunk(_pieces_from(pieces), chunk, **kw)
+
+
+def prepare(cfg: Config, run_stage=None) -> dict:
+    """Run the ingest pipeline on Ray; return the stats it also writes to prepare_stats.json.
+
+    `run_stage(items, fn, fn_kwargs, name)` runs the stage tasks; the default is a Ray Data job.
+    Tests pass an in-process runner to fuzz the same driver logic many times quickly.
+    """
+    import ray
+
+    run_stage = run_stage or _run_stage
+    ic = cfg.ingest
+    if not ic.inputs:
+        raise ConfigError("ingest.inputs is empty: give input files or folders")
+    if not ic.out:
+        raise ConfigError("ingest.out is not set: give --out DIR")
+    t0 = time.perf_counter()
+    out = Path(ic.out)
+    staging, pool = out / "_staging", out / "pool"
+    shutil.rmtree(staging, ignore_errors=True)
+    pool.mkdir(parents=True, exist_ok=True)
+    parallelism = max(1, int(ray.cluster_resources().get("CPU", 1))) if ray.is_initialized() else 1
+    chunks, info = plan(cfg, parallelism)
+    buckets = ic.dedup_buckets or max(1, -(-info["input_bytes"] // (512 << 20)))
+    for old in pool.glob("part-*.parquet"):
+        old.unlink()
+
+    items = [{"pieces": [vars(p) for p in c], "chunk": i} for i, c in enumerate(chunks)]
+    kw = {"staging": str(staging), "max_chars": ic.max_sample_chars, "buckets": buckets, "strict": ic.strict}
+    parsed = sorted(run_stage(items, _parse_task, kw, "ParseChunks"), key=lambda r: r["chunk"])
+    errors = [r["strict_error"] for r in parsed if "strict_error" in r]
+    if errors:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise IngestError(errors[0])
+    t_parse = time.perf_counter()
+    present = sorted(int(p.name[2:]) for p in staging.glob("b=*"))
+    deduped = run_stage([{"bucket": b} for b in present], dedup_bucket,
+                         {"staging": str(staging), "pool": str(pool), "rows_per_file": ic.rows_per_file},
+                         "DedupBuckets") if present else []
+
+    stats = _merge_stats(parsed, deduped)
+    stats["task_seconds"] = {"parse": round(sum(r["task_seconds"] for r in parsed), 3)}
+    _merge_rejects(staging, out / "rejects.jsonl")
+    shutil.rmtree(staging, ignore_errors=True)
+    stats.update(info, dedup_buckets=buckets, pool=str(pool), rejects=str(out / "rejects.jsonl"),
+                 seconds={"parse": round(t_parse - t0, 3), "total": round(time.perf_counter() - t0, 3)})
+    if stats["input_rows"] != stats["accepted"] + stats["rejected"] + stats["duplicates"]:
+        raise IngestError(f"internal error: counts do not add up: {stats}")  # never expected; checked anyway
+    (out / "prepare_stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
+    return stats
+
+
+def _merge_stats(parsed: list[dict], deduped: list[dict]) -> dict:
+    by_source: dict[str, Counter] = {}
+    for r in parsed:
+        for source, c in r["counts"].items():
+            by_source.setdefault(source, Counter()).update(c)
+    for r in deduped:
+        for source, n in r["duplicates"].items():
+            by_source[source]["duplicates"] += n
+    reasons = Counter()
+    per_source = {}
+    for source, c in sorted(by_source.items()):
+        c["accepted"] = c["parsed"] - c["duplicates"]
+        reasons.update({k.split(":", 1)[1]: v for k, v in c.items() if k.startswith("reject:")})
+        per_source[source] = {k: c[k] for k in ("input_rows", "accepted", "rejected", "duplicates")}
+    totals = {k: sum(s[k] for s in per_source.values()) for k in ("input_rows", "accepted", "rejected", "duplicates")}
+    assert totals["accepted"] == sum(r["kept"] for r in deduped)
+    return {**totals, "reject_reasons": dict(sorted(reasons.items())), "by_source": per_source,
+            "trimmed_turns": sum(r["trimmed_turns"] for r in parsed)}
+
+
+def _merge_rejects(staging: Path, dest: Path) -> None:
+    """Concatenate the per-chunk rejects in chunk order (so the file is the same on every run)."""
+    tmp = dest.with_name("." + dest.name + ".tmp")
+    with open(tmp, "wb") as out:
+        for part in sorted((staging / "rejects").glob("c=*.jsonl")):
+            with open(part, "rb") as f:
+                shutil.copyfileobj(f, out)
+    os.replace(tmp, dest)

@@ -1,0 +1,73 @@
+"""The typed config: YAML, overrides, and the error messages users see."""
+import pytest
+
+from lead_ray.cli import DEMO_CONFIG, main
+from lead_ray.config import Config, ConfigError, load_config, reference_markdown
+
+
+def test_defaults_and_demo_config_load():
+    assert load_config() == Config()
+    cfg = load_config(DEMO_CONFIG)
+    assert cfg.ingest.inputs == ["data/sample"] and cfg.seed == 42
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("seed: 7\ningest:\n  max_sample_chars: 100\n  inputs: a.jsonl\n")
+    cfg = load_config(path, ["ingest.max_sample_chars=5000", "ingest.strict=true", "ray.num_cpus=2",
+                             'ingest.inputs=["x", "y"]', "ingest.chunk_mb=3"])
+    assert cfg.seed == 7
+    assert cfg.ingest.max_sample_chars == 5000 and cfg.ingest.strict is True
+    assert cfg.ingest.inputs == ["x", "y"] and cfg.ray.num_cpus == 2
+    assert cfg.ingest.chunk_mb == 3.0 and isinstance(cfg.ingest.chunk_mb, float)
+    assert load_config(path).ingest.inputs == ["a.jsonl"]  # a single string becomes a one-item list
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["ingest.max_sample_char=10"], "unknown key 'ingest.max_sample_char' (did you mean 'ingest.max_sample_chars'?)"),
+    (["ingset.format=alpaca"], "unknown key 'ingset'"),
+    (["ingest.max_sample_chars=lots"], "'ingest.max_sample_chars' must be int, got str 'lots'"),
+    (["ingest.max_sample_chars=true"], "'ingest.max_sample_chars' must be int, got bool"),
+    (["ingest.max_sample_chars=0"], "'ingest.max_sample_chars' must be ≥ 1, got 0"),
+    (["seed=-1"], "'seed' must be ≥ 0, got -1"),
+    (["ingest.chunk_mb=0"], "'ingest.chunk_mb' must be > 0"),
+    (["ingest.format=csv"], "'ingest.format' must be one of auto, alpaca"),
+    (["ingest.strict=maybe"], "'ingest.strict' must be bool"),
+    (["ingest.inputs=3"], "'ingest.inputs' must be a list, got int 3"),
+    (["ingest.inputs=[3]"], "'ingest.inputs[0]' must be str, got int"),
+    (["ingest=3"], "'ingest' must be a mapping"),
+    (["novalue"], "expected section.key=value"),
+])
+def test_bad_values_name_the_key(overrides, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, overrides)
+    assert message in str(e.value)
+
+
+def test_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("ingest:\n  max_sample_chars: -5\n")
+    with pytest.raises(ConfigError, match=f"{bad}: 'ingest.max_sample_chars' must be ≥ 1"):
+        load_config(bad)
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(bad)
+    bad.write_text("ingest: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_cli_reports_config_errors_in_one_line(capsys):
+    assert main(["config", "--set", "ingest.max_sample_chars=-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "must be ≥ 1" in err
+    assert main(["config", "--set", "seed=3"]) == 0
+    assert "seed: 3" in capsys.readouterr().out
+
+
+def test_reference_lists_every_key():
+    ref = reference_markdown()
+    for key in ("seed", "ray.address", "ingest.inputs", "ingest.max_sample_chars", "ingest.dedup_buckets"):
+        assert f"| `{key}` |" in ref
