@@ -24,7 +24,7 @@ def pool_table(out):
 
 
 def rejects(out):
-    return [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (out / "rejects.jsonl").read_text().split("\n") if line]
 
 
 def assert_counts_add_up(stats):

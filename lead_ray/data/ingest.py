@@ -146,13 +146,11 @@ def _head_records(path: str, container: str) -> tuple[str, list]:
 
 
 def _detect(records: list, forced: str) -> str | None:
+    """The forced format, or the most common one among the head records (ties: the earliest)."""
     if forced != "auto":
         return forced
-    for r in records:
-        fmt = detect_format(r)
-        if fmt:
-            return fmt
-    return None
+    votes = Counter(f for f in map(detect_format, records) if f)
+    return max(votes, key=lambda f: (votes[f], -[detect_format(r) for r in records].index(f))) if votes else None
 
 
 def plan(cfg: Config, parallelism: int) -> tuple[list[list[Piece]], dict]:
@@ -294,7 +292,7 @@ def parse_chunk(pieces: list[Piece], chunk: int, staging: str, max_chars: int, b
                 c["rejected"] += n_rows
                 c["reject:" + r.reason] += n_rows
                 rejects.append({"file": piece.path, "source": piece.source, "line": line, "field": r.field,
-                                "reason": r.reason, "message": r.message,
+                                "reason": r.reason, "message": r.message, "rows": n_rows,
                                 "excerpt": _excerpt(raw if raw is not None else record)})
                 continue
             task = record.get("task", record.get("category"))
