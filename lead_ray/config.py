@@ -173,7 +173,8 @@ def reference_markdown() -> str:
                 walk(tp, prefix + f.name + ".")
                 continue
             default = getattr(cls(), f.name)
-            rules = ", ".join(f"{k} {v}" if k != "choices" else "one of " + "/".join(v)
+            symbols = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<"}
+            rules = ", ".join(f"{symbols[k]} {v}" if k != "choices" else "one of " + "/".join(v)
                               for k, v in f.metadata.items() if k != "help")
             tname = str(tp).replace("typing.", "") if not isinstance(tp, type) else tp.__name__
             lines.append(f"| `{prefix}{f.name}` | {tname} | `{default!r}` | {rules} | {f.metadata.get('help', '')} |")
