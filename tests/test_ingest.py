@@ -97,10 +97,11 @@ def test_every_reject_reason_names_file_line_and_field(ray_session, tmp_path):
     ])
     write_jsonl(d / "other.jsonl", [{"text": "no known format"}, {"text": "still none"}])
     (d / "truncated.json").write_text('[{"instruction": "a", "output": "b"}, {"instr')
+    (d / "object.json").write_text(json.dumps({"data": [good, good]}, indent=2))
     out = tmp_path / "out"
     stats = run([d], out, "ingest.max_sample_chars=200")
     assert_counts_add_up(stats)
-    assert (stats["input_rows"], stats["accepted"], stats["rejected"], stats["duplicates"]) == (15, 1, 12, 2)
+    assert (stats["input_rows"], stats["accepted"], stats["rejected"], stats["duplicates"]) == (16, 1, 13, 2)
     got = {(r["source"], r["line"], r["reason"], r["field"]) for r in rejects(out)}
     assert got == {
         ("in/mixed.jsonl", 2, "malformed_json", None), ("in/mixed.jsonl", 3, "invalid_utf8", None),
@@ -109,7 +110,7 @@ def test_every_reject_reason_names_file_line_and_field(ray_session, tmp_path):
         ("in/mixed.jsonl", 8, "empty_response", "output"), ("in/mixed.jsonl", 9, "control_character", "instruction"),
         ("in/mixed.jsonl", 10, "too_long", None),
         ("in/other.jsonl", 1, "unknown_format", None), ("in/other.jsonl", 2, "unknown_format", None),
-        ("in/truncated.json", 1, "malformed_json", None),
+        ("in/truncated.json", 1, "malformed_json", None), ("in/object.json", 1, "not_an_array", None),
     }
     assert all(r["message"] and r["file"].endswith(r["source"].split("/")[-1]) for r in rejects(out))
     assert stats["by_source"]["in/mixed.jsonl"] == {"input_rows": 12, "accepted": 1, "rejected": 9, "duplicates": 2}

@@ -132,6 +132,12 @@ def _head_records(path: str, container: str) -> tuple[str, list]:
             except ValueError:
                 return "json", []
         f.seek(0)
+        if container == "json":  # JSONL in a .json file, or one (pretty-printed) document?
+            try:
+                orjson.loads(f.readline(HEAD_MAX_BYTES))
+            except orjson.JSONDecodeError:
+                return "json", []
+            f.seek(0)
         records, budget = [], HEAD_MAX_BYTES
         while len(records) < 8 and budget > 0:
             line = f.readline(budget)
