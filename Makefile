@@ -7,7 +7,7 @@ PY    := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.lead-ray-installed
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test bench docs
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -24,3 +24,7 @@ test: setup
 
 bench: setup
 	$(PY) bench/ingest.py
+
+docs: setup   # regenerate docs/CONFIG.md from lead_ray/config.py
+	{ printf '# Configuration reference\n\nGenerated from `lead_ray/config.py` by `make docs` (a test checks it is current).\nEvery key can be set in a YAML file (`--config FILE`) and overridden with `--set key=value`.\n\n'; \
+	  $(VENV)/bin/lead-ray config --reference; } > docs/CONFIG.md

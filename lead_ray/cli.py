@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Read JSON/JSONL/Parquet files (or folders of them, .gz too) in any supported "
                                    "format and write OUT/pool/*.parquet, OUT/rejects.jsonl and OUT/prepare_stats.json.")
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="files or folders (default: ingest.inputs)")
-    p.add_argument("--out", "-o", metavar="DIR", help="output folder (default: ingest.out)")
+    p.add_argument("--out", "-o", metavar="DIR", help="output folder (default: ingest.out, else work_dir/prepared)")
     p.add_argument("--format", choices=INPUT_FORMATS, help="force one input format for every file (default: auto)")
     p.add_argument("--strict", action="store_true", help="stop at the first bad row, naming file, line and field")
     _config_args(p)
@@ -52,7 +52,7 @@ def _prepare(cfg) -> dict:
 
     init_ray(cfg.ray)
     stats = prepare(cfg)
-    out = Path(cfg.ingest.out)
+    out = cfg.stage_dir("prepared")
     print(f"\nprepare: {stats['input_rows']} input rows = {stats['accepted']} accepted + "
           f"{stats['rejected']} rejected + {stats['duplicates']} duplicates "
           f"({stats['files']} files, {stats['seconds']['total']:.1f} s)")
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             _prepare(load_config(args.config, overrides))
             return 0
         if args.command == "demo":
-            overrides.append("ingest.out=" + json.dumps(str(Path(args.out) / "prepared")))
+            overrides.append("work_dir=" + json.dumps(args.out))
             cfg = load_config(args.config or DEMO_CONFIG, overrides)
             # the demo's inputs are repo paths: resolve them so the demo runs from any folder
             cfg.ingest.inputs = [p if Path(p).exists() else str(REPO_ROOT / p) for p in cfg.ingest.inputs]

@@ -43,7 +43,7 @@ class RayConfig:
 @dataclass
 class IngestConfig:
     inputs: list[str] = _f([], "Input files or folders (JSON, JSONL, Parquet, optionally .gz). CLI positionals replace this.")
-    out: Optional[str] = _f(None, "Output folder for the pool; the CLI's --out replaces this.")
+    out: Optional[str] = _f(None, "Output folder of prepare; None = work_dir/prepared. The CLI's --out replaces this.")
     format: str = _f("auto", "Input format for every file, or 'auto' to detect it per file.", choices=INPUT_FORMATS)
     max_sample_chars: int = _f(24_000, "Samples longer than this (all turns together) are rejected as over-long.", ge=1)
     strict: bool = _f(False, "Stop at the first bad row with an error naming file, line and field.")
@@ -52,11 +52,90 @@ class IngestConfig:
     dedup_buckets: int = _f(0, "Hash buckets for exact de-duplication (each one is de-duplicated in memory); 0 = one per 512 MB of input.", ge=0)
 
 
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class TinyModelConfig:
+    hidden_size: int = _f(128, "Tiny preset: hidden size.", ge=8)
+    intermediate_size: int = _f(512, "Tiny preset: MLP size.", ge=8)
+    num_layers: int = _f(2, "Tiny preset: transformer layers.", ge=1)
+    num_heads: int = _f(4, "Tiny preset: attention heads (must divide hidden_size).", ge=1)
+
+
+@dataclass
+class ModelConfig:
+    base: str = _f("tiny", "Base model: 'tiny' (a small Llama built from model.tiny), a .gguf file, or a local HF folder (safetensors).")
+    tokenizer: str = _f("bytes", "Tokenizer of the tiny preset: 'bytes' (byte-level, no files) or a .gguf file / HF folder to read one from.")
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    trust_remote_code: bool = _f(False, "Allow model code from the model folder (off: never run code shipped with weights).")
+    dtype: str = _f("auto", "Weights dtype: auto = bfloat16 on GPU, float32 on CPU.", choices=("auto", "float32", "bfloat16", "float16"))
+    max_length: int = _f(1024, "Most tokens per sample (LEAD uses 3080); longer samples are truncated.", ge=16)
+
+
+@dataclass
+class LoraSettings:
+    enabled: bool = _f(True, "Train LoRA adapters instead of all weights.")
+    r: int = _f(32, "LoRA rank (LEAD: 32 for warm-up, 64 online).", ge=1)
+    alpha: int = _f(16, "LoRA alpha.", ge=1)
+    dropout: float = _f(0.1, "LoRA dropout.", ge=0, lt=1)
+    target_modules: list[str] = _f(LORA_TARGETS, "Module names that get adapters (those absent from the model are skipped).")
+
+
+@dataclass
+class WarmupConfig:
+    fraction: float = _f(0.01, "Share of the pool drawn at random for warm-up training.", gt=0, le=1)
+    max_samples: int = _f(6000, "Cap on warm-up samples (LEAD: 6k).", ge=1)
+    epochs: int = _f(4, "Passes over the warm-up sample.", ge=1)
+    lr: float = _f(2e-5, "Peak learning rate (AdamW, weight decay 0).", gt=0)
+    lr_decay: float = _f(0.998, "LR multiplier applied every lr_decay_every optimizer steps (LEAD's schedule).", gt=0, le=1)
+    lr_decay_every: int = _f(8, "Optimizer steps between LR decays.", ge=1)
+    batch_size: int = _f(8, "Samples per optimizer step, over all workers (LEAD: 8).", ge=1)
+    micro_batch_size: int = _f(4, "Samples per forward pass on one worker.", ge=1)
+    num_workers: int = _f(1, "Ray Train workers.", ge=1)
+    use_gpu: Optional[bool] = _f(None, "Train on GPUs; None = when the cluster has any.")
+    lora: LoraSettings = field(default_factory=LoraSettings)
+
+
+@dataclass
+class ScoreConfig:
+    ifd: bool = _f(True, "Score IFD with the warm-up model (needs `lead-ray warmup`); off: ifd = 0.")
+    batch_tokens: int = _f(16384, "Padded-token budget of one scoring batch (samples are bucketed by length).", ge=16)
+    max_batch_size: int = _f(64, "Most samples in one scoring batch.", ge=1)
+    unit_rows: int = _f(2048, "Rows per resumable scoring unit; a rerun skips finished units.", ge=1)
+    actors: int = _f(0, "Scoring actors; 0 = one per GPU, else one per 2 CPUs.", ge=0)
+    embed_batch_size: int = _f(64, "Prompts per embedding batch.", ge=1)
+    embed_max_tokens: int = _f(128, "Prompt tokens kept for the embedding (all-MiniLM-L6-v2 reads at most 256).", ge=8, le=512)
+
+
+@dataclass
+class ClusterConfig:
+    difficulty_k: int = _f(7, "Difficulty clusters = bandit arms (k-means on IFD; LEAD: 7).", ge=1)
+    task_groups: str = _f("embedding", "Task groups inside a difficulty cluster: 'embedding' (k-means on prompt embeddings), 'source' or 'task' label.", choices=("embedding", "source", "task"))
+    task_k: int = _f(8, "Embedding task clusters per difficulty cluster (fewer when the cluster is small).", ge=1)
+    fit_sample: int = _f(20000, "Points per difficulty cluster used to fit the embedding k-means.", ge=10)
+    near_dup_threshold: float = _f(0.97, "Cosine similarity at or above which two prompts are flagged near-duplicates.", gt=0, le=1)
+    drop_near_dups: bool = _f(False, "Drop the later member of each near-duplicate pair (else only flag and count).")
+    hnsw_m: int = _f(16, "hnswlib graph degree M.", ge=2)
+    hnsw_ef: int = _f(100, "hnswlib ef for construction and search.", ge=10)
+
+
 @dataclass
 class Config:
     seed: int = _f(42, "Seed for every random choice.", ge=0)
+    work_dir: str = _f("runs/default", "Folder of this pipeline's stages: prepared/, models/, scored/, clustered/.")
     ray: RayConfig = field(default_factory=RayConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    warmup: WarmupConfig = field(default_factory=WarmupConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+    def stage_dir(self, stage: str) -> Path:
+        """Where a stage writes: work_dir/<stage> (ingest.out overrides 'prepared')."""
+        if stage == "prepared" and self.ingest.out:
+            return Path(self.ingest.out)
+        return Path(self.work_dir) / stage
 
 
 # ----------------------------------------------------------------------------- loading

@@ -25,4 +25,4 @@ def test_unknown_subcommand_is_an_error():
 
 def test_config_reference_doc_is_current():
     doc = (REPO / "docs" / "CONFIG.md").read_text()
-    assert reference_markdown() in doc, "docs/CONFIG.md is stale: regenerate it with `lead-ray config --reference`"
+    assert reference_markdown() in doc, "docs/CONFIG.md is stale: regenerate it with `make docs`"

@@ -19,7 +19,6 @@ counts as n rows; a JSON-array file that cannot be parsed at all counts as one r
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 import shutil
@@ -36,6 +35,7 @@ import pyarrow.parquet as pq
 
 from lead_ray.config import Config, ConfigError
 from lead_ray.data.formats import READERS, Reject, detect_format, normalise, rows_in, sample_id
+from lead_ray.stages import run_units, write_parquet_atomic
 
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet")
 HEAD_BYTES = 1 << 16  # a file's head: enough to tell a JSON array from JSONL
@@ -321,7 +321,7 @@ def parse_chunk(pieces: list[Piece], chunk: int, staging: str, max_chars: int, b
         for b in np.unique(bucket_of):
             folder = Path(staging, f"b={b:05d}")
             folder.mkdir(parents=True, exist_ok=True)
-            _write_atomic(table.filter(pa.array(bucket_of == b)), folder / f"c={chunk:06d}.parquet")
+            write_parquet_atomic(table.filter(pa.array(bucket_of == b)), folder / f"c={chunk:06d}.parquet")
     if rejects:
         folder = Path(staging, "rejects")
         folder.mkdir(parents=True, exist_ok=True)
@@ -330,12 +330,6 @@ def parse_chunk(pieces: list[Piece], chunk: int, staging: str, max_chars: int, b
         os.replace(tmp, folder / f"c={chunk:06d}.jsonl")
     return {"chunk": chunk, "counts": {s: dict(c) for s, c in counts.items()}, "trimmed_turns": trimmed,
             "task_seconds": time.perf_counter() - t0}
-
-
-def _write_atomic(table: pa.Table, path: Path, rows_per_group: int = 65_536) -> None:
-    tmp = path.with_name("." + path.name + ".tmp")
-    pq.write_table(table, tmp, row_group_size=rows_per_group)
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------- stage 2: dedup
@@ -354,27 +348,12 @@ def dedup_bucket(bucket: int, staging: str, pool: str, rows_per_file: int) -> di
         old.unlink()
     for k, start in enumerate(range(0, max(kept.num_rows, 1), rows_per_file)):
         if kept.num_rows:
-            _write_atomic(kept.slice(start, rows_per_file), Path(pool, f"part-{bucket:05d}-{k:03d}.parquet"))
+            write_parquet_atomic(kept.slice(start, rows_per_file), Path(pool, f"part-{bucket:05d}-{k:03d}.parquet"))
     dups = Counter(dropped["source"].to_pylist())
     return {"bucket": bucket, "kept": kept.num_rows, "duplicates": dict(dups)}
 
 
 # ----------------------------------------------------------------------------- the pipeline
-
-def _run_stage(items: list[dict], fn, fn_kwargs: dict, name: str) -> list[dict]:
-    """Run `fn(**item, **fn_kwargs)` for every item as a Ray Data job, one block per item."""
-    import ray
-
-    ds = ray.data.from_items([{"item": orjson.dumps(it)} for it in items], override_num_blocks=len(items))
-
-    def call(batch: dict) -> dict:
-        out = [orjson.dumps(fn(**orjson.loads(raw), **fn_kwargs)) for raw in batch["item"]]
-        return {"result": np.array(out, dtype=object)}
-
-    call.__name__ = name  # what Ray Data's progress bar shows
-    rows = ds.map_batches(call, batch_size=1, batch_format="numpy").take_all()
-    return [orjson.loads(r["result"]) for r in rows]
-
 
 def _pieces_from(dicts: list[dict]) -> list[Piece]:
     return [Piece(**d) for d in dicts]
@@ -392,14 +371,12 @@ def prepare(cfg: Config, run_stage=None) -> dict:
     """
     import ray
 
-    run_stage = run_stage or _run_stage
+    run_stage = run_stage or run_units
     ic = cfg.ingest
     if not ic.inputs:
         raise ConfigError("ingest.inputs is empty: give input files or folders")
-    if not ic.out:
-        raise ConfigError("ingest.out is not set: give --out DIR")
     t0 = time.perf_counter()
-    out = Path(ic.out)
+    out = cfg.stage_dir("prepared")
     staging, pool = out / "_staging", out / "pool"
     shutil.rmtree(staging, ignore_errors=True)
     pool.mkdir(parents=True, exist_ok=True)

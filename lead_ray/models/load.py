@@ -1,0 +1,124 @@
+"""One loader for causal LMs: a tiny preset built from a config, a GGUF file, or a local HF folder.
+
+Every model is first *materialised* as a Hugging Face folder with safetensors weights
+(`materialize_model`): the tiny preset is built with a fixed seed and saved, a GGUF file is
+de-quantised once and saved. Every later load, in any Ray worker, reads that folder, so all workers
+see identical weights, GGUF's slow de-quantisation happens once, and weights are never unpickled
+(`use_safetensors=True`). No `trust_remote_code` unless the config sets `model.trust_remote_code`.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from lead_ray.config import LoraSettings, ModelConfig
+
+DONE = ".lead-ray-complete"
+
+
+def byte_tokenizer():
+    """A byte-level tokenizer needing no files: 256 byte tokens plus pad/bos/eos."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))  # no merges: one token per byte
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(["<|pad|>", "<|bos|>", "<|eos|>"])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", bos_token="<|bos|>", eos_token="<|eos|>")
+
+
+def _split_gguf(path: str) -> tuple[str, str]:
+    p = Path(path)
+    return str(p.parent), p.name
+
+
+def load_tokenizer(source: str, trust_remote_code: bool = False):
+    """A tokenizer from 'bytes', a .gguf file, or an HF folder; given a pad token if it lacks one."""
+    from transformers import AutoTokenizer
+
+    if source == "bytes":
+        tok = byte_tokenizer()
+    elif source.endswith(".gguf"):
+        folder, name = _split_gguf(source)
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    else:
+        tok = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def materialize_model(mc: ModelConfig, dest: str | Path, seed: int) -> Path:
+    """Make `dest` an HF folder (safetensors + tokenizer) holding the configured base model; idempotent."""
+    dest = Path(dest)
+    if mc.base not in ("tiny",) and not mc.base.endswith(".gguf"):
+        if not Path(mc.base, "config.json").exists():
+            raise FileNotFoundError(f"model.base: {mc.base} is neither 'tiny', a .gguf file, nor an HF folder with config.json")
+        return Path(mc.base)  # already an HF folder: load it in place
+    if (dest / DONE).exists():
+        return dest
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    if mc.base == "tiny":
+        tok = load_tokenizer(mc.tokenizer, mc.trust_remote_code)
+        t = mc.tiny
+        config = LlamaConfig(vocab_size=len(tok), hidden_size=t.hidden_size, intermediate_size=t.intermediate_size,
+                             num_hidden_layers=t.num_layers, num_attention_heads=t.num_heads,
+                             num_key_value_heads=t.num_heads, max_position_embeddings=mc.max_length,
+                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                             pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    else:
+        if not Path(mc.base).is_file():
+            raise FileNotFoundError(f"model.base: no such GGUF file: {mc.base}")
+        folder, name = _split_gguf(mc.base)
+        tok = load_tokenizer(mc.base)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    (tmp / DONE).write_text("ok\n")
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    return dest
+
+
+def pick_device_dtype(dtype: str) -> tuple[torch.device, torch.dtype]:
+    """bf16 on GPU, float32 on CPU, unless the config names a dtype."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if dtype == "auto":
+        return device, torch.bfloat16 if device.type == "cuda" else torch.float32
+    return device, getattr(torch, dtype)
+
+
+def load_model(folder: str | Path, mc: ModelConfig, device: torch.device | None = None):
+    """(model, tokenizer) from a materialised HF folder, on the hardware's device and dtype."""
+    from transformers import AutoModelForCausalLM
+
+    auto_device, dtype = pick_device_dtype(mc.dtype)
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, use_safetensors=True,
+                                                 trust_remote_code=mc.trust_remote_code)
+    model.to(device or auto_device)
+    return model, load_tokenizer(str(folder), mc.trust_remote_code)
+
+
+def apply_lora(model, lora: LoraSettings):
+    """Wrap the model with LoRA adapters (peft) when enabled; otherwise return it unchanged."""
+    if not lora.enabled:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    targets = [m for m in lora.target_modules if m in present]
+    if not targets:
+        raise ValueError(f"none of the LoRA target modules {lora.target_modules} exist in this model")
+    return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                            target_modules=targets, task_type="CAUSAL_LM"))
