@@ -35,8 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="stop at the first bad row, naming file, line and field")
     _config_args(p)
 
+    for name, text in (("warmup", "fine-tune the warm-up model on a random ~1% of the pool (Ray Train)"),
+                       ("score", "IU0, IFD and prompt embeddings for every pool sample (Ray Data actor pool; resumable)"),
+                       ("cluster", "difficulty clusters (bandit arms) x task groups, and near-duplicates")):
+        p = sub.add_parser(name, help=text, description=text + ". Reads and writes under work_dir.")
+        p.add_argument("--work-dir", "-w", metavar="DIR", help="pipeline folder (default: work_dir)")
+        _config_args(p)
+
     p = sub.add_parser("demo", help="run the demo pipeline on the repo's sample data on a local Ray",
-                       description="Runs every stage that exists on data/sample with configs/demo.yaml.")
+                       description="Runs prepare, warmup, score and cluster on data/sample with configs/demo.yaml "
+                                   "and the tiny model preset.")
     p.add_argument("--out", "-o", metavar="DIR", default="runs/demo", help="run folder (default: runs/demo)")
     _config_args(p)
 
@@ -62,6 +70,30 @@ def _prepare(cfg) -> dict:
     return stats
 
 
+def _stage(name: str, cfg) -> dict:
+    from lead_ray.runtime import init_ray
+
+    init_ray(cfg.ray)
+    if name == "warmup":
+        from lead_ray.offline.warmup import warmup
+        stats = warmup(cfg)
+        print(f"\nwarmup: {stats['samples']} samples, {stats['epochs']} epochs, final loss {stats['final_train_loss']:.4f} "
+              f"({stats['seconds']:.0f} s)\n  model: {stats['model']}/")
+    elif name == "score":
+        from lead_ray.offline.score import score
+        stats = score(cfg)
+        print(f"\nscore: {stats['rows']} rows in {stats['units']} units ({stats['units_skipped']} already done), "
+              f"{stats['tokens_scored_now']} tokens now ({stats['seconds']:.0f} s)\n  scored: {cfg.stage_dir('scored')}/units/")
+    else:
+        from lead_ray.offline.cluster import cluster
+        stats = cluster(cfg)
+        print(f"\ncluster: {stats['rows_out']} rows in {stats['difficulty_k']} difficulty clusters "
+              f"(sizes {list(stats['difficulty_sizes'].values())}); {stats['not_trainable']} not trainable, "
+              f"{stats['near_duplicates']} near-duplicates ({stats['near_dups_dropped']} dropped)\n"
+              f"  clustered pool: {cfg.stage_dir('clustered')}/pool/\n  summary: {cfg.stage_dir('clustered')}/clusters.json")
+    return stats
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     overrides = list(args.overrides)
@@ -83,12 +115,19 @@ def main(argv: list[str] | None = None) -> int:
                 overrides.append("ingest.strict=true")
             _prepare(load_config(args.config, overrides))
             return 0
+        if args.command in ("warmup", "score", "cluster"):
+            if args.work_dir:
+                overrides.append("work_dir=" + json.dumps(args.work_dir))
+            _stage(args.command, load_config(args.config, overrides))
+            return 0
         if args.command == "demo":
             overrides.append("work_dir=" + json.dumps(args.out))
             cfg = load_config(args.config or DEMO_CONFIG, overrides)
             # the demo's inputs are repo paths: resolve them so the demo runs from any folder
             cfg.ingest.inputs = [p if Path(p).exists() else str(REPO_ROOT / p) for p in cfg.ingest.inputs]
             _prepare(cfg)
+            for name in ("warmup", "score", "cluster"):
+                _stage(name, cfg)
             print(f"\ndemo finished; outputs under {args.out}/")
             return 0
     except ConfigError as e:

@@ -8,7 +8,9 @@ from lead_ray.config import RayConfig
 
 # Passed to every Ray worker: wandb never needs an account unless the user turns it on.
 WORKER_ENV = {"WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "HF_HUB_OFFLINE": "1",
-              "TOKENIZERS_PARALLELISM": "false"}
+              "TOKENIZERS_PARALLELISM": "false",
+              # one progress line per stage (Ray's), not one bar per worker per weight file
+              "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error"}
 
 
 def init_ray(rc: RayConfig) -> None:

@@ -9,6 +9,7 @@ positions restart at each sample's first real token, and padded labels are IGNOR
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -67,3 +68,15 @@ def length_buckets(lengths: list[int], max_tokens: int, max_batch: int) -> list[
     if current:
         batches.append(current)
     return batches
+
+
+def score_encoded(model, encoded: list[Encoded], pad_id: int, batch_tokens: int, max_batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """IU of many samples without gradients, in length buckets; (losses, supervised-token counts) in input order."""
+    losses = np.full(len(encoded), np.nan, dtype=np.float64)
+    counts = np.zeros(len(encoded), dtype=np.int64)
+    with torch.inference_mode():
+        for idx in length_buckets([len(e.input_ids) for e in encoded], batch_tokens, max_batch):
+            loss, n = sample_losses(model, collate([encoded[i] for i in idx], pad_id))
+            losses[idx] = loss.double().cpu().numpy()
+            counts[idx] = n.cpu().numpy()
+    return losses, counts

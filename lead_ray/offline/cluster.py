@@ -1,0 +1,215 @@
+"""`lead-ray cluster`: difficulty clusters (bandit arms) × task groups, and near-duplicates (spec 4.4).
+
+1. Difficulty: k-means on the 1-D IFD score of the trainable samples, K = cluster.difficulty_k
+   (LEAD: 7). Clusters are numbered by ascending centroid, so 0 is the easiest; the IFD = 0 samples
+   (invalid or > 1, spec D14) usually form their own cluster.
+2. Task groups inside each difficulty cluster (spec D6), by cluster.task_groups:
+   * embedding (default; the paper's description): k-means on the prompt embeddings of up to
+     cluster.fit_sample points of the cluster, then every point assigned to its nearest centroid
+     through an hnswlib index over the centroids;
+   * source or task: the input file, or the ground-truth label (the official code's choice).
+3. Near-duplicates: an hnswlib k-NN pass over all prompt embeddings flags each sample whose
+   cosine similarity to an *earlier* sample (pool order) is at least cluster.near_dup_threshold;
+   they are counted, and dropped when cluster.drop_near_dups.
+
+Output: clustered/pool/*.parquet (the scored rows, minus the embedding, plus difficulty_cluster,
+task_cluster, near_dup_of), clustered/near_dups.parquet, and clusters.json. Counts add up:
+scored rows = clustered rows + not trainable + near-duplicates dropped.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from lead_ray.config import ClusterConfig, Config
+from lead_ray.stages import run_units, write_parquet_atomic
+
+NEIGHBOURS = 5  # nearest neighbours examined per point for near-duplicates
+
+
+def kmeans_1d(values: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Sorted centroids of a 1-D k-means (fewer when there are fewer distinct values)."""
+    from sklearn.cluster import KMeans
+
+    k = min(k, len(np.unique(values)))
+    km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(values.reshape(-1, 1).astype(np.float64))
+    return np.sort(km.cluster_centers_.ravel())
+
+
+def assign_1d(values: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Nearest sorted centroid of each value (ties to the lower cluster)."""
+    bounds = (centroids[1:] + centroids[:-1]) / 2
+    return np.searchsorted(bounds, values, side="right").astype(np.int16)
+
+
+def centroid_index(centroids: np.ndarray, cc: ClusterConfig):
+    """An hnswlib index over a set of centroids (L2), for nearest-centroid assignment."""
+    import hnswlib
+
+    index = hnswlib.Index(space="l2", dim=centroids.shape[1])
+    index.init_index(max_elements=len(centroids), M=cc.hnsw_m, ef_construction=cc.hnsw_ef, random_seed=0)
+    index.add_items(centroids.astype(np.float32), np.arange(len(centroids)))
+    index.set_ef(max(cc.hnsw_ef, len(centroids)))
+    return index
+
+
+def nearest(index, points: np.ndarray) -> np.ndarray:
+    labels, _ = index.knn_query(points.astype(np.float32), k=1, num_threads=1)
+    return labels[:, 0].astype(np.int32)
+
+
+def find_near_duplicates(units: list[str], cc: ClusterConfig, out_path: str) -> dict:
+    """Stage body (one task): k-NN over all trainable embeddings; write (id, near_dup_of, similarity)."""
+    import hnswlib
+
+    ids, vecs = [], []
+    for u in units:
+        t = pq.read_table(u, columns=["id", "embedding", "trainable"])
+        t = t.filter(t["trainable"])
+        ids += t["id"].to_pylist()
+        vecs.append(t["embedding"].combine_chunks().values.to_numpy().reshape(t.num_rows, -1))
+    found = {"id": [], "near_dup_of": [], "similarity": []}
+    if ids:
+        x = np.concatenate(vecs).astype(np.float32)
+        index = hnswlib.Index(space="ip", dim=x.shape[1])
+        index.init_index(max_elements=len(x), M=cc.hnsw_m, ef_construction=cc.hnsw_ef, random_seed=0)
+        index.add_items(x, np.arange(len(x)))
+        index.set_ef(max(cc.hnsw_ef, NEIGHBOURS + 1))
+        k = min(NEIGHBOURS + 1, len(x))
+        labels, dist = index.knn_query(x, k=k)
+        labels = labels.astype(np.int64)  # hnswlib returns uint64 labels
+        sim = 1.0 - dist  # hnswlib's 'ip' distance is 1 - dot; vectors are unit length
+        for i in range(len(x)):
+            earlier = [(s, j) for j, s in zip(labels[i], sim[i]) if j < i and s >= cc.near_dup_threshold]
+            if earlier:
+                s, j = max(earlier, key=lambda p: (p[0], -p[1]))
+                found["id"].append(ids[i]), found["near_dup_of"].append(ids[j]), found["similarity"].append(float(s))
+    write_parquet_atomic(pa.table(found, schema=pa.schema([("id", pa.string()), ("near_dup_of", pa.string()),
+                                                           ("similarity", pa.float32())])), Path(out_path))
+    return {"points": len(ids), "near_duplicates": len(found["id"])}
+
+
+def assign_unit(unit: str, out_dir: str, centroids: list, task_mode: str, task_centroids: dict,
+                label_index: dict, near_dups: str, drop: bool, cc: ClusterConfig) -> dict:
+    """Stage body: label one scored unit with its clusters and write it to clustered/pool."""
+    t = pq.read_table(unit)
+    n_in = t.num_rows
+    t = t.filter(t["trainable"])
+    not_trainable = n_in - t.num_rows
+    dups = pq.read_table(near_dups)
+    dup_of = dict(zip(dups["id"].to_pylist(), dups["near_dup_of"].to_pylist()))
+    dup_col = [dup_of.get(i) for i in t["id"].to_pylist()]
+    t = t.append_column("near_dup_of", pa.array(dup_col, pa.string()))
+    dropped = 0
+    if drop:
+        keep = pc.is_null(t["near_dup_of"])
+        dropped = t.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
+        t = t.filter(keep)
+    difficulty = assign_1d(t["ifd"].to_numpy(zero_copy_only=False), np.array(centroids))
+    if task_mode == "embedding":
+        emb = t["embedding"].combine_chunks().values.to_numpy().reshape(t.num_rows, -1) if t.num_rows else np.zeros((0, 1))
+        task = np.zeros(t.num_rows, np.int32)
+        for k in np.unique(difficulty):
+            rows = np.flatnonzero(difficulty == k)
+            cents = np.array(task_centroids[str(k)], dtype=np.float32)
+            task[rows] = nearest(centroid_index(cents, cc), emb[rows])
+    else:
+        labels = t[task_mode].to_pylist()
+        task = np.array([label_index[str(v)] for v in labels], np.int32)
+    t = (t.drop_columns(["embedding", "trainable"])
+         .append_column("difficulty_cluster", pa.array(difficulty, pa.int16()))
+         .append_column("task_cluster", pa.array(task, pa.int32())))
+    write_parquet_atomic(t, Path(out_dir) / Path(unit).name)
+    return {"rows_in": n_in, "rows_out": t.num_rows, "not_trainable": not_trainable, "near_dups_dropped": int(dropped),
+            "pairs": pc.value_counts(pc.binary_join_element_wise(
+                pc.cast(t["difficulty_cluster"], pa.string()), pc.cast(t["task_cluster"], pa.string()), ":")).to_pylist()
+            if t.num_rows else []}
+
+
+def _fit_task_centroids(units, difficulty_all, trainable_all, k_diff, cc: ClusterConfig, seed: int) -> dict:
+    """k-means per difficulty cluster on a seeded sample of its prompt embeddings."""
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(seed)
+    trainable_pos = np.flatnonzero(trainable_all)
+    chosen = {}
+    for k in range(k_diff):
+        members = trainable_pos[difficulty_all[trainable_pos] == k]
+        if len(members):
+            chosen[k] = np.sort(rng.choice(members, size=min(cc.fit_sample, len(members)), replace=False))
+    wanted = np.concatenate(list(chosen.values())) if chosen else np.zeros(0, np.int64)
+    sample = {}
+    offset = 0
+    for u in units:  # stream the units, keeping only the sampled rows' embeddings
+        n = pq.ParquetFile(u).metadata.num_rows
+        local = wanted[(wanted >= offset) & (wanted < offset + n)] - offset
+        if len(local):
+            emb = pq.read_table(u, columns=["embedding"])["embedding"].combine_chunks().values.to_numpy().reshape(n, -1)
+            sample.update(zip(local + offset, emb[local]))
+        offset += n
+    centroids, inertia = {}, {}
+    for k, rows in chosen.items():
+        x = np.stack([sample[r] for r in rows]).astype(np.float64)
+        m = min(cc.task_k, len(np.unique(x, axis=0)))
+        km = KMeans(n_clusters=m, n_init=3, random_state=seed).fit(x)
+        centroids[str(k)] = km.cluster_centers_.astype(np.float32).tolist()
+        inertia[str(k)] = float(km.inertia_)
+    return {"centroids": centroids, "inertia": inertia, "fit_points": {str(k): len(v) for k, v in chosen.items()}}
+
+
+def cluster(cfg: Config) -> dict:
+    """Cluster the scored pool; write clustered/pool, near_dups.parquet and clusters.json."""
+    t0 = time.perf_counter()
+    cc = cfg.cluster
+    units = sorted(str(p) for p in (cfg.stage_dir("scored") / "units").glob("*.parquet"))
+    if not units:
+        raise FileNotFoundError(f"no scored units in {cfg.stage_dir('scored')}: run `lead-ray score` first")
+    out = cfg.stage_dir("clustered")
+    (out / "pool").mkdir(parents=True, exist_ok=True)
+    for old in (out / "pool").glob("*.parquet"):
+        old.unlink()
+    small = pa.concat_tables([pq.read_table(u, columns=["ifd", "trainable"]) for u in units])
+    ifd = small["ifd"].to_numpy(zero_copy_only=False)
+    trainable = small["trainable"].to_numpy(zero_copy_only=False)
+    if not trainable.any():
+        raise ValueError("no trainable sample in the scored pool (every prompt fills model.max_length?)")
+    centroids = kmeans_1d(ifd[trainable], cc.difficulty_k, cfg.seed)
+    difficulty_all = assign_1d(ifd, centroids)
+    label_index, task_fit = {}, {}
+    if cc.task_groups == "embedding":
+        task_fit = _fit_task_centroids(units, difficulty_all, trainable, len(centroids), cc, cfg.seed)
+    else:
+        labels = sorted({str(v) for u in units for v in pq.read_table(u, columns=[cc.task_groups])[cc.task_groups].to_pylist()})
+        label_index = {v: i for i, v in enumerate(labels)}
+    dups_path = out / "near_dups.parquet"
+    dup_stats = run_units([{"units": units}], find_near_duplicates,
+                          {"cc": cc, "out_path": str(dups_path)}, "NearDuplicates")[0]
+    results = run_units([{"unit": u} for u in units], assign_unit,
+                        {"out_dir": str(out / "pool"), "centroids": centroids.tolist(), "task_mode": cc.task_groups,
+                         "task_centroids": task_fit.get("centroids", {}), "label_index": label_index,
+                         "near_dups": str(dups_path), "drop": cc.drop_near_dups, "cc": cc}, "AssignClusters")
+    sizes: dict[str, dict[str, int]] = {}
+    for r in results:
+        for pair in r["pairs"]:
+            k, j = pair["values"].split(":")
+            sizes.setdefault(k, {}).setdefault(j, 0)
+            sizes[k][j] += pair["counts"]
+    totals = {key: sum(r[key] for r in results) for key in ("rows_in", "rows_out", "not_trainable", "near_dups_dropped")}
+    assert totals["rows_in"] == totals["rows_out"] + totals["not_trainable"] + totals["near_dups_dropped"]
+    stats = {
+        **totals, "difficulty_k": len(centroids), "difficulty_k_requested": cc.difficulty_k,
+        "difficulty_centroids": centroids.tolist(),
+        "difficulty_sizes": {k: sum(v.values()) for k, v in sorted(sizes.items(), key=lambda kv: int(kv[0]))},
+        "task_groups": cc.task_groups, "task_sizes": {k: dict(sorted(v.items(), key=lambda kv: int(kv[0])))
+                                                      for k, v in sorted(sizes.items(), key=lambda kv: int(kv[0]))},
+        "task_kmeans_inertia": task_fit.get("inertia"), "task_fit_points": task_fit.get("fit_points"),
+        "task_labels": label_index or None, "near_duplicates": dup_stats["near_duplicates"],
+        "near_dup_threshold": cc.near_dup_threshold, "seconds": round(time.perf_counter() - t0, 2)}
+    (out / "clusters.json").write_text(json.dumps(stats, indent=2) + "\n")
+    return stats

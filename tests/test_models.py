@@ -1,0 +1,137 @@
+"""The one chat template and the one loss (LEAD spec §12 'IU / loss'), on the tiny preset."""
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from lead_ray.config import load_config
+from lead_ray.models.load import byte_tokenizer, load_model, materialize_model
+from lead_ray.models.loss import collate, length_buckets, per_sample_nll, sample_losses, score_encoded
+from lead_ray.models.template import IGNORE, encode_answer_only, encode_conversation, prompt_text
+from lead_ray.offline.score import ifd_scores
+
+CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "4"}, {"role": "user", "content": "and 3+3?"},
+        {"role": "assistant", "content": "6"}]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    cfg = load_config(None, ["model.max_length=256"])
+    folder = materialize_model(cfg.model, tmp_path_factory.mktemp("m") / "base", seed=0)
+    model, tok = load_model(folder, cfg.model)
+    return model.eval(), tok, cfg
+
+
+def test_byte_tokenizer_round_trips_any_text():
+    tok = byte_tokenizer()
+    text = "naïve café — 数学 🙂\n\ttabs"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) == len(text.encode()) and tok.decode(ids) == text
+    assert len(tok) == 259 and tok.pad_token_id != tok.eos_token_id
+
+
+def test_only_assistant_tokens_and_eos_are_supervised():
+    tok = byte_tokenizer()
+    e = encode_conversation(tok, CHAT, 10_000)
+    supervised = [i for i, lab in zip(e.input_ids, e.labels) if lab != IGNORE]
+    assert tok.decode(supervised) == "4<|eos|>6<|eos|>"
+    assert all(lab in (IGNORE, i) for i, lab in zip(e.input_ids, e.labels))
+    last = encode_conversation(tok, CHAT, 10_000, supervise="last")
+    assert tok.decode([i for i, lab in zip(last.input_ids, last.labels) if lab != IGNORE]) == "6<|eos|>"
+    assert last.input_ids == e.input_ids
+    alone = encode_answer_only(tok, CHAT, 10_000)
+    assert tok.decode(alone.input_ids) == "<|bos|><|assistant|>\n6<|eos|>\n"
+    assert prompt_text(CHAT) == "Be brief.\n2+2?\n4\nand 3+3?"
+
+
+def test_truncation_flags():
+    tok = byte_tokenizer()
+    e = encode_conversation(tok, CHAT, 20)
+    assert e.truncated and e.prompt_too_long and e.n_supervised == 0 and len(e.input_ids) == 20
+    e = encode_conversation(tok, CHAT, 60)  # the first answer starts at token 50
+    assert e.truncated and not e.prompt_too_long and e.n_supervised > 0
+
+
+def test_iu_equals_library_loss_for_a_single_sample(tiny):
+    model, tok, _ = tiny
+    e = encode_conversation(tok, CHAT, 256)
+    batch = collate([e], tok.pad_token_id)
+    with torch.no_grad():
+        ours, n = sample_losses(model, batch)
+        theirs = model(input_ids=batch["input_ids"], labels=batch["labels"]).loss
+    assert n.item() == e.n_supervised
+    assert abs(ours.item() - theirs.item()) < 1e-5
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_batch_equals_single_whatever_the_padding(tiny, side):
+    model, tok, _ = tiny
+    rng = random.Random(0)
+    words = "the cat sat on a mat while seven dogs ran past quickly".split()
+    convs = [[{"role": "user", "content": " ".join(rng.choices(words, k=rng.randint(1, 12)))},
+              {"role": "assistant", "content": " ".join(rng.choices(words, k=rng.randint(1, 20)))}] for _ in range(9)]
+    enc = [encode_conversation(tok, c, 256) for c in convs]
+    with torch.no_grad():
+        single = torch.stack([sample_losses(model, collate([e], tok.pad_token_id))[0][0] for e in enc])
+        for order in (list(range(9)), rng.sample(range(9), 9)):
+            batched, _ = sample_losses(model, collate([enc[i] for i in order], tok.pad_token_id, side))
+            assert torch.allclose(batched, single[order], atol=1e-5, rtol=0)
+
+
+def test_masked_prompt_tokens_do_not_change_iu(tiny):
+    """Labels on prompt positions change the loss; masking them (IGNORE) gives exactly the response-only IU."""
+    model, tok, _ = tiny
+    e = encode_conversation(tok, CHAT, 256)
+    batch = collate([e], tok.pad_token_id)
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"]).logits
+    iu, _ = per_sample_nll(logits, batch["labels"])
+    unmasked = batch["input_ids"].clone()  # every position labelled
+    all_tokens, _ = per_sample_nll(logits, unmasked)
+    garbage = batch["labels"].clone()
+    garbage[garbage == IGNORE] = IGNORE  # masked positions stay masked whatever the token there
+    assert not torch.isclose(iu, all_tokens)
+    assert torch.equal(per_sample_nll(logits, garbage)[0], iu)
+    # manual mean over response positions, shifted by one
+    logp = torch.log_softmax(logits[0, :-1], -1)
+    target = batch["labels"][0, 1:]
+    keep = target != IGNORE
+    manual = -logp[keep.nonzero().squeeze(1), target[keep]].mean()
+    assert abs(manual.item() - iu.item()) < 1e-5
+
+
+def test_no_supervised_tokens_gives_nan(tiny):
+    model, tok, _ = tiny
+    e = encode_conversation(tok, CHAT, 20)
+    losses, counts = score_encoded(model, [e], tok.pad_token_id, 4096, 8)
+    assert np.isnan(losses[0]) and counts[0] == 0
+
+
+def test_length_buckets_cover_every_index_within_budget():
+    rng = random.Random(1)
+    lengths = [rng.randint(1, 300) for _ in range(500)]
+    batches = length_buckets(lengths, max_tokens=1024, max_batch=16)
+    assert sorted(i for b in batches for i in b) == list(range(500))
+    for b in batches:
+        assert len(b) <= 16 and (len(b) == 1 or max(lengths[i] for i in b) * len(b) <= 1024)
+
+
+def test_tiny_preset_is_reproducible_and_materialised_once(tmp_path):
+    cfg = load_config()
+    a = materialize_model(cfg.model, tmp_path / "a", seed=3)
+    b = materialize_model(cfg.model, tmp_path / "b", seed=3)
+    stamp = (a / "model.safetensors").stat().st_mtime_ns
+    assert materialize_model(cfg.model, tmp_path / "a", seed=3) == a
+    assert (a / "model.safetensors").stat().st_mtime_ns == stamp
+    assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
+    with pytest.raises(FileNotFoundError, match="neither 'tiny', a .gguf file, nor an HF folder"):
+        materialize_model(load_config(None, ["model.base=/nonexistent"]).model, tmp_path / "c", seed=0)
+
+
+def test_ifd_edge_cases():
+    s_cond = np.array([0.5, 2.0, 1.0, 0.3, np.nan, 0.4, 0.2])
+    s_uncond = np.array([1.0, 1.0, 0.0, 0.6, 1.0, 0.8, 0.4])
+    valid = np.array([True, True, True, True, True, False, True])
+    assert ifd_scores(s_cond, s_uncond, valid).tolist() == pytest.approx([0.5, 0.0, 0.0, 0.5, 0.0, 0.0, 0.5])
