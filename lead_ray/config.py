@@ -132,10 +132,13 @@ class Config:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def stage_dir(self, stage: str) -> Path:
-        """Where a stage writes: work_dir/<stage> (ingest.out overrides 'prepared')."""
+        """Where a stage writes: work_dir/<stage> (ingest.out overrides 'prepared').
+
+        Absolute, resolved on the driver: Ray workers (Train workers especially) run in other folders.
+        """
         if stage == "prepared" and self.ingest.out:
-            return Path(self.ingest.out)
-        return Path(self.work_dir) / stage
+            return Path(self.ingest.out).resolve()
+        return (Path(self.work_dir) / stage).resolve()
 
 
 # ----------------------------------------------------------------------------- loading

@@ -83,7 +83,7 @@ def list_input_files(inputs: list[str]) -> tuple[list[tuple[Path, str]], list[st
     """(path, source name) for every readable input file, sorted; plus the files skipped in folders."""
     files, skipped = [], []
     for raw in inputs:
-        root = Path(raw)
+        root = Path(raw).resolve()  # tasks may run in another folder, or on another node of a shared FS
         if root.is_dir():
             for p in sorted(root.rglob("*")):
                 if p.is_file():

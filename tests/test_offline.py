@@ -1,0 +1,148 @@
+"""Offline stage on a local Ray with the tiny preset: warm-up, scoring (resumable), clustering (deterministic)."""
+import json
+import random
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from lead_ray.config import load_config
+from lead_ray.data.ingest import prepare
+from lead_ray.models.load import load_model
+from lead_ray.models.loss import score_encoded
+from lead_ray.models.template import encode_conversation
+from lead_ray.offline.cluster import cluster
+from lead_ray.offline.score import score
+from lead_ray.offline.warmup import in_sample, warmup
+from tests.conftest import write_jsonl
+
+TOPICS = ["apples", "rivers", "engines", "poems", "taxes", "stars", "bread", "chess"]
+
+
+def corpus(path, n=160, seed=0):
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        topic = TOPICS[i % len(TOPICS)]
+        rows.append({"instruction": f"Write {rng.randint(2, 9)} facts about {topic}, item {i}.",
+                     "output": " ".join(rng.choice(["red", "blue", "fast", "old", "new", "big"]) for _ in range(rng.randint(3, 30)))})
+    # near-duplicate prompts: the same question, different answers
+    rows += [{"instruction": "Explain why the sky is blue in one sentence.", "output": f"Because of scattering, take {k}."}
+             for k in range(3)]
+    rows.append({"instruction": "Summarise: " + "long text " * 60, "output": "short"})  # prompt fills max_length
+    write_jsonl(path, rows)
+
+
+@pytest.fixture(scope="module")
+def pipeline(ray_session, tmp_path_factory):
+    work = tmp_path_factory.mktemp("offline")
+    corpus(work / "in" / "data.jsonl")
+    cfg = load_config(None, [
+        f"work_dir={work}", f"ingest.inputs=[{work / 'in'}]", "model.max_length=192",
+        "model.tiny.hidden_size=64", "model.tiny.intermediate_size=128", "warmup.fraction=0.4", "warmup.epochs=3",
+        "warmup.lr=0.003", "warmup.lora.enabled=false", "warmup.batch_size=4", "score.unit_rows=50",
+        "cluster.difficulty_k=3", "cluster.task_k=2", "cluster.near_dup_threshold=0.95"])
+    prepare(cfg)
+    stats = {"warmup": warmup(cfg), "score": score(cfg), "cluster": cluster(cfg)}
+    return cfg, work, stats
+
+
+def scored(work):
+    return pq.read_table(work / "scored" / "units").sort_by("id")
+
+
+def test_warmup_learns_its_sample(pipeline):
+    cfg, work, stats = pipeline
+    w = stats["warmup"]
+    pool = pq.read_table(work / "prepared" / "pool")
+    chosen = in_sample(pool["id"].to_pylist(), cfg.seed, cfg.warmup.fraction)
+    assert w["samples"] == int(chosen.sum()) > 20 and w["optimizer_steps"] > 0
+    convs = [m for m, keep in zip(pool["messages"].to_pylist(), chosen) if keep]
+    losses = {}
+    for name in ("base", "warmup"):
+        model, tok = load_model(work / "models" / name, cfg.model)
+        enc = [encode_conversation(tok, c, cfg.model.max_length) for c in convs]
+        losses[name] = np.nanmean(score_encoded(model.eval(), enc, tok.pad_token_id, 4096, 16)[0])
+    assert losses["warmup"] < losses["base"] - 0.1, losses
+
+
+def test_scores_are_the_shared_loss_and_well_formed(pipeline):
+    cfg, work, stats = pipeline
+    t = scored(work)
+    assert t.num_rows == stats["score"]["rows"] == pq.read_table(work / "prepared" / "pool").num_rows
+    assert stats["score"]["units"] == 4 and stats["score"]["units_scored_now"] == 4
+    trainable = t["trainable"].to_numpy(zero_copy_only=False)
+    assert trainable.sum() == t.num_rows - 1  # only the over-long prompt is untrainable
+    iu0 = t["iu0"].to_numpy(zero_copy_only=False)
+    assert np.isfinite(iu0[trainable]).all() and np.isnan(iu0[~trainable]).all()
+    ifd = t["ifd"].to_numpy(zero_copy_only=False)
+    assert ((ifd >= 0) & (ifd <= 1)).all() and (ifd > 0).any()
+    emb = np.stack(t["embedding"].to_numpy(zero_copy_only=False))
+    assert emb.shape == (t.num_rows, 384) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4)
+    # the Ray actors computed IU0 with the same function as a direct call on the base model
+    model, tok = load_model(work / "models" / "base", cfg.model)
+    rows = t.slice(0, 5).to_pylist()
+    enc = [encode_conversation(tok, r["messages"], cfg.model.max_length) for r in rows]
+    direct, n = score_encoded(model.eval(), enc, tok.pad_token_id, 4096, 16)
+    assert np.allclose(direct, [r["iu0"] for r in rows], atol=1e-5, equal_nan=True)
+    assert list(n) == [r["n_response_tokens"] for r in rows]
+
+
+def test_rescoring_skips_finished_units_and_redoes_lost_ones(pipeline):
+    cfg, work, _ = pipeline
+    before = scored(work)
+    units = sorted((work / "scored" / "units").glob("*.parquet"))
+    units[1].unlink()
+    again = score(cfg)
+    assert (again["units_scored_now"], again["units_skipped"]) == (1, 3)
+    after = scored(work)
+    assert after.column_names == before.column_names
+    for col in ("id", "trainable", "n_tokens", "n_response_tokens", "messages"):
+        assert after[col].equals(before[col])
+    for col in ("iu0", "ifd"):
+        assert np.allclose(after[col].to_numpy(zero_copy_only=False), before[col].to_numpy(zero_copy_only=False),
+                           atol=1e-6, equal_nan=True)
+
+
+def test_clusters_add_up_and_are_ordered(pipeline):
+    cfg, work, stats = pipeline
+    c = stats["cluster"]
+    assert c["rows_in"] == c["rows_out"] + c["not_trainable"] + c["near_dups_dropped"]
+    assert c["not_trainable"] == 1 and c["difficulty_k"] <= 3
+    assert c["difficulty_centroids"] == sorted(c["difficulty_centroids"])
+    t = pq.read_table(work / "clustered" / "pool")
+    assert t.num_rows == c["rows_out"] and "embedding" not in t.column_names
+    # each sample's difficulty cluster is its nearest centroid
+    cents = np.array(c["difficulty_centroids"])
+    ifd = t["ifd"].to_numpy(zero_copy_only=False)
+    nearest = np.abs(ifd[:, None] - cents[None, :]).argmin(1)
+    assert (nearest == t["difficulty_cluster"].to_numpy()).all()
+    assert sum(c["difficulty_sizes"].values()) == t.num_rows
+    # the three "sky is blue" prompts: the 2nd and 3rd are flagged as near-duplicates of an earlier one
+    sky = t.filter(np.array(["sky is blue" in m[0]["content"] for m in t["messages"].to_pylist()]))
+    assert sorted(x is None for x in sky["near_dup_of"].to_pylist()) == [False, False, True]
+
+
+def test_clusters_are_deterministic_and_other_groupings(pipeline):
+    cfg, work, first = pipeline
+    before = pq.read_table(work / "clustered" / "pool").sort_by("id")
+    again = cluster(cfg)
+    after = pq.read_table(work / "clustered" / "pool").sort_by("id")
+    assert after.equals(before)
+    drop = lambda s: {k: v for k, v in s.items() if k != "seconds"}  # noqa: E731
+    assert drop(again) == drop(json.loads((work / "clustered" / "clusters.json").read_text()))
+    assert drop(again) == drop(first["cluster"])
+    by_source = cluster(load_config(None, [f"work_dir={work}", "cluster.task_groups=source", "cluster.drop_near_dups=true",
+                                           "cluster.difficulty_k=3", "cluster.near_dup_threshold=0.95"]))
+    flagged = first["cluster"]["near_duplicates"]
+    assert by_source["task_labels"] == {"in/data.jsonl": 0} and by_source["near_dups_dropped"] == flagged >= 2
+    assert by_source["rows_out"] == first["cluster"]["rows_out"] - flagged
+    cluster(cfg)  # leave the default clustering in place for other tests
+
+
+def test_score_needs_the_warmup_model(ray_session, tmp_path):
+    (tmp_path / "prepared" / "pool").mkdir(parents=True)
+    import pyarrow as pa
+    pq.write_table(pa.table({"id": ["a"]}), tmp_path / "prepared" / "pool" / "part-0.parquet")
+    with pytest.raises(FileNotFoundError, match="run `lead-ray warmup`"):
+        score(load_config(None, [f"work_dir={tmp_path}"]))
