@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("warmup", "fine-tune the warm-up model on a random ~1% of the pool (Ray Train)"),
                        ("score", "IU0, IFD and prompt embeddings for every pool sample (Ray Data actor pool; resumable)"),
                        ("cluster", "difficulty clusters (bandit arms) x task groups, and near-duplicates")):
-        p = sub.add_parser(name, help=text, description=text + ". Reads and writes under work_dir.")
+        p = sub.add_parser(name, help=text.replace("%", "%%"), description=text + ". Reads and writes under work_dir.")
         p.add_argument("--work-dir", "-w", metavar="DIR", help="pipeline folder (default: work_dir)")
         _config_args(p)
 

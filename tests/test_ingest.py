@@ -163,13 +163,3 @@ def test_missing_input_and_empty_config(ray_session, tmp_path):
     with pytest.raises(IngestError, match="unsupported file type"):
         run([tmp_path / "x.csv"], tmp_path / "out")
     assert main(["prepare", "--out", str(tmp_path / "o")]) == 2  # no inputs anywhere
-
-
-def test_demo_command_on_the_repo_sample(ray_session, tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
-    stats = json.loads((tmp_path / "demo" / "prepared" / "prepare_stats.json").read_text())
-    assert_counts_add_up(stats)
-    assert stats["accepted"] > 2500 and len(stats["by_source"]) >= 20
-    assert set(stats["formats"].values()) == {"alpaca", "prompt_completion", "question_answer", "sharegpt",
-                                              "messages", "self_instruct"}
-    assert "pool:" in capsys.readouterr().out
