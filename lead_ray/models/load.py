@@ -80,7 +80,15 @@ def materialize_model(mc: ModelConfig, dest: str | Path, seed: int) -> Path:
             raise FileNotFoundError(f"model.base: no such GGUF file: {mc.base}")
         folder, name = _split_gguf(mc.base)
         tok = load_tokenizer(mc.base)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        # The weights are de-quantised float32 now, but transformers still flags the model as GGUF-quantised
+        # and refuses to save it: copy them into a plain model of the same architecture.
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.load_state_dict(loaded.state_dict())
+        del loaded
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
