@@ -194,10 +194,13 @@ def clustering_cost_child(n: int, near_dups: bool) -> dict:
     cc = ClusterConfig()
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((2000, 384)).astype(np.float32)
-    x = centres[rng.integers(0, 2000, n)] + 0.3 * rng.standard_normal((n, 384), dtype=np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x = np.empty((n, 384), np.float32)  # filled in chunks, so generator temporaries do not inflate peak RSS
+    for s in range(0, n, 50_000):
+        e = min(n, s + 50_000)
+        x[s:e] = centres[rng.integers(0, 2000, e - s)] + 0.3 * rng.standard_normal((e - s, 384), dtype=np.float32)
+        x[s:e] /= np.linalg.norm(x[s:e], axis=1, keepdims=True)
     ifd = rng.beta(5, 2, n).astype(np.float32)
-    out = {"n": n}
+    out = {"n": n, "vectors_mb": x.nbytes / 2**20}
     t = time.perf_counter()
     kmeans_1d(ifd, 7, 0)
     out["difficulty_kmeans_s"] = time.perf_counter() - t
