@@ -1,0 +1,101 @@
+"""IDU: Instance-level Dynamic Uncertainty (LEAD spec §5). Pure numpy; no Ray, no torch.
+
+For a sample x trained in round t (spec 5.2, smoothing applied as the paper says — D3):
+
+    U_t(x) = (1 − b) · [ L(θ_{t−1}, x) + ΔL̂′_t ] + b · U_prev(x)
+
+Samples not trained in round t keep U unchanged (never-trained ones keep IU₀).
+
+ΔL̂′_t predicts the loss change caused by the round's update (spec 5.3; D4, D7, D8). With g_k the
+stored update direction of the chosen cluster k, g_p the previous round's direction, d = ‖g‖ and
+φ the angle between them:
+
+    ΔL̂′ = −η ‖β g_k + (1 − β) g_p‖² = −η [β² d_k² + (1−β)² d_p² + 2β(1−β) d_k d_p cos φ]
+    β*  = clip( (d_p² − d_k d_p cos φ) / (d_k² + d_p² − 2 d_k d_p cos φ), 0, 1 ),  β* = 0 if the denominator is 0
+
+Round 1 (no previous direction): ΔL̂′ = 0. First visit of cluster k: ΔL̂′ = −η d_p² (β = 0).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+EPS = 1e-12
+
+
+def idu_update(u_prev: np.ndarray, loss: np.ndarray, delta: float, b: float) -> np.ndarray:
+    """U ← (1 − b)(L + ΔL̂′) + b · U_prev, element-wise."""
+    return (1.0 - b) * (loss + delta) + b * u_prev
+
+
+def optimal_beta(d_k: float, d_p: float, cos_phi: float) -> float:
+    """β* minimising ‖β g_k + (1−β) g_p‖², clipped to [0, 1] (the KKT solution)."""
+    denom = d_k * d_k + d_p * d_p - 2.0 * d_k * d_p * cos_phi
+    if denom <= EPS:
+        return 0.0
+    return float(np.clip((d_p * d_p - d_k * d_p * cos_phi) / denom, 0.0, 1.0))
+
+
+def mixed_sq_norm(beta: float, d_k: float, d_p: float, cos_phi: float) -> float:
+    """‖β g_k + (1−β) g_p‖² from the norms and the angle."""
+    return beta * beta * d_k * d_k + (1 - beta) ** 2 * d_p * d_p + 2 * beta * (1 - beta) * d_k * d_p * cos_phi
+
+
+@dataclass
+class DeltaEstimate:
+    """Everything spec §11.11 logs about one round's prediction."""
+    delta: float     # ΔL̂′ ≤ 0
+    beta: float      # β*
+    cos_phi: float
+    d_k: float
+    d_p: float
+
+
+def predict_delta(eta: float, g_k: np.ndarray | None, g_p: np.ndarray | None) -> DeltaEstimate:
+    """ΔL̂′ for a round that trains cluster k, from stored direction vectors (None = not yet seen)."""
+    if g_p is None:  # round 1: nothing to extrapolate from
+        return DeltaEstimate(0.0, 0.0, 0.0, 0.0, 0.0)
+    d_p = float(np.linalg.norm(g_p))
+    if g_k is None:  # first visit of this cluster: only the previous round's direction
+        return DeltaEstimate(-eta * d_p * d_p, 0.0, 0.0, 0.0, d_p)
+    d_k = float(np.linalg.norm(g_k))
+    cos_phi = float(np.dot(g_k, g_p) / (d_k * d_p)) if d_k > EPS and d_p > EPS else 0.0
+    cos_phi = float(np.clip(cos_phi, -1.0, 1.0))
+    beta = optimal_beta(d_k, d_p, cos_phi)
+    return DeltaEstimate(-eta * mixed_sq_norm(beta, d_k, d_p, cos_phi), beta, cos_phi, d_k, d_p)
+
+
+class DirectionMemory:
+    """The stored update directions: one per cluster, plus the previous round's (spec 5.3, 5.4).
+
+    `visit="latest"` replaces a cluster's direction on every visit (recommended, D5); `"first"`
+    keeps the first one, as the official code does.
+    """
+
+    def __init__(self, visit: str = "latest"):
+        if visit not in ("latest", "first"):
+            raise ValueError(f"visit must be 'latest' or 'first', got {visit!r}")
+        self.visit = visit
+        self.by_cluster: dict[int, np.ndarray] = {}
+        self.previous: np.ndarray | None = None
+
+    def estimate(self, cluster: int, eta: float) -> DeltaEstimate:
+        return predict_delta(eta, self.by_cluster.get(cluster), self.previous)
+
+    def record(self, cluster: int, direction: np.ndarray) -> None:
+        direction = np.asarray(direction, dtype=np.float32).copy()
+        if self.visit == "latest" or cluster not in self.by_cluster:
+            self.by_cluster[cluster] = direction
+        self.previous = direction
+
+    def state_dict(self) -> dict:
+        return {"visit": self.visit, "by_cluster": {int(k): v.copy() for k, v in self.by_cluster.items()},
+                "previous": None if self.previous is None else self.previous.copy()}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "DirectionMemory":
+        m = cls(state["visit"])
+        m.by_cluster = {int(k): np.asarray(v, np.float32) for k, v in state["by_cluster"].items()}
+        m.previous = None if state["previous"] is None else np.asarray(state["previous"], np.float32)
+        return m

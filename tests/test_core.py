@@ -1,0 +1,189 @@
+"""The pure core against LEAD spec §12: IDU recursion, ΔL̂′, EXP3, selection. No Ray."""
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lead_ray.core.bandit import Exp3Bandit, normalise_reward
+from lead_ray.core.idu import DirectionMemory, idu_update, mixed_sq_norm, optimal_beta, predict_delta
+from lead_ray.core.select import select_round
+
+finite = st.floats(-50, 50, allow_nan=False)
+positive = st.floats(0, 50, allow_nan=False)
+unit = st.floats(0, 1)
+vec = st.integers(1, 16).flatmap(lambda n: st.lists(st.floats(-10, 10, allow_nan=False), min_size=n, max_size=n))
+
+
+def test_core_imports_nothing_but_numpy():
+    for path in Path("lead_ray/core").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert names <= {"numpy", "__future__", "dataclasses"}, (path, names)
+
+
+# ----------------------------------------------------------------------------- IDU recursion
+
+@given(u=finite, loss=finite)
+def test_b0_no_delta_gives_loss_and_b1_keeps_u(u, loss):
+    assert idu_update(np.array(u), np.array(loss), 0.0, 0.0) == pytest.approx(loss)
+    assert idu_update(np.array(u), np.array(loss), -3.0, 1.0) == pytest.approx(u)
+
+
+@given(u=finite, loss=finite, b=unit)
+def test_without_delta_u_is_between_prev_and_loss(u, loss, b):
+    new = float(idu_update(np.array(u), np.array(loss), 0.0, b))
+    assert min(u, loss) - 1e-9 <= new <= max(u, loss) + 1e-9
+
+
+@given(u=finite, l1=finite, l2=finite, b=st.floats(0, 0.999), delta=st.floats(-5, 0))
+def test_u_is_monotone_in_loss(u, l1, l2, b, delta):
+    lo, hi = sorted((l1, l2))
+    assert idu_update(np.array(u), np.array(lo), delta, b) <= idu_update(np.array(u), np.array(hi), delta, b) + 1e-12
+
+
+# ----------------------------------------------------------------------------- ΔL̂′
+
+@given(eta=st.floats(0, 1), gk=st.one_of(st.none(), vec), gp=st.one_of(st.none(), vec))
+def test_delta_is_never_positive(eta, gk, gp):
+    if gk is not None and gp is not None and len(gk) != len(gp):
+        gp = (gp * len(gk))[: len(gk)]
+    est = predict_delta(eta, None if gk is None else np.array(gk), None if gp is None else np.array(gp))
+    assert est.delta <= 0 and 0 <= est.beta <= 1
+
+
+def test_round_one_and_first_visit_edge_cases():
+    assert predict_delta(0.1, None, None).delta == 0.0
+    assert predict_delta(0.1, np.zeros(3), np.zeros(3)).delta == 0.0
+    est = predict_delta(0.5, None, np.array([3.0, 4.0]))  # cluster never visited: previous direction only
+    assert est.delta == pytest.approx(-0.5 * 25) and est.beta == 0.0
+
+
+@given(d=positive, eta=st.floats(0, 1))
+def test_parallel_equal_directions_give_minus_eta_d_squared(d, eta):
+    g = np.array([d, 0.0])
+    assert predict_delta(eta, g, g.copy()).delta == pytest.approx(-eta * d * d, rel=1e-9, abs=1e-9)
+
+
+@given(d_k=positive, d_p=positive, cos=st.floats(-1, 1))
+def test_beta_star_minimises_over_a_grid(d_k, d_p, cos):
+    beta = optimal_beta(d_k, d_p, cos)
+    assert 0 <= beta <= 1
+    best = mixed_sq_norm(beta, d_k, d_p, cos)
+    for b in np.linspace(0, 1, 201):
+        assert best <= mixed_sq_norm(b, d_k, d_p, cos) + 1e-9 * (1 + d_k * d_k + d_p * d_p)
+
+
+@given(seed=st.integers(0, 10_000), dim=st.integers(1, 32), beta=unit)
+def test_closed_form_equals_explicit_vector_mix(seed, dim, beta):
+    rng = np.random.default_rng(seed)
+    gk, gp = rng.standard_normal(dim), rng.standard_normal(dim)
+    dk, dp = np.linalg.norm(gk), np.linalg.norm(gp)
+    cos = gk @ gp / (dk * dp)
+    explicit = np.linalg.norm(beta * gk + (1 - beta) * gp) ** 2
+    assert mixed_sq_norm(beta, dk, dp, cos) == pytest.approx(explicit, rel=1e-9, abs=1e-9)
+    est = predict_delta(0.01, gk, gp)
+    assert est.delta == pytest.approx(-0.01 * np.linalg.norm(est.beta * gk + (1 - est.beta) * gp) ** 2, rel=1e-6)
+
+
+def test_direction_memory_latest_vs_first_and_round_trip():
+    for visit, expected in (("latest", [0.0, 2.0]), ("first", [1.0, 0.0])):
+        m = DirectionMemory(visit)
+        m.record(3, np.array([1.0, 0.0]))
+        m.record(5, np.array([0.0, 1.0]))
+        m.record(3, np.array([0.0, 2.0]))
+        assert m.by_cluster[3].tolist() == expected and m.previous.tolist() == [0.0, 2.0]
+        again = DirectionMemory.from_state(m.state_dict())
+        assert again.estimate(3, 0.1) == m.estimate(3, 0.1)
+    with pytest.raises(ValueError):
+        DirectionMemory("middle")
+
+
+# ----------------------------------------------------------------------------- EXP3
+
+@given(log_w=st.lists(st.floats(-700, 700), min_size=1, max_size=12), gamma=st.floats(0.01, 1))
+def test_probabilities_sum_to_one_with_floor(log_w, gamma):
+    b = Exp3Bandit(len(log_w), gamma)
+    b.log_w = np.array(log_w)
+    p = b.probabilities()
+    assert p.sum() == pytest.approx(1.0) and (p >= gamma / len(log_w) - 1e-12).all()
+
+
+def test_zero_reward_leaves_weights_and_only_pulled_arm_changes():
+    b = Exp3Bandit(7, 0.1)
+    b.update(2, 0.5, 1 / 7)  # first reward is used raw
+    w = b.log_w.copy()
+    assert (w[np.arange(7) != 2] == 0).all() and w[2] > 0
+    b.update(4, 0.5, 0.2)  # history [0.5, 0.5]: all equal → normalised 0
+    assert (b.log_w == w).all()
+    b.update(4, 1.5, 0.2)
+    assert (b.log_w[np.arange(7) != 4] == w[np.arange(7) != 4]).all() and b.log_w[4] > 0
+
+
+@given(history=st.lists(finite, max_size=30), raw=finite)
+def test_normalised_reward_in_range_and_never_crashes(history, raw):
+    r = normalise_reward(history, raw)
+    if history:
+        assert -1 - 1e-9 <= r <= 1 + 1e-9
+    else:
+        assert r == raw
+
+
+def test_best_bernoulli_arm_wins_over_20_seeds():
+    means = np.linspace(0.2, 0.8, 7)
+    shares = []
+    for seed in range(20):
+        rng, b = np.random.default_rng(seed), Exp3Bandit(7, 0.1)
+        b.rewards = [0.0, 1.0]  # rewards live in [0, 1]: normalisation then leaves them as 2r − 1
+        pulls = np.zeros(7)
+        for _ in range(3000):
+            arm, p = b.draw(rng)
+            pulls[arm] += 1
+            b.update(arm, float(rng.random() < means[arm]), p[arm])
+        assert pulls.argmax() == 6, (seed, pulls)
+        shares.append(pulls[6] / pulls.sum())
+    assert np.mean(shares) > 1 / 7 + 0.2
+
+
+def test_draw_respects_allowed_arms_and_round_trips():
+    b = Exp3Bandit(3, 0.1)
+    rng = np.random.default_rng(0)
+    allowed = np.array([False, True, False])
+    assert all(b.draw(rng, allowed)[0] == 1 for _ in range(20))
+    b.update(1, 0.3, 0.5)
+    again = Exp3Bandit.from_state(b.state_dict())
+    assert (again.probabilities() == b.probabilities()).all() and again.rewards == b.rewards
+
+
+# ----------------------------------------------------------------------------- selection
+
+@settings(max_examples=200)
+@given(seed=st.integers(0, 10_000), n=st.integers(0, 300), groups=st.integers(1, 6), rho=st.floats(0.0, 1.0),
+       cap=st.integers(1, 4))
+def test_stratified_top_k_with_cap(seed, n, groups, rho, cap):
+    rng = np.random.default_rng(seed)
+    u = rng.integers(0, 5, n).astype(float)  # many ties: the id decides
+    use = rng.integers(0, 5, n)
+    task = rng.integers(0, groups, n)
+    ids = rng.permutation(n)
+    picked = select_round(u, use, task, ids, rho, cap)
+    assert len(set(picked.tolist())) == len(picked) and (use[picked] < cap).all()
+    for g in range(groups):
+        members = np.flatnonzero((task == g) & (use < cap))
+        k = int(np.floor(rho * len(members)))
+        mine = picked[task[picked] == g]
+        assert len(mine) == k
+        expected = sorted(members.tolist(), key=lambda i: (-u[i], ids[i]))[:k]
+        assert sorted(mine.tolist()) == sorted(expected)
+
+
+def test_selection_is_seeded_and_min_per_group():
+    u, use, task, ids = np.arange(10.0), np.zeros(10, int), np.array([0] * 5 + [1] * 5), np.arange(10)
+    a = select_round(u, use, task, ids, 0.5, 4, np.random.default_rng(1))
+    b = select_round(u, use, task, ids, 0.5, 4, np.random.default_rng(1))
+    assert (a == b).all() and sorted(a.tolist()) == [3, 4, 8, 9]
+    assert select_round(u, use, task, ids, 0.5, 4).tolist() == [4, 3, 9, 8]  # unshuffled: task, then U
+    assert sorted(select_round(u, use, task, ids, 0.0, 4, min_per_group=1).tolist()) == [4, 9]
