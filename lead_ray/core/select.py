@@ -1,31 +1,60 @@
 """The fine stage: which samples of the chosen cluster train next (LEAD spec §7). Pure numpy; no Ray.
 
 For every task group T of the chosen difficulty cluster, independently: take the eligible samples
-(use count below the cap), sort by U descending (ties by id ascending, so the choice never depends
-on storage order), keep the top ⌊ρ · n_T⌋. The round is the union over groups, then shuffled with
-a seeded RNG (D9; `shuffle=False` keeps the official code's order: task by task, U descending).
+(use count below the cap), sort by U descending, ties by position (positions are dense indices in
+id order, so this is "ties by id"), keep the top ⌊ρ · n_T⌋. The round is the union over groups,
+then shuffled with a seeded RNG (D9; no RNG keeps the official code's order: task by task, U
+descending).
+
+The same three steps serve one table and a table split into shards: per-group quotas from the
+global eligible counts, each shard's own top-k per group, and a merge.
 """
 from __future__ import annotations
 
 import numpy as np
 
 
-def select_round(u: np.ndarray, use_count: np.ndarray, task: np.ndarray, tie_key: np.ndarray,
-                 rho: float, cap: int, rng: np.random.Generator | None = None, min_per_group: int = 0) -> np.ndarray:
-    """Positions (into the given arrays, which hold one cluster's samples) selected for this round.
+def quotas_for(counts: dict[int, int], rho: float, min_per_group: int = 0) -> dict[int, int]:
+    """⌊ρ · n_T⌋ per task group (lifted to min_per_group, at most n_T); groups with 0 left out."""
+    out = {}
+    for group, n in counts.items():
+        k = min(n, max(int(np.floor(rho * n)), min_per_group))
+        if k > 0:
+            out[int(group)] = k
+    return out
 
-    `min_per_group` lifts ⌊ρ·n_T⌋ for small groups (0 = the spec's rule exactly).
-    """
-    eligible = use_count < cap
-    chosen = []
-    for group in np.unique(task[eligible]):
-        members = np.flatnonzero(eligible & (task == group))
-        k = max(int(np.floor(rho * len(members))), min(min_per_group, len(members)))
-        if k == 0:
-            continue
-        order = np.lexsort((tie_key[members], -u[members]))  # last key is primary: U descending, then id
-        chosen.append(members[order[:k]])
-    picked = np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
+
+def top_k_by_u(u: np.ndarray, positions: np.ndarray, k: int) -> np.ndarray:
+    """The k positions with the largest U, best first, ties by smaller position; O(n) via argpartition."""
+    if k <= 0 or len(positions) == 0:
+        return positions[:0]
+    vals = u[positions]
+    if k < len(positions):
+        kth = np.partition(vals, len(vals) - k)[len(vals) - k]  # the k-th largest value
+        above = positions[vals > kth]
+        tied = np.sort(positions[vals == kth])[: k - len(above)]  # boundary ties: smallest position first
+        positions = np.concatenate([above, tied])
+    return positions[np.lexsort((positions, -u[positions]))]
+
+
+def merge_top_k(parts: list[dict[int, tuple[np.ndarray, np.ndarray]]], quotas: dict[int, int]) -> np.ndarray:
+    """Global per-group top-k from per-shard answers {group: (positions, U)}; task by task, U descending."""
+    picked = []
+    for group in sorted(quotas):
+        pos = np.concatenate([p[group][0] for p in parts if group in p] or [np.zeros(0, np.int64)])
+        u = np.concatenate([p[group][1] for p in parts if group in p] or [np.zeros(0, np.float32)])
+        picked.append(pos[np.lexsort((pos, -u))][: quotas[group]])
+    return np.concatenate(picked) if picked else np.zeros(0, np.int64)
+
+
+def select_round(u: np.ndarray, use_count: np.ndarray, task: np.ndarray, rho: float, cap: int,
+                 rng: np.random.Generator | None = None, min_per_group: int = 0) -> np.ndarray:
+    """Positions selected for this round among one cluster's samples (arrays indexed by position)."""
+    eligible = np.flatnonzero(use_count < cap)
+    groups, counts = np.unique(task[eligible], return_counts=True)
+    quotas = quotas_for(dict(zip(groups.tolist(), counts.tolist())), rho, min_per_group)
+    parts = [{g: (top_k_by_u(u, eligible[task[eligible] == g], k), None) for g, k in quotas.items()}]
+    picked = np.concatenate([parts[0][g][0] for g in sorted(quotas)] or [np.zeros(0, np.int64)])
     if rng is not None:
         picked = picked[rng.permutation(len(picked))]
     return picked

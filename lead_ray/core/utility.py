@@ -1,0 +1,91 @@
+"""Per-sample selection state in flat arrays (what the UtilityStore actor holds). Pure numpy; no Ray.
+
+Samples are addressed by a dense index 0..N-1 assigned in ascending id order, so "ties broken by
+id" is "ties broken by index". Per sample: U (float32), use count (uint8), last loss (float32),
+last round (int32), difficulty cluster (int16), task group (int32): 19 bytes.
+
+A table may hold one contiguous range of the index space (`offset`), so a pool too large for one
+actor is split into shards by index range; shards answer in global indices.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lead_ray.core.idu import idu_update
+from lead_ray.core.select import top_k_by_u
+
+FIELDS = ("u", "use_count", "last_loss", "last_round", "cluster", "task")
+
+
+class UtilityTable:
+    def __init__(self, iu0: np.ndarray, cluster: np.ndarray, task: np.ndarray, offset: int = 0):
+        self.offset = offset
+        self.u = np.asarray(iu0, np.float32).copy()
+        self.use_count = np.zeros(len(self.u), np.uint8)
+        self.last_loss = np.full(len(self.u), np.nan, np.float32)
+        self.last_round = np.full(len(self.u), -1, np.int32)
+        self.cluster = np.asarray(cluster, np.int16)
+        self.task = np.asarray(task, np.int32)
+        self._members = {int(k): np.flatnonzero(self.cluster == k) for k in np.unique(self.cluster)}
+
+    def __len__(self) -> int:
+        return len(self.u)
+
+    def nbytes(self) -> int:
+        return sum(getattr(self, f).nbytes for f in FIELDS)
+
+    # ------------------------------------------------------------------ updates
+
+    def apply(self, index: np.ndarray, losses: np.ndarray, delta: float, b: float, round_: int) -> tuple[float, int]:
+        """IDU update of trained samples; returns (Σ (U_before − U_after), count) for the reward."""
+        local = np.asarray(index, np.int64) - self.offset
+        losses = np.asarray(losses, np.float32)
+        ok = np.isfinite(losses)  # a sample with no supervised token keeps its U
+        local, losses = local[ok], losses[ok]
+        before = self.u[local].copy()
+        self.u[local] = idu_update(before, losses, delta, b)
+        self.last_loss[local] = losses
+        self.last_round[local] = round_
+        return float((before - self.u[local]).sum()), int(len(local))
+
+    def mark_used(self, index: np.ndarray) -> None:
+        local = np.asarray(index, np.int64) - self.offset
+        self.use_count[local] = np.minimum(self.use_count[local].astype(np.int32) + 1, 255).astype(np.uint8)
+
+    # ------------------------------------------------------------------ selection
+
+    def eligible_counts(self, cluster: int, cap: int) -> dict[int, int]:
+        """Per task group of a cluster: how many samples are below the use cap."""
+        members = self._members.get(int(cluster), np.zeros(0, np.int64))
+        ok = members[self.use_count[members] < cap]
+        groups, counts = np.unique(self.task[ok], return_counts=True)
+        return {int(g): int(c) for g, c in zip(groups, counts)}
+
+    def top_k(self, cluster: int, quotas: dict[int, int], cap: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Per task group: (global indices, U) of its top quota eligible samples, best first."""
+        members = self._members.get(int(cluster), np.zeros(0, np.int64))
+        members = members[self.use_count[members] < cap]
+        out = {}
+        for group, k in quotas.items():
+            pos = top_k_by_u(self.u, members[self.task[members] == group], k)
+            out[int(group)] = (pos + self.offset, self.u[pos].copy())
+        return out
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: Path) -> None:
+        """Atomic snapshot (write, then rename)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, offset=self.offset, **{f: getattr(self, f) for f in FIELDS})
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "UtilityTable":
+        z = np.load(path)
+        t = cls(z["u"], z["cluster"], z["task"], int(z["offset"]))
+        for f in FIELDS:
+            setattr(t, f, z[f].copy())
+        return t
