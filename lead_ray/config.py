@@ -121,6 +121,35 @@ class ClusterConfig:
 
 
 @dataclass
+class SelectionConfig:
+    exp3_gamma: float = _f(0.1, "EXP3 exploration rate γ (the official code's --beta; spec D15).", gt=0, le=1)
+    smoothing_b: float = _f(0.1, "IDU smoothing b: U ← (1−b)(L + ΔL̂′) + b·U_prev (0 = no smoothing).", ge=0, le=1)
+    rho: float = _f(0.015, "Share ρ of each task group's eligible samples taken per round (LEAD: 0.015).", gt=0, le=1)
+    min_per_group: int = _f(0, "Lift ⌊ρ·n_T⌋ to at least this many per task group (0 = the spec's rule).", ge=0)
+    use_cap: int = _f(4, "Most times one sample may be selected (LEAD: 4; 1 = remove once used).", ge=1, le=255)
+    budget_fraction: float = _f(0.025, "Stop once this share of the pool has been selected at least once (LEAD: 2.5%).", gt=0, le=1)
+    budget_samples: int = _f(0, "Unique-sample budget as a count; overrides budget_fraction when > 0.", ge=0)
+    max_rounds: int = _f(20, "Stop after this many rounds (LEAD: 20).", ge=1)
+    shuffle: bool = _f(True, "Shuffle each round with a seeded RNG (spec D9); false keeps task-then-U order.")
+    direction_visit: str = _f("latest", "Which visit of a cluster stores its update direction (spec D5).", choices=("latest", "first"))
+    direction_params: str = _f("last_layer", "Parameters whose mean gradient over a round is its update direction: the last layer's trainable ones, or all trainable.", choices=("last_layer", "all"))
+    store_shards: int = _f(1, "UtilityStore actors, each holding one index range of the pool.", ge=1)
+
+
+@dataclass
+class TrainConfig:
+    lr: float = _f(2e-5, "Peak learning rate (AdamW, weight decay 0, no clipping).", gt=0)
+    lr_decay: float = _f(0.995, "LR multiplier every lr_decay_every optimizer steps (LEAD: 0.995 every 8).", gt=0, le=1)
+    lr_decay_every: int = _f(8, "Optimizer steps between LR decays.", ge=1)
+    batch_size: int = _f(8, "Samples per optimizer step over all workers (LEAD: 8).", ge=1)
+    micro_batch_size: int = _f(4, "Samples per forward pass on one worker.", ge=1)
+    num_workers: int = _f(1, "Ray Train workers (DDP); each trains its slice of every round.", ge=1)
+    use_gpu: Optional[bool] = _f(None, "Train on GPUs; None = when the cluster has any.")
+    checkpoint_every: int = _f(5, "Rounds between checkpoints (model + selection state); the last round always checkpoints.", ge=1)
+    lora: LoraSettings = field(default_factory=lambda: LoraSettings(r=64))
+
+
+@dataclass
 class Config:
     seed: int = _f(42, "Seed for every random choice.", ge=0)
     work_dir: str = _f("runs/default", "Folder of this pipeline's stages: prepared/, models/, scored/, clustered/.")
@@ -130,6 +159,8 @@ class Config:
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def stage_dir(self, stage: str) -> Path:
         """Where a stage writes: work_dir/<stage> (ingest.out overrides 'prepared').
@@ -181,7 +212,9 @@ def _apply_override(raw: dict, item: str) -> None:
     node[parts[-1]] = parsed
 
 
-def _build(cls, raw: Any, prefix: str, origin: str):
+def _build(cls, raw: Any, prefix: str, origin: str, defaults=None):
+    """`defaults`: the instance whose values fill absent keys (a parent's default for a nested section)."""
+    defaults = defaults if defaults is not None else cls()
     if not isinstance(raw, dict):
         raise ConfigError(f"{origin}: '{prefix.rstrip('.') or 'config'}' must be a mapping, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
@@ -196,9 +229,9 @@ def _build(cls, raw: Any, prefix: str, origin: str):
     for name, f in fields.items():
         key = prefix + name
         if dataclasses.is_dataclass(hints[name]):
-            values[name] = _build(hints[name], raw.get(name, {}), key + ".", origin)
+            values[name] = _build(hints[name], raw.get(name, {}), key + ".", origin, getattr(defaults, name))
             continue
-        value = raw[name] if name in raw else getattr(cls(), name)
+        value = raw[name] if name in raw else getattr(defaults, name)
         value = _check_type(value, hints[name], key, origin)
         _check_rules(value, f.metadata, key, origin)
         values[name] = value
@@ -247,19 +280,19 @@ def reference_markdown() -> str:
     """The config reference table (README links to docs/CONFIG.md, generated from this)."""
     lines = ["| key | type | default | rule | meaning |", "|---|---|---|---|---|"]
 
-    def walk(cls, prefix):
+    def walk(cls, prefix, instance):
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             tp = hints[f.name]
             if dataclasses.is_dataclass(tp):
-                walk(tp, prefix + f.name + ".")
+                walk(tp, prefix + f.name + ".", getattr(instance, f.name))
                 continue
-            default = getattr(cls(), f.name)
+            default = getattr(instance, f.name)
             symbols = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<"}
             rules = ", ".join(f"{symbols[k]} {v}" if k != "choices" else "one of " + "/".join(v)
                               for k, v in f.metadata.items() if k != "help")
             tname = str(tp).replace("typing.", "") if not isinstance(tp, type) else tp.__name__
             lines.append(f"| `{prefix}{f.name}` | {tname} | `{default!r}` | {rules} | {f.metadata.get('help', '')} |")
 
-    walk(Config, "")
+    walk(Config, "", Config())
     return "\n".join(lines) + "\n"

@@ -67,6 +67,11 @@ def test_cli_reports_config_errors_in_one_line(capsys):
     assert "seed: 3" in capsys.readouterr().out
 
 
+def test_nested_sections_keep_their_parents_defaults():
+    cfg = load_config(None, ["train.lora.alpha=8"])
+    assert (cfg.train.lora.r, cfg.train.lora.alpha, cfg.warmup.lora.r) == (64, 8, 32)
+
+
 def test_reference_lists_every_key():
     ref = reference_markdown()
     for key in ("seed", "ray.address", "ingest.inputs", "ingest.max_sample_chars", "ingest.dedup_buckets"):

@@ -46,6 +46,7 @@ MESSAGE_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string(
 POOL_SCHEMA = pa.schema([
     ("id", pa.string()),              # 32 hex chars: BLAKE2b-128 of the normalised conversation
     ("source", pa.string()),          # input dataset/file, relative to the input argument
+    ("file", pa.string()),            # absolute path of the input file (for re-export in its own format)
     ("format", pa.string()),          # input format the row was read as
     ("messages", MESSAGE_TYPE),
     ("task", pa.string()),            # ground-truth label when the record carries one, else null
@@ -306,6 +307,7 @@ def parse_chunk(pieces: list[Piece], chunk: int, staging: str, max_chars: int, b
                 trimmed += cut
                 cols["id"].append(sample_id(messages))
                 cols["source"].append(piece.source)
+                cols["file"].append(piece.path)
                 cols["format"].append(fmt)
                 cols["messages"].append(messages)
                 cols["task"].append(task if isinstance(task, str) else None)

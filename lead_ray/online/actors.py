@@ -1,0 +1,188 @@
+"""The two actors of the online loop, thin wrappers around the pure core.
+
+* `UtilityStore`: one index range of the per-sample state (core.utility.UtilityTable). Training
+  workers push (index, loss) batches to it asynchronously; it accumulates each round's sums for the
+  reward. `UtilityClient` spreads the pool over several stores by index range and merges their
+  answers, so callers never see the sharding.
+* `BanditActor`: EXP3 (core.bandit), the stored update directions (core.idu.DirectionMemory), the
+  round RNG and the per-round log.
+
+Both hold no CPU (`num_cpus=0`): they are bookkeeping, and must never starve Ray Data or Train of
+the CPUs they need. Both snapshot to and restore from files, so a checkpoint holds them.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import ray
+
+from lead_ray.core.bandit import Exp3Bandit
+from lead_ray.core.idu import DirectionMemory
+from lead_ray.core.select import merge_top_k, quotas_for
+from lead_ray.core.utility import UtilityTable
+
+
+@ray.remote(num_cpus=0)
+class UtilityStore:
+    def __init__(self, iu0: np.ndarray, cluster: np.ndarray, task: np.ndarray, offset: int):
+        self.table = UtilityTable(iu0, cluster, task, offset)
+        self.rounds: dict[int, list[float]] = {}  # round → [Σ(U_before − U_after), Σ loss, n]
+
+    def apply(self, index, losses, delta: float, b: float, round_: int) -> int:
+        drop, n = self.table.apply(np.asarray(index), np.asarray(losses), delta, b, round_)
+        losses = np.asarray(losses, np.float64)
+        acc = self.rounds.setdefault(round_, [0.0, 0.0, 0])
+        acc[0] += drop
+        acc[1] += float(np.nansum(losses))
+        acc[2] += n
+        return n
+
+    def round_sums(self, round_: int) -> list[float]:
+        return self.rounds.get(round_, [0.0, 0.0, 0])
+
+    def eligible_counts(self, cluster: int, cap: int) -> dict[int, int]:
+        return self.table.eligible_counts(cluster, cap)
+
+    def top_k(self, cluster: int, quotas: dict[int, int], cap: int):
+        return self.table.top_k(cluster, quotas, cap)
+
+    def mark_used(self, index) -> None:
+        self.table.mark_used(np.asarray(index))
+
+    def used_count(self) -> int:
+        return int((self.table.use_count > 0).sum())
+
+    def columns(self) -> dict[str, np.ndarray]:
+        t = self.table
+        return {"u": t.u, "use_count": t.use_count, "last_loss": t.last_loss, "last_round": t.last_round}
+
+    def save(self, path: str) -> None:
+        self.table.save(Path(path))
+        Path(path + ".rounds.json").write_text(json.dumps({str(k): v for k, v in self.rounds.items()}))
+
+    def restore(self, path: str) -> None:
+        self.table = UtilityTable.load(Path(path))
+        self.rounds = {int(k): v for k, v in json.loads(Path(path + ".rounds.json").read_text()).items()}
+
+    def nbytes(self) -> int:
+        return self.table.nbytes()
+
+
+class UtilityClient:
+    """The pool's utility state as one object, over `len(handles)` stores split by index range."""
+
+    def __init__(self, handles: list, bounds: list[int]):
+        self.handles, self.bounds = handles, bounds  # shard s holds [bounds[s], bounds[s+1])
+
+    @classmethod
+    def create(cls, iu0: np.ndarray, cluster: np.ndarray, task: np.ndarray, shards: int) -> "UtilityClient":
+        bounds = np.linspace(0, len(iu0), shards + 1).astype(int).tolist()
+        handles = [UtilityStore.remote(iu0[a:b], cluster[a:b], task[a:b], a) for a, b in zip(bounds[:-1], bounds[1:])]
+        return cls(handles, bounds)
+
+    def _split(self, index: np.ndarray, *arrays):
+        shard = np.searchsorted(self.bounds, index, side="right") - 1
+        for s, h in enumerate(self.handles):
+            mine = shard == s
+            if mine.any():
+                yield h, index[mine], [a[mine] for a in arrays]
+
+    def apply_async(self, index: np.ndarray, losses: np.ndarray, delta: float, b: float, round_: int) -> list:
+        """Fire-and-forget pushes (one per shard touched); the caller waits on the refs before the round ends."""
+        return [h.apply.remote(i, l, delta, b, round_) for h, i, (l,) in self._split(np.asarray(index), np.asarray(losses))]
+
+    def round_sums(self, round_: int) -> tuple[float, float, int]:
+        parts = ray.get([h.round_sums.remote(round_) for h in self.handles])
+        return sum(p[0] for p in parts), sum(p[1] for p in parts), int(sum(p[2] for p in parts))
+
+    def eligible_counts(self, cluster: int, cap: int) -> dict[int, int]:
+        """Per task group of a cluster, summed over shards: samples below the use cap."""
+        counts: dict[int, int] = {}
+        for part in ray.get([h.eligible_counts.remote(cluster, cap) for h in self.handles]):
+            for g, c in part.items():
+                counts[g] = counts.get(g, 0) + c
+        return counts
+
+    def select(self, cluster: int, rho: float, cap: int, min_per_group: int) -> np.ndarray:
+        """Stratified top-k of one cluster: global quotas from all shards' counts, then a merge."""
+        quotas = quotas_for(self.eligible_counts(cluster, cap), rho, min_per_group)
+        if not quotas:
+            return np.zeros(0, np.int64)
+        return merge_top_k(ray.get([h.top_k.remote(cluster, quotas, cap) for h in self.handles]), quotas)
+
+    def mark_used(self, index: np.ndarray) -> None:
+        ray.get([h.mark_used.remote(i) for h, i, _ in self._split(np.asarray(index))])
+
+    def used_count(self) -> int:
+        return sum(ray.get([h.used_count.remote() for h in self.handles]))
+
+    def columns(self) -> dict[str, np.ndarray]:
+        parts = ray.get([h.columns.remote() for h in self.handles])
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def save(self, folder: Path) -> None:
+        ray.get([h.save.remote(str(Path(folder) / f"utility-{s:03d}.npz")) for s, h in enumerate(self.handles)])
+
+    def restore(self, folder: Path) -> None:
+        ray.get([h.restore.remote(str(Path(folder) / f"utility-{s:03d}.npz")) for s, h in enumerate(self.handles)])
+
+    def nbytes(self) -> int:
+        return sum(ray.get([h.nbytes.remote() for h in self.handles]))
+
+
+@ray.remote(num_cpus=0)
+class BanditActor:
+    """EXP3 over the difficulty clusters, the stored update directions, the round RNG and the round log."""
+
+    def __init__(self, n_arms: int, gamma: float, visit: str, seed: int):
+        self.bandit = Exp3Bandit(n_arms, gamma)
+        self.directions = DirectionMemory(visit)
+        self.rng = np.random.default_rng(seed)
+        self.log: list[dict] = []
+
+    def draw(self, allowed: np.ndarray | None = None) -> tuple[int, list[float]]:
+        arm, p = self.bandit.draw(self.rng, allowed)
+        return arm, p.tolist()
+
+    def permutation(self, n: int) -> np.ndarray:
+        return self.rng.permutation(n)
+
+    def estimate(self, arm: int, eta: float):
+        return self.directions.estimate(arm, eta)
+
+    def finish_round(self, arm: int, p_arm: float, raw_reward: float, direction: np.ndarray | None, record: dict) -> float:
+        """Update EXP3 with the round's reward, store its direction, log it; returns the normalised reward."""
+        normalised = self.bandit.update(arm, raw_reward, p_arm)
+        if direction is not None:
+            self.directions.record(arm, direction)
+        self.log.append({**record, "reward_raw": raw_reward, "reward_norm": normalised})
+        return normalised
+
+    def rounds(self) -> list[dict]:
+        return list(self.log)
+
+    def save(self, path: str) -> None:
+        """JSON for EXP3, RNG and log; .npz for the direction vectors. No pickle: a checkpoint is data only."""
+        d = self.directions.state_dict()
+        vectors = {f"cluster_{k}": v for k, v in d["by_cluster"].items()}
+        if d["previous"] is not None:
+            vectors["previous"] = d["previous"]
+        np.savez(path + ".directions.tmp.npz", **vectors)
+        Path(path + ".directions.tmp.npz").replace(path + ".directions.npz")
+        state = {"bandit": self.bandit.state_dict(), "visit": d["visit"], "rng": self.rng.bit_generator.state,
+                 "log": self.log}
+        Path(path + ".tmp").write_text(json.dumps(state))
+        Path(path + ".tmp").replace(path)
+
+    def restore(self, path: str) -> None:
+        state = json.loads(Path(path).read_text())
+        z = np.load(path + ".directions.npz", allow_pickle=False)
+        self.bandit = Exp3Bandit.from_state(state["bandit"])
+        self.directions = DirectionMemory.from_state({
+            "visit": state["visit"], "previous": z["previous"] if "previous" in z else None,
+            "by_cluster": {int(k.split("_")[1]): z[k] for k in z.files if k.startswith("cluster_")}})
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = state["rng"]
+        self.log = state["log"]

@@ -1,0 +1,137 @@
+"""`lead-ray run`: the online LEAD selection over the clustered pool, as one TorchTrainer run.
+
+Reads clustered/pool, starts the UtilityStore shard(s) and the BanditActor, runs every round inside
+one `TorchTrainer.fit()` (train_loop.py), then writes into the run folder (work_dir/run):
+
+  selected.parquet     id, source, messages, final U, IU₀, use count, rounds picked, clusters
+  selected.jsonl       the same samples re-exported in their input's own format (one record per line)
+  rounds.parquet       one row per round: arm, p vector, size, mean loss, ΔL̂′, β*, cos φ, d_k, d_p,
+                       η, reward raw/normalised, unique count, selection / training seconds (spec 11.11)
+  selections/          the sample indices of every round
+  run_stats.json       totals: rounds, unique selected, seconds in selection vs training, checkpoint
+Checkpoints (model + optimizer + utility arrays + bandit + RNG + round cursor) live under ray_train/.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lead_ray.config import Config
+from lead_ray.stages import write_parquet_atomic
+
+POOL_COLUMNS = ["id", "source", "file", "line", "format", "messages", "iu0", "difficulty_cluster", "task_cluster"]
+
+
+def run(cfg: Config, run_dir: Path | None = None) -> dict:
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from lead_ray.models.load import materialize_model
+    from lead_ray.online.actors import BanditActor, UtilityClient
+    from lead_ray.online.rows import write_round_rows
+    from lead_ray.online.train_loop import lead_train_loop
+
+    t0 = time.perf_counter()
+    pool_dir = cfg.stage_dir("clustered") / "pool"
+    if not any(pool_dir.glob("*.parquet")):
+        raise FileNotFoundError(f"no clustered pool at {pool_dir}: run `lead-ray cluster` first")
+    run_dir = Path(run_dir or cfg.stage_dir("run")).resolve()
+    (run_dir / "selections").mkdir(parents=True, exist_ok=True)
+    for old in (run_dir / "selections").glob("*.npy"):
+        old.unlink()
+    table = pq.read_table(pool_dir, columns=POOL_COLUMNS).sort_by("id")  # dense index = id order
+    table = table.append_column("index", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+    write_round_rows(table, run_dir / "rows")
+    n = table.num_rows
+    sc, tc = cfg.selection, cfg.train
+    budget = sc.budget_samples or max(1, math.ceil(sc.budget_fraction * n))
+    cluster = table["difficulty_cluster"].to_numpy().astype(np.int16)
+    store = UtilityClient.create(table["iu0"].to_numpy(zero_copy_only=False).astype(np.float32), cluster,
+                                 table["task_cluster"].to_numpy().astype(np.int32), sc.store_shards)
+    n_arms = int(cluster.max()) + 1
+    bandit = BanditActor.remote(n_arms, sc.exp3_gamma, sc.direction_visit, cfg.seed)
+    base = materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)
+
+    cpus = ray.cluster_resources().get("CPU", 1)
+    use_gpu = tc.use_gpu if tc.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
+    per_worker = max(0.5, (cpus - 0.5) / tc.num_workers) if not use_gpu else 1
+    trainer = TorchTrainer(
+        lead_train_loop,
+        train_loop_config={"cfg": cfg, "run_dir": str(run_dir), "base_dir": str(base), "n_arms": n_arms,
+                           "budget": budget, "store_handles": store.handles, "store_bounds": store.bounds,
+                           "bandit": bandit, "threads": max(1, round(per_worker))},
+        scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=use_gpu, resources_per_worker={"CPU": per_worker}),
+        run_config=RunConfig(name=f"run-{uuid.uuid4().hex[:8]}", storage_path=str(run_dir / "ray_train"),
+                             failure_config=FailureConfig(max_failures=0)))
+    result = trainer.fit()
+    t_fit = time.perf_counter() - t0
+
+    rounds = ray.get(bandit.rounds.remote())
+    stats = write_outputs(run_dir, table, store.columns(), rounds, budget)
+    stats.update(pool=n, workers=tc.num_workers, use_gpu=use_gpu, store_shards=sc.store_shards,
+                 state_bytes_per_sample=store.nbytes() / max(n, 1), checkpoint=result.checkpoint.path,
+                 fit_seconds=round(t_fit, 2), seconds=round(time.perf_counter() - t0, 2))
+    (run_dir / "run_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    return stats
+
+
+def write_outputs(run_dir: Path, table: pa.Table, cols: dict, rounds: list[dict], budget: int) -> dict:
+    picked_in: dict[int, list[int]] = {}
+    for r in rounds:
+        for i in np.load(run_dir / "selections" / f"round-{r['round']:05d}.npy").tolist():
+            picked_in.setdefault(i, []).append(r["round"])
+    chosen = np.flatnonzero(cols["use_count"] > 0)
+    sel = table.take(pa.array(chosen))
+    sel = (sel.append_column("u", pa.array(cols["u"][chosen]))
+              .append_column("use_count", pa.array(cols["use_count"][chosen].astype(np.int32)))
+              .append_column("rounds", pa.array([picked_in.get(int(i), []) for i in chosen], pa.list_(pa.int32()))))
+    write_parquet_atomic(sel, run_dir / "selected.parquet")
+    export_source_format(sel, run_dir / "selected.jsonl")
+    log = pa.Table.from_pylist([{k: v for k, v in r.items()} for r in rounds]) if rounds else pa.table({})
+    write_parquet_atomic(log, run_dir / "rounds.parquet")
+    return {"rounds": len(rounds), "unique_selected": int(len(chosen)), "budget": budget,
+            "samples_trained": int(sum(r["size"] for r in rounds)),
+            "selection_seconds": round(sum(r["selection_s"] for r in rounds), 3),
+            "training_seconds": round(sum(r["train_s"] for r in rounds), 3)}
+
+
+def export_source_format(sel: pa.Table, dest: Path) -> None:
+    """Each selected sample as its original input record (JSONL line, JSON-array element or Parquet row)."""
+    wanted: dict[str, set[int]] = {}
+    for f, line in zip(sel["file"].to_pylist(), sel["line"].to_pylist()):
+        wanted.setdefault(f, set()).add(line)
+    records: dict[tuple[str, int], bytes] = {}
+    for f, lines in wanted.items():
+        records.update(_original_records(f, lines))
+    tmp = dest.with_name("." + dest.name + ".tmp")
+    with open(tmp, "wb") as out:
+        for f, line in zip(sel["file"].to_pylist(), sel["line"].to_pylist()):
+            out.write(records[(f, line)] + b"\n")
+    tmp.replace(dest)
+
+
+def _original_records(path: str, lines: set[int]) -> dict[tuple[str, int], bytes]:
+    from lead_ray.data.ingest import _open
+
+    if path.endswith(".parquet"):
+        rows = pq.read_table(path).to_pylist()
+        return {(path, i): orjson.dumps(rows[i - 1], default=str) for i in lines}
+    with _open(path) as f:
+        data = f.read()
+    if data.lstrip().startswith(b"["):  # a JSON array: line = 1-based element
+        array = orjson.loads(data)
+        return {(path, i): orjson.dumps(array[i - 1]) for i in lines}
+    out = {}
+    for i, raw in enumerate(data.split(b"\n"), start=1):  # JSONL: the line exactly as it was
+        if i in lines:
+            out[(path, i)] = raw.rstrip(b"\r")
+    return out

@@ -1,0 +1,194 @@
+"""The Ray Train worker loop: every worker runs every round of the LEAD selection (spec §8).
+
+One round t, on all workers of the single long-running TorchTrainer:
+  rank 0   draws an arm from the BanditActor (EXP3), predicts ΔL̂′ from the stored directions at the
+           current learning rate, asks the UtilityStore for the stratified top-U samples of that
+           cluster, marks them used, and broadcasts the plan;
+  each     trains one pass over its slice of the round (micro-batches, gradient accumulation, DDP),
+           takes each sample's IU from the training forward pass itself (the shared loss function),
+           and pushes (index, loss) to the UtilityStore asynchronously, which applies
+           U ← (1−b)(L + ΔL̂′) + b·U_prev;
+  rank 0   measures the round's update direction g: the mean gradient of the direction parameters
+           (the last layer's trainable ones) over the round's optimizer steps, after DDP's all-reduce
+           (spec 5.3's "accumulated gradient at each optimizer step, averaged over the round"). Not
+           Δθ/η: with Adam, ‖Δθ/η‖² has nothing to do with the gradient's scale, and ΔL̂′ = −η‖g‖²
+           (a first-order step along the gradient) then swamps the losses — seen on the toy test,
+           where it reached −700 against losses of 5. Then it computes the reward (mean U decrease
+           over the trained samples) and updates the bandit. Every `train.checkpoint_every` rounds all ranks report, rank 0 with a
+           checkpoint holding the model and the whole selection state.
+No forward pass ever runs over samples that are not being trained (spec 11.10).
+"""
+from __future__ import annotations
+
+import math
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def direction_params(model, which: str) -> dict:
+    """Trainable parameters whose change defines the update direction (spec 5.3: the last layer's)."""
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if which == "all":
+        return trainable
+    layers = [int(m.group(1)) for n in trainable for m in [re.search(r"layers\.(\d+)\.", n)] if m]
+    if not layers:
+        return trainable
+    last = f"layers.{max(layers)}."
+    return {n: p for n, p in trainable.items() if last in n}
+
+
+def lead_train_loop(config: dict) -> None:
+    import ray
+    import ray.train
+    import ray.train.torch
+    import torch
+    import torch.distributed as dist
+
+    from lead_ray.core.select import quotas_for
+    from lead_ray.models.load import apply_lora, load_model
+    from lead_ray.models.loss import collate, sample_losses
+    from lead_ray.models.template import encode_conversation
+    from lead_ray.online.actors import UtilityClient
+    from lead_ray.online.rows import RoundRows
+
+    cfg, run_dir = config["cfg"], Path(config["run_dir"])
+    sc, tc = cfg.selection, cfg.train
+    torch.set_num_threads(config["threads"])
+    torch.manual_seed(cfg.seed)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    store = UtilityClient(config["store_handles"], config["store_bounds"])
+    bandit = config["bandit"]
+    rows = RoundRows(run_dir / "rows")
+    model, tok = load_model(config["base_dir"], cfg.model, device=ray.train.torch.get_device())
+    model = apply_lora(model, tc.lora)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: tc.lr_decay ** (s // tc.lr_decay_every))
+    start_round, t_start = 0, time.perf_counter()
+    ckpt = ray.train.get_checkpoint()
+    if ckpt:  # a restart: model, optimizer, schedule, cursor and (rank 0) the selection state
+        with ckpt.as_directory() as d:
+            state = torch.load(Path(d) / "trainer.pt", weights_only=True)
+            model.load_state_dict(state["trainable"], strict=False)
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            start_round = state["next_round"]
+            if rank == 0:
+                store.restore(Path(d) / "selection")
+                ray.get(bandit.restore.remote(str(Path(d) / "selection" / "bandit.json")))
+    dir_names = list(direction_params(model, sc.direction_params))
+    model = ray.train.torch.prepare_model(model)
+    plain = model.module if hasattr(model, "module") else model
+    dir_params = dict(plain.named_parameters())
+    dir_params = {n: dir_params[n] for n in dir_names}
+    accum = max(1, tc.batch_size // (tc.micro_batch_size * world))
+    n_arms, budget = config["n_arms"], config["budget"]
+
+    for t in range(start_round, sc.max_rounds + 1):
+        plan = {"stop": True}
+        if rank == 0 and t < sc.max_rounds:
+            t_sel = time.perf_counter()
+            unique = store.used_count()
+            allowed = np.array([bool(quotas_for(store.eligible_counts(k, sc.use_cap), sc.rho, sc.min_per_group))
+                                for k in range(n_arms)])
+            if unique < budget and allowed.any():
+                eta = float(sched.get_last_lr()[0])
+                arm, p = ray.get(bandit.draw.remote(allowed))
+                est = ray.get(bandit.estimate.remote(arm, eta))
+                index = store.select(arm, sc.rho, sc.use_cap, sc.min_per_group)
+                if sc.shuffle:
+                    index = index[ray.get(bandit.permutation.remote(len(index)))]
+                store.mark_used(index)
+                np.save(run_dir / "selections" / f"round-{t:05d}.npy", index)
+                plan = {"stop": False, "arm": arm, "p": p, "index": index, "eta": eta, "delta": est.delta,
+                        "est": est, "unique_before": unique, "selection_s": time.perf_counter() - t_sel}
+        if world > 1:
+            box = [plan]
+            dist.broadcast_object_list(box, src=0)
+            plan = box[0]
+        if plan["stop"]:
+            break
+
+        # ---- train one pass over this worker's slice of the round
+        t_train = time.perf_counter()
+        index = plan["index"]
+        mine = index[rank::world]
+        n_micro = math.ceil(math.ceil(len(index) / world) / tc.micro_batch_size)  # equal on every rank (DDP)
+        refs, pending, losses_seen = [], 0, []
+        grad_sum, steps = None, 0
+        model.train()
+        for j in range(n_micro):
+            chunk = mine[j * tc.micro_batch_size:(j + 1) * tc.micro_batch_size]
+            dummy = len(chunk) == 0  # this rank ran out: a zero-weight step keeps DDP's all-reduce in step
+            enc = [encode_conversation(tok, m, cfg.model.max_length) for m in rows.messages(chunk if not dummy else index[:1])]
+            losses, _ = sample_losses(model, collate(enc, tok.pad_token_id))
+            valid = ~torch.isnan(losses)
+            loss = losses[valid].mean() if valid.any() and not dummy else losses.nan_to_num(0.0).sum() * 0.0
+            (loss / accum).backward()
+            if not dummy:
+                values = losses.detach().float().cpu().numpy()
+                losses_seen.append(values)
+                refs += store.apply_async(chunk, values, plan["delta"], sc.smoothing_b, t)
+            pending += 1
+            if pending == accum or j == n_micro - 1:
+                if rank == 0 and dir_names:  # the step's gradient on the direction parameters (already all-reduced)
+                    g = torch.cat([dir_params[n].grad.detach().flatten().float() for n in dir_names
+                                   if dir_params[n].grad is not None])
+                    grad_sum = g if grad_sum is None else grad_sum + g
+                    steps += 1
+                opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
+                pending = 0
+        ray.get(refs)  # every update of this round has landed before the reward is read
+        if world > 1:
+            dist.barrier()
+        train_s = time.perf_counter() - t_train
+
+        metrics = {"round": t}
+        if rank == 0:
+            direction = (grad_sum / steps).cpu().numpy() if grad_sum is not None else None
+            drop, loss_sum, n = store.round_sums(t)
+            est = plan["est"]
+            record = {"round": t, "arm": plan["arm"], "p": plan["p"], "size": int(len(index)),
+                      "trained": int(n), "mean_loss": loss_sum / max(n, 1), "delta": est.delta, "beta": est.beta,
+                      "cos_phi": est.cos_phi, "d_k": est.d_k, "d_p": est.d_p, "eta": plan["eta"],
+                      "unique": store.used_count(),
+                      "selection_s": plan["selection_s"], "train_s": train_s,
+                      "elapsed_s": time.perf_counter() - t_start}
+            reward = drop / max(n, 1)
+            normalised = ray.get(bandit.finish_round.remote(plan["arm"], plan["p"][plan["arm"]], reward, direction, record))
+            metrics.update(mean_loss=record["mean_loss"], reward=reward)
+            print(f"[lead-ray] round {t + 1}/{sc.max_rounds}: arm {plan['arm']} (p={plan['p'][plan['arm']]:.3f}), "
+                  f"{len(index)} samples, mean loss {record['mean_loss']:.4f}, ΔL̂′ {est.delta:.2e}, "
+                  f"reward {reward:+.4f} (norm {normalised:+.3f}), unique {record['unique']}/{budget}, "
+                  f"select {plan['selection_s']:.2f} s, train {train_s:.1f} s", flush=True)
+        if (t + 1) % tc.checkpoint_every == 0:
+            _report(metrics, t + 1, rank, model, opt, sched, store, bandit, tok)
+    _report({"round": -1}, t, rank, model, opt, sched, store, bandit, tok)  # the final state, always
+
+
+def _report(metrics: dict, next_round: int, rank: int, model, opt, sched, store, bandit, tok) -> None:
+    """All ranks report (a barrier); rank 0 attaches the checkpoint: model + optimizer + selection state."""
+    import ray
+    import ray.train
+    import torch
+
+    if rank != 0:
+        ray.train.report(metrics)
+        return
+    plain = model.module if hasattr(model, "module") else model
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        plain.save_pretrained(tmp / "model", safe_serialization=True)  # the LoRA adapter, or the full model
+        tok.save_pretrained(tmp / "model")
+        trainable = {n: p.detach().cpu() for n, p in plain.named_parameters() if p.requires_grad}
+        torch.save({"trainable": trainable, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "next_round": next_round}, tmp / "trainer.pt")
+        (tmp / "selection").mkdir()
+        store.save(tmp / "selection")
+        ray.get(bandit.save.remote(str(tmp / "selection" / "bandit.json")))
+        ray.train.report({**metrics, "next_round": next_round}, checkpoint=ray.train.Checkpoint.from_directory(tmp))

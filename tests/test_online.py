@@ -1,0 +1,74 @@
+"""The online loop on a local Ray: the toy end-to-end check of LEAD spec §12, with 1 and 2 workers."""
+import json
+import random
+import string
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from lead_ray.config import load_config
+from lead_ray.online.run import run
+from tests.conftest import write_jsonl
+
+WORDS = ["alpha", "bravo", "delta", "echo", "golf", "hotel", "india", "kilo", "lima", "mike", "oscar", "papa"]
+
+
+def toy_pool(work, n_per=80, seed=0):
+    """Arm 0: 'ping <word>' → 'pong' (learnable). Arm 1: 'pick <word>' → 8 random letters (noise)."""
+    rng = random.Random(seed)
+    records, rows = [], []
+    for arm in (0, 1):
+        for i in range(n_per):
+            word = f"{rng.choice(WORDS)}{i}"
+            prompt = f"ping {word}" if arm == 0 else f"pick {word}"
+            answer = "pong" if arm == 0 else "".join(rng.choices(string.ascii_lowercase, k=8))
+            records.append({"instruction": prompt, "output": answer})
+            rows.append({"id": f"{arm}-{i:04d}-{rng.random():.6f}", "source": "toy.jsonl", "line": len(records),
+                         "format": "alpaca", "iu0": 5.6, "difficulty_cluster": arm, "task_cluster": i % 2,
+                         "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]})
+    src = write_jsonl(work / "toy.jsonl", records)
+    for r in rows:
+        r["file"] = str(src)
+    (work / "clustered" / "pool").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows), work / "clustered" / "pool" / "part-0.parquet")
+
+
+def toy_config(work, workers):
+    return load_config(None, [
+        f"work_dir={work}", "model.max_length=64", "model.tiny.hidden_size=64", "model.tiny.intermediate_size=128",
+        "selection.rho=0.2", "selection.max_rounds=10", "selection.budget_fraction=1.0", "selection.exp3_gamma=0.5",
+        "train.lr=0.003", "train.lora.enabled=false", "train.batch_size=4", "train.micro_batch_size=4",
+        f"train.num_workers={workers}", "train.checkpoint_every=5"])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_toy_learnable_cluster_wins(ray_session, tmp_path, workers):
+    toy_pool(tmp_path)
+    stats = run(toy_config(tmp_path, workers))
+    rounds = pq.read_table(tmp_path / "run" / "rounds.parquet").to_pylist()
+    assert stats["rounds"] == 10 and [r["round"] for r in rounds] == list(range(10))
+    assert all(r["size"] == 16 for r in rounds)  # ⌊0.2 · 40⌋ from each of the 2 task groups
+    # the bandit moves toward the learnable arm
+    p_last = rounds[-1]["p"]
+    assert p_last[0] > p_last[1], [r["p"] for r in rounds]
+    assert sum(r["arm"] == 0 for r in rounds) >= 5
+    # its samples' U falls, while the noise arm's stays high
+    sel = pq.read_table(tmp_path / "run" / "selected.parquet").to_pandas()
+    u = sel.groupby("difficulty_cluster")["u"].mean()
+    assert u[0] < 5.6 - 1.0 and (1 not in u or u[1] > u[0] + 1.0), u.to_dict()
+    # rewards: positive on average for the learnable arm, and larger than the noise arm's
+    r0 = [r["reward_raw"] for r in rounds if r["arm"] == 0]
+    r1 = [r["reward_raw"] for r in rounds if r["arm"] == 1]
+    assert np.mean(r0) > 0 and (not r1 or np.mean(r0) > np.mean(r1))
+    # spec 11.11 fields, and the round ΔL̂′ is never positive
+    for key in ("p", "size", "mean_loss", "delta", "beta", "cos_phi", "reward_raw", "reward_norm", "unique",
+                "selection_s", "train_s", "elapsed_s"):
+        assert key in rounds[0]
+    assert all(r["delta"] <= 0 for r in rounds) and rounds[0]["delta"] == 0.0
+    # outputs: the subset in its input format, and totals
+    lines = (tmp_path / "run" / "selected.jsonl").read_text().splitlines()
+    assert len(lines) == stats["unique_selected"] == len(sel)
+    assert all(set(json.loads(x)) == {"instruction", "output"} for x in lines)
+    assert stats["samples_trained"] == 160 and stats["state_bytes_per_sample"] <= 32
