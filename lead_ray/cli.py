@@ -42,9 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--work-dir", "-w", metavar="DIR", help="pipeline folder (default: work_dir)")
         _config_args(p)
 
+    p = sub.add_parser("run", help="the online LEAD selection: one Ray Train run over all rounds",
+                       description="EXP3 over difficulty clusters, top-IDU samples inside, IDU from the training "
+                                   "forward pass. Writes selected.parquet/.jsonl, rounds.parquet, checkpoints, run_stats.json.")
+    p.add_argument("--work-dir", "-w", metavar="DIR", help="pipeline folder (default: work_dir)")
+    p.add_argument("--out", "-o", metavar="RUN_DIR", help="run folder (default: work_dir/run)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    _config_args(p)
+
     p = sub.add_parser("demo", help="run the demo pipeline on the repo's sample data on a local Ray",
-                       description="Runs prepare, warmup, score and cluster on data/sample with configs/demo.yaml "
-                                   "and the tiny model preset.")
+                       description="Runs prepare, warmup, score, cluster and run on data/sample with "
+                                   "configs/demo.yaml and the tiny model preset.")
     p.add_argument("--out", "-o", metavar="DIR", default="runs/demo", help="run folder (default: runs/demo)")
     _config_args(p)
 
@@ -70,7 +78,7 @@ def _prepare(cfg) -> dict:
     return stats
 
 
-def _stage(name: str, cfg) -> dict:
+def _stage(name: str, cfg, run_dir: str | None = None, resume: bool = False) -> dict:
     from lead_ray.runtime import init_ray
 
     init_ray(cfg.ray)
@@ -84,6 +92,15 @@ def _stage(name: str, cfg) -> dict:
         stats = score(cfg)
         print(f"\nscore: {stats['rows']} rows in {stats['units']} units ({stats['units_skipped']} already done), "
               f"{stats['tokens_scored_now']} tokens now ({stats['seconds']:.0f} s)\n  scored: {cfg.stage_dir('scored')}/units/")
+    elif name == "run":
+        from lead_ray.online.run import run
+        stats = run(cfg, run_dir, resume)
+        out = Path(run_dir or cfg.stage_dir("run"))
+        print(f"\nrun: {stats['rounds']} rounds, {stats['unique_selected']} unique samples selected "
+              f"(budget {stats['budget']}), {stats['selection_seconds']:.1f} s selecting vs "
+              f"{stats['training_seconds']:.1f} s training ({stats['seconds']:.0f} s in all)\n"
+              f"  selected: {out}/selected.parquet, {out}/selected.jsonl\n  rounds:   {out}/rounds.parquet\n"
+              f"  stats:    {out}/run_stats.json\n  checkpoint: {stats['checkpoint']}")
     else:
         from lead_ray.offline.cluster import cluster
         stats = cluster(cfg)
@@ -115,10 +132,11 @@ def main(argv: list[str] | None = None) -> int:
                 overrides.append("ingest.strict=true")
             _prepare(load_config(args.config, overrides))
             return 0
-        if args.command in ("warmup", "score", "cluster"):
+        if args.command in ("warmup", "score", "cluster", "run"):
             if args.work_dir:
                 overrides.append("work_dir=" + json.dumps(args.work_dir))
-            _stage(args.command, load_config(args.config, overrides))
+            run_dir = getattr(args, "resume", None) or getattr(args, "out", None)
+            _stage(args.command, load_config(args.config, overrides), run_dir, bool(getattr(args, "resume", None)))
             return 0
         if args.command == "demo":
             overrides.append("work_dir=" + json.dumps(args.out))
@@ -126,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             # the demo's inputs are repo paths: resolve them so the demo runs from any folder
             cfg.ingest.inputs = [p if Path(p).exists() else str(REPO_ROOT / p) for p in cfg.ingest.inputs]
             _prepare(cfg)
-            for name in ("warmup", "score", "cluster"):
+            for name in ("warmup", "score", "cluster", "run"):
                 _stage(name, cfg)
             print(f"\ndemo finished; outputs under {args.out}/")
             return 0

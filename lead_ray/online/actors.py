@@ -29,6 +29,7 @@ class UtilityStore:
     def __init__(self, iu0: np.ndarray, cluster: np.ndarray, task: np.ndarray, offset: int):
         self.table = UtilityTable(iu0, cluster, task, offset)
         self.rounds: dict[int, list[float]] = {}  # round → [Σ(U_before − U_after), Σ loss, n]
+        self.forwards: dict[int, list[int]] = {}  # round → [samples forwarded, of which padding]
 
     def apply(self, index, losses, delta: float, b: float, round_: int) -> int:
         drop, n = self.table.apply(np.asarray(index), np.asarray(losses), delta, b, round_)
@@ -41,6 +42,15 @@ class UtilityStore:
 
     def round_sums(self, round_: int) -> list[float]:
         return self.rounds.get(round_, [0.0, 0.0, 0])
+
+    def note_forward(self, round_: int, samples: int, padding: int) -> None:
+        """Samples a worker passed through the model this round (and how many were zero-weight padding)."""
+        acc = self.forwards.setdefault(round_, [0, 0])
+        acc[0] += samples
+        acc[1] += padding
+
+    def forward_counts(self, round_: int) -> list[int]:
+        return self.forwards.get(round_, [0, 0])
 
     def eligible_counts(self, cluster: int, cap: int) -> dict[int, int]:
         return self.table.eligible_counts(cluster, cap)

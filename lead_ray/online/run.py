@@ -30,7 +30,8 @@ from lead_ray.stages import write_parquet_atomic
 POOL_COLUMNS = ["id", "source", "file", "line", "format", "messages", "iu0", "difficulty_cluster", "task_cluster"]
 
 
-def run(cfg: Config, run_dir: Path | None = None) -> dict:
+def run(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> dict:
+    """Run the selection; with `resume`, continue the run in run_dir from its last checkpoint."""
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -45,9 +46,18 @@ def run(cfg: Config, run_dir: Path | None = None) -> dict:
     if not any(pool_dir.glob("*.parquet")):
         raise FileNotFoundError(f"no clustered pool at {pool_dir}: run `lead-ray cluster` first")
     run_dir = Path(run_dir or cfg.stage_dir("run")).resolve()
+    state_file = run_dir / "run_state.json"
+    if resume:
+        if not state_file.exists():
+            raise FileNotFoundError(f"--resume: {run_dir} has no run_state.json (no run was started there)")
+        name = json.loads(state_file.read_text())["train_run_name"]
+    else:
+        # A fresh Ray Train run name every time: reusing one silently resumes the old run.
+        name = f"run-{uuid.uuid4().hex[:8]}"
+        for old in (run_dir / "selections").glob("*.npy"):
+            old.unlink()
     (run_dir / "selections").mkdir(parents=True, exist_ok=True)
-    for old in (run_dir / "selections").glob("*.npy"):
-        old.unlink()
+    state_file.write_text(json.dumps({"train_run_name": name}) + "\n")
     table = pq.read_table(pool_dir, columns=POOL_COLUMNS).sort_by("id")  # dense index = id order
     table = table.append_column("index", pa.array(np.arange(table.num_rows, dtype=np.int64)))
     write_round_rows(table, run_dir / "rows")
@@ -70,14 +80,14 @@ def run(cfg: Config, run_dir: Path | None = None) -> dict:
                            "budget": budget, "store_handles": store.handles, "store_bounds": store.bounds,
                            "bandit": bandit, "threads": max(1, round(per_worker))},
         scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=use_gpu, resources_per_worker={"CPU": per_worker}),
-        run_config=RunConfig(name=f"run-{uuid.uuid4().hex[:8]}", storage_path=str(run_dir / "ray_train"),
+        run_config=RunConfig(name=name, storage_path=str(run_dir / "ray_train"),
                              failure_config=FailureConfig(max_failures=0)))
     result = trainer.fit()
     t_fit = time.perf_counter() - t0
 
     rounds = ray.get(bandit.rounds.remote())
     stats = write_outputs(run_dir, table, store.columns(), rounds, budget)
-    stats.update(pool=n, workers=tc.num_workers, use_gpu=use_gpu, store_shards=sc.store_shards,
+    stats.update(pool=n, resumed_from_round=(result.metrics or {}).get("start_round"), workers=tc.num_workers, use_gpu=use_gpu, store_shards=sc.store_shards,
                  state_bytes_per_sample=store.nbytes() / max(n, 1), checkpoint=result.checkpoint.path,
                  fit_seconds=round(t_fit, 2), seconds=round(time.perf_counter() - t0, 2))
     (run_dir / "run_stats.json").write_text(json.dumps(stats, indent=2) + "\n")

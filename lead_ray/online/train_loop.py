@@ -120,13 +120,15 @@ def lead_train_loop(config: dict) -> None:
         mine = index[rank::world]
         n_micro = math.ceil(math.ceil(len(index) / world) / tc.micro_batch_size)  # equal on every rank (DDP)
         refs, pending, losses_seen = [], 0, []
-        grad_sum, steps = None, 0
+        grad_sum, steps, forwarded, padding = None, 0, 0, 0
         model.train()
         for j in range(n_micro):
             chunk = mine[j * tc.micro_batch_size:(j + 1) * tc.micro_batch_size]
             dummy = len(chunk) == 0  # this rank ran out: a zero-weight step keeps DDP's all-reduce in step
             enc = [encode_conversation(tok, m, cfg.model.max_length) for m in rows.messages(chunk if not dummy else index[:1])]
             losses, _ = sample_losses(model, collate(enc, tok.pad_token_id))
+            forwarded += len(enc)
+            padding += len(enc) if dummy else 0
             valid = ~torch.isnan(losses)
             loss = losses[valid].mean() if valid.any() and not dummy else losses.nan_to_num(0.0).sum() * 0.0
             (loss / accum).backward()
@@ -143,6 +145,7 @@ def lead_train_loop(config: dict) -> None:
                     steps += 1
                 opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
                 pending = 0
+        refs.append(store.handles[0].note_forward.remote(t, forwarded, padding))
         ray.get(refs)  # every update of this round has landed before the reward is read
         if world > 1:
             dist.barrier()
@@ -153,7 +156,8 @@ def lead_train_loop(config: dict) -> None:
             direction = (grad_sum / steps).cpu().numpy() if grad_sum is not None else None
             drop, loss_sum, n = store.round_sums(t)
             est = plan["est"]
-            record = {"round": t, "arm": plan["arm"], "p": plan["p"], "size": int(len(index)),
+            fwd, pad = ray.get(store.handles[0].forward_counts.remote(t))
+            record = {"forward_samples": int(fwd), "padding_samples": int(pad), "round": t, "arm": plan["arm"], "p": plan["p"], "size": int(len(index)),
                       "trained": int(n), "mean_loss": loss_sum / max(n, 1), "delta": est.delta, "beta": est.beta,
                       "cos_phi": est.cos_phi, "d_k": est.d_k, "d_p": est.d_p, "eta": plan["eta"],
                       "unique": store.used_count(),
@@ -168,7 +172,7 @@ def lead_train_loop(config: dict) -> None:
                   f"select {plan['selection_s']:.2f} s, train {train_s:.1f} s", flush=True)
         if (t + 1) % tc.checkpoint_every == 0:
             _report(metrics, t + 1, rank, model, opt, sched, store, bandit, tok)
-    _report({"round": -1}, t, rank, model, opt, sched, store, bandit, tok)  # the final state, always
+    _report({"round": -1, "start_round": start_round}, t, rank, model, opt, sched, store, bandit, tok)  # final state, always
 
 
 def _report(metrics: dict, next_round: int, rank: int, model, opt, sched, store, bandit, tok) -> None:
