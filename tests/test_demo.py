@@ -1,4 +1,4 @@
-"""The README's main command, `lead-ray demo`, on the repo's sample: every stage leaves its outputs."""
+"""The README's main command, `lead-ray demo`, on the repo's sample: every stage, through `run`, leaves its outputs."""
 import json
 
 import pyarrow.parquet as pq
@@ -21,5 +21,11 @@ def test_demo_runs_every_stage_on_the_repo_sample(ray_session, tmp_path, capsys)
     assert clusters["rows_in"] == prep["accepted"]
     assert clusters["difficulty_k"] == 7 and min(clusters["difficulty_sizes"].values()) > 0
     assert pq.read_table(out / "clustered" / "pool").num_rows == clusters["rows_out"]
+    stats = json.loads((out / "run" / "run_stats.json").read_text())
+    assert stats["unique_selected"] >= stats["budget"] and stats["rounds"] >= 1
+    selected = pq.read_table(out / "run" / "selected.parquet")
+    assert selected.num_rows == stats["unique_selected"]
+    assert len((out / "run" / "selected.jsonl").read_text().splitlines()) == selected.num_rows
+    assert pq.read_table(out / "run" / "rounds.parquet").num_rows == stats["rounds"]
     printed = capsys.readouterr().out
     assert "demo finished" in printed and "clustered pool:" in printed
