@@ -2,7 +2,8 @@
 
 Samples are addressed by a dense index 0..N-1 assigned in ascending id order, so "ties broken by
 id" is "ties broken by index". Per sample: U (float32), use count (uint8), last loss (float32),
-last round (int32), difficulty cluster (int16), task group (int32): 19 bytes.
+last round (int32), difficulty cluster (int16), task group (int32): 19 bytes, plus 4 bytes of
+int32 position in the (cluster, task group) index that selection reads.
 
 A table may hold one contiguous range of the index space (`offset`), so a pool too large for one
 actor is split into shards by index range; shards answer in global indices.
@@ -28,13 +29,24 @@ class UtilityTable:
         self.last_round = np.full(len(self.u), -1, np.int32)
         self.cluster = np.asarray(cluster, np.int16)
         self.task = np.asarray(task, np.int32)
-        self._members = {int(k): np.flatnonzero(self.cluster == k) for k in np.unique(self.cluster)}
+        self._index_groups()
+
+    def _index_groups(self) -> None:
+        """Positions of every (cluster, task group), int32: a round touches only its cluster's groups."""
+        order = np.lexsort((self.task, self.cluster)).astype(np.int32)
+        keys = np.stack([self.cluster[order].astype(np.int64), self.task[order].astype(np.int64)], 1)
+        cuts = np.flatnonzero(np.any(np.diff(keys, axis=0) != 0, axis=1)) + 1
+        self._groups: dict[int, dict[int, np.ndarray]] = {}
+        for part in np.split(order, cuts) if len(order) else []:
+            self._groups.setdefault(int(self.cluster[part[0]]), {})[int(self.task[part[0]])] = part
 
     def __len__(self) -> int:
         return len(self.u)
 
     def nbytes(self) -> int:
-        return sum(getattr(self, f).nbytes for f in FIELDS)
+        """Memory of the selection state: the per-sample arrays and the group index."""
+        return sum(getattr(self, f).nbytes for f in FIELDS) + sum(
+            p.nbytes for groups in self._groups.values() for p in groups.values())
 
     # ------------------------------------------------------------------ updates
 
@@ -58,18 +70,20 @@ class UtilityTable:
 
     def eligible_counts(self, cluster: int, cap: int) -> dict[int, int]:
         """Per task group of a cluster: how many samples are below the use cap."""
-        members = self._members.get(int(cluster), np.zeros(0, np.int64))
-        ok = members[self.use_count[members] < cap]
-        groups, counts = np.unique(self.task[ok], return_counts=True)
-        return {int(g): int(c) for g, c in zip(groups, counts)}
+        out = {}
+        for group, pos in self._groups.get(int(cluster), {}).items():
+            n = int(np.count_nonzero(self.use_count[pos] < cap))
+            if n:
+                out[group] = n
+        return out
 
     def top_k(self, cluster: int, quotas: dict[int, int], cap: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Per task group: (global indices, U) of its top quota eligible samples, best first."""
-        members = self._members.get(int(cluster), np.zeros(0, np.int64))
-        members = members[self.use_count[members] < cap]
         out = {}
+        groups = self._groups.get(int(cluster), {})
         for group, k in quotas.items():
-            pos = top_k_by_u(self.u, members[self.task[members] == group], k)
+            pos = groups.get(int(group), np.zeros(0, np.int32))
+            pos = top_k_by_u(self.u, pos[self.use_count[pos] < cap], k).astype(np.int64)
             out[int(group)] = (pos + self.offset, self.u[pos].copy())
         return out
 
@@ -88,4 +102,5 @@ class UtilityTable:
         t = cls(z["u"], z["cluster"], z["task"], int(z["offset"]))
         for f in FIELDS:
             setattr(t, f, z[f].copy())
+        t._index_groups()
         return t

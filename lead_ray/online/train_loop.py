@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+PUSH_EVERY = 1024  # samples per UtilityStore push from one worker
+
 
 def direction_params(model, which: str) -> dict:
     """Trainable parameters whose change defines the update direction (spec 5.3: the last layer's)."""
@@ -119,13 +121,17 @@ def lead_train_loop(config: dict) -> None:
         index = plan["index"]
         mine = index[rank::world]
         n_micro = math.ceil(math.ceil(len(index) / world) / tc.micro_batch_size)  # equal on every rank (DDP)
-        refs, pending, losses_seen = [], 0, []
+        refs, pending, buf_idx, buf_loss = [], 0, [], []
         grad_sum, steps, forwarded, padding = None, 0, 0, 0
+        read_s = push_s = 0.0  # bookkeeping inside the training pass, measured for bench/loop.py
         model.train()
         for j in range(n_micro):
             chunk = mine[j * tc.micro_batch_size:(j + 1) * tc.micro_batch_size]
             dummy = len(chunk) == 0  # this rank ran out: a zero-weight step keeps DDP's all-reduce in step
-            enc = [encode_conversation(tok, m, cfg.model.max_length) for m in rows.messages(chunk if not dummy else index[:1])]
+            t_read = time.perf_counter()
+            convs = rows.messages(chunk if not dummy else index[:1])
+            read_s += time.perf_counter() - t_read
+            enc = [encode_conversation(tok, m, cfg.model.max_length) for m in convs]
             losses, _ = sample_losses(model, collate(enc, tok.pad_token_id))
             forwarded += len(enc)
             padding += len(enc) if dummy else 0
@@ -133,9 +139,16 @@ def lead_train_loop(config: dict) -> None:
             loss = losses[valid].mean() if valid.any() and not dummy else losses.nan_to_num(0.0).sum() * 0.0
             (loss / accum).backward()
             if not dummy:
-                values = losses.detach().float().cpu().numpy()
-                losses_seen.append(values)
-                refs += store.apply_async(chunk, values, plan["delta"], sc.smoothing_b, t)
+                buf_idx.append(chunk)
+                buf_loss.append(losses.detach().float().cpu().numpy())
+                if sum(len(b) for b in buf_idx) >= PUSH_EVERY or j == n_micro - 1:
+                    # U only matters for the next round's selection, so pushing in batches (one actor
+                    # call per PUSH_EVERY samples, not per micro-batch) changes nothing but the overhead.
+                    t_push = time.perf_counter()
+                    refs += store.apply_async(np.concatenate(buf_idx), np.concatenate(buf_loss), plan["delta"],
+                                              sc.smoothing_b, t)
+                    buf_idx, buf_loss = [], []
+                    push_s += time.perf_counter() - t_push
             pending += 1
             if pending == accum or j == n_micro - 1:
                 if rank == 0 and dir_names:  # the step's gradient on the direction parameters (already all-reduced)
@@ -145,14 +158,19 @@ def lead_train_loop(config: dict) -> None:
                     steps += 1
                 opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
                 pending = 0
+        t_push = time.perf_counter()
+        if buf_idx:  # this rank's last micro-batch was padding: flush what is left
+            refs += store.apply_async(np.concatenate(buf_idx), np.concatenate(buf_loss), plan["delta"], sc.smoothing_b, t)
         refs.append(store.handles[0].note_forward.remote(t, forwarded, padding))
         ray.get(refs)  # every update of this round has landed before the reward is read
+        push_s += time.perf_counter() - t_push
         if world > 1:
             dist.barrier()
         train_s = time.perf_counter() - t_train
 
         metrics = {"round": t}
         if rank == 0:
+            t_finish = time.perf_counter()
             direction = (grad_sum / steps).cpu().numpy() if grad_sum is not None else None
             drop, loss_sum, n = store.round_sums(t)
             est = plan["est"]
@@ -164,6 +182,7 @@ def lead_train_loop(config: dict) -> None:
                       "selection_s": plan["selection_s"], "train_s": train_s,
                       "elapsed_s": time.perf_counter() - t_start}
             reward = drop / max(n, 1)
+            record.update(read_s=read_s, push_s=push_s, finish_s=time.perf_counter() - t_finish)
             normalised = ray.get(bandit.finish_round.remote(plan["arm"], plan["p"][plan["arm"]], reward, direction, record))
             metrics.update(mean_loss=record["mean_loss"], reward=reward)
             print(f"[lead-ray] round {t + 1}/{sc.max_rounds}: arm {plan['arm']} (p={plan['p'][plan['arm']]:.3f}), "
