@@ -105,3 +105,14 @@ def test_resumed_run_continues_exactly(ray_session, tmp_path):
     ub = pq.read_table(parts / "run" / "selected.parquet").sort_by("id")
     assert ua["id"].equals(ub["id"])
     assert np.allclose(ua["u"].to_numpy(), ub["u"].to_numpy(), atol=1e-4)
+
+
+def test_lora_run_checkpoints_an_adapter_and_measures_lora_directions(ray_session, tmp_path):
+    toy_pool(tmp_path)
+    cfg = toy_config(tmp_path, 1)
+    cfg.selection.max_rounds, cfg.train.lora.enabled, cfg.train.lora.r = 3, True, 4
+    stats = run(cfg)
+    model_dir = __import__("pathlib").Path(stats["checkpoint"]) / "model"
+    assert (model_dir / "adapter_config.json").exists() and (model_dir / "adapter_model.safetensors").exists()
+    rounds = pq.read_table(tmp_path / "run" / "rounds.parquet").to_pylist()
+    assert rounds[1]["d_p"] > 0  # round 2 saw round 1's direction: the last layer's LoRA gradients

@@ -124,13 +124,14 @@ def lead_train_loop(config: dict) -> None:
         refs, pending, buf_idx, buf_loss = [], 0, [], []
         grad_sum, steps, forwarded, padding = None, 0, 0, 0
         read_s = push_s = 0.0  # bookkeeping inside the training pass, measured for bench/loop.py
+        t_read = time.perf_counter()
+        my_convs = rows.messages(mine) if len(mine) else rows.messages(index[:1])  # one read for the whole slice
+        read_s += time.perf_counter() - t_read
         model.train()
         for j in range(n_micro):
             chunk = mine[j * tc.micro_batch_size:(j + 1) * tc.micro_batch_size]
             dummy = len(chunk) == 0  # this rank ran out: a zero-weight step keeps DDP's all-reduce in step
-            t_read = time.perf_counter()
-            convs = rows.messages(chunk if not dummy else index[:1])
-            read_s += time.perf_counter() - t_read
+            convs = my_convs[j * tc.micro_batch_size:(j + 1) * tc.micro_batch_size] if not dummy else my_convs[:1]
             enc = [encode_conversation(tok, m, cfg.model.max_length) for m in convs]
             losses, _ = sample_losses(model, collate(enc, tok.pad_token_id))
             forwarded += len(enc)
