@@ -234,3 +234,11 @@ def test_top_k_by_u_matches_full_sort(seed, n, k):
     u = np.random.default_rng(seed).integers(0, 4, n).astype(np.float32)
     pos = np.arange(n)
     assert top_k_by_u(u, pos, k).tolist() == sorted(pos.tolist(), key=lambda i: (-u[i], i))[:k]
+
+
+@given(u=st.lists(st.floats(1, 10), min_size=1, max_size=20), drop=st.floats(0.01, 1), b=st.floats(0, 0.9))
+def test_reward_is_positive_when_trained_losses_fall(u, drop, b):
+    """Spec §12 'reward sign': losses below the stored U (ΔL̂′ ≤ 0) make the mean U decrease positive."""
+    t = UtilityTable(np.array(u), np.zeros(len(u), int), np.zeros(len(u), int))
+    total, n = t.apply(np.arange(len(u)), np.array(u) - drop, -0.001, b, round_=0)
+    assert n == len(u) and total / n > 0

@@ -107,11 +107,12 @@ def test_resumed_run_continues_exactly(ray_session, tmp_path):
     assert np.allclose(ua["u"].to_numpy(), ub["u"].to_numpy(), atol=1e-4)
 
 
-def test_lora_run_checkpoints_an_adapter_and_measures_lora_directions(ray_session, tmp_path):
+def test_lora_run_stops_at_the_budget_and_checkpoints_an_adapter(ray_session, tmp_path):
     toy_pool(tmp_path)
     cfg = toy_config(tmp_path, 1)
-    cfg.selection.max_rounds, cfg.train.lora.enabled, cfg.train.lora.r = 3, True, 4
+    cfg.selection.budget_samples, cfg.train.lora.enabled, cfg.train.lora.r = 40, True, 4
     stats = run(cfg)
+    assert stats["rounds"] == 3 and stats["unique_selected"] == 48  # 16 new per round: 32 < 40 ≤ 48
     model_dir = __import__("pathlib").Path(stats["checkpoint"]) / "model"
     assert (model_dir / "adapter_config.json").exists() and (model_dir / "adapter_model.safetensors").exists()
     rounds = pq.read_table(tmp_path / "run" / "rounds.parquet").to_pylist()
