@@ -83,18 +83,25 @@ class LoraSettings:
 
 
 @dataclass
-class WarmupConfig:
+class TrainingSettings:
+    """What warm-up and online training share: optimizer, LEAD's LR schedule, batching, workers, LoRA."""
+    lr: float = _f(2e-5, "Peak learning rate (AdamW, weight decay 0, no clipping).", gt=0)
+    lr_decay: float = _f(0.995, "LR multiplier every lr_decay_every optimizer steps (LEAD: 0.995 online, 0.998 warm-up).", gt=0, le=1)
+    lr_decay_every: int = _f(8, "Optimizer steps between LR decays.", ge=1)
+    batch_size: int = _f(8, "Samples per optimizer step over all workers (LEAD: 8).", ge=1)
+    micro_batch_size: int = _f(4, "Samples per forward pass on one worker.", ge=1)
+    num_workers: int = _f(1, "Ray Train workers (DDP).", ge=1)
+    use_gpu: Optional[bool] = _f(None, "Train on GPUs; None = when the cluster has any.")
+    lora: LoraSettings = field(default_factory=lambda: LoraSettings(r=64))
+
+
+@dataclass
+class WarmupConfig(TrainingSettings):
+    lr_decay: float = _f(0.998, "LR multiplier every lr_decay_every optimizer steps (LEAD warm-up: 0.998).", gt=0, le=1)
+    lora: LoraSettings = field(default_factory=lambda: LoraSettings(r=32))
     fraction: float = _f(0.01, "Share of the pool drawn at random for warm-up training.", gt=0, le=1)
     max_samples: int = _f(6000, "Cap on warm-up samples (LEAD: 6k).", ge=1)
     epochs: int = _f(4, "Passes over the warm-up sample.", ge=1)
-    lr: float = _f(2e-5, "Peak learning rate (AdamW, weight decay 0).", gt=0)
-    lr_decay: float = _f(0.998, "LR multiplier applied every lr_decay_every optimizer steps (LEAD's schedule).", gt=0, le=1)
-    lr_decay_every: int = _f(8, "Optimizer steps between LR decays.", ge=1)
-    batch_size: int = _f(8, "Samples per optimizer step, over all workers (LEAD: 8).", ge=1)
-    micro_batch_size: int = _f(4, "Samples per forward pass on one worker.", ge=1)
-    num_workers: int = _f(1, "Ray Train workers.", ge=1)
-    use_gpu: Optional[bool] = _f(None, "Train on GPUs; None = when the cluster has any.")
-    lora: LoraSettings = field(default_factory=LoraSettings)
 
 
 @dataclass
@@ -137,16 +144,8 @@ class SelectionConfig:
 
 
 @dataclass
-class TrainConfig:
-    lr: float = _f(2e-5, "Peak learning rate (AdamW, weight decay 0, no clipping).", gt=0)
-    lr_decay: float = _f(0.995, "LR multiplier every lr_decay_every optimizer steps (LEAD: 0.995 every 8).", gt=0, le=1)
-    lr_decay_every: int = _f(8, "Optimizer steps between LR decays.", ge=1)
-    batch_size: int = _f(8, "Samples per optimizer step over all workers (LEAD: 8).", ge=1)
-    micro_batch_size: int = _f(4, "Samples per forward pass on one worker.", ge=1)
-    num_workers: int = _f(1, "Ray Train workers (DDP); each trains its slice of every round.", ge=1)
-    use_gpu: Optional[bool] = _f(None, "Train on GPUs; None = when the cluster has any.")
+class TrainConfig(TrainingSettings):
     checkpoint_every: int = _f(5, "Rounds between checkpoints (model + selection state); the last round always checkpoints.", ge=1)
-    lora: LoraSettings = field(default_factory=lambda: LoraSettings(r=64))
 
 
 @dataclass

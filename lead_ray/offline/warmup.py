@@ -40,6 +40,7 @@ def warmup_loop(config: dict) -> None:
 
     from lead_ray.models.load import apply_lora, load_model
     from lead_ray.models.loss import collate, sample_losses
+    from lead_ray.models.optim import build_optimizer
     from lead_ray.models.template import encode_conversation
 
     torch.set_num_threads(config["threads"])
@@ -50,10 +51,7 @@ def warmup_loop(config: dict) -> None:
     model, tok = load_model(config["base_dir"], mc, device=ray.train.torch.get_device())
     model = apply_lora(model, wc.lora)
     model = ray.train.torch.prepare_model(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=wc.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: wc.lr_decay ** (s // wc.lr_decay_every))
-    accum = max(1, wc.batch_size // (wc.micro_batch_size * world))
+    opt, sched, accum = build_optimizer(model, wc, world)
     shard = ray.train.get_dataset_shard("train")
     step, t0 = 0, time.perf_counter()
     for epoch in range(wc.epochs):

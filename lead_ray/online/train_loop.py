@@ -53,6 +53,7 @@ def lead_train_loop(config: dict) -> None:
     from lead_ray.core.select import quotas_for
     from lead_ray.models.load import apply_lora, load_model
     from lead_ray.models.loss import collate, sample_losses
+    from lead_ray.models.optim import build_optimizer
     from lead_ray.models.template import encode_conversation
     from lead_ray.online.actors import UtilityClient
     from lead_ray.online.rows import RoundRows
@@ -68,9 +69,7 @@ def lead_train_loop(config: dict) -> None:
     rows = RoundRows(run_dir / "rows")
     model, tok = load_model(config["base_dir"], cfg.model, device=ray.train.torch.get_device())
     model = apply_lora(model, tc.lora)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: tc.lr_decay ** (s // tc.lr_decay_every))
+    opt, sched, accum = build_optimizer(model, tc, world)
     start_round, t_start = 0, time.perf_counter()
     ckpt = ray.train.get_checkpoint()
     if ckpt:  # a restart: model, optimizer, schedule, cursor and (rank 0) the selection state
@@ -88,7 +87,6 @@ def lead_train_loop(config: dict) -> None:
     plain = model.module if hasattr(model, "module") else model
     dir_params = dict(plain.named_parameters())
     dir_params = {n: dir_params[n] for n in dir_names}
-    accum = max(1, tc.batch_size // (tc.micro_batch_size * world))
     n_arms, budget = config["n_arms"], config["budget"]
 
     for t in range(start_round, sc.max_rounds + 1):
