@@ -106,7 +106,7 @@ def write_outputs(run_dir: Path, table: pa.Table, cols: dict, rounds: list[dict]
               .append_column("rounds", pa.array([picked_in.get(int(i), []) for i in chosen], pa.list_(pa.int32()))))
     write_parquet_atomic(sel, run_dir / "selected.parquet")
     export_source_format(sel, run_dir / "selected.jsonl")
-    log = pa.Table.from_pylist([{k: v for k, v in r.items()} for r in rounds]) if rounds else pa.table({})
+    log = pa.Table.from_pylist(rounds) if rounds else pa.table({})
     write_parquet_atomic(log, run_dir / "rounds.parquet")
     return {"rounds": len(rounds), "unique_selected": int(len(chosen)), "budget": budget,
             "samples_trained": int(sum(r["size"] for r in rounds)),

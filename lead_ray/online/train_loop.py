@@ -106,7 +106,7 @@ def lead_train_loop(config: dict) -> None:
                 store.mark_used(index)
                 np.save(run_dir / "selections" / f"round-{t:05d}.npy", index)
                 plan = {"stop": False, "arm": arm, "p": p, "index": index, "eta": eta, "delta": est.delta,
-                        "est": est, "unique_before": unique, "selection_s": time.perf_counter() - t_sel}
+                        "est": est, "selection_s": time.perf_counter() - t_sel}
         if world > 1:
             box = [plan]
             dist.broadcast_object_list(box, src=0)
