@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     _config_args(p)
 
+    p = sub.add_parser("pipeline", help="every stage in order: prepare, warmup, score, cluster, run",
+                       description="Runs prepare, warmup, score, cluster and run with one config (a rerun "
+                                   "re-scores only units not yet scored).")
+    p.add_argument("--work-dir", "-w", metavar="DIR", help="pipeline folder (default: work_dir)")
+    _config_args(p)
+
     p = sub.add_parser("demo", help="run the demo pipeline on the repo's sample data on a local Ray",
                        description="Runs prepare, warmup, score, cluster and run on data/sample with "
                                    "configs/demo.yaml and the tiny model preset.")
@@ -138,15 +144,17 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = getattr(args, "resume", None) or getattr(args, "out", None)
             _stage(args.command, load_config(args.config, overrides), run_dir, bool(getattr(args, "resume", None)))
             return 0
-        if args.command == "demo":
-            overrides.append("work_dir=" + json.dumps(args.out))
-            cfg = load_config(args.config or DEMO_CONFIG, overrides)
-            # the demo's inputs are repo paths: resolve them so the demo runs from any folder
-            cfg.ingest.inputs = [p if Path(p).exists() else str(REPO_ROOT / p) for p in cfg.ingest.inputs]
+        if args.command in ("pipeline", "demo"):
+            out = args.out if args.command == "demo" else args.work_dir
+            if out:
+                overrides.append("work_dir=" + json.dumps(out))
+            cfg = load_config(args.config or (DEMO_CONFIG if args.command == "demo" else None), overrides)
+            if args.command == "demo":  # the demo's inputs are repo paths: resolve them to run from any folder
+                cfg.ingest.inputs = [p if Path(p).exists() else str(REPO_ROOT / p) for p in cfg.ingest.inputs]
             _prepare(cfg)
             for name in ("warmup", "score", "cluster", "run"):
                 _stage(name, cfg)
-            print(f"\ndemo finished; outputs under {args.out}/")
+            print(f"\n{args.command} finished; outputs under {cfg.work_dir}/")
             return 0
     except ConfigError as e:
         print(f"lead-ray: config error: {e}", file=sys.stderr)

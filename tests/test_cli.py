@@ -11,7 +11,7 @@ from tests.conftest import REPO
 
 def test_help_lists_subcommands_and_each_has_help():
     out = subprocess.run([sys.executable, "-m", "lead_ray.cli", "--help"], capture_output=True, text=True, check=True).stdout
-    for cmd in ("prepare", "warmup", "score", "cluster", "run", "demo", "config"):
+    for cmd in ("prepare", "warmup", "score", "cluster", "run", "pipeline", "demo", "config"):
         assert cmd in out
         sub = subprocess.run([sys.executable, "-m", "lead_ray.cli", cmd, "--help"], capture_output=True, text=True, check=True)
         assert "--set" in sub.stdout and "--config" in sub.stdout

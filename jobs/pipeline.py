@@ -1,0 +1,12 @@
+"""Ray job entrypoint for the whole pipeline (prepare → warmup → score → cluster → run).
+
+    ray job submit --working-dir . -- python jobs/pipeline.py --config configs/demo.yaml [--set k=v ...]
+
+Inside a Ray job it joins the job's cluster; work_dir must be on storage every node can reach.
+"""
+import sys
+
+from lead_ray.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["pipeline", *sys.argv[1:]]))
