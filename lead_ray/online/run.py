@@ -130,12 +130,12 @@ def export_source_format(sel: pa.Table, dest: Path) -> None:
 
 
 def _original_records(path: str, lines: set[int]) -> dict[tuple[str, int], bytes]:
-    from lead_ray.data.ingest import _open
+    from lead_ray.data.plan import open_input
 
     if path.endswith(".parquet"):
         rows = pq.read_table(path).to_pylist()
         return {(path, i): orjson.dumps(rows[i - 1], default=str) for i in lines}
-    with _open(path) as f:
+    with open_input(path) as f:
         data = f.read()
     if data.lstrip().startswith(b"["):  # a JSON array: line = 1-based element
         array = orjson.loads(data)
