@@ -127,8 +127,12 @@ class ClusterConfig:
     hnsw_ef: int = _f(100, "hnswlib ef for construction and search.", ge=10)
 
 
+SELECTION_METHODS = ("lead", "random", "full", "ppl", "ifd", "rescore")
+
+
 @dataclass
 class SelectionConfig:
+    method: str = _f("lead", "lead (bandit + IDU) or a baseline through the same trainer: random, full (whole pool), ppl (static top IU₀), ifd (static top IFD < 1), rescore (re-score the whole pool every round, top loss in the bandit's cluster).", choices=SELECTION_METHODS)
     exp3_gamma: float = _f(0.1, "EXP3 exploration rate γ (the official code's --beta; spec D15).", gt=0, le=1)
     smoothing_b: float = _f(0.1, "IDU smoothing b: U ← (1−b)(L + ΔL̂′) + b·U_prev (0 = no smoothing).", ge=0, le=1)
     rho: float = _f(0.015, "Share ρ of each task group's eligible samples taken per round (LEAD: 0.015).", gt=0, le=1)
@@ -137,10 +141,31 @@ class SelectionConfig:
     budget_fraction: float = _f(0.025, "Stop once this share of the pool has been selected at least once (LEAD: 2.5%).", gt=0, le=1)
     budget_samples: int = _f(0, "Unique-sample budget as a count; overrides budget_fraction when > 0.", ge=0)
     max_rounds: int = _f(20, "Stop after this many rounds (LEAD: 20).", ge=1)
+    use_delta: bool = _f(True, "Add the gradient-based ΔL̂′ to the loss in IDU (false: the 'no ΔL̂′' ablation).")
+    arm_choice: str = _f("exp3", "How a round's difficulty cluster is chosen: EXP3, or uniformly at random (the 'no bandit' ablation).", choices=("exp3", "uniform"))
     shuffle: bool = _f(True, "Shuffle each round with a seeded RNG (spec D9); false keeps task-then-U order.")
     direction_visit: str = _f("latest", "Which visit of a cluster stores its update direction (spec D5).", choices=("latest", "first"))
     direction_params: str = _f("last_layer", "Parameters whose mean gradient over a round is its update direction: the last layer's trainable ones, or all trainable.", choices=("last_layer", "all"))
     store_shards: int = _f(1, "UtilityStore actors, each holding one index range of the pool.", ge=1)
+
+
+EVAL_SETS = ("holdout", "gsm8k", "self_instruct", "mmlu")
+
+
+@dataclass
+class EvalConfig:
+    holdout_fraction: float = _f(0.02, "Share of the clustered pool held out (by id hash, the same for every seed and method): never warmed up on, never selectable.", ge=0, lt=0.5)
+    holdout_max: int = _f(500, "Most held-out samples evaluated (the first by id).", ge=1)
+    inloop_every: int = _f(1, "Rounds between held-out NLL measurements inside the training run (0 = off); Tune's ASHA stops on it.", ge=0)
+    inloop_samples: int = _f(128, "Held-out samples in the in-loop NLL.", ge=1)
+    sets: list[str] = _f(list(EVAL_SETS), "What `lead-ray eval` measures: holdout, gsm8k, self_instruct (response NLL), mmlu (answer-letter accuracy + NLL).", choices=EVAL_SETS)
+    data_dir: str = _f("../shared/data/eval", "Folder holding gsm8k/, self_instruct_user_oriented/ and mmlu/ (relative paths: from the current folder).")
+    max_samples: int = _f(500, "Most samples per eval set (the first in file order); 0 = all.", ge=0)
+    mmlu_split: str = _f("test", "MMLU split scored.", choices=("dev", "val", "test"))
+    generate: str = _f("auto", "GSM8K exact match by greedy generation: on, off, or auto (on unless the model is the tiny preset).", choices=("auto", "on", "off"))
+    max_new_tokens: int = _f(256, "Generation length for GSM8K exact match.", ge=1)
+    generate_batch_size: int = _f(16, "Prompts per generation batch.", ge=1)
+    ray_min_samples: int = _f(4000, "Eval sets with more samples in all run as a Ray Data job over an actor pool; smaller ones in-process.", ge=1)
 
 
 @dataclass
@@ -160,6 +185,7 @@ class Config:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def stage_dir(self, stage: str) -> Path:
         """Where a stage writes: work_dir/<stage> (ingest.out overrides 'prepared').
@@ -267,7 +293,10 @@ def _check_rules(value: Any, rules: typing.Mapping, key: str, origin: str) -> No
     for rule, (ok, sym) in checks.items():
         if rule in rules and not ok(value, rules[rule]):
             raise ConfigError(f"{origin}: '{key}' must be {sym} {rules[rule]}, got {value!r}")
-    if "choices" in rules and value not in rules["choices"]:
+    if "choices" in rules and isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_rules(v, {"choices": rules["choices"]}, f"{key}[{i}]", origin)
+    elif "choices" in rules and value not in rules["choices"]:
         raise ConfigError(f"{origin}: '{key}' must be one of {', '.join(rules['choices'])}; got {value!r}")
 
 

@@ -55,7 +55,7 @@ def test_warmup_learns_its_sample(pipeline):
     cfg, work, stats = pipeline
     w = stats["warmup"]
     pool = pq.read_table(work / "prepared" / "pool")
-    chosen = in_sample(pool["id"].to_pylist(), cfg.seed, cfg.warmup.fraction)
+    chosen = in_sample(pool["id"].to_pylist(), cfg.seed, cfg.warmup.fraction, cfg.eval.holdout_fraction)
     assert w["samples"] == int(chosen.sum()) > 20 and w["optimizer_steps"] > 0
     convs = [m for m, keep in zip(pool["messages"].to_pylist(), chosen) if keep]
     losses = {}

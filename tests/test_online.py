@@ -26,7 +26,7 @@ def toy_pool(work, n_per=80, seed=0):
             answer = "pong" if arm == 0 else "".join(rng.choices(string.ascii_lowercase, k=8))
             records.append({"instruction": prompt, "output": answer})
             rows.append({"id": f"{arm}-{i:04d}-{rng.random():.6f}", "source": "toy.jsonl", "line": len(records),
-                         "format": "alpaca", "iu0": 5.6, "difficulty_cluster": arm, "task_cluster": i % 2,
+                         "format": "alpaca", "iu0": 5.6, "ifd": 0.5, "difficulty_cluster": arm, "task_cluster": i % 2,
                          "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]})
     src = write_jsonl(work / "toy.jsonl", records)
     for r in rows:
@@ -40,7 +40,7 @@ def toy_config(work, workers):
         f"work_dir={work}", "model.max_length=64", "model.tiny.hidden_size=64", "model.tiny.intermediate_size=128",
         "selection.rho=0.2", "selection.max_rounds=10", "selection.budget_fraction=1.0", "selection.exp3_gamma=0.5",
         "train.lr=0.003", "train.lora.enabled=false", "train.batch_size=4", "train.micro_batch_size=4",
-        f"train.num_workers={workers}", "train.checkpoint_every=5"])
+        f"train.num_workers={workers}", "train.checkpoint_every=5", "eval.holdout_fraction=0"])
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -117,3 +117,16 @@ def test_lora_run_stops_at_the_budget_and_checkpoints_an_adapter(ray_session, tm
     assert (model_dir / "adapter_config.json").exists() and (model_dir / "adapter_model.safetensors").exists()
     rounds = pq.read_table(tmp_path / "run" / "rounds.parquet").to_pylist()
     assert rounds[1]["d_p"] > 0  # round 2 saw round 1's direction: the last layer's LoRA gradients
+
+
+def test_uniform_arm_choice_leaves_exp3_untouched(ray_session, tmp_path):
+    """The no-bandit ablation: arms drawn uniformly from the allowed ones, EXP3 weights never move."""
+    import ray
+    from lead_ray.online.actors import BanditActor
+
+    bandit = BanditActor.remote(3, 0.1, "latest", 0, "uniform")
+    arms = [ray.get(bandit.draw.remote(np.array([True, False, True])))[0] for _ in range(60)]
+    assert set(arms) == {0, 2} and 15 < arms.count(0) < 45
+    assert ray.get(bandit.finish_round.remote(0, 0.5, 3.0, None, {"round": 0})) == 0.0
+    ray.get(bandit.save.remote(str(tmp_path / "b.json")))
+    assert json.loads((tmp_path / "b.json").read_text())["bandit"]["log_w"] == [0.0, 0.0, 0.0]

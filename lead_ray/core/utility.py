@@ -62,6 +62,14 @@ class UtilityTable:
         self.last_round[local] = round_
         return float((before - self.u[local]).sum()), int(len(local))
 
+    def set_u(self, index: np.ndarray, losses: np.ndarray) -> int:
+        """U ← the loss just measured (the `rescore` baseline's fresh pool-wide scoring); NaN keeps U."""
+        local = np.asarray(index, np.int64) - self.offset
+        losses = np.asarray(losses, np.float32)
+        ok = np.isfinite(losses)
+        self.u[local[ok]] = losses[ok]
+        return int(ok.sum())
+
     def mark_used(self, index: np.ndarray) -> None:
         local = np.asarray(index, np.int64) - self.offset
         self.use_count[local] = np.minimum(self.use_count[local].astype(np.int32) + 1, 255).astype(np.uint8)

@@ -12,7 +12,6 @@ The warm-up model is used only to score IFD; online training starts again from t
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,12 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from lead_ray.config import Config
+from lead_ray.data.split import hash_fraction, is_holdout
 
 
-def in_sample(ids, seed: int, fraction: float) -> np.ndarray:
-    """Deterministic Bernoulli(fraction) membership per id."""
-    u = [int.from_bytes(hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest(), "big") / 2**64 for i in ids]
-    return np.array(u) < fraction
+def in_sample(ids, seed: int, fraction: float, holdout: float = 0.0) -> np.ndarray:
+    """Deterministic Bernoulli(fraction) membership per id; held-out ids are never in it."""
+    return hash_fraction(ids, seed, fraction) & ~is_holdout(ids, holdout)
 
 
 def warmup_loop(config: dict) -> None:
@@ -106,7 +105,7 @@ def warmup(cfg: Config) -> dict:
     base = materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)
 
     def keep(batch):
-        return batch.filter(in_sample(batch["id"].to_pylist(), cfg.seed, wc.fraction))
+        return batch.filter(in_sample(batch["id"].to_pylist(), cfg.seed, wc.fraction, cfg.eval.holdout_fraction))
 
     # Materialised before training: a few thousand rows, and no read task competes with the workers for CPUs.
     ds = (ray.data.read_parquet(str(pool)).select_columns(["id", "messages"])

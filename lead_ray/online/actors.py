@@ -29,7 +29,7 @@ class UtilityStore:
     def __init__(self, iu0: np.ndarray, cluster: np.ndarray, task: np.ndarray, offset: int):
         self.table = UtilityTable(iu0, cluster, task, offset)
         self.rounds: dict[int, list[float]] = {}  # round → [Σ(U_before − U_after), Σ loss, n]
-        self.forwards: dict[int, list[int]] = {}  # round → [samples forwarded, of which padding]
+        self.forwards: dict[int, list[int]] = {}  # round → [trained samples forwarded, of which padding, pool re-scoring, held-out eval]
 
     def apply(self, index, losses, delta: float, b: float, round_: int) -> int:
         drop, n = self.table.apply(np.asarray(index), np.asarray(losses), delta, b, round_)
@@ -43,14 +43,18 @@ class UtilityStore:
     def round_sums(self, round_: int) -> list[float]:
         return self.rounds.get(round_, [0.0, 0.0, 0])
 
-    def note_forward(self, round_: int, samples: int, padding: int) -> None:
-        """Samples a worker passed through the model this round (and how many were zero-weight padding)."""
-        acc = self.forwards.setdefault(round_, [0, 0])
-        acc[0] += samples
-        acc[1] += padding
+    def note_forward(self, round_: int, samples: int = 0, padding: int = 0, pool: int = 0, held_out: int = 0) -> None:
+        """Samples a worker passed through the model this round: trained (of which zero-weight padding),
+        pool samples re-scored (the `rescore` baseline only) and held-out samples evaluated."""
+        acc = self.forwards.setdefault(round_, [0, 0, 0, 0])
+        for i, v in enumerate((samples, padding, pool, held_out)):
+            acc[i] += v
 
     def forward_counts(self, round_: int) -> list[int]:
-        return self.forwards.get(round_, [0, 0])
+        return self.forwards.get(round_, [0, 0, 0, 0])
+
+    def set_u(self, index, losses) -> int:
+        return self.table.set_u(np.asarray(index), np.asarray(losses))
 
     def eligible_counts(self, cluster: int, cap: int) -> dict[int, int]:
         return self.table.eligible_counts(cluster, cap)
@@ -103,6 +107,9 @@ class UtilityClient:
         """Fire-and-forget pushes (one per shard touched); the caller waits on the refs before the round ends."""
         return [h.apply.remote(i, l, delta, b, round_) for h, i, (l,) in self._split(np.asarray(index), np.asarray(losses))]
 
+    def set_u_async(self, index: np.ndarray, losses: np.ndarray) -> list:
+        return [h.set_u.remote(i, l) for h, i, (l,) in self._split(np.asarray(index), np.asarray(losses))]
+
     def round_sums(self, round_: int) -> tuple[float, float, int]:
         parts = ray.get([h.round_sums.remote(round_) for h in self.handles])
         return sum(p[0] for p in parts), sum(p[1] for p in parts), int(sum(p[2] for p in parts))
@@ -144,15 +151,23 @@ class UtilityClient:
 
 @ray.remote(num_cpus=0)
 class BanditActor:
-    """EXP3 over the difficulty clusters, the stored update directions, the round RNG and the round log."""
+    """EXP3 over the difficulty clusters, the stored update directions, the round RNG and the round log.
 
-    def __init__(self, n_arms: int, gamma: float, visit: str, seed: int):
+    `arm_choice="uniform"` (the no-bandit ablation) draws arms uniformly from the allowed ones and
+    leaves the EXP3 weights untouched; everything else is the same."""
+
+    def __init__(self, n_arms: int, gamma: float, visit: str, seed: int, arm_choice: str = "exp3"):
+        self.arm_choice = arm_choice
         self.bandit = Exp3Bandit(n_arms, gamma)
         self.directions = DirectionMemory(visit)
         self.rng = np.random.default_rng(seed)
         self.log: list[dict] = []
 
     def draw(self, allowed: np.ndarray | None = None) -> tuple[int, list[float]]:
+        if self.arm_choice == "uniform":
+            mask = np.ones(self.bandit.n_arms, bool) if allowed is None else np.asarray(allowed, bool)
+            p = mask / mask.sum()
+            return int(self.rng.choice(len(p), p=p)), p.tolist()
         arm, p = self.bandit.draw(self.rng, allowed)
         return arm, p.tolist()
 
@@ -164,11 +179,22 @@ class BanditActor:
 
     def finish_round(self, arm: int, p_arm: float, raw_reward: float, direction: np.ndarray | None, record: dict) -> float:
         """Update EXP3 with the round's reward, store its direction, log it; returns the normalised reward."""
-        normalised = self.bandit.update(arm, raw_reward, p_arm)
+        if arm < 0:  # a static baseline's round: no arm was pulled, only the log
+            self.log.append({**record, "reward_raw": raw_reward, "reward_norm": 0.0})
+            return 0.0
+        if self.arm_choice == "uniform":
+            normalised = 0.0
+        else:
+            normalised = self.bandit.update(arm, raw_reward, p_arm)
         if direction is not None:
             self.directions.record(arm, direction)
         self.log.append({**record, "reward_raw": raw_reward, "reward_norm": normalised})
         return normalised
+
+    def amend_last(self, fields: dict) -> None:
+        """Add measurements taken after a round was logged (the final held-out NLL)."""
+        if self.log:
+            self.log[-1].update(fields)
 
     def rounds(self) -> list[dict]:
         return list(self.log)
@@ -181,7 +207,7 @@ class BanditActor:
             vectors["previous"] = d["previous"]
         np.savez(path + ".directions.tmp.npz", **vectors)
         Path(path + ".directions.tmp.npz").replace(path + ".directions.npz")
-        state = {"bandit": self.bandit.state_dict(), "visit": d["visit"], "rng": self.rng.bit_generator.state,
+        state = {"bandit": self.bandit.state_dict(), "arm_choice": self.arm_choice, "visit": d["visit"], "rng": self.rng.bit_generator.state,
                  "log": self.log}
         Path(path + ".tmp").write_text(json.dumps(state))
         Path(path + ".tmp").replace(path)
@@ -190,6 +216,7 @@ class BanditActor:
         state = json.loads(Path(path).read_text())
         z = np.load(path + ".directions.npz", allow_pickle=False)
         self.bandit = Exp3Bandit.from_state(state["bandit"])
+        self.arm_choice = state.get("arm_choice", "exp3")
         self.directions = DirectionMemory.from_state({
             "visit": state["visit"], "previous": z["previous"] if "previous" in z else None,
             "by_cluster": {int(k.split("_")[1]): z[k] for k in z.files if k.startswith("cluster_")}})

@@ -27,7 +27,26 @@ import pyarrow.parquet as pq
 from lead_ray.config import Config
 from lead_ray.stages import write_parquet_atomic
 
-POOL_COLUMNS = ["id", "source", "file", "line", "format", "messages", "iu0", "difficulty_cluster", "task_cluster"]
+POOL_COLUMNS = ["id", "source", "file", "line", "format", "messages", "iu0", "ifd", "difficulty_cluster", "task_cluster"]
+
+
+def read_pool(cfg: Config) -> tuple[pa.Table, pa.Table]:
+    """(selectable pool, held-out split) of the clustered pool, each sorted by id.
+
+    The held-out split (eval.holdout_fraction, by id hash) is never selectable; `lead-ray eval` and the
+    in-loop held-out NLL read it. The selectable rows get the dense `index` the UtilityStore uses.
+    """
+    from lead_ray.data.split import is_holdout
+
+    pool_dir = cfg.stage_dir("clustered") / "pool"
+    if not any(pool_dir.glob("*.parquet")):
+        raise FileNotFoundError(f"no clustered pool at {pool_dir}: run `lead-ray cluster` first")
+    table = pq.read_table(pool_dir, columns=POOL_COLUMNS).sort_by("id")
+    held = is_holdout(table["id"].to_pylist(), cfg.eval.holdout_fraction)
+    holdout = table.filter(pa.array(held)).slice(0, cfg.eval.holdout_max)
+    table = table.filter(pa.array(~held))
+    table = table.append_column("index", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+    return table, holdout
 
 
 def run(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> dict:
@@ -41,10 +60,10 @@ def run(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> dict:
     from lead_ray.online.rows import write_round_rows
     from lead_ray.online.train_loop import lead_train_loop
 
+    from lead_ray.core.baselines import STATIC_METHODS, static_subset
+
     t0 = time.perf_counter()
-    pool_dir = cfg.stage_dir("clustered") / "pool"
-    if not any(pool_dir.glob("*.parquet")):
-        raise FileNotFoundError(f"no clustered pool at {pool_dir}: run `lead-ray cluster` first")
+    table, holdout = read_pool(cfg)
     run_dir = Path(run_dir or cfg.stage_dir("run")).resolve()
     state_file = run_dir / "run_state.json"
     if resume:
@@ -58,17 +77,21 @@ def run(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> dict:
             old.unlink()
     (run_dir / "selections").mkdir(parents=True, exist_ok=True)
     state_file.write_text(json.dumps({"train_run_name": name}) + "\n")
-    table = pq.read_table(pool_dir, columns=POOL_COLUMNS).sort_by("id")  # dense index = id order
-    table = table.append_column("index", pa.array(np.arange(table.num_rows, dtype=np.int64)))
     write_round_rows(table, run_dir / "rows")
     n = table.num_rows
     sc, tc = cfg.selection, cfg.train
     budget = sc.budget_samples or max(1, math.ceil(sc.budget_fraction * n))
+    static_order = None
+    if sc.method in STATIC_METHODS:  # the subset is fixed now; the loop trains it in rounds
+        static_order = static_subset(sc.method, budget, np.random.default_rng([cfg.seed, 7]),
+                                     iu0=table["iu0"].to_numpy(zero_copy_only=False),
+                                     ifd=table["ifd"].to_numpy(zero_copy_only=False), shuffle=sc.shuffle)
+        budget = len(static_order)
     cluster = table["difficulty_cluster"].to_numpy().astype(np.int16)
     store = UtilityClient.create(table["iu0"].to_numpy(zero_copy_only=False).astype(np.float32), cluster,
                                  table["task_cluster"].to_numpy().astype(np.int32), sc.store_shards)
     n_arms = int(cluster.max()) + 1
-    bandit = BanditActor.remote(n_arms, sc.exp3_gamma, sc.direction_visit, cfg.seed)
+    bandit = BanditActor.remote(n_arms, sc.exp3_gamma, sc.direction_visit, cfg.seed, sc.arm_choice)
     base = materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)
 
     cpus = ray.cluster_resources().get("CPU", 1)
@@ -78,7 +101,8 @@ def run(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> dict:
         lead_train_loop,
         train_loop_config={"cfg": cfg, "run_dir": str(run_dir), "base_dir": str(base), "n_arms": n_arms,
                            "budget": budget, "store_handles": store.handles, "store_bounds": store.bounds,
-                           "bandit": bandit, "threads": max(1, round(per_worker))},
+                           "bandit": bandit, "threads": max(1, round(per_worker)), "static_order": static_order, "pool_size": n,
+                           "holdout": holdout["messages"].to_pylist()[:cfg.eval.inloop_samples] if cfg.eval.inloop_every else []},
         scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=use_gpu, resources_per_worker={"CPU": per_worker}),
         run_config=RunConfig(name=name, storage_path=str(run_dir / "ray_train"),
                              failure_config=FailureConfig(max_failures=0)))
@@ -87,7 +111,7 @@ def run(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> dict:
 
     rounds = ray.get(bandit.rounds.remote())
     stats = write_outputs(run_dir, table, store.columns(), rounds, budget)
-    stats.update(pool=n, resumed_from_round=(result.metrics or {}).get("start_round"), workers=tc.num_workers, use_gpu=use_gpu, store_shards=sc.store_shards,
+    stats.update(method=sc.method, pool=n, holdout=holdout.num_rows, resumed_from_round=(result.metrics or {}).get("start_round"), workers=tc.num_workers, use_gpu=use_gpu, store_shards=sc.store_shards,
                  state_bytes_per_sample=store.nbytes() / max(n, 1), checkpoint=result.checkpoint.path,
                  fit_seconds=round(t_fit, 2), seconds=round(time.perf_counter() - t0, 2))
     (run_dir / "run_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
@@ -108,8 +132,12 @@ def write_outputs(run_dir: Path, table: pa.Table, cols: dict, rounds: list[dict]
     export_source_format(sel, run_dir / "selected.jsonl")
     log = pa.Table.from_pylist(rounds) if rounds else pa.table({})
     write_parquet_atomic(log, run_dir / "rounds.parquet")
+    held = [r["heldout_nll"] for r in rounds if r.get("heldout_nll") is not None]
     return {"rounds": len(rounds), "unique_selected": int(len(chosen)), "budget": budget,
             "samples_trained": int(sum(r["size"] for r in rounds)),
+            "pool_forward_samples": int(sum(r.get("pool_forward_samples", 0) for r in rounds)),
+            "heldout_forward_samples": int(sum(r.get("heldout_forward_samples", 0) for r in rounds)),
+            "final_heldout_nll": held[-1] if held else None,
             "selection_seconds": round(sum(r["selection_s"] for r in rounds), 3),
             "training_seconds": round(sum(r["train_s"] for r in rounds), 3)}
 

@@ -50,9 +50,10 @@ def lead_train_loop(config: dict) -> None:
     import torch
     import torch.distributed as dist
 
+    from lead_ray.core.baselines import round_slices
     from lead_ray.core.select import quotas_for
     from lead_ray.models.load import apply_lora, load_model
-    from lead_ray.models.loss import collate, sample_losses
+    from lead_ray.models.loss import collate, sample_losses, score_encoded
     from lead_ray.models.optim import build_optimizer
     from lead_ray.models.template import encode_conversation
     from lead_ray.online.actors import UtilityClient
@@ -89,30 +90,62 @@ def lead_train_loop(config: dict) -> None:
     dir_params = {n: dir_params[n] for n in dir_names}
     n_arms, budget = config["n_arms"], config["budget"]
 
+    static = config["static_order"]
+    static_rounds = round_slices(len(static), sc.max_rounds) if static is not None else None
+    holdout_enc = [encode_conversation(tok, m, cfg.model.max_length) for m in config["holdout"]] if rank == 0 else []
+    pool_enc = None  # the `rescore` baseline's encoded pool, built on first use
+
+    def bcast(obj):
+        if world == 1:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
     for t in range(start_round, sc.max_rounds + 1):
         plan = {"stop": True}
+        pool_s, pool_n = 0.0, 0
+        if sc.method == "rescore" and bcast(rank == 0 and t < sc.max_rounds and store.used_count() < budget):
+            # The costly iterative baseline: every round, every pool sample is scored by the current model.
+            t_pool = time.perf_counter()
+            if pool_enc is None:
+                everything = np.arange(config["pool_size"], dtype=np.int64)[rank::world]
+                pool_enc = (everything, [encode_conversation(tok, m, cfg.model.max_length) for m in rows.messages(everything)])
+            losses, _ = score_encoded(plain.eval(), pool_enc[1], tok.pad_token_id, cfg.score.batch_tokens, cfg.score.max_batch_size)
+            ray.get(store.set_u_async(pool_enc[0], losses) + [store.handles[0].note_forward.remote(t, pool=len(losses))])
+            if world > 1:
+                dist.barrier()
+            pool_s, pool_n = time.perf_counter() - t_pool, len(losses)
         if rank == 0 and t < sc.max_rounds:
             t_sel = time.perf_counter()
-            unique = store.used_count()
-            allowed = np.array([bool(quotas_for(store.eligible_counts(k, sc.use_cap), sc.rho, sc.min_per_group))
-                                for k in range(n_arms)])
-            if unique < budget and allowed.any():
-                eta = float(sched.get_last_lr()[0])
-                arm, p = ray.get(bandit.draw.remote(allowed))
-                est = ray.get(bandit.estimate.remote(arm, eta))
-                index = store.select(arm, sc.rho, sc.use_cap, sc.min_per_group)
-                if sc.shuffle:
-                    index = index[ray.get(bandit.permutation.remote(len(index)))]
-                store.mark_used(index)
-                np.save(run_dir / "selections" / f"round-{t:05d}.npy", index)
-                plan = {"stop": False, "arm": arm, "p": p, "index": index, "eta": eta, "delta": est.delta,
-                        "est": est, "selection_s": time.perf_counter() - t_sel}
-        if world > 1:
-            box = [plan]
-            dist.broadcast_object_list(box, src=0)
-            plan = box[0]
+            if static is not None:  # a static baseline: the next slice of the fixed subset
+                if t < len(static_rounds):
+                    index = static[static_rounds[t]]
+                    store.mark_used(index)
+                    plan = {"stop": False, "arm": -1, "p": [], "index": index, "eta": float(sched.get_last_lr()[0]),
+                            "delta": 0.0, "est": None}
+            else:
+                unique = store.used_count()
+                allowed = np.array([bool(quotas_for(store.eligible_counts(k, sc.use_cap), sc.rho, sc.min_per_group))
+                                    for k in range(n_arms)])
+                if unique < budget and allowed.any():
+                    eta = float(sched.get_last_lr()[0])
+                    arm, p = ray.get(bandit.draw.remote(allowed))
+                    est = ray.get(bandit.estimate.remote(arm, eta))
+                    index = store.select(arm, sc.rho, sc.use_cap, sc.min_per_group)
+                    if sc.shuffle:
+                        index = index[ray.get(bandit.permutation.remote(len(index)))]
+                    store.mark_used(index)
+                    # U = L + ΔL̂′ smoothed (LEAD); the no-ΔL̂′ ablation and `rescore` use the loss alone
+                    delta = est.delta if sc.method == "lead" and sc.use_delta else 0.0
+                    plan = {"stop": False, "arm": arm, "p": p, "index": index, "eta": eta, "delta": delta, "est": est}
+            if not plan["stop"]:
+                np.save(run_dir / "selections" / f"round-{t:05d}.npy", plan["index"])
+                plan["selection_s"] = time.perf_counter() - t_sel + pool_s
+        plan = bcast(plan)
         if plan["stop"]:
             break
+        smooth_b = 0.0 if sc.method == "rescore" else sc.smoothing_b
 
         # ---- train one pass over this worker's slice of the round
         t_train = time.perf_counter()
@@ -126,6 +159,7 @@ def lead_train_loop(config: dict) -> None:
         my_convs = rows.messages(mine) if len(mine) else rows.messages(index[:1])  # one read for the whole slice
         read_s += time.perf_counter() - t_read
         model.train()
+        plain.train()
         for j in range(n_micro):
             chunk = mine[j * tc.micro_batch_size:(j + 1) * tc.micro_batch_size]
             dummy = len(chunk) == 0  # this rank ran out: a zero-weight step keeps DDP's all-reduce in step
@@ -144,8 +178,7 @@ def lead_train_loop(config: dict) -> None:
                     # U only matters for the next round's selection, so pushing in batches (one actor
                     # call per PUSH_EVERY samples, not per micro-batch) changes nothing but the overhead.
                     t_push = time.perf_counter()
-                    refs += store.apply_async(np.concatenate(buf_idx), np.concatenate(buf_loss), plan["delta"],
-                                              sc.smoothing_b, t)
+                    refs += store.apply_async(np.concatenate(buf_idx), np.concatenate(buf_loss), plan["delta"], smooth_b, t)
                     buf_idx, buf_loss = [], []
                     push_s += time.perf_counter() - t_push
             pending += 1
@@ -159,7 +192,7 @@ def lead_train_loop(config: dict) -> None:
                 pending = 0
         t_push = time.perf_counter()
         if buf_idx:  # this rank's last micro-batch was padding: flush what is left
-            refs += store.apply_async(np.concatenate(buf_idx), np.concatenate(buf_loss), plan["delta"], sc.smoothing_b, t)
+            refs += store.apply_async(np.concatenate(buf_idx), np.concatenate(buf_loss), plan["delta"], smooth_b, t)
         refs.append(store.handles[0].note_forward.remote(t, forwarded, padding))
         ray.get(refs)  # every update of this round has landed before the reward is read
         push_s += time.perf_counter() - t_push
@@ -171,26 +204,49 @@ def lead_train_loop(config: dict) -> None:
         if rank == 0:
             t_finish = time.perf_counter()
             direction = (grad_sum / steps).cpu().numpy() if grad_sum is not None else None
+            heldout = None
+            if holdout_enc and cfg.eval.inloop_every and (t + 1) % cfg.eval.inloop_every == 0:
+                heldout = heldout_nll(plain, holdout_enc, tok, cfg, store, t)
             drop, loss_sum, n = store.round_sums(t)
             est = plan["est"]
-            fwd, pad = ray.get(store.handles[0].forward_counts.remote(t))
-            record = {"forward_samples": int(fwd), "padding_samples": int(pad), "round": t, "arm": plan["arm"], "p": plan["p"], "size": int(len(index)),
-                      "trained": int(n), "mean_loss": loss_sum / max(n, 1), "delta": est.delta, "beta": est.beta,
-                      "cos_phi": est.cos_phi, "d_k": est.d_k, "d_p": est.d_p, "eta": plan["eta"],
+            fwd, pad, pool_fwd, held_fwd = ray.get(store.handles[0].forward_counts.remote(t))
+            record = {"forward_samples": int(fwd), "padding_samples": int(pad), "pool_forward_samples": int(pool_fwd),
+                      "heldout_forward_samples": int(held_fwd), "heldout_nll": heldout,
+                      "round": t, "method": sc.method, "arm": plan["arm"], "p": plan["p"], "size": int(len(index)),
+                      "trained": int(n), "mean_loss": loss_sum / max(n, 1), "delta": plan["delta"],
+                      "beta": est.beta if est else None, "cos_phi": est.cos_phi if est else None,
+                      "d_k": est.d_k if est else None, "d_p": est.d_p if est else None, "eta": plan["eta"],
                       "unique": store.used_count(),
                       "selection_s": plan["selection_s"], "train_s": train_s,
                       "elapsed_s": time.perf_counter() - t_start}
             reward = drop / max(n, 1)
             record.update(read_s=read_s, push_s=push_s, finish_s=time.perf_counter() - t_finish)
-            normalised = ray.get(bandit.finish_round.remote(plan["arm"], plan["p"][plan["arm"]], reward, direction, record))
-            metrics.update(mean_loss=record["mean_loss"], reward=reward)
-            print(f"[lead-ray] round {t + 1}/{sc.max_rounds}: arm {plan['arm']} (p={plan['p'][plan['arm']]:.3f}), "
-                  f"{len(index)} samples, mean loss {record['mean_loss']:.4f}, ΔL̂′ {est.delta:.2e}, "
+            p_arm = plan["p"][plan["arm"]] if plan["arm"] >= 0 else 1.0
+            normalised = ray.get(bandit.finish_round.remote(plan["arm"], p_arm, reward, direction, record))
+            metrics.update(mean_loss=record["mean_loss"], reward=reward, **({"heldout_nll": heldout} if heldout is not None else {}))
+            print(f"[lead-ray] {sc.method} round {t + 1}/{sc.max_rounds}: arm {plan['arm']} (p={p_arm:.3f}), "
+                  f"{len(index)} samples, mean loss {record['mean_loss']:.4f}, ΔL̂′ {plan['delta']:.2e}, "
+                  + (f"held-out NLL {heldout:.4f}, " if heldout is not None else "") +
                   f"reward {reward:+.4f} (norm {normalised:+.3f}), unique {record['unique']}/{budget}, "
                   f"select {plan['selection_s']:.2f} s, train {train_s:.1f} s", flush=True)
         if (t + 1) % tc.checkpoint_every == 0:
             _report(metrics, t + 1, rank, model, opt, sched, store, bandit, tok)
+    if rank == 0 and holdout_enc and cfg.eval.inloop_every and t > start_round:
+        last = ray.get(bandit.rounds.remote())[-1]  # the run ended between measurements: measure the final model
+        if last.get("heldout_nll") is None:
+            ray.get(bandit.amend_last.remote({"heldout_nll": heldout_nll(plain, holdout_enc, tok, cfg, store, last["round"]),
+                                              "heldout_forward_samples": len(holdout_enc)}))
     _report({"round": -1, "start_round": start_round}, t, rank, model, opt, sched, store, bandit, tok)  # final state, always
+
+
+def heldout_nll(model, encoded, tok, cfg, store, round_: int) -> float:
+    """Mean response NLL of the held-out samples (never selectable), counted as held-out forwards."""
+    import ray
+    from lead_ray.models.loss import score_encoded
+
+    losses, _ = score_encoded(model.eval(), encoded, tok.pad_token_id, cfg.score.batch_tokens, cfg.score.max_batch_size)
+    ray.get(store.handles[0].note_forward.remote(round_, held_out=len(losses)))
+    return float(np.nanmean(losses))
 
 
 def _report(metrics: dict, next_round: int, rank: int, model, opt, sched, store, bandit, tok) -> None:

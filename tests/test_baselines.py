@@ -1,0 +1,80 @@
+"""Baselines: the static subsets (pure), and every method through the same trainer and accounting (Ray)."""
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from lead_ray.core.baselines import round_slices, static_subset
+from lead_ray.online.run import run
+from tests.test_online import toy_config, toy_pool
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 300), budget=st.integers(1, 400), seed=st.integers(0, 10),
+       method=st.sampled_from(["random", "ppl", "ifd"]))
+def test_static_subsets_respect_the_budget(n, budget, seed, method):
+    rng = np.random.default_rng(seed)
+    iu0 = rng.normal(3, 1, n)
+    iu0[rng.random(n) < 0.1] = np.nan
+    ifd = rng.uniform(0, 1.3, n)
+    ifd[rng.random(n) < 0.1] = 0.0
+    chosen = static_subset(method, budget, np.random.default_rng(seed), iu0=iu0, ifd=ifd)
+    assert len(chosen) == min(budget, n) and len(set(chosen.tolist())) == len(chosen)
+    assert chosen.min() >= 0 and chosen.max() < n
+    again = static_subset(method, budget, np.random.default_rng(seed), iu0=iu0, ifd=ifd)
+    assert chosen.tolist() == again.tolist()  # seeded
+
+
+def test_ranked_baselines_take_the_top():
+    iu0 = np.array([1.0, 5.0, np.nan, 3.0, 4.0])
+    ifd = np.array([0.5, 1.2, 0.9, 0.0, 0.7])
+    rng = np.random.default_rng(0)
+    assert sorted(static_subset("ppl", 2, rng, iu0=iu0, ifd=ifd)) == [1, 4]
+    assert sorted(static_subset("ifd", 3, rng, iu0=iu0, ifd=ifd)) == [0, 2, 4]  # IFD ≥ 1 and unscored 0 left out
+    assert sorted(static_subset("ifd", 4, rng, iu0=iu0, ifd=ifd)) == [0, 1, 2, 4]  # ... until the budget needs them
+    assert sorted(static_subset("full", 1, rng, iu0=iu0, ifd=ifd)) == [0, 1, 2, 3, 4]
+    assert static_subset("ppl", 3, rng, iu0=iu0, ifd=ifd, shuffle=False).tolist() == [1, 4, 3]
+    with pytest.raises(ValueError, match="not a static method"):
+        static_subset("lead", 1, rng, iu0=iu0)
+
+
+def test_round_slices_cover_the_subset_once():
+    for n, rounds in [(10, 3), (7, 10), (100, 12), (1, 1)]:
+        cover = [i for s in round_slices(n, rounds) for i in range(n)[s]]
+        assert cover == list(range(n)) and len(round_slices(n, rounds)) <= rounds
+
+
+def _rounds(work):
+    return pq.read_table(work / "run" / "rounds.parquet").to_pylist()
+
+
+@pytest.mark.parametrize("method", ["random", "full"])
+def test_static_baseline_trains_exactly_its_subset(ray_session, tmp_path, method):
+    toy_pool(tmp_path)
+    cfg = toy_config(tmp_path, 1)
+    cfg.selection.method, cfg.selection.budget_fraction, cfg.selection.max_rounds = method, 0.25, 4
+    stats = run(cfg)
+    expected = 160 if method == "full" else 40  # 25% of the toy pool's 160
+    assert stats["budget"] == expected and stats["unique_selected"] == expected
+    assert stats["samples_trained"] == expected and stats["pool_forward_samples"] == 0
+    rounds = _rounds(tmp_path)
+    assert [r["round"] for r in rounds] == list(range(4)) and all(r["arm"] == -1 for r in rounds)
+    seen = np.concatenate([np.load(tmp_path / "run" / "selections" / f"round-{t:05d}.npy") for t in range(4)])
+    assert len(set(seen.tolist())) == len(seen) == expected  # each sample once
+    assert all(r["forward_samples"] - r["padding_samples"] == r["size"] for r in rounds)
+
+
+def test_rescore_scores_the_whole_pool_every_round_and_lead_never_does(ray_session, tmp_path):
+    lead, rescore = tmp_path / "lead", tmp_path / "rescore"
+    stats = {}
+    for work, method in ((lead, "lead"), (rescore, "rescore")):
+        toy_pool(work)
+        cfg = toy_config(work, 1)
+        cfg.selection.method, cfg.selection.max_rounds, cfg.selection.budget_samples = method, 3, 200
+        stats[method] = run(cfg)
+    assert stats["lead"]["pool_forward_samples"] == 0
+    assert all(r["pool_forward_samples"] == 0 for r in _rounds(lead))
+    assert stats["rescore"]["rounds"] == 3
+    assert all(r["pool_forward_samples"] == 160 for r in _rounds(rescore))  # every sample, every round
+    # rescore's U is the fresh loss (no ΔL̂′, no smoothing)
+    assert all(r["delta"] == 0.0 for r in _rounds(rescore))
