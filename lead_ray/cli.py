@@ -50,6 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     _config_args(p)
 
+    p = sub.add_parser("eval", help="held-out NLL, MMLU and GSM8K of a run's final model (or any model folder)",
+                       description="Response NLL on the held-out split, GSM8K and self-instruct user-oriented tasks; "
+                                   "MMLU by answer-letter likelihood; GSM8K exact match by greedy decoding (eval.generate). "
+                                   "Writes RUN_DIR/eval.json.")
+    p.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="run folder (default: work_dir/run)")
+    p.add_argument("--model", metavar="DIR", help="evaluate this HF folder (or LoRA adapter) instead of the run's checkpoint")
+    p.add_argument("--out", "-o", metavar="FILE", help="results file (default: RUN_DIR/eval.json)")
+    p.add_argument("--work-dir", "-w", metavar="DIR", help="pipeline folder (default: work_dir)")
+    _config_args(p)
+
     p = sub.add_parser("pipeline", help="every stage in order: prepare, warmup, score, cluster, run",
                        description="Runs prepare, warmup, score, cluster and run with one config (a rerun "
                                    "re-scores only units not yet scored).")
@@ -117,6 +127,19 @@ def _stage(name: str, cfg, run_dir: str | None = None, resume: bool = False) -> 
     return stats
 
 
+def _eval(cfg, run_dir, model, out) -> dict:
+    from lead_ray.eval.evaluate import evaluate
+    from lead_ray.runtime import init_ray
+
+    init_ray(cfg.ray)
+    report = evaluate(cfg, run_dir, model, out)
+    print(f"\neval of {report['model']} ({report['mode']}, {report['seconds']:.0f} s):")
+    for name, m in report["sets"].items():
+        extra = "".join(f", {k} {m[k]:.3f}" for k in ("accuracy", "exact_match") if k in m)
+        print(f"  {name:14s} n={m['n']:5d}  NLL {m['nll']:.4f}{extra}" if m["nll"] is not None else f"  {name}: nothing scored")
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     overrides = list(args.overrides)
@@ -144,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = getattr(args, "resume", None) or getattr(args, "out", None)
             _stage(args.command, load_config(args.config, overrides), run_dir, bool(getattr(args, "resume", None)))
             return 0
+        if args.command == "eval":
+            if args.work_dir:
+                overrides.append("work_dir=" + json.dumps(args.work_dir))
+            _eval(load_config(args.config, overrides), args.run_dir, args.model, args.out)
+            return 0
         if args.command in ("pipeline", "demo"):
             out = args.out if args.command == "demo" else args.work_dir
             if out:
@@ -161,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as e:  # noqa: BLE001 - a clean one-line message for known input errors
         from lead_ray.data.ingest import IngestError
-        if isinstance(e, IngestError):
+        from lead_ray.eval.sets import EvalDataError
+        if isinstance(e, (IngestError, EvalDataError)):
             print(f"lead-ray: {e}", file=sys.stderr)
             return 1
         raise

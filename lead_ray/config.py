@@ -162,7 +162,7 @@ class EvalConfig:
     data_dir: str = _f("../shared/data/eval", "Folder holding gsm8k/, self_instruct_user_oriented/ and mmlu/ (relative paths: from the current folder).")
     max_samples: int = _f(500, "Most samples per eval set (the first in file order); 0 = all.", ge=0)
     mmlu_split: str = _f("test", "MMLU split scored.", choices=("dev", "val", "test"))
-    generate: str = _f("auto", "GSM8K exact match by greedy generation: on, off, or auto (on unless the model is the tiny preset).", choices=("auto", "on", "off"))
+    generate: Optional[bool] = _f(None, "GSM8K exact match by greedy generation: true, false, or null = unless the model is the tiny preset.")
     max_new_tokens: int = _f(256, "Generation length for GSM8K exact match.", ge=1)
     generate_batch_size: int = _f(16, "Prompts per generation batch.", ge=1)
     ray_min_samples: int = _f(4000, "Eval sets with more samples in all run as a Ray Data job over an actor pool; smaller ones in-process.", ge=1)

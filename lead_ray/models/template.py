@@ -71,3 +71,14 @@ def prompt_text(messages: list[dict]) -> str:
     """The instruction side of a sample (everything before the last assistant turn), for embeddings."""
     last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
     return "\n".join(m["content"] for m in messages[:last])
+
+
+def encode_prompt(tokenizer, messages: list[dict], max_length: int) -> list[int]:
+    """Ids of a conversation up to and including the assistant tag: what generation continues from.
+
+    Keeps the last max_length tokens (the question's end and the tag matter most)."""
+    ids: list[int] = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    for m in messages:
+        ids += _ids(tokenizer, ROLE_TAGS[m["role"]]) + _ids(tokenizer, m["content"]) + _ids(tokenizer, "\n")
+    ids += _ids(tokenizer, ROLE_TAGS["assistant"])
+    return ids[-max_length:]

@@ -1,0 +1,172 @@
+"""`lead-ray eval RUN_DIR`: held-out response NLL, MMLU by answer-letter likelihood, GSM8K exact match.
+
+Every NLL is the shared IU function (models/loss.py) over the response tokens of the one chat
+template, so eval numbers and selection utilities are the same quantity.
+
+  NLL sets (holdout, gsm8k, self_instruct): mean over samples of the per-sample response NLL;
+  mmlu: each question as four conversations ending in one answer letter; the prediction is the letter
+        with the lowest NLL; reported: accuracy, and the NLL of the right letter;
+  gsm8k exact match (eval.generate): greedy decoding in batches, the final number vs the one after ####.
+
+Small jobs run in this process; above eval.ray_min_samples samples they run as a Ray Data job over an
+actor pool (one model per actor, `num_gpus=1` per actor when the cluster has GPUs).
+The model evaluated is the run's last checkpoint (a LoRA adapter is merged into the base model), or
+any HF folder given with --model. Results go to RUN_DIR/eval.json.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lead_ray.config import Config, ModelConfig
+from lead_ray.eval.sets import final_number, load_sets
+
+UNIT_ITEMS = 256  # items per Ray Data unit
+
+
+def load_eval_model(model_dir: str | Path, base_dir: str | Path | None, mc: ModelConfig):
+    """(model, tokenizer) from a full-model folder, or a LoRA adapter folder merged into base_dir."""
+    from lead_ray.models.load import load_model, load_tokenizer
+
+    model_dir = Path(model_dir)
+    if (model_dir / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        if base_dir is None:
+            raise FileNotFoundError(f"{model_dir} is a LoRA adapter; its base model folder is needed")
+        base, _ = load_model(base_dir, mc)
+        model = PeftModel.from_pretrained(base, str(model_dir)).merge_and_unload()
+        has_tok = (model_dir / "tokenizer_config.json").exists()
+        return model.eval(), load_tokenizer(str(model_dir if has_tok else base_dir), mc.trust_remote_code)
+    model, tok = load_model(model_dir, mc)
+    return model.eval(), tok
+
+
+class EvalWorker:
+    """Loads the model once; `process` scores one unit of one set (in-process or as a Ray Data actor)."""
+
+    def __init__(self, model_dir: str, base_dir: str | None, model_cfg: ModelConfig, batch_tokens: int,
+                 max_batch: int, max_new_tokens: int, generate_batch: int):
+        import torch
+
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+        self.model, self.tok = load_eval_model(model_dir, base_dir, model_cfg)
+        self.mc, self.batch_tokens, self.max_batch = model_cfg, batch_tokens, max_batch
+        self.max_new_tokens, self.generate_batch = max_new_tokens, generate_batch
+
+    def nll(self, conversations: list[list[dict]]) -> list[float]:
+        """Response NLL per conversation. Over-long ones keep their *last* max_length tokens (the
+        response end, and for MMLU the answer letter), unlike training, which keeps the start."""
+        from lead_ray.models.loss import score_encoded
+        from lead_ray.models.template import Encoded, encode_conversation
+
+        L = self.mc.max_length
+        enc = []
+        for m in conversations:
+            e = encode_conversation(self.tok, m, 1 << 30)
+            enc.append(e if len(e.input_ids) <= L else Encoded(e.input_ids[-L:], e.labels[-L:], True, False))
+        losses, _ = score_encoded(self.model, enc, self.tok.pad_token_id, self.batch_tokens, self.max_batch)
+        return [float(x) for x in losses]
+
+    def generate(self, prompts: list[list[dict]]) -> list[str]:
+        """Greedy continuations, batched with left padding."""
+        import torch
+
+        from lead_ray.models.template import encode_prompt
+
+        room = max(8, self.mc.max_length - self.max_new_tokens)
+        device = next(self.model.parameters()).device
+        out = []
+        for a in range(0, len(prompts), self.generate_batch):
+            ids = [encode_prompt(self.tok, m, room) for m in prompts[a:a + self.generate_batch]]
+            width = max(len(x) for x in ids)
+            pad = self.tok.pad_token_id
+            batch = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=device)
+            mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=device)
+            with torch.inference_mode():
+                gen = self.model.generate(input_ids=batch, attention_mask=mask, max_new_tokens=self.max_new_tokens,
+                                          do_sample=False, pad_token_id=pad, eos_token_id=self.tok.eos_token_id)
+            out += self.tok.batch_decode(gen[:, width:], skip_special_tokens=True)
+        return out
+
+    def process(self, name: str, items: list[dict], generate: bool = False) -> dict:
+        if name == "mmlu":
+            flat = [c for it in items for c in it["choices"]]
+            return {"losses": self.nll(flat)}
+        result = {"losses": self.nll([it["messages"] for it in items])}
+        if generate:
+            result["generated"] = self.generate([it["messages"][:-1] for it in items])
+        return result
+
+
+def summarise(name: str, items: list[dict], parts: dict) -> dict:
+    """Metrics of one set from its per-item losses (and generations)."""
+    losses = np.asarray(parts["losses"], np.float64)
+    if name == "mmlu":
+        by_q = losses.reshape(-1, 4)
+        answer = np.array([it["answer"] for it in items])
+        right = by_q[np.arange(len(items)), answer]
+        pred = np.argmin(np.where(np.isnan(by_q), np.inf, by_q), 1)
+        return {"n": len(items), "accuracy": float((pred == answer).mean()),
+                "nll": float(np.nanmean(right)) if np.isfinite(right).any() else None,
+                "unscored": int(np.isnan(right).sum()), "chance": 0.25}
+    out = {"n": len(items), "nll": float(np.nanmean(losses)) if np.isfinite(losses).any() else None,
+           "unscored": int(np.isnan(losses).sum())}  # no response token inside max_length
+    if "generated" in parts:
+        hits = [final_number(g) == it["target"] for g, it in zip(parts["generated"], items)]
+        out.update(exact_match=float(np.mean(hits)), n_generated=len(hits))
+    return out
+
+
+def evaluate(cfg: Config, run_dir: str | Path | None = None, model_dir: str | Path | None = None,
+             out: str | Path | None = None) -> dict:
+    """Evaluate a run's final model (or model_dir) on cfg.eval.sets; writes and returns the results."""
+    import ray
+
+    from lead_ray.models.load import materialize_model
+    from lead_ray.online.run import read_pool
+    from lead_ray.stages import run_units_on_actors
+
+    t0 = time.perf_counter()
+    ec = cfg.eval
+    run_dir = Path(run_dir or cfg.stage_dir("run")).resolve()
+    if model_dir is None:
+        stats_file = run_dir / "run_stats.json"
+        if not stats_file.exists():
+            raise FileNotFoundError(f"{run_dir}: no run_stats.json (finish `lead-ray run` first, or pass --model)")
+        model_dir = Path(json.loads(stats_file.read_text())["checkpoint"]) / "model"
+    base_dir = materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)
+    holdout = read_pool(cfg)[1]["messages"].to_pylist() if "holdout" in ec.sets else []
+    sets = load_sets(ec.sets, ec.data_dir, ec.max_samples, ec.mmlu_split, holdout)
+    generate = ec.generate if ec.generate is not None else cfg.model.base != "tiny"
+    ctor = {"model_dir": str(model_dir), "base_dir": str(base_dir), "model_cfg": cfg.model,
+            "batch_tokens": cfg.score.batch_tokens, "max_batch": cfg.score.max_batch_size,
+            "max_new_tokens": ec.max_new_tokens, "generate_batch": ec.generate_batch_size}
+    total = sum(len(v) * (4 if k == "mmlu" else 1) for k, v in sets.items())
+    units = [{"name": k, "items": v[a:a + UNIT_ITEMS], "generate": generate and k == "gsm8k"}
+             for k, v in sets.items() for a in range(0, len(v), UNIT_ITEMS)]
+    if total >= ec.ray_min_samples:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        actors = max(1, int(gpus) if gpus else int(ray.cluster_resources().get("CPU", 2) // 2))
+        results = run_units_on_actors(units, EvalWorker, ctor, actors=min(actors, len(units)),
+                                      num_cpus=1 if gpus else 2, num_gpus=1 if gpus else 0)
+        mode = f"ray_data ({actors} actors)"
+    else:
+        worker = EvalWorker(**ctor)
+        results = [worker.process(**u) for u in units]
+        mode = "in_process"
+    merged: dict[str, dict] = {}
+    for u, r in zip(units, results):
+        m = merged.setdefault(u["name"], {})
+        for k, v in r.items():
+            m.setdefault(k, []).extend(v)
+    report = {"model": str(model_dir), "mode": mode, "samples_scored": total, "generate": generate,
+              "sets": {k: summarise(k, sets[k], merged.get(k, {"losses": []})) for k in sets if sets[k]},
+              "seconds": round(time.perf_counter() - t0, 2)}
+    dest = Path(out) if out else run_dir / "eval.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(report, indent=2) + "\n")
+    return report

@@ -1,0 +1,72 @@
+"""`lead-ray eval`: the set readers, the metrics, and in-process vs Ray Data giving the same numbers."""
+import json
+
+import numpy as np
+import pytest
+
+from lead_ray.config import load_config
+from lead_ray.eval.evaluate import evaluate, summarise
+from lead_ray.eval.sets import EvalDataError, final_number, load_sets, mmlu
+from lead_ray.models.load import materialize_model
+from tests.conftest import write_jsonl
+from tests.test_online import toy_pool
+
+
+def fake_eval_dir(root):
+    write_jsonl(root / "gsm8k" / "test.jsonl", [
+        {"question": f"What is {a} + {a}?", "answer": f"{a} + {a} = <<{a}+{a}={2 * a}>>{2 * a}\n#### {2 * a:,}"} for a in (2, 600, 7)])
+    write_jsonl(root / "self_instruct_user_oriented" / "user_oriented_instructions.jsonl", [
+        {"id": "t0", "motivation_app": "x", "instruction": "Say hi.", "instances": [{"input": "", "output": "hi"}]},
+        {"id": "t1", "motivation_app": "x", "instruction": "Echo.", "instances": [{"input": "abc", "output": "abc"}]}])
+    for subject in ("anatomy", "virology"):
+        f = root / "mmlu" / "test" / f"{subject}_test.csv"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("".join(f'"{subject} q{i}?",w,x,y,z,{"ABCD"[i % 4]}\n' for i in range(3)))
+    return root
+
+
+def test_final_number():
+    assert final_number("so 3 + 4 = 7\n#### 1,234") == "1234"
+    assert final_number("the answer is 12 then 18.") == "18"
+    assert final_number("#### -5.0") == "-5"
+    assert final_number("no digits") is None
+
+
+def test_mmlu_takes_subjects_in_turn_and_names_bad_lines(tmp_path):
+    root = fake_eval_dir(tmp_path)
+    items = mmlu(root, "test", 3)
+    assert [it["subject"] for it in items] == ["anatomy", "virology", "anatomy"]
+    assert len(items[0]["choices"]) == 4 and items[1]["answer"] == 0
+    (root / "mmlu" / "test" / "virology_test.csv").write_text("q,a,b,c,d,A\nbroken,row\n")
+    with pytest.raises(EvalDataError, match=r"virology_test.csv:2"):
+        mmlu(root, "test", 0)
+    with pytest.raises(EvalDataError, match="eval file not found"):
+        load_sets(["gsm8k"], tmp_path / "nowhere", 0, "test", [])
+
+
+def test_summaries():
+    items = [{"answer": 1}, {"answer": 3}]
+    m = summarise("mmlu", items, {"losses": [2, 1, 3, 4, 1, 2, 3, 0.5]})
+    assert m["accuracy"] == 1.0 and m["nll"] == pytest.approx(0.75)
+    m = summarise("gsm8k", [{"target": "4"}, {"target": "9"}], {"losses": [1.0, np.nan], "generated": ["= 4", "8"]})
+    assert m["exact_match"] == 0.5 and m["nll"] == 1.0 and m["unscored"] == 1
+
+
+def test_in_process_and_ray_data_agree(ray_session, tmp_path):
+    toy_pool(tmp_path)
+    data = fake_eval_dir(tmp_path / "eval")
+    overrides = [f"work_dir={tmp_path}", "model.max_length=64", "model.tiny.hidden_size=32", "model.tiny.intermediate_size=64",
+                 f"eval.data_dir={data}", "eval.holdout_fraction=0.1", "eval.max_new_tokens=4"]
+    cfg = load_config(None, overrides + ["eval.generate=true"])
+    model = materialize_model(cfg.model, tmp_path / "models" / "base", cfg.seed)
+    local = evaluate(cfg, tmp_path / "run", model_dir=model, out=tmp_path / "local.json")
+    cfg_ray = load_config(None, overrides + ["eval.ray_min_samples=1", "eval.generate=true"])
+    remote = evaluate(cfg_ray, tmp_path / "run", model_dir=model, out=tmp_path / "ray.json")
+    assert local["mode"] == "in_process" and remote["mode"].startswith("ray_data")
+    assert set(local["sets"]) == {"holdout", "gsm8k", "self_instruct", "mmlu"}
+    assert local["sets"]["mmlu"]["n"] == 6 and local["sets"]["gsm8k"]["n_generated"] == 3
+    for name, m in local["sets"].items():
+        assert m["nll"] == pytest.approx(remote["sets"][name]["nll"], rel=1e-5), name
+        assert m["nll"] > 0
+    assert local["sets"]["holdout"]["n"] == remote["sets"]["holdout"]["n"] > 0
+    assert json.loads((tmp_path / "local.json").read_text())["sets"]["mmlu"]["accuracy"] == local["sets"]["mmlu"]["accuracy"]
