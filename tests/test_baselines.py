@@ -39,9 +39,11 @@ def test_ranked_baselines_take_the_top():
 
 
 def test_round_slices_cover_the_subset_once():
-    for n, rounds in [(10, 3), (7, 10), (100, 12), (1, 1)]:
-        cover = [i for s in round_slices(n, rounds) for i in range(n)[s]]
-        assert cover == list(range(n)) and len(round_slices(n, rounds)) <= rounds
+    for n, rounds, batch in [(10, 3, 1), (7, 10, 1), (100, 12, 1), (1, 1, 1), (100, 12, 8), (19, 10, 8)]:
+        slices = round_slices(n, rounds, batch)
+        cover = [i for s in slices for i in range(n)[s]]
+        assert cover == list(range(n)) and len(slices) <= rounds
+        assert all((s.stop - s.start) % batch == 0 for s in slices[:-1])  # whole optimizer batches
 
 
 def _rounds(work):
@@ -53,6 +55,7 @@ def test_static_baseline_trains_exactly_its_subset(ray_session, tmp_path, method
     toy_pool(tmp_path)
     cfg = toy_config(tmp_path, 1)
     cfg.selection.method, cfg.selection.budget_fraction, cfg.selection.max_rounds = method, 0.25, 4
+    cfg.train.batch_size = 2  # 40 / 4 rounds = 10 per round, already whole batches
     stats = run(cfg)
     expected = 160 if method == "full" else 40  # 25% of the toy pool's 160
     assert stats["budget"] == expected and stats["unique_selected"] == expected

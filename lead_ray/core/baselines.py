@@ -1,7 +1,7 @@
 """The static baselines: which samples, in which order, when the subset is chosen once. Pure numpy.
 
 Each returns the dense pool indices of the subset, in training order. The online loop then trains
-them in rounds of ⌈len / max_rounds⌉ through the same trainer, store and accounting as LEAD, so a
+them in rounds of ⌈len / max_rounds⌉ (whole optimizer batches) through the same trainer, store and accounting as LEAD, so a
 baseline differs from LEAD only in *which* samples it trains.
 
   random  a seeded uniform sample of `budget` indices;
@@ -49,7 +49,10 @@ def static_subset(method: str, budget: int, rng: np.random.Generator, iu0: np.nd
     return chosen[rng.permutation(len(chosen))] if shuffle else chosen
 
 
-def round_slices(n: int, max_rounds: int) -> list[slice]:
-    """Split a subset of n samples into at most max_rounds rounds of ⌈n / max_rounds⌉."""
+def round_slices(n: int, max_rounds: int, batch_size: int = 1) -> list[slice]:
+    """Split a subset of n samples into at most max_rounds rounds of ⌈n / max_rounds⌉, rounded up to
+    whole optimizer batches: a round ends with an optimizer step, so a round of 2 samples with
+    batch_size 8 would be a full step on 2 samples, and a baseline would take more, smaller steps than LEAD."""
     size = max(1, -(-n // max_rounds))
+    size = -(-size // batch_size) * batch_size
     return [slice(a, min(a + size, n)) for a in range(0, n, size)]

@@ -91,7 +91,7 @@ def lead_train_loop(config: dict) -> None:
     n_arms, budget = config["n_arms"], config["budget"]
 
     static = config["static_order"]
-    static_rounds = round_slices(len(static), sc.max_rounds) if static is not None else None
+    static_rounds = round_slices(len(static), sc.max_rounds, tc.batch_size) if static is not None else None
     holdout_enc = [encode_conversation(tok, m, cfg.model.max_length) for m in config["holdout"]] if rank == 0 else []
     pool_enc = None  # the `rescore` baseline's encoded pool, built on first use
 

@@ -1,0 +1,194 @@
+"""Selection benchmark: LEAD next to every baseline and ablation, same pool, model, trainer and budgets.
+
+    python bench/selection.py [--rows 4000] [--seeds 42,43,44] [--budgets 0.025,0.05] [--eval-samples 200]
+
+1. Setup (once, reused by later invocations): `lead-ray prepare` over all of ../shared/data/pool
+   (without pool/noncommercial/), a slice of --rows samples drawn by id hash, then warmup, score and
+   cluster with configs/demo.yaml's tiny preset (a 2-layer Llama, byte tokenizer, 512 tokens).
+   A second clustering of the same scores with task groups = source label, for that ablation.
+2. Every method at every budget and seed through `lead-ray run` (one Ray session, one TorchTrainer
+   per run), then `lead-ray eval` of the final model on the held-out split, GSM8K test,
+   self-instruct user-oriented tasks (response NLL) and MMLU test (answer-letter accuracy).
+   Ablations (at the larger budget): no smoothing (b = 0), no ΔL̂′, no IDU (both: U = the last loss),
+   no bandit (uniform arm choice), source-label task groups. `full` trains the whole slice once.
+3. One table, the ratios computed from it, and bench/results/selection.json (last line printed).
+
+Timings come from one run on one machine; the other runs' numbers are side by side in that run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared"
+
+from lead_ray.config import load_config  # noqa: E402
+
+ABLATIONS = {  # name → config overrides (applied to LEAD)
+    "lead-no-smoothing": ["selection.smoothing_b=0"],
+    "lead-no-delta": ["selection.use_delta=false"],
+    "lead-no-idu": ["selection.smoothing_b=0", "selection.use_delta=false"],
+    "lead-no-bandit": ["selection.arm_choice=uniform"],
+    "lead-source-groups": [],  # the same run on the source-label clustering
+}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def base_overrides(work: Path, args) -> list[str]:
+    return [f"work_dir={work}", f"eval.data_dir={SHARED / 'data' / 'eval'}", f"eval.max_samples={args.eval_samples}",
+            "eval.generate=false", "train.checkpoint_every=100", f"selection.max_rounds={args.max_rounds}",
+            f"selection.rho={args.rho}"]
+
+
+def setup(args, work: Path) -> None:
+    from lead_ray.data.ingest import prepare
+    from lead_ray.offline.cluster import cluster
+    from lead_ray.offline.score import score
+    from lead_ray.offline.warmup import warmup
+
+    demo = ROOT / "configs" / "demo.yaml"
+    main, source = work / "main", work / "source"
+    if not (main / "clustered" / "clusters.json").exists():
+        full = work / "full"
+        if not (full / "prepared" / "prepare_stats.json").exists():
+            inputs = [str(p) for p in sorted((SHARED / "data" / "pool").iterdir()) if p.is_dir() and p.name != "noncommercial"]
+            cfg = load_config(demo, base_overrides(full, args) + ["ingest.inputs=" + json.dumps(inputs)])
+            prepare(cfg)
+        # ids are BLAKE2b digests: the first --rows in id order are a uniform, reproducible sample
+        sliced = pq.read_table(full / "prepared" / "pool").sort_by("id").slice(0, args.rows)
+        (main / "prepared" / "pool").mkdir(parents=True, exist_ok=True)
+        pq.write_table(sliced, main / "prepared" / "pool" / "part-0.parquet")
+        cfg = load_config(demo, base_overrides(main, args))
+        for stage in (warmup, score, cluster):
+            log(f"setup: {stage.__name__}")
+            stage(cfg)
+    if not (source / "clustered" / "clusters.json").exists():
+        source.mkdir(parents=True, exist_ok=True)
+        for d in ("prepared", "models", "scored"):
+            if not (source / d).exists():
+                os.symlink(main / d, source / d)
+        cluster(load_config(demo, base_overrides(source, args) + ["cluster.task_groups=source"]))
+
+
+def one_run(args, work: Path, name: str, method: str, budget: float, seed: int, extra: list[str]) -> dict:
+    from lead_ray.eval.evaluate import evaluate
+    from lead_ray.online.run import run
+
+    demo = ROOT / "configs" / "demo.yaml"
+    pipeline = work / ("source" if name == "lead-source-groups" else "main")
+    run_dir = work / "runs" / f"{name}-b{budget}-s{seed}"
+    done = run_dir / "bench_row.json"
+    if done.exists() and not args.rerun:
+        return json.loads(done.read_text())
+    shutil.rmtree(run_dir, ignore_errors=True)
+    cfg = load_config(demo, base_overrides(pipeline, args) + [
+        f"seed={seed}", f"selection.method={method}", f"selection.budget_fraction={budget}"] + extra)
+    log(f"run {name} budget {budget} seed {seed}")
+    stats = run(cfg, run_dir)
+    ev = evaluate(cfg, run_dir)
+    row = {"method": name, "budget": budget, "seed": seed, "wall_s": stats["seconds"],
+           "selection_s": stats["selection_seconds"], "training_s": stats["training_seconds"],
+           "loop_s": round(stats["selection_seconds"] + stats["training_seconds"], 3),
+           "rounds": stats["rounds"], "unique": stats["unique_selected"], "samples_trained": stats["samples_trained"],
+           "pool_forward_samples": stats["pool_forward_samples"], "pool": stats["pool"],
+           "eval_s": ev["seconds"]}
+    for set_name, m in ev["sets"].items():
+        row[f"nll_{set_name}"] = m["nll"]
+        if "accuracy" in m:
+            row["mmlu_acc"] = m["accuracy"]
+    done.write_text(json.dumps(row) + "\n")
+    return row
+
+
+def mean(rows, key):
+    v = [r[key] for r in rows if r.get(key) is not None]
+    return float(np.mean(v)) if v else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", type=int, default=4000)
+    ap.add_argument("--seeds", default="42,43,44")
+    ap.add_argument("--budgets", default="0.025,0.05")
+    ap.add_argument("--methods", default="lead,random,ppl,ifd,rescore,full")
+    ap.add_argument("--ablations", default=",".join(ABLATIONS))
+    ap.add_argument("--max-rounds", type=int, default=12)
+    ap.add_argument("--rho", type=float, default=0.1)
+    ap.add_argument("--eval-samples", type=int, default=200)
+    ap.add_argument("--work", default=str(ROOT / "bench" / "work" / "selection"))
+    ap.add_argument("--rerun", action="store_true", help="ignore finished runs' cached rows")
+    args = ap.parse_args()
+    os.environ.setdefault("LEAD_RAY_PROGRESS", "0")
+    from lead_ray.config import RayConfig
+    from lead_ray.runtime import init_ray
+
+    work = Path(args.work).resolve()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    budgets = [float(b) for b in args.budgets.split(",")]
+    t0 = time.perf_counter()
+    init_ray(RayConfig())
+    setup(args, work)
+    rows = []
+    for seed in seeds:
+        for method in args.methods.split(","):
+            for budget in ([budgets[-1]] if method == "full" else budgets):
+                rows.append(one_run(args, work, method, method, budget, seed, []))
+        for name in filter(None, args.ablations.split(",")):
+            rows.append(one_run(args, work, name, "lead", budgets[-1], seed, ABLATIONS[name]))
+
+    cols = ["method", "budget", "seed", "wall_s", "selection_s", "training_s", "rounds", "unique", "samples_trained",
+            "pool_forward_samples", "nll_holdout", "nll_gsm8k", "nll_self_instruct", "nll_mmlu", "mmlu_acc"]
+    print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join(f"{r.get(c):.4g}" if isinstance(r.get(c), float) else str(r.get(c)) for c in cols) + " |")
+
+    def pick(method, budget=None, seed=None):
+        return [r for r in rows if r["method"] == method and (budget is None or r["budget"] == budget)
+                and (seed is None or r["seed"] == seed)]
+
+    big = budgets[-1]
+    result = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "rows_requested": args.rows,
+              "pool": rows[0]["pool"], "seeds": len(seeds), "budgets": budgets, "rows": rows}
+    ratios = {}
+    for b in budgets:
+        lead, resc = pick("lead", b), pick("rescore", b)
+        if lead and resc:
+            ratios[f"rescore_over_lead_wall_b{b}"] = mean(resc, "wall_s") / mean(lead, "wall_s")
+            ratios[f"rescore_over_lead_loop_b{b}"] = mean(resc, "loop_s") / mean(lead, "loop_s")
+    result["rescore_over_lead_wall"] = ratios.get(f"rescore_over_lead_wall_b{big}")
+    result["rescore_over_lead_loop"] = ratios.get(f"rescore_over_lead_loop_b{big}")
+    wins = [pick("lead", big, s)[0]["nll_holdout"] < pick("random", big, s)[0]["nll_holdout"]
+            for s in seeds if pick("lead", big, s) and pick("random", big, s)]
+    result["lead_beats_random_seeds"] = int(sum(wins))
+    if pick("full") and pick("lead", big):
+        full_nll, lead_nll = mean(pick("full"), "nll_holdout"), mean(pick("lead", big), "nll_holdout")
+        result["lead_vs_full_nll_gap"] = (lead_nll - full_nll) / full_nll
+        result["lead_over_full_train_compute"] = mean(pick("lead", big), "samples_trained") / mean(pick("full"), "samples_trained")
+    result["heldout_nll"] = {m: mean(pick(m, None if m == "full" else big), "nll_holdout")
+                             for m in dict.fromkeys(r["method"] for r in rows)}
+    result["heldout_nll_small_budget"] = {m: mean(pick(m, budgets[0]), "nll_holdout")
+                                          for m in args.methods.split(",") if m != "full" and len(budgets) > 1}
+    if pick("lead", big):
+        lead_nll = mean(pick("lead", big), "nll_holdout")
+        result["ablation_cost"] = {a: mean(pick(a, big), "nll_holdout") - lead_nll for a in ABLATIONS if pick(a, big)}
+    result.update(ratios=ratios, seconds=round(time.perf_counter() - t0, 1))
+    out = ROOT / "bench" / "results" / "selection.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print("\n" + json.dumps({k: v for k, v in result.items() if k != "rows"}))
+
+
+if __name__ == "__main__":
+    main()
