@@ -171,6 +171,7 @@ class EvalConfig:
 @dataclass
 class TrainConfig(TrainingSettings):
     checkpoint_every: int = _f(5, "Rounds between checkpoints (model + selection state); the last round always checkpoints.", ge=1)
+    max_failures: int = _f(3, "Times Ray Train restarts the workers from the last checkpoint after a worker or selection-actor failure (-1 = always).", ge=-1)
 
 
 @dataclass

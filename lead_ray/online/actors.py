@@ -24,7 +24,10 @@ from lead_ray.core.select import merge_top_k, quotas_for
 from lead_ray.core.utility import UtilityTable
 
 
-@ray.remote(num_cpus=0)
+# Both actors restart after a crash (max_restarts); calls in flight then fail, the Train worker that
+# made them fails, and Ray Train restarts the workers from the last checkpoint, which restores both
+# actors' state: the rounds since that checkpoint are redone, never counted twice.
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class UtilityStore:
     def __init__(self, iu0: np.ndarray, cluster: np.ndarray, task: np.ndarray, offset: int):
         self.table = UtilityTable(iu0, cluster, task, offset)
@@ -74,11 +77,15 @@ class UtilityStore:
 
     def save(self, path: str) -> None:
         self.table.save(Path(path))
-        Path(path + ".rounds.json").write_text(json.dumps({str(k): v for k, v in self.rounds.items()}))
+        sums = {"rounds": {str(k): v for k, v in self.rounds.items()}, "forwards": {str(k): v for k, v in self.forwards.items()}}
+        Path(path + ".rounds.json.tmp").write_text(json.dumps(sums))
+        Path(path + ".rounds.json.tmp").replace(path + ".rounds.json")
 
     def restore(self, path: str) -> None:
         self.table = UtilityTable.load(Path(path))
-        self.rounds = {int(k): v for k, v in json.loads(Path(path + ".rounds.json").read_text()).items()}
+        sums = json.loads(Path(path + ".rounds.json").read_text())
+        self.rounds = {int(k): v for k, v in sums["rounds"].items()}
+        self.forwards = {int(k): v for k, v in sums["forwards"].items()}
 
     def nbytes(self) -> int:
         return self.table.nbytes()
@@ -91,9 +98,11 @@ class UtilityClient:
         self.handles, self.bounds = handles, bounds  # shard s holds [bounds[s], bounds[s+1])
 
     @classmethod
-    def create(cls, iu0: np.ndarray, cluster: np.ndarray, task: np.ndarray, shards: int) -> "UtilityClient":
+    def create(cls, iu0: np.ndarray, cluster: np.ndarray, task: np.ndarray, shards: int, name: str | None = None) -> "UtilityClient":
+        """`name`: the stores are named actors `{name}-{shard}` (findable with ray.get_actor, e.g. by operators)."""
         bounds = np.linspace(0, len(iu0), shards + 1).astype(int).tolist()
-        handles = [UtilityStore.remote(iu0[a:b], cluster[a:b], task[a:b], a) for a, b in zip(bounds[:-1], bounds[1:])]
+        handles = [UtilityStore.options(name=f"{name}-{s}" if name else None).remote(iu0[a:b], cluster[a:b], task[a:b], a)
+                   for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
         return cls(handles, bounds)
 
     def _split(self, index: np.ndarray, *arrays):
@@ -149,7 +158,7 @@ class UtilityClient:
         return sum(ray.get([h.nbytes.remote() for h in self.handles]))
 
 
-@ray.remote(num_cpus=0)
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class BanditActor:
     """EXP3 over the difficulty clusters, the stored update directions, the round RNG and the round log.
 

@@ -89,9 +89,14 @@ def run(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> dict:
         budget = len(static_order)
     cluster = table["difficulty_cluster"].to_numpy().astype(np.int16)
     store = UtilityClient.create(table["iu0"].to_numpy(zero_copy_only=False).astype(np.float32), cluster,
-                                 table["task_cluster"].to_numpy().astype(np.int32), sc.store_shards)
+                                 table["task_cluster"].to_numpy().astype(np.int32), sc.store_shards, name=f"utility-{name}")
     n_arms = int(cluster.max()) + 1
-    bandit = BanditActor.remote(n_arms, sc.exp3_gamma, sc.direction_visit, cfg.seed, sc.arm_choice)
+    bandit = BanditActor.options(name=f"bandit-{name}").remote(n_arms, sc.exp3_gamma, sc.direction_visit, cfg.seed, sc.arm_choice)
+    # The state before round 0: a restart before the first checkpoint goes back to it.
+    initial = run_dir / "selection-initial"
+    initial.mkdir(exist_ok=True)
+    store.save(initial)
+    ray.get(bandit.save.remote(str(initial / "bandit.json")))
     base = materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)
 
     cpus = ray.cluster_resources().get("CPU", 1)
@@ -101,11 +106,11 @@ def run(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> dict:
         lead_train_loop,
         train_loop_config={"cfg": cfg, "run_dir": str(run_dir), "base_dir": str(base), "n_arms": n_arms,
                            "budget": budget, "store_handles": store.handles, "store_bounds": store.bounds,
-                           "bandit": bandit, "threads": max(1, round(per_worker)), "static_order": static_order, "pool_size": n,
+                           "bandit": bandit, "threads": max(1, round(per_worker)), "static_order": static_order, "pool_size": n, "initial_state": str(initial),
                            "holdout": holdout["messages"].to_pylist()[:cfg.eval.inloop_samples] if cfg.eval.inloop_every else []},
         scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=use_gpu, resources_per_worker={"CPU": per_worker}),
         run_config=RunConfig(name=name, storage_path=str(run_dir / "ray_train"),
-                             failure_config=FailureConfig(max_failures=0)))
+                             failure_config=FailureConfig(max_failures=tc.max_failures)))
     result = trainer.fit()
     t_fit = time.perf_counter() - t0
 

@@ -20,6 +20,7 @@ No forward pass ever runs over samples that are not being trained (spec 11.10).
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 import tempfile
@@ -75,6 +76,7 @@ def lead_train_loop(config: dict) -> None:
     ckpt = ray.train.get_checkpoint()
     if ckpt:  # a restart: model, optimizer, schedule, cursor and (rank 0) the selection state
         with ckpt.as_directory() as d:
+            verify_checkpoint(Path(d))
             state = torch.load(Path(d) / "trainer.pt", weights_only=True)
             model.load_state_dict(state["trainable"], strict=False)
             opt.load_state_dict(state["optimizer"])
@@ -83,6 +85,9 @@ def lead_train_loop(config: dict) -> None:
             if rank == 0:
                 store.restore(Path(d) / "selection")
                 ray.get(bandit.restore.remote(str(Path(d) / "selection" / "bandit.json")))
+    elif rank == 0:  # a start, or a restart before the first checkpoint: the actors go back to round 0
+        store.restore(Path(config["initial_state"]))
+        ray.get(bandit.restore.remote(str(Path(config["initial_state"]) / "bandit.json")))
     dir_names = list(direction_params(model, sc.direction_params))
     model = ray.train.torch.prepare_model(model)
     plain = model.module if hasattr(model, "module") else model
@@ -249,6 +254,28 @@ def heldout_nll(model, encoded, tok, cfg, store, round_: int) -> float:
     return float(np.nanmean(losses))
 
 
+MANIFEST = "MANIFEST.json"
+
+
+def write_manifest(folder: Path) -> None:
+    """Every file of a checkpoint with its size, written last (write, then rename)."""
+    files = {str(f.relative_to(folder)): f.stat().st_size for f in sorted(folder.rglob("*")) if f.is_file()}
+    tmp = folder / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(files, indent=1))
+    tmp.replace(folder / MANIFEST)
+
+
+def verify_checkpoint(folder: Path) -> None:
+    """Refuse a checkpoint that is incomplete: no manifest, or a file missing or of the wrong size."""
+    manifest = folder / MANIFEST
+    if not manifest.exists():
+        raise RuntimeError(f"checkpoint {folder} has no {MANIFEST}: it was not completely written; not loading it")
+    for rel, size in json.loads(manifest.read_text()).items():
+        f = folder / rel
+        if not f.is_file() or f.stat().st_size != size:
+            raise RuntimeError(f"checkpoint {folder}: {rel} is missing or truncated ({MANIFEST} says {size} bytes); not loading it")
+
+
 def _report(metrics: dict, next_round: int, rank: int, model, opt, sched, store, bandit, tok) -> None:
     """All ranks report (a barrier); rank 0 attaches the checkpoint: model + optimizer + selection state."""
     import ray
@@ -269,4 +296,5 @@ def _report(metrics: dict, next_round: int, rank: int, model, opt, sched, store,
         (tmp / "selection").mkdir()
         store.save(tmp / "selection")
         ray.get(bandit.save.remote(str(tmp / "selection" / "bandit.json")))
+        write_manifest(tmp)
         ray.train.report({**metrics, "next_round": next_round}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
