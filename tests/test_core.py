@@ -242,3 +242,21 @@ def test_reward_is_positive_when_trained_losses_fall(u, drop, b):
     t = UtilityTable(np.array(u), np.zeros(len(u), int), np.zeros(len(u), int))
     total, n = t.apply(np.arange(len(u)), np.array(u) - drop, -0.001, b, round_=0)
     assert n == len(u) and total / n > 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.floats(-5, 5, allow_nan=False), st.booleans()), min_size=0, max_size=40),
+       st.integers(0, 45))
+def test_trim_to_budget_caps_new_samples(items, remaining):
+    from lead_ray.core.select import trim_to_budget
+
+    index = np.arange(100, 100 + len(items))
+    u = np.array([x for x, _ in items], np.float32)
+    new = np.array([n for _, n in items], bool)
+    kept = trim_to_budget(index, u, new, remaining)
+    pos = kept - 100
+    assert int(new[pos].sum()) == min(remaining, int(new.sum()))  # exactly the budget's worth of new ones
+    assert np.all(np.diff(pos) > 0)  # original order
+    if 0 < len(kept) < len(index):  # everything kept ranks at or above everything dropped
+        dropped = np.setdiff1d(np.arange(len(items)), pos)
+        assert u[pos].min() >= u[dropped].max()

@@ -112,7 +112,7 @@ def test_lora_run_stops_at_the_budget_and_checkpoints_an_adapter(ray_session, tm
     cfg = toy_config(tmp_path, 1)
     cfg.selection.budget_samples, cfg.train.lora.enabled, cfg.train.lora.r = 40, True, 4
     stats = run(cfg)
-    assert stats["rounds"] == 3 and stats["unique_selected"] == 48  # 16 new per round: 32 < 40 ≤ 48
+    assert stats["rounds"] == 3 and stats["unique_selected"] == 40  # 16 new per round, the third cut to the 8 left
     model_dir = __import__("pathlib").Path(stats["checkpoint"]) / "model"
     assert (model_dir / "adapter_config.json").exists() and (model_dir / "adapter_model.safetensors").exists()
     rounds = pq.read_table(tmp_path / "run" / "rounds.parquet").to_pylist()

@@ -58,3 +58,20 @@ def select_round(u: np.ndarray, use_count: np.ndarray, task: np.ndarray, rho: fl
     if rng is not None:
         picked = picked[rng.permutation(len(picked))]
     return picked
+
+
+def trim_to_budget(index: np.ndarray, u: np.ndarray, is_new: np.ndarray, remaining: int) -> np.ndarray:
+    """The round's selection cut so that at most `remaining` never-selected samples are in it.
+
+    The unique budget is a hard cap: the round that reaches it keeps its samples in U order (highest
+    first, ties by position) down to the `remaining`-th new one; samples below that cut are dropped,
+    whether new or re-used. Order inside the kept part is the original order. Nothing to cut when the
+    round fits.
+    """
+    if int(is_new.sum()) <= remaining:
+        return index
+    if remaining <= 0:
+        return index[:0]
+    order = np.lexsort((index, -u))
+    cut = int(np.flatnonzero(np.cumsum(is_new[order]) == remaining)[0])
+    return index[np.sort(order[:cut + 1])]

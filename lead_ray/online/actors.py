@@ -68,6 +68,11 @@ class UtilityStore:
     def mark_used(self, index) -> None:
         self.table.mark_used(np.asarray(index))
 
+    def peek(self, index) -> tuple[np.ndarray, np.ndarray]:
+        """(U, use count) of these global indices."""
+        local = np.asarray(index, np.int64) - self.table.offset
+        return self.table.u[local].copy(), self.table.use_count[local].copy()
+
     def used_count(self) -> int:
         return int((self.table.use_count > 0).sum())
 
@@ -140,6 +145,17 @@ class UtilityClient:
 
     def mark_used(self, index: np.ndarray) -> None:
         ray.get([h.mark_used.remote(i) for h, i, _ in self._split(np.asarray(index))])
+
+    def peek(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(U, use count) of these global indices, in their order."""
+        index = np.asarray(index, np.int64)
+        u, used = np.zeros(len(index), np.float32), np.zeros(len(index), np.uint8)
+        shard = np.searchsorted(self.bounds, index, side="right") - 1
+        for s, h in enumerate(self.handles):
+            mine = np.flatnonzero(shard == s)
+            if len(mine):
+                u[mine], used[mine] = ray.get(h.peek.remote(index[mine]))
+        return u, used
 
     def used_count(self) -> int:
         return sum(ray.get([h.used_count.remote() for h in self.handles]))

@@ -52,7 +52,7 @@ def lead_train_loop(config: dict) -> None:
     import torch.distributed as dist
 
     from lead_ray.core.baselines import round_slices
-    from lead_ray.core.select import quotas_for
+    from lead_ray.core.select import quotas_for, trim_to_budget
     from lead_ray.models.load import apply_lora, load_model
     from lead_ray.models.loss import collate, sample_losses, score_encoded
     from lead_ray.models.optim import build_optimizer
@@ -138,6 +138,8 @@ def lead_train_loop(config: dict) -> None:
                     arm, p = ray.get(bandit.draw.remote(allowed))
                     est = ray.get(bandit.estimate.remote(arm, eta))
                     index = store.select(arm, sc.rho, sc.use_cap, sc.min_per_group)
+                    u_sel, used_sel = store.peek(index)
+                    index = trim_to_budget(index, u_sel, used_sel == 0, budget - unique)  # the budget is a hard cap
                     if sc.shuffle:
                         index = index[ray.get(bandit.permutation.remote(len(index)))]
                     store.mark_used(index)
