@@ -60,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", "-w", metavar="DIR", help="pipeline folder (default: work_dir)")
     _config_args(p)
 
+    p = sub.add_parser("export", help="copy a run's selected subset out: original records (JSONL) + Parquet with scores",
+                       description="Writes OUT/selected.jsonl (each selected sample as its original input record) and "
+                                   "OUT/selected.parquet (id, source, messages, U, IU0, use count, rounds, clusters) "
+                                   "from RUN_DIR/selected.parquet. Idempotent: files are written then renamed.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder")
+    p.add_argument("--out", "-o", metavar="DIR", required=True, help="destination folder")
+    p.add_argument("--min-use", type=int, default=1, help="keep samples selected at least this many times (default 1)")
+
     p = sub.add_parser("pipeline", help="every stage in order: prepare, warmup, score, cluster, run",
                        description="Runs prepare, warmup, score, cluster and run with one config (a rerun "
                                    "re-scores only units not yet scored).")
@@ -142,7 +150,7 @@ def _eval(cfg, run_dir, model, out) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    overrides = list(args.overrides)
+    overrides = list(getattr(args, "overrides", []))
     try:
         if args.command == "config":
             if args.reference:
@@ -166,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
                 overrides.append("work_dir=" + json.dumps(args.work_dir))
             run_dir = getattr(args, "resume", None) or getattr(args, "out", None)
             _stage(args.command, load_config(args.config, overrides), run_dir, bool(getattr(args, "resume", None)))
+            return 0
+        if args.command == "export":
+            from lead_ray.online.run import export_run
+            n = export_run(Path(args.run_dir), Path(args.out), args.min_use)
+            print(f"export: {n} samples to {args.out}/selected.jsonl and {args.out}/selected.parquet")
             return 0
         if args.command == "eval":
             if args.work_dir:

@@ -26,3 +26,20 @@ def test_unknown_subcommand_is_an_error():
 def test_config_reference_doc_is_current():
     doc = (REPO / "docs" / "CONFIG.md").read_text()
     assert reference_markdown() in doc, "docs/CONFIG.md is stale: regenerate it with `make docs`"
+
+
+def test_export_copies_the_selection(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lead_ray.cli import main
+
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c", "output": "d"}\n')
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    pq.write_table(pa.table({"id": ["x", "y"], "file": [str(src)] * 2, "line": [1, 2], "use_count": [1, 3]}),
+                   run_dir / "selected.parquet")
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "out"), "--min-use", "2"]) == 0
+    assert (tmp_path / "out" / "selected.jsonl").read_text() == '{"instruction": "c", "output": "d"}\n'
+    assert pq.read_table(tmp_path / "out" / "selected.parquet")["id"].to_pylist() == ["y"]

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
 import pyarrow.parquet as pq
 
 from lead_ray.config import Config
@@ -145,6 +146,19 @@ def write_outputs(run_dir: Path, table: pa.Table, cols: dict, rounds: list[dict]
             "final_heldout_nll": held[-1] if held else None,
             "selection_seconds": round(sum(r["selection_s"] for r in rounds), 3),
             "training_seconds": round(sum(r["train_s"] for r in rounds), 3)}
+
+
+def export_run(run_dir: Path, out: Path, min_use: int = 1) -> int:
+    """The selected subset of a finished run, in its input's own format and as Parquet, into `out`."""
+    src = run_dir / "selected.parquet"
+    if not src.exists():
+        raise FileNotFoundError(f"{run_dir}: no selected.parquet (is the run finished?)")
+    sel = pq.read_table(src)
+    sel = sel.filter(pa.compute.greater_equal(sel["use_count"], min_use))
+    out.mkdir(parents=True, exist_ok=True)
+    write_parquet_atomic(sel, out / "selected.parquet")
+    export_source_format(sel, out / "selected.jsonl")
+    return sel.num_rows
 
 
 def export_source_format(sel: pa.Table, dest: Path) -> None:

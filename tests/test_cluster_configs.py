@@ -1,0 +1,59 @@
+"""cluster.yaml checked by Ray's own cluster-config validation; k8s/rayjob.yaml for what KubeRay requires;
+every stage has a job entrypoint."""
+import copy
+from pathlib import Path
+
+import pytest
+import ray
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("prepare", "warmup", "score", "cluster", "run", "eval", "export", "pipeline")
+
+
+def test_cluster_yaml_passes_ray_validation():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    raw = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    validate_config(prepare_config(copy.deepcopy(raw)))  # raises on any schema error
+    nodes = raw["available_node_types"]
+    gpu = [n for n, spec in nodes.items() if n != raw["head_node_type"]]
+    assert gpu and nodes[gpu[0]]["max_workers"] >= nodes[gpu[0]]["min_workers"] >= 0
+    assert "gpu" in raw["docker"]["image"] and ray.__version__ in raw["docker"]["image"]
+    assert any("pip install" in c and "lead-ray" in c for c in raw["setup_commands"])
+    assert raw["file_mounts"] and all(Path(ROOT, src).exists() for src in raw["file_mounts"].values())
+    assert any("--dashboard-host=127.0.0.1" in c for c in raw["head_start_ray_commands"])
+    # and the validation does catch a broken file
+    broken = copy.deepcopy(raw)
+    broken["available_node_types"][gpu[0]]["min_workers"] = "two"
+    with pytest.raises(Exception, match="min_workers|integer"):
+        validate_config(prepare_config(broken))
+
+
+def test_kuberay_rayjob_manifest_has_what_kuberay_requires():
+    job = yaml.safe_load((ROOT / "k8s" / "rayjob.yaml").read_text())
+    assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob" and job["metadata"]["name"]
+    spec = job["spec"]
+    entry = spec["entrypoint"].split()
+    assert entry[0] == "python" and entry[1].endswith("jobs/pipeline.py")
+    assert (ROOT / "jobs" / Path(entry[1]).name).exists()
+    cluster = spec["rayClusterSpec"]
+    assert cluster["rayVersion"] == ray.__version__
+    head = cluster["headGroupSpec"]
+    assert isinstance(head["rayStartParams"], dict) and head["rayStartParams"]["dashboard-host"] == "127.0.0.1"
+    assert all(isinstance(v, str) for v in head["rayStartParams"].values())  # KubeRay wants strings
+    assert head["template"]["spec"]["containers"][0]["image"]
+    for group in cluster["workerGroupSpecs"]:
+        assert group["groupName"] and 0 <= group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+        assert isinstance(group["rayStartParams"], dict)
+        container = group["template"]["spec"]["containers"][0]
+        assert container["image"] and container["resources"]["limits"]["nvidia.com/gpu"]
+    # the image it runs is built from this repo with the same Ray
+    dockerfile = (ROOT / "k8s" / "Dockerfile").read_text()
+    assert f"rayproject/ray:{ray.__version__}" in dockerfile and "pip install" in dockerfile
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_has_a_job_entrypoint(stage):
+    text = (ROOT / "jobs" / f"{stage}.py").read_text()
+    assert f'main(["{stage}", *sys.argv[1:]])' in text and "ray job submit" in text
