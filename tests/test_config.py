@@ -37,6 +37,12 @@ def test_yaml_then_overrides(tmp_path):
     (["ingest.inputs=[3]"], "'ingest.inputs[0]' must be str, got int"),
     (["ingest=3"], "'ingest' must be a mapping"),
     (["novalue"], "expected section.key=value"),
+    (["selection.budget_fraction=-0.1"], "'selection.budget_fraction' must be > 0, got -0.1"),
+    (["selection.budget_samples=-5"], "'selection.budget_samples' must be ≥ 0"),
+    (["selection.method=best"], "'selection.method' must be one of lead, random"),
+    (["eval.sets=[holdout, mmlu5]"], "'eval.sets[1]' must be one of holdout"),
+    (["cluster.difficulty_k=0"], "'cluster.difficulty_k' must be ≥ 1"),
+    (["train.max_failures=-2"], "'train.max_failures' must be ≥ -1"),
 ])
 def test_bad_values_name_the_key(overrides, message):
     with pytest.raises(ConfigError) as e:

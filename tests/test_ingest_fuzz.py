@@ -76,21 +76,42 @@ def test_random_rows_never_lose_count(tmp_path_factory, body, as_array):
         assert stats["accepted"] >= 1  # the good first row survives whatever follows it
 
 
-def test_thousands_of_hostile_rows_on_ray(ray_session, tmp_path):
-    """The same invariants through the real Ray Data pipeline, several chunks and buckets."""
+def test_ten_thousand_hostile_rows_on_ray(ray_session, tmp_path):
+    """≥ 10,000 malformed rows mixed with good ones, through the real Ray Data pipeline (several chunks and
+    buckets): broken JSON, invalid UTF-8, nulls, wrong types, wrong nesting, control characters, huge strings."""
     rng = random.Random(0)
-    bad = [b"{", b"\xff\xfe", b"null", b"[]", b'"str"', b'{"instruction": null, "output": "x"}',
-           b'{"instruction": "a", "output": {"nested": 1}}', b'{"instruction": "\\u0000", "output": "x"}',
-           b'{"conversations": [{"from": "gpt", "value": "first"}]}', b'{"instruction": "' + b"x" * 5000 + b'", "output": "y"}']
-    rows = [json.dumps({"instruction": f"Task {rng.randrange(2000)}", "output": "ok"}).encode() if rng.random() < 0.5
-            else rng.choice(bad) for _ in range(6000)]
-    rows[0] = rows[3000] = json.dumps(GOOD).encode()  # each file's head says alpaca
+    bad_alpaca = [b"{", b"\xff\xfe", b"null", b"[]", b'"str"', b'{"instruction": null, "output": "x"}',
+                  b'{"instruction": "a", "output": {"nested": 1}}', b'{"instruction": "\\u0000", "output": "x"}',
+                  b'{"instruction": "a\x07b", "output": "x"}',                       # raw control char: not JSON
+                  b'{"instruction": "caf\xe9", "output": "x"}',                      # invalid UTF-8 inside a string
+                  b'{"instruction": ["a", "b"], "output": "x"}', b'{"instruction": 12, "output": true}',
+                  b'{"conversations": [{"from": "gpt", "value": "first"}]}',
+                  b'{"instruction": "' + b"x" * 300_000 + b'", "output": "y"}']        # huge
+    bad_chat = [b'{"conversations": {"from": "human", "value": "not a list"}}',      # wrong nesting
+                b'{"conversations": [[{"from": "human", "value": "hi"}]]}', b'{"conversations": []}',
+                b'{"conversations": [{"from": "alien", "value": "x"}, {"from": "gpt", "value": "y"}]}',
+                b'{"conversations": [{"from": "human", "value": null}, {"from": "gpt", "value": "y"}]}',
+                b'{"conversations": [{"from": "human"}, {"from": "gpt", "value": "y"}]}']
+    good_alpaca = lambda: json.dumps({"instruction": f"Task {rng.randrange(3000)}", "output": "ok"}).encode()  # noqa: E731
+    good_chat = lambda: json.dumps({"conversations": [{"from": "human", "value": f"Hi {rng.randrange(3000)}"},  # noqa: E731
+                                                      {"from": "gpt", "value": "Hello"}]}).encode()
+    files = {"a.jsonl": (good_alpaca, bad_alpaca, 5000), "b.jsonl": (good_alpaca, bad_alpaca, 4000),
+             "c.jsonl": (good_chat, bad_chat, 3000)}
     (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "a.jsonl").write_bytes(b"\n".join(rows[:3000]) + b"\n")
-    (tmp_path / "in" / "b.jsonl").write_bytes(b"\n".join(rows[3000:]))
-    stats, rejects = check_run(tmp_path, None, chunk_mb=0.02, dedup_buckets=4)
-    assert stats["chunks"] > 4 and stats["input_rows"] == 6000
-    good = json.dumps(GOOD).encode()
-    assert stats["rejected"] == sum(1 for r in rows if not r.startswith(b'{"instruction": "Task') and r != good)
-    assert {r["reason"] for r in rejects} == {"malformed_json", "invalid_utf8", "not_an_object", "missing_field",
-                                              "wrong_type", "control_character", "too_long"}
+    expected_bad = 0
+    for name, (good, bad, n) in files.items():
+        rows = [good() for _ in range(8)]  # each file's head says its format
+        for _ in range(n - 8):
+            if rng.random() < 0.5:
+                rows.append(good())
+            else:
+                rows.append(rng.choice(bad))
+                expected_bad += 1
+        (tmp_path / "in" / name).write_bytes(b"\n".join(rows) + b"\n")
+    stats, rejects = check_run(tmp_path, None, chunk_mb=0.05, dedup_buckets=4)
+    assert stats["chunks"] > 4 and stats["input_rows"] == 12_000
+    assert stats["rejected"] == expected_bad  # every bad row rejected, no good row lost
+    assert stats["accepted"] + stats["duplicates"] == 12_000 - expected_bad
+    assert {r["reason"] for r in rejects} >= {"malformed_json", "invalid_utf8", "not_an_object", "missing_field",
+                                              "wrong_type", "control_character", "too_long", "bad_role"}
+    assert all(r["file"].endswith(".jsonl") and r["line"] >= 1 for r in rejects)

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from lead_ray.config import load_config
+from lead_ray.config import ConfigError, load_config
 from lead_ray.data.ingest import prepare
 from lead_ray.models.load import load_model
 from lead_ray.models.loss import score_encoded
@@ -137,6 +137,8 @@ def test_clusters_are_deterministic_and_other_groupings(pipeline):
     flagged = first["cluster"]["near_duplicates"]
     assert by_source["task_labels"] == {"in/data.jsonl": 0} and by_source["near_dups_dropped"] == flagged >= 2
     assert by_source["rows_out"] == first["cluster"]["rows_out"] - flagged
+    with pytest.raises(ConfigError, match=r"'cluster.difficulty_k' = 100000 is larger than the pool's \d+ trainable samples"):
+        cluster(load_config(None, [f"work_dir={work}", "cluster.difficulty_k=100000"]))
     cluster(cfg)  # leave the default clustering in place for other tests
 
 

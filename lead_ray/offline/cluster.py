@@ -179,6 +179,10 @@ def cluster(cfg: Config) -> dict:
     trainable = small["trainable"].to_numpy(zero_copy_only=False)
     if not trainable.any():
         raise ValueError("no trainable sample in the scored pool (every prompt fills model.max_length?)")
+    if cc.difficulty_k > int(trainable.sum()):
+        from lead_ray.config import ConfigError
+        raise ConfigError(f"'cluster.difficulty_k' = {cc.difficulty_k} is larger than the pool's {int(trainable.sum())} "
+                          "trainable samples: lower it (or add data)")
     centroids = kmeans_1d(ifd[trainable], cc.difficulty_k, cfg.seed)
     difficulty_all = assign_1d(ifd, centroids)
     label_index, task_fit = {}, {}
