@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", metavar="DIR", required=True, help="destination folder")
     p.add_argument("--min-use", type=int, default=1, help="keep samples selected at least this many times (default 1)")
 
+    p = sub.add_parser("report", help="an HTML report (embedded plots) of one run, or a comparison of several",
+                       description="One RUN_DIR: RUN_DIR/report.html with arm probabilities, rewards, IDU per cluster, "
+                                   "source mix, loss and held-out NLL curves, time split. Several: a comparison page.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", "-o", metavar="FILE", help="HTML file (default: RUN_DIR/report.html, or ./comparison.html)")
+
     p = sub.add_parser("pipeline", help="every stage in order: prepare, warmup, score, cluster, run",
                        description="Runs prepare, warmup, score, cluster and run with one config (a rerun "
                                    "re-scores only units not yet scored).")
@@ -174,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
                 overrides.append("work_dir=" + json.dumps(args.work_dir))
             run_dir = getattr(args, "resume", None) or getattr(args, "out", None)
             _stage(args.command, load_config(args.config, overrides), run_dir, bool(getattr(args, "resume", None)))
+            return 0
+        if args.command == "report":
+            from lead_ray.report import report
+            print(f"report: {report([Path(d) for d in args.run_dirs], args.out)}")
             return 0
         if args.command == "export":
             from lead_ray.online.run import export_run

@@ -169,6 +169,13 @@ class EvalConfig:
 
 
 @dataclass
+class TrackingConfig:
+    wandb: bool = _f(False, "Log every round (arm probabilities, rewards, ΔL̂′, β*, cos φ, losses, timings, U histograms) and the config to Weights & Biases.")
+    project: str = _f("lead-ray", "wandb project.")
+    mode: str = _f("offline", "wandb mode: offline needs no account (upload later with `wandb sync RUN_DIR/wandb/offline-run-*`).", choices=("offline", "online", "disabled"))
+
+
+@dataclass
 class TrainConfig(TrainingSettings):
     checkpoint_every: int = _f(5, "Rounds between checkpoints (model + selection state); the last round always checkpoints.", ge=1)
     max_failures: int = _f(3, "Times Ray Train restarts the workers from the last checkpoint after a worker or selection-actor failure (-1 = always).", ge=-1)
@@ -187,6 +194,7 @@ class Config:
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def stage_dir(self, stage: str) -> Path:
         """Where a stage writes: work_dir/<stage> (ingest.out overrides 'prepared').

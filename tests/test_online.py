@@ -78,9 +78,36 @@ def test_every_forward_pass_trains_a_selected_sample(ray_session, tmp_path):
     """Spec 11.10: no forward pass over the pool outside training. Every sample the model saw in a
     round is one of that round's selected samples (padding steps aside, which carry zero weight)."""
     toy_pool(tmp_path)
-    run(toy_config(tmp_path, 2))
+    cfg = toy_config(tmp_path, 2)
+    cfg.tracking.wandb = True  # and the same run checks the offline wandb folder and the report
+    run(cfg)
     for r in pq.read_table(tmp_path / "run" / "rounds.parquet").to_pylist():
         assert r["forward_samples"] - r["padding_samples"] == r["size"] == r["trained"]
+    check_wandb_and_report(tmp_path / "run")
+
+
+def check_wandb_and_report(run_dir):
+    import base64
+    import io
+    import re
+
+    import matplotlib.image
+
+    from lead_ray.report import report
+
+    offline = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1, offline  # one wandb run, offline, no account
+    data = list(offline[0].glob("run-*.wandb"))
+    assert data and data[0].stat().st_size > 1000
+    raw = data[0].read_bytes()  # the records are protobuf: their keys are stored as plain bytes
+    for key in (b"smoothing_b", b"mean_loss", b"p/cluster_1", b"u_mean/cluster_0", b"u_round", b"reward_norm"):
+        assert key in raw, key
+    page = report([run_dir]).read_text()
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) >= 5 and "Arm probabilities" in page and "Source mix" in page
+    for b in images:  # every plot is a real picture, not a blank canvas
+        pixels = matplotlib.image.imread(io.BytesIO(base64.b64decode(b)), format="png")
+        assert pixels.shape[0] > 100 and pixels[..., :3].std() > 0.05
 
 
 def test_resumed_run_continues_exactly(ray_session, tmp_path):

@@ -95,6 +95,11 @@ class UtilityTable:
             out[int(group)] = (pos + self.offset, self.u[pos].copy())
         return out
 
+    def cluster_sums(self) -> dict[int, tuple[float, int]]:
+        """Per difficulty cluster: (Σ U, count), so shards merge exactly into per-cluster means."""
+        return {k: (float(sum(self.u[p].astype(np.float64).sum() for p in groups.values())),
+                    int(sum(len(p) for p in groups.values()))) for k, groups in self._groups.items()}
+
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: Path) -> None:

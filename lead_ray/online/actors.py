@@ -68,6 +68,9 @@ class UtilityStore:
     def mark_used(self, index) -> None:
         self.table.mark_used(np.asarray(index))
 
+    def cluster_sums(self) -> dict[int, tuple[float, int]]:
+        return self.table.cluster_sums()
+
     def peek(self, index) -> tuple[np.ndarray, np.ndarray]:
         """(U, use count) of these global indices."""
         local = np.asarray(index, np.int64) - self.table.offset
@@ -145,6 +148,16 @@ class UtilityClient:
 
     def mark_used(self, index: np.ndarray) -> None:
         ray.get([h.mark_used.remote(i) for h, i, _ in self._split(np.asarray(index))])
+
+    def cluster_means(self) -> list[float]:
+        """Mean U of every difficulty cluster (index = cluster), over all shards."""
+        total: dict[int, list[float]] = {}
+        for part in ray.get([h.cluster_sums.remote() for h in self.handles]):
+            for k, (s, n) in part.items():
+                acc = total.setdefault(k, [0.0, 0])
+                acc[0] += s
+                acc[1] += n
+        return [total[k][0] / max(total[k][1], 1) if k in total else float("nan") for k in range(max(total, default=-1) + 1)]
 
     def peek(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(U, use count) of these global indices, in their order."""

@@ -107,7 +107,7 @@ def run(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> dict:
         lead_train_loop,
         train_loop_config={"cfg": cfg, "run_dir": str(run_dir), "base_dir": str(base), "n_arms": n_arms,
                            "budget": budget, "store_handles": store.handles, "store_bounds": store.bounds,
-                           "bandit": bandit, "threads": max(1, round(per_worker)), "static_order": static_order, "pool_size": n, "initial_state": str(initial),
+                           "bandit": bandit, "threads": max(1, round(per_worker)), "static_order": static_order, "pool_size": n, "initial_state": str(initial), "run_name": name,
                            "holdout": holdout["messages"].to_pylist()[:cfg.eval.inloop_samples] if cfg.eval.inloop_every else []},
         scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=use_gpu, resources_per_worker={"CPU": per_worker}),
         run_config=RunConfig(name=name, storage_path=str(run_dir / "ray_train"),
@@ -117,6 +117,10 @@ def run(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> dict:
 
     rounds = ray.get(bandit.rounds.remote())
     stats = write_outputs(run_dir, table, store.columns(), rounds, budget)
+    from collections import Counter
+
+    from lead_ray.report import source_group
+    stats.update(pool_sources=dict(Counter(source_group(x) for x in table["source"].to_pylist())))
     stats.update(method=sc.method, pool=n, holdout=holdout.num_rows, resumed_from_round=(result.metrics or {}).get("start_round"), workers=tc.num_workers, use_gpu=use_gpu, store_shards=sc.store_shards,
                  state_bytes_per_sample=store.nbytes() / max(n, 1), checkpoint=result.checkpoint.path,
                  fit_seconds=round(t_fit, 2), seconds=round(time.perf_counter() - t0, 2))

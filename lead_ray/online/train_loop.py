@@ -59,6 +59,7 @@ def lead_train_loop(config: dict) -> None:
     from lead_ray.models.template import encode_conversation
     from lead_ray.online.actors import UtilityClient
     from lead_ray.online.rows import RoundRows
+    from lead_ray.online.tracking import RoundLogger
 
     cfg, run_dir = config["cfg"], Path(config["run_dir"])
     sc, tc = cfg.selection, cfg.train
@@ -94,6 +95,7 @@ def lead_train_loop(config: dict) -> None:
     dir_params = dict(plain.named_parameters())
     dir_params = {n: dir_params[n] for n in dir_names}
     n_arms, budget = config["n_arms"], config["budget"]
+    tracker = RoundLogger(cfg, run_dir, config["run_name"]) if rank == 0 else None
 
     static = config["static_order"]
     static_rounds = round_slices(len(static), sc.max_rounds, tc.batch_size) if static is not None else None
@@ -223,13 +225,15 @@ def lead_train_loop(config: dict) -> None:
                       "trained": int(n), "mean_loss": loss_sum / max(n, 1), "delta": plan["delta"],
                       "beta": est.beta if est else None, "cos_phi": est.cos_phi if est else None,
                       "d_k": est.d_k if est else None, "d_p": est.d_p if est else None, "eta": plan["eta"],
-                      "unique": store.used_count(),
+                      "unique": store.used_count(), "u_by_cluster": store.cluster_means(),
                       "selection_s": plan["selection_s"], "train_s": train_s,
                       "elapsed_s": time.perf_counter() - t_start}
             reward = drop / max(n, 1)
             record.update(read_s=read_s, push_s=push_s, finish_s=time.perf_counter() - t_finish)
             p_arm = plan["p"][plan["arm"]] if plan["arm"] >= 0 else 1.0
             normalised = ray.get(bandit.finish_round.remote(plan["arm"], p_arm, reward, direction, record))
+            tracker.log({**record, "reward_raw": reward, "reward_norm": normalised},
+                        store.peek(index)[0] if tracker.run is not None else None)
             metrics.update(mean_loss=record["mean_loss"], reward=reward, **({"heldout_nll": heldout} if heldout is not None else {}))
             print(f"[lead-ray] {sc.method} round {t + 1}/{sc.max_rounds}: arm {plan['arm']} (p={p_arm:.3f}), "
                   f"{len(index)} samples, mean loss {record['mean_loss']:.4f}, ΔL̂′ {plan['delta']:.2e}, "
@@ -243,6 +247,8 @@ def lead_train_loop(config: dict) -> None:
         if last.get("heldout_nll") is None:
             ray.get(bandit.amend_last.remote({"heldout_nll": heldout_nll(plain, holdout_enc, tok, cfg, store, last["round"]),
                                               "heldout_forward_samples": len(holdout_enc)}))
+    if tracker is not None:
+        tracker.finish()
     _report({"round": -1, "start_round": start_round}, t, rank, model, opt, sched, store, bandit, tok)  # final state, always
 
 
