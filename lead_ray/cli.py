@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", metavar="DIR", required=True, help="destination folder")
     p.add_argument("--min-use", type=int, default=1, help="keep samples selected at least this many times (default 1)")
 
+    p = sub.add_parser("tune", help="Ray Tune sweep of selection knobs (tune.space), one lead-ray run per trial",
+                       description="Grid, random or Optuna search over tune.space with ASHA on the per-round held-out NLL. "
+                                   "Needs the pipeline's clustered pool. Writes work_dir/tune/<name>/: trials.parquet, "
+                                   "trials.csv, best.yaml, knobs.png.")
+    p.add_argument("--work-dir", "-w", metavar="DIR", help="pipeline folder (default: work_dir)")
+    _config_args(p)
+
     p = sub.add_parser("report", help="an HTML report (embedded plots) of one run, or a comparison of several",
                        description="One RUN_DIR: RUN_DIR/report.html with arm probabilities, rewards, IDU per cluster, "
                                    "source mix, loss and held-out NLL curves, time split. Several: a comparison page.")
@@ -180,6 +187,18 @@ def main(argv: list[str] | None = None) -> int:
                 overrides.append("work_dir=" + json.dumps(args.work_dir))
             run_dir = getattr(args, "resume", None) or getattr(args, "out", None)
             _stage(args.command, load_config(args.config, overrides), run_dir, bool(getattr(args, "resume", None)))
+            return 0
+        if args.command == "tune":
+            from lead_ray.runtime import init_ray
+            from lead_ray.tune import tune_selection
+            if args.work_dir:
+                overrides.append("work_dir=" + json.dumps(args.work_dir))
+            cfg = load_config(args.config, overrides)
+            init_ray(cfg.ray)
+            res = tune_selection(cfg)
+            print(f"\ntune: {res['trials']} trials ({res['search']}, {res['concurrent']} at once); best {res['best']} "
+                  f"→ {cfg.tune.metric} {res['best_metric']:.4f}\n  best config: {res['dir']}/best.yaml\n"
+                  f"  all trials: {res['dir']}/trials.csv\n  plot: {res['dir']}/knobs.png")
             return 0
         if args.command == "report":
             from lead_ray.report import report

@@ -176,6 +176,18 @@ class TrackingConfig:
 
 
 @dataclass
+class TuneConfig:
+    space: dict[str, dict] = _f({"selection.smoothing_b": {"grid": [0.0, 0.1]}, "selection.exp3_gamma": {"grid": [0.1, 0.3]}},
+                                "Search space: config key → {grid: [..]} | {choice: [..]} | {uniform: [lo, hi]} | {loguniform: [lo, hi]} | {randint: [lo, hi]}. cluster.* keys re-cluster per trial.")
+    search: str = _f("grid", "grid/random (Ray's variant generator: grid points × num_samples, random draws) or optuna (TPE via OptunaSearch).", choices=("grid", "random", "optuna"))
+    num_samples: int = _f(1, "Samples of the space (for grid: repeats of the whole grid).", ge=1)
+    metric: str = _f("heldout_nll", "Metric to minimise, reported every round (needs eval.inloop_every ≥ 1).", choices=("heldout_nll", "mean_loss"))
+    asha: bool = _f(True, "Stop poor trials early with ASHA on the per-round metric.")
+    grace_rounds: int = _f(2, "Rounds every trial runs before ASHA may stop it.", ge=1)
+    max_concurrent: int = _f(0, "Trials at once; 0 = as many as the cluster's CPUs (or GPUs) fit, one Train run each.", ge=0)
+
+
+@dataclass
 class TrainConfig(TrainingSettings):
     checkpoint_every: int = _f(5, "Rounds between checkpoints (model + selection state); the last round always checkpoints.", ge=1)
     max_failures: int = _f(3, "Times Ray Train restarts the workers from the last checkpoint after a worker or selection-actor failure (-1 = always).", ge=-1)
@@ -195,6 +207,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
     def stage_dir(self, stage: str) -> Path:
         """Where a stage writes: work_dir/<stage> (ingest.out overrides 'prepared').
@@ -279,6 +292,10 @@ def _check_type(value: Any, tp: Any, key: str, origin: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _check_type(value, inner[0], key, origin)
+    if typing.get_origin(tp) is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{origin}: '{key}' must be a mapping, got {type(value).__name__} {value!r}")
+        return value
     if typing.get_origin(tp) is list:
         if isinstance(value, str):
             value = [value]

@@ -8,7 +8,7 @@ import ray
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("prepare", "warmup", "score", "cluster", "run", "eval", "export", "pipeline")
+STAGES = ("prepare", "warmup", "score", "cluster", "run", "eval", "export", "tune", "pipeline")
 
 
 def test_cluster_yaml_passes_ray_validation():

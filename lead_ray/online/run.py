@@ -50,8 +50,13 @@ def read_pool(cfg: Config) -> tuple[pa.Table, pa.Table]:
     return table, holdout
 
 
-def run(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> dict:
-    """Run the selection; with `resume`, continue the run in run_dir from its last checkpoint."""
+def run(cfg: Config, run_dir: Path | None = None, resume: bool = False, cpu_share: float | None = None,
+        callbacks: list | None = None) -> dict:
+    """Run the selection; with `resume`, continue the run in run_dir from its last checkpoint.
+
+    cpu_share: CPUs this run's Train workers may take (default: the whole cluster's; Tune passes its
+    per-trial share). callbacks: Ray Train callbacks (Tune passes its TuneReportCallback).
+    """
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -100,7 +105,7 @@ def run(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> dict:
     ray.get(bandit.save.remote(str(initial / "bandit.json")))
     base = materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)
 
-    cpus = ray.cluster_resources().get("CPU", 1)
+    cpus = cpu_share or ray.cluster_resources().get("CPU", 1)
     use_gpu = tc.use_gpu if tc.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
     per_worker = max(0.5, (cpus - 0.5) / tc.num_workers) if not use_gpu else 1
     trainer = TorchTrainer(
@@ -111,7 +116,7 @@ def run(cfg: Config, run_dir: Path | None = None, resume: bool = False) -> dict:
                            "holdout": holdout["messages"].to_pylist()[:cfg.eval.inloop_samples] if cfg.eval.inloop_every else []},
         scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=use_gpu, resources_per_worker={"CPU": per_worker}),
         run_config=RunConfig(name=name, storage_path=str(run_dir / "ray_train"),
-                             failure_config=FailureConfig(max_failures=tc.max_failures)))
+                             failure_config=FailureConfig(max_failures=tc.max_failures), callbacks=callbacks or []))
     result = trainer.fit()
     t_fit = time.perf_counter() - t0
 

@@ -96,6 +96,7 @@ def lead_train_loop(config: dict) -> None:
     dir_params = {n: dir_params[n] for n in dir_names}
     n_arms, budget = config["n_arms"], config["budget"]
     tracker = RoundLogger(cfg, run_dir, config["run_name"]) if rank == 0 else None
+    last_metrics: dict = {}  # the final report repeats the last round's metrics (Tune reads the last report)
 
     static = config["static_order"]
     static_rounds = round_slices(len(static), sc.max_rounds, tc.batch_size) if static is not None else None
@@ -209,7 +210,7 @@ def lead_train_loop(config: dict) -> None:
             dist.barrier()
         train_s = time.perf_counter() - t_train
 
-        metrics = {"round": t}
+        metrics = {"round": t, "rounds_done": t + 1}
         if rank == 0:
             t_finish = time.perf_counter()
             direction = (grad_sum / steps).cpu().numpy() if grad_sum is not None else None
@@ -235,6 +236,7 @@ def lead_train_loop(config: dict) -> None:
             tracker.log({**record, "reward_raw": reward, "reward_norm": normalised},
                         store.peek(index)[0] if tracker.run is not None else None)
             metrics.update(mean_loss=record["mean_loss"], reward=reward, **({"heldout_nll": heldout} if heldout is not None else {}))
+            last_metrics = {k: v for k, v in metrics.items() if k in ("mean_loss", "heldout_nll", "rounds_done")}
             print(f"[lead-ray] {sc.method} round {t + 1}/{sc.max_rounds}: arm {plan['arm']} (p={p_arm:.3f}), "
                   f"{len(index)} samples, mean loss {record['mean_loss']:.4f}, ΔL̂′ {plan['delta']:.2e}, "
                   + (f"held-out NLL {heldout:.4f}, " if heldout is not None else "") +
@@ -245,11 +247,12 @@ def lead_train_loop(config: dict) -> None:
     if rank == 0 and holdout_enc and cfg.eval.inloop_every and t > start_round:
         last = ray.get(bandit.rounds.remote())[-1]  # the run ended between measurements: measure the final model
         if last.get("heldout_nll") is None:
-            ray.get(bandit.amend_last.remote({"heldout_nll": heldout_nll(plain, holdout_enc, tok, cfg, store, last["round"]),
-                                              "heldout_forward_samples": len(holdout_enc)}))
+            final = heldout_nll(plain, holdout_enc, tok, cfg, store, last["round"])
+            ray.get(bandit.amend_last.remote({"heldout_nll": final, "heldout_forward_samples": len(holdout_enc)}))
+            last_metrics["heldout_nll"] = final
     if tracker is not None:
         tracker.finish()
-    _report({"round": -1, "start_round": start_round}, t, rank, model, opt, sched, store, bandit, tok)  # final state, always
+    _report({**last_metrics, "round": -1, "start_round": start_round}, t, rank, model, opt, sched, store, bandit, tok)  # final state, always
 
 
 def heldout_nll(model, encoded, tok, cfg, store, round_: int) -> float:
