@@ -19,10 +19,19 @@ import numpy as np
 import pyarrow.parquet as pq
 
 
-def source_group(source: str) -> str:
-    """A file inside a folder of many files (e.g. sample/t0/<template>.jsonl) counts as its folder."""
-    parts = source.split("/")
-    return "/".join(parts[:-1]) if len(parts) >= 3 else source
+MANY_FILES = 8  # a folder with more source files than this counts as one source (e.g. 283 T0 templates)
+
+
+def collapsed_folders(sources) -> set[str]:
+    per_folder: dict[str, set[str]] = {}
+    for s in set(sources):
+        per_folder.setdefault(s.rsplit("/", 1)[0] if "/" in s else "", set()).add(s)
+    return {f for f, files in per_folder.items() if f and len(files) > MANY_FILES}
+
+
+def source_group(source: str, collapsed: set[str]) -> str:
+    folder = source.rsplit("/", 1)[0] if "/" in source else ""
+    return folder + "/*" if folder in collapsed else source
 
 
 def _png(fig) -> str:
@@ -57,8 +66,9 @@ def load_run(run_dir: Path) -> dict:
     stats = json.loads((run_dir / "run_stats.json").read_text()) if (run_dir / "run_stats.json").exists() else {}
     ev = json.loads((run_dir / "eval.json").read_text()) if (run_dir / "eval.json").exists() else None
     sel = pq.read_table(run_dir / "selected.parquet", columns=["source"]) if (run_dir / "selected.parquet").exists() else None
+    collapsed = set(stats.get("source_folders_collapsed", []))
     return {"dir": run_dir, "name": run_dir.name, "rounds": rounds, "stats": stats, "eval": ev,
-            "selected_sources": Counter(source_group(s) for s in sel["source"].to_pylist()) if sel is not None else Counter()}
+            "selected_sources": Counter(source_group(s, collapsed) for s in sel["source"].to_pylist()) if sel is not None else Counter()}
 
 
 def run_plots(run: dict) -> list[tuple[str, str]]:
@@ -103,7 +113,7 @@ def run_plots(run: dict) -> list[tuple[str, str]]:
     plots.append(("Time split: selection vs training", _png(fig)))
     pool = Counter(run["stats"].get("pool_sources", {}))
     if pool and run["selected_sources"]:
-        names = sorted(pool, key=lambda k: -pool[k])
+        names = sorted(pool, key=lambda k: -pool[k])[:15]  # the 15 largest sources
         n_pool, n_sel = sum(pool.values()), max(sum(run["selected_sources"].values()), 1)
         fig, ax = _figure("Share of each source: selected vs pool")
         y = np.arange(len(names))

@@ -124,8 +124,11 @@ def run(cfg: Config, run_dir: Path | None = None, resume: bool = False, cpu_shar
     stats = write_outputs(run_dir, table, store.columns(), rounds, budget)
     from collections import Counter
 
-    from lead_ray.report import source_group
-    stats.update(pool_sources=dict(Counter(source_group(x) for x in table["source"].to_pylist())))
+    from lead_ray.report import collapsed_folders, source_group
+    sources = table["source"].to_pylist()
+    collapsed = collapsed_folders(sources)
+    stats.update(pool_sources=dict(Counter(source_group(x, collapsed) for x in sources)),
+                 source_folders_collapsed=sorted(collapsed))
     stats.update(method=sc.method, pool=n, holdout=holdout.num_rows, resumed_from_round=(result.metrics or {}).get("start_round"), workers=tc.num_workers, use_gpu=use_gpu, store_shards=sc.store_shards,
                  state_bytes_per_sample=store.nbytes() / max(n, 1), checkpoint=result.checkpoint.path,
                  fit_seconds=round(t_fit, 2), seconds=round(time.perf_counter() - t0, 2))
