@@ -108,7 +108,7 @@ def tune_selection(cfg: Config) -> dict:
         trainable, param_space=space,
         tune_config=tune.TuneConfig(metric=tc.metric, mode="min", num_samples=tc.num_samples, scheduler=scheduler,
                                     search_alg=search_alg, max_concurrent_trials=concurrent),
-        run_config=tune.RunConfig(name=name, storage_path=str(cfg.stage_dir("tune"))))
+        run_config=tune.RunConfig(name=name, storage_path=str(cfg.stage_dir("tune")), callbacks=_callbacks(cfg, out)))
     results = tuner.fit()
     rows = []
     for r in results:
@@ -125,6 +125,18 @@ def tune_selection(cfg: Config) -> dict:
     _plot_knobs(rows, list(tc.space), tc.metric, out / "knobs.png")
     return {"name": name, "dir": str(out), "trials": len(rows), "concurrent": concurrent, "search": tc.search,
             "best": {k: best.config[k] for k in tc.space}, "best_metric": best.metrics.get(tc.metric)}
+
+
+def _callbacks(cfg: Config, out: Path) -> list:
+    """Ray's wandb integration: one wandb run per trial, offline unless tracking.mode says otherwise.
+    (Each trial's own lead-ray run logs its rounds too, when tracking.wandb is on.)"""
+    if not cfg.tracking.wandb:
+        return []
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("WANDB_MODE", cfg.tracking.mode)  # Ray's callback asks for an API key unless offline
+    return [WandbLoggerCallback(project=cfg.tracking.project, group=out.name, mode=cfg.tracking.mode, dir=str(out))]
 
 
 def _check_key(cfg: Config, key: str) -> None:

@@ -14,6 +14,7 @@ def test_four_trial_sweep_writes_best_config_table_and_plot(ray_session, tmp_pat
     cfg.eval.holdout_fraction, cfg.eval.inloop_samples = 0.1, 16
     cfg.tune.space = {"selection.smoothing_b": {"grid": [0.0, 0.5]}, "selection.exp3_gamma": {"grid": [0.2, 0.6]}}
     cfg.tune.grace_rounds = 2
+    cfg.tracking.wandb = True  # Ray's WandbLoggerCallback, offline
     res = tune_selection(cfg)
     out = tmp_path / "tune" / res["name"]
     trials = pq.read_table(out / "trials.parquet").to_pylist()
@@ -25,6 +26,7 @@ def test_four_trial_sweep_writes_best_config_table_and_plot(ray_session, tmp_pat
     assert best_cfg.selection.smoothing_b == best["selection.smoothing_b"] == res["best"]["selection.smoothing_b"]
     assert best_cfg.selection.exp3_gamma == best["selection.exp3_gamma"]
     assert (out / "trials.csv").read_text().count("\n") == 5 and (out / "knobs.png").stat().st_size > 5000
+    assert len(list((out / "wandb").glob("offline-run-*"))) >= 4  # one offline wandb run per trial
 
 
 def test_space_errors_and_optuna_domains():
