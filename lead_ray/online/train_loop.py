@@ -112,7 +112,7 @@ def lead_train_loop(config: dict) -> None:
 
     for t in range(start_round, sc.max_rounds + 1):
         plan = {"stop": True}
-        pool_s, pool_n = 0.0, 0
+        pool_s = 0.0
         if sc.method == "rescore" and bcast(rank == 0 and t < sc.max_rounds and store.used_count() < budget):
             # The costly iterative baseline: every round, every pool sample is scored by the current model.
             t_pool = time.perf_counter()
@@ -123,7 +123,7 @@ def lead_train_loop(config: dict) -> None:
             ray.get(store.set_u_async(pool_enc[0], losses) + [store.handles[0].note_forward.remote(t, pool=len(losses))])
             if world > 1:
                 dist.barrier()
-            pool_s, pool_n = time.perf_counter() - t_pool, len(losses)
+            pool_s = time.perf_counter() - t_pool
         if rank == 0 and t < sc.max_rounds:
             t_sel = time.perf_counter()
             if static is not None:  # a static baseline: the next slice of the fixed subset
