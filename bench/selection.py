@@ -13,6 +13,9 @@
    no bandit (uniform arm choice), source-label task groups. `full` trains the whole slice once.
 3. One table, the ratios computed from it, and bench/results/selection.json (last line printed).
 
+The same script runs a real model: `--config configs/smollm2.yaml` (SmolLM2-135M-Instruct, LoRA) with a
+small --rows, one budget and seed, `--ablations ''` and `--result selection_smollm2`.
+
 Timings come from one run on one machine; the other runs' numbers are side by side in that run.
 """
 from __future__ import annotations
@@ -49,8 +52,8 @@ def log(msg: str) -> None:
 
 def base_overrides(work: Path, args) -> list[str]:
     return [f"work_dir={work}", f"eval.data_dir={SHARED / 'data' / 'eval'}", f"eval.max_samples={args.eval_samples}",
-            "eval.generate=false", "train.checkpoint_every=100", f"selection.max_rounds={args.max_rounds}",
-            f"selection.rho={args.rho}"]
+            "train.checkpoint_every=100", f"selection.max_rounds={args.max_rounds}",
+            f"selection.rho={args.rho}"] + (["eval.generate=false"] if args.config is None else []) + list(args.set)
 
 
 def setup(args, work: Path) -> None:
@@ -59,7 +62,7 @@ def setup(args, work: Path) -> None:
     from lead_ray.offline.score import score
     from lead_ray.offline.warmup import warmup
 
-    demo = ROOT / "configs" / "demo.yaml"
+    demo = Path(args.config) if args.config else ROOT / "configs" / "demo.yaml"
     main, source = work / "main", work / "source"
     if not (main / "clustered" / "clusters.json").exists():
         full = work / "full"
@@ -75,7 +78,7 @@ def setup(args, work: Path) -> None:
         for stage in (warmup, score, cluster):
             log(f"setup: {stage.__name__}")
             stage(cfg)
-    if not (source / "clustered" / "clusters.json").exists():
+    if "lead-source-groups" in args.ablations.split(",") and not (source / "clustered" / "clusters.json").exists():
         source.mkdir(parents=True, exist_ok=True)
         for d in ("prepared", "models", "scored"):
             if not (source / d).exists():
@@ -87,7 +90,7 @@ def one_run(args, work: Path, name: str, method: str, budget: float, seed: int, 
     from lead_ray.eval.evaluate import evaluate
     from lead_ray.online.run import run
 
-    demo = ROOT / "configs" / "demo.yaml"
+    demo = Path(args.config) if args.config else ROOT / "configs" / "demo.yaml"
     pipeline = work / ("source" if name == "lead-source-groups" else "main")
     run_dir = work / "runs" / f"{name}-b{budget}-s{seed}"
     done = run_dir / "bench_row.json"
@@ -130,6 +133,9 @@ def main() -> None:
     ap.add_argument("--eval-samples", type=int, default=200)
     ap.add_argument("--work", default=str(ROOT / "bench" / "work" / "selection"))
     ap.add_argument("--rerun", action="store_true", help="ignore finished runs' cached rows")
+    ap.add_argument("--config", help="base config instead of configs/demo.yaml (e.g. configs/smollm2.yaml)")
+    ap.add_argument("--set", action="append", default=[], help="extra config override for every stage and run")
+    ap.add_argument("--result", default="selection", help="writes bench/results/<result>.json")
     args = ap.parse_args()
     os.environ.setdefault("LEAD_RAY_PROGRESS", "0")
     from lead_ray.config import RayConfig
@@ -185,7 +191,9 @@ def main() -> None:
         lead_nll = mean(pick("lead", big), "nll_holdout")
         result["ablation_cost"] = {a: mean(pick(a, big), "nll_holdout") - lead_nll for a in ABLATIONS if pick(a, big)}
     result.update(ratios=ratios, seconds=round(time.perf_counter() - t0, 1))
-    out = ROOT / "bench" / "results" / "selection.json"
+    result["config"] = args.config or "configs/demo.yaml"
+    result["overrides"] = list(args.set)
+    out = ROOT / "bench" / "results" / f"{args.result}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print("\n" + json.dumps({k: v for k, v in result.items() if k != "rows"}))
 
