@@ -48,16 +48,16 @@ def local_head():
          "--num-cpus=2", "--object-store-memory=300000000", f"--temp-dir={temp}", "--disable-usage-stats"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        ok = subprocess.run([RAY, "job", "list", "--address", address], env=env, capture_output=True)
-        if ok.returncode == 0:
-            break
-        assert head.poll() is None, "ray start --head exited"
-        time.sleep(2)
-    else:
-        pytest.fail("the local head never answered")
-    try:
+    try:  # from here on the head is stopped whatever happens, a failed start-up included
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            ok = subprocess.run([RAY, "job", "list", "--address", address], env=env, capture_output=True)
+            if ok.returncode == 0:
+                break
+            assert head.poll() is None, "ray start --head exited"
+            time.sleep(2)
+        else:
+            pytest.fail("the local head never answered")
         yield {"address": address, "env": env, "pid": head.pid, "ports": (gcs, dash)}
     finally:
         family = psutil.Process(head.pid).children(recursive=True) if psutil.pid_exists(head.pid) else []
