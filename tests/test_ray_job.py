@@ -40,6 +40,8 @@ def local_head():
     # Ray 2.60's head turns token auth on by default, but its CLI clients send the token (~/.ray/auth_token,
     # written by the first head) only in token mode.
     env["RAY_AUTH_MODE"] = "token"
+    # as for a user with the venv activated: the job's `python` is this venv's (CI calls .venv/bin/python directly)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     head = subprocess.Popen(
         [RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--ray-client-server-port={client}",

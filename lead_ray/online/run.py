@@ -94,6 +94,8 @@ def run(cfg: Config, run_dir: Path | None = None, resume: bool = False, cpu_shar
                                      ifd=table["ifd"].to_numpy(zero_copy_only=False), shuffle=sc.shuffle)
         budget = len(static_order)
     cluster = table["difficulty_cluster"].to_numpy().astype(np.int16)
+    for stale in [f"utility-{name}-{i}" for i in range(sc.store_shards)] + [f"bandit-{name}"]:
+        _kill_named(stale)  # left by an earlier attempt of this run in the same Ray session
     store = UtilityClient.create(table["iu0"].to_numpy(zero_copy_only=False).astype(np.float32), cluster,
                                  table["task_cluster"].to_numpy().astype(np.int32), sc.store_shards, name=f"utility-{name}")
     n_arms = int(cluster.max()) + 1
@@ -121,7 +123,10 @@ def run(cfg: Config, run_dir: Path | None = None, resume: bool = False, cpu_shar
     t_fit = time.perf_counter() - t0
 
     rounds = ray.get(bandit.rounds.remote())
-    stats = write_outputs(run_dir, table, store.columns(), rounds, budget)
+    columns, state_bytes = store.columns(), store.nbytes()
+    for actor in [*store.handles, bandit]:  # done with them: free their memory now, and their names
+        ray.kill(actor, no_restart=True)
+    stats = write_outputs(run_dir, table, columns, rounds, budget)
     from collections import Counter
 
     from lead_ray.report import collapsed_folders, source_group
@@ -130,10 +135,19 @@ def run(cfg: Config, run_dir: Path | None = None, resume: bool = False, cpu_shar
     stats.update(pool_sources=dict(Counter(source_group(x, collapsed) for x in sources)),
                  source_folders_collapsed=sorted(collapsed))
     stats.update(method=sc.method, pool=n, holdout=holdout.num_rows, resumed_from_round=(result.metrics or {}).get("start_round"), workers=tc.num_workers, use_gpu=use_gpu, store_shards=sc.store_shards,
-                 state_bytes_per_sample=store.nbytes() / max(n, 1), checkpoint=result.checkpoint.path,
+                 state_bytes_per_sample=state_bytes / max(n, 1), checkpoint=result.checkpoint.path,
                  fit_seconds=round(t_fit, 2), seconds=round(time.perf_counter() - t0, 2))
     (run_dir / "run_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats
+
+
+def _kill_named(name: str) -> None:
+    import ray
+
+    try:
+        ray.kill(ray.get_actor(name), no_restart=True)
+    except ValueError:  # no such actor
+        pass
 
 
 def write_outputs(run_dir: Path, table: pa.Table, cols: dict, rounds: list[dict], budget: int) -> dict:
