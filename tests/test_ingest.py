@@ -10,7 +10,7 @@ import pytest
 from lead_ray.cli import main
 from lead_ray.config import load_config
 from lead_ray.data.ingest import IngestError, prepare
-from tests.conftest import FIXTURES, in_process, write_jsonl
+from tests.conftest import FIXTURES, write_jsonl
 
 
 def run(inputs, out, *overrides, runner=None):

@@ -7,7 +7,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lead_ray.config import load_config
-from lead_ray.data.formats import Reject
 from lead_ray.data.ingest import prepare
 from tests.conftest import in_process
 

@@ -50,9 +50,6 @@ class EvalWorker:
 
     def __init__(self, model_dir: str, base_dir: str | None, model_cfg: ModelConfig, batch_tokens: int,
                  max_batch: int, max_new_tokens: int, generate_batch: int):
-        import torch
-
-        torch.set_num_threads(max(1, torch.get_num_threads()))
         self.model, self.tok = load_eval_model(model_dir, base_dir, model_cfg)
         self.mc, self.batch_tokens, self.max_batch = model_cfg, batch_tokens, max_batch
         self.max_new_tokens, self.generate_batch = max_new_tokens, generate_batch
