@@ -94,26 +94,48 @@ def one_run(args, work: Path, name: str, method: str, budget: float, seed: int, 
     pipeline = work / ("source" if name == "lead-source-groups" else "main")
     run_dir = work / "runs" / f"{name}-b{budget}-s{seed}"
     done = run_dir / "bench_row.json"
-    if done.exists() and not args.rerun:
-        return json.loads(done.read_text())
-    shutil.rmtree(run_dir, ignore_errors=True)
-    cfg = load_config(demo, base_overrides(pipeline, args) + [
-        f"seed={seed}", f"selection.method={method}", f"selection.budget_fraction={budget}"] + extra)
-    log(f"run {name} budget {budget} seed {seed}")
-    stats = run(cfg, run_dir)
-    ev = evaluate(cfg, run_dir)
+    if not (done.exists() and not args.rerun):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        cfg = load_config(demo, base_overrides(pipeline, args) + [
+            f"seed={seed}", f"selection.method={method}", f"selection.budget_fraction={budget}"] + extra)
+        log(f"run {name} budget {budget} seed {seed}")
+        run(cfg, run_dir)
+        evaluate(cfg, run_dir)
+        done.write_text("{}\n")  # the marker; the row is rebuilt from run_stats.json and eval.json
+    stats = json.loads((run_dir / "run_stats.json").read_text())
     row = {"method": name, "budget": budget, "seed": seed, "wall_s": stats["seconds"],
            "selection_s": stats["selection_seconds"], "training_s": stats["training_seconds"],
            "loop_s": round(stats["selection_seconds"] + stats["training_seconds"], 3),
            "rounds": stats["rounds"], "unique": stats["unique_selected"], "samples_trained": stats["samples_trained"],
-           "pool_forward_samples": stats["pool_forward_samples"], "pool": stats["pool"],
-           "eval_s": ev["seconds"]}
+           "pool_forward_samples": stats["pool_forward_samples"], "pool": stats["pool"]}
+    return {**row, **eval_columns(json.loads((run_dir / "eval.json").read_text()))}
+
+
+def eval_columns(ev: dict) -> dict:
+    row = {"eval_s": ev["seconds"]}
     for set_name, m in ev["sets"].items():
         row[f"nll_{set_name}"] = m["nll"]
         if "accuracy" in m:
             row["mmlu_acc"] = m["accuracy"]
-    done.write_text(json.dumps(row) + "\n")
+        if "exact_match" in m:
+            row[f"em_{set_name}"] = m["exact_match"]
     return row
+
+
+def base_row(args, work: Path) -> dict:
+    """The base model before any online training (tiny: its random initialisation), as a reference row."""
+    from lead_ray.eval.evaluate import evaluate
+    from lead_ray.models.load import materialize_model
+
+    demo = Path(args.config) if args.config else ROOT / "configs" / "demo.yaml"
+    cfg = load_config(demo, base_overrides(work / "main", args))
+    out = work / "runs" / "base" / "eval.json"
+    if not out.exists() or args.rerun:
+        log("eval of the base model")
+        evaluate(cfg, out.parent, model_dir=materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed), out=out)
+    return {"method": "base", "budget": 0.0, "seed": "-", "wall_s": 0.0, "selection_s": 0.0, "training_s": 0.0,
+            "rounds": 0, "unique": 0, "samples_trained": 0, "pool_forward_samples": 0,
+            **eval_columns(json.loads(out.read_text()))}
 
 
 def mean(rows, key):
@@ -147,7 +169,7 @@ def main() -> None:
     t0 = time.perf_counter()
     init_ray(RayConfig())
     setup(args, work)
-    rows = []
+    rows = [base_row(args, work)]
     for seed in seeds:
         for method in args.methods.split(","):
             for budget in ([budgets[-1]] if method == "full" else budgets):
@@ -156,7 +178,7 @@ def main() -> None:
             rows.append(one_run(args, work, name, "lead", budgets[-1], seed, ABLATIONS[name]))
 
     cols = ["method", "budget", "seed", "wall_s", "selection_s", "training_s", "rounds", "unique", "samples_trained",
-            "pool_forward_samples", "nll_holdout", "nll_gsm8k", "nll_self_instruct", "nll_mmlu", "mmlu_acc"]
+            "pool_forward_samples", "nll_holdout", "nll_gsm8k", "nll_self_instruct", "nll_mmlu", "mmlu_acc", "em_gsm8k"]
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
         print("| " + " | ".join(f"{r.get(c):.4g}" if isinstance(r.get(c), float) else str(r.get(c)) for c in cols) + " |")
@@ -167,7 +189,7 @@ def main() -> None:
 
     big = budgets[-1]
     result = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "rows_requested": args.rows,
-              "pool": rows[0]["pool"], "seeds": len(seeds), "budgets": budgets, "rows": rows}
+              "pool": rows[1]["pool"], "seeds": len(seeds), "budgets": budgets, "rows": rows}
     ratios = {}
     for b in budgets:
         lead, resc = pick("lead", b), pick("rescore", b)
@@ -183,10 +205,16 @@ def main() -> None:
         full_nll, lead_nll = mean(pick("full"), "nll_holdout"), mean(pick("lead", big), "nll_holdout")
         result["lead_vs_full_nll_gap"] = (lead_nll - full_nll) / full_nll
         result["lead_over_full_train_compute"] = mean(pick("lead", big), "samples_trained") / mean(pick("full"), "samples_trained")
-    result["heldout_nll"] = {m: mean(pick(m, None if m == "full" else big), "nll_holdout")
+    result["heldout_nll"] = {m: mean(pick(m, None if m in ("full", "base") else big), "nll_holdout")
                              for m in dict.fromkeys(r["method"] for r in rows)}
     result["heldout_nll_small_budget"] = {m: mean(pick(m, budgets[0]), "nll_holdout")
                                           for m in args.methods.split(",") if m != "full" and len(budgets) > 1}
+    if any("em_gsm8k" in r for r in rows):
+        result["gsm8k_exact_match"] = {m: mean(pick(m, None if m in ("full", "base") else big), "em_gsm8k")
+                                       for m in dict.fromkeys(r["method"] for r in rows)}
+        result["lead_beats_random_em_seeds"] = int(sum(
+            pick("lead", big, s)[0]["em_gsm8k"] > pick("random", big, s)[0]["em_gsm8k"]
+            for s in seeds if pick("lead", big, s) and pick("random", big, s)))
     if pick("lead", big):
         lead_nll = mean(pick("lead", big), "nll_holdout")
         result["ablation_cost"] = {a: mean(pick(a, big), "nll_holdout") - lead_nll for a in ABLATIONS if pick(a, big)}

@@ -64,7 +64,7 @@ def test_toy_learnable_cluster_wins(ray_session, tmp_path, workers):
     assert np.mean(r0) > 0 and (not r1 or np.mean(r0) > np.mean(r1))
     # spec 11.11 fields, and the round ΔL̂′ is never positive
     for key in ("p", "size", "mean_loss", "delta", "beta", "cos_phi", "reward_raw", "reward_norm", "unique",
-                "selection_s", "train_s", "elapsed_s"):
+                "selection_s", "train_s", "elapsed_s", "read_s", "push_s", "finish_s", "heldout_s"):
         assert key in rounds[0]
     assert all(r["delta"] <= 0 for r in rounds) and rounds[0]["delta"] == 0.0
     # outputs: the subset in its input format, and totals

@@ -214,9 +214,11 @@ def lead_train_loop(config: dict) -> None:
         if rank == 0:
             t_finish = time.perf_counter()
             direction = (grad_sum / steps).cpu().numpy() if grad_sum is not None else None
-            heldout = None
+            heldout, heldout_s = None, 0.0
             if holdout_enc and cfg.eval.inloop_every and (t + 1) % cfg.eval.inloop_every == 0:
+                heldout_s = time.perf_counter()
                 heldout = heldout_nll(plain, holdout_enc, tok, cfg, store, t)
+                heldout_s = time.perf_counter() - heldout_s  # evaluation, kept apart from selection bookkeeping
             drop, loss_sum, n = store.round_sums(t)
             est = plan["est"]
             fwd, pad, pool_fwd, held_fwd = ray.get(store.handles[0].forward_counts.remote(t))
@@ -230,7 +232,8 @@ def lead_train_loop(config: dict) -> None:
                       "selection_s": plan["selection_s"], "train_s": train_s,
                       "elapsed_s": time.perf_counter() - t_start}
             reward = drop / max(n, 1)
-            record.update(read_s=read_s, push_s=push_s, finish_s=time.perf_counter() - t_finish)
+            record.update(read_s=read_s, push_s=push_s, heldout_s=heldout_s,
+                          finish_s=time.perf_counter() - t_finish - heldout_s)
             p_arm = plan["p"][plan["arm"]] if plan["arm"] >= 0 else 1.0
             normalised = ray.get(bandit.finish_round.remote(plan["arm"], p_arm, reward, direction, record))
             tracker.log({**record, "reward_raw": reward, "reward_norm": normalised},
