@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from lead_ray.core.bandit import Exp3Bandit, normalise_reward
 from lead_ray.core.idu import DirectionMemory, idu_update, mixed_sq_norm, optimal_beta, predict_delta
-from lead_ray.core.select import merge_top_k, quotas_for, select_round, top_k_by_u
+from lead_ray.core.select import first_round_sizes, merge_top_k, quotas_for, select_round, top_k_by_u
 from lead_ray.core.utility import UtilityTable
 
 finite = st.floats(-50, 50, allow_nan=False)
@@ -189,6 +189,27 @@ def test_selection_is_seeded_and_min_per_group():
     assert (a == b).all() and sorted(a.tolist()) == [3, 4, 8, 9]
     assert select_round(u, use, task, 0.5, 4).tolist() == [4, 3, 9, 8]  # unshuffled: task, then U
     assert sorted(select_round(u, use, task, 0.0, 4, min_per_group=1).tolist()) == [4, 9]
+
+
+@settings(max_examples=100)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 400), arms=st.integers(1, 7), groups=st.integers(1, 5),
+       rho=st.floats(0.0, 1.0), min_per_group=st.integers(0, 3))
+def test_first_round_sizes_are_what_a_first_pull_selects(seed, n, arms, groups, rho, min_per_group):
+    rng = np.random.default_rng(seed)
+    cluster, task, u = rng.integers(0, arms, n), rng.integers(0, groups, n), rng.random(n)
+    sizes = first_round_sizes(cluster, task, rho, min_per_group)
+    assert set(sizes) == set(np.unique(cluster).tolist())
+    for arm, k in sizes.items():
+        members = np.flatnonzero(cluster == arm)
+        picked = select_round(u[members], np.zeros(len(members), int), task[members], rho, 4, min_per_group=min_per_group)
+        assert len(picked) == k
+
+
+def test_first_round_sizes_show_tiny_arms():
+    cluster = np.array([0] * 100 + [1] * 9)
+    task = np.array([0, 1] * 50 + [0] * 9)
+    assert first_round_sizes(cluster, task, 0.1) == {0: 10, 1: 0}
+    assert first_round_sizes(cluster, task, 0.1, min_per_group=2) == {0: 10, 1: 2}
 
 
 # ----------------------------------------------------------------------------- utility table and shards

@@ -60,6 +60,19 @@ def select_round(u: np.ndarray, use_count: np.ndarray, task: np.ndarray, rho: fl
     return picked
 
 
+def first_round_sizes(cluster: np.ndarray, task: np.ndarray, rho: float, min_per_group: int = 0) -> dict[int, int]:
+    """Samples a first pull of each difficulty cluster trains (every sample eligible): Σ_T quota(n_T).
+
+    A planning figure: with small or uneven clusters, ⌊ρ · n_T⌋ leaves some arms with rounds of a few
+    samples (less than one optimizer batch), which is worth knowing before the run, not after.
+    """
+    out = {}
+    for arm in np.unique(cluster).tolist():
+        groups, counts = np.unique(task[cluster == arm], return_counts=True)
+        out[int(arm)] = int(sum(quotas_for(dict(zip(groups.tolist(), counts.tolist())), rho, min_per_group).values()))
+    return out
+
+
 def trim_to_budget(index: np.ndarray, u: np.ndarray, is_new: np.ndarray, remaining: int) -> np.ndarray:
     """The round's selection cut so that at most `remaining` never-selected samples are in it.
 

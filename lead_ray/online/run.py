@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -26,6 +27,7 @@ import pyarrow.compute  # noqa: F401 - pa.compute
 import pyarrow.parquet as pq
 
 from lead_ray.config import Config
+from lead_ray.core.select import first_round_sizes
 from lead_ray.stages import write_parquet_atomic
 
 POOL_COLUMNS = ["id", "source", "file", "line", "format", "messages", "iu0", "ifd", "difficulty_cluster", "task_cluster"]
@@ -94,6 +96,13 @@ def run(cfg: Config, run_dir: Path | None = None, resume: bool = False, cpu_shar
                                      ifd=table["ifd"].to_numpy(zero_copy_only=False), shuffle=sc.shuffle)
         budget = len(static_order)
     cluster = table["difficulty_cluster"].to_numpy().astype(np.int16)
+    first_round = first_round_sizes(cluster, table["task_cluster"].to_numpy(), sc.rho, sc.min_per_group)
+    small = {a: k for a, k in first_round.items() if k < tc.batch_size}
+    if sc.method in ("lead", "rescore") and small:
+        print(f"[lead-ray] warning: at selection.rho={sc.rho} a first pull of arm(s) {small} trains fewer samples "
+              f"than one batch ({tc.batch_size}); of {first_round} (arm: samples). Raise selection.rho or "
+              f"selection.min_per_group, or use fewer cluster.difficulty_k, if rounds that small are not meant.",
+              file=sys.stderr, flush=True)
     for stale in [f"utility-{name}-{i}" for i in range(sc.store_shards)] + [f"bandit-{name}"]:
         _kill_named(stale)  # left by an earlier attempt of this run in the same Ray session
     store = UtilityClient.create(table["iu0"].to_numpy(zero_copy_only=False).astype(np.float32), cluster,
@@ -134,7 +143,7 @@ def run(cfg: Config, run_dir: Path | None = None, resume: bool = False, cpu_shar
     collapsed = collapsed_folders(sources)
     stats.update(pool_sources=dict(Counter(source_group(x, collapsed) for x in sources)),
                  source_folders_collapsed=sorted(collapsed))
-    stats.update(method=sc.method, pool=n, holdout=holdout.num_rows, resumed_from_round=(result.metrics or {}).get("start_round"), workers=tc.num_workers, use_gpu=use_gpu, store_shards=sc.store_shards,
+    stats.update(method=sc.method, pool=n, first_round_sizes=first_round, holdout=holdout.num_rows, resumed_from_round=(result.metrics or {}).get("start_round"), workers=tc.num_workers, use_gpu=use_gpu, store_shards=sc.store_shards,
                  state_bytes_per_sample=state_bytes / max(n, 1), checkpoint=result.checkpoint.path,
                  fit_seconds=round(t_fit, 2), seconds=round(time.perf_counter() - t0, 2))
     (run_dir / "run_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
