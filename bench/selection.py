@@ -200,7 +200,7 @@ def main() -> None:
     result["rescore_over_lead_loop"] = ratios.get(f"rescore_over_lead_loop_b{big}")
     wins = [pick("lead", big, s)[0]["nll_holdout"] < pick("random", big, s)[0]["nll_holdout"]
             for s in seeds if pick("lead", big, s) and pick("random", big, s)]
-    result["lead_beats_random_seeds"] = int(sum(wins))
+    result["lead_beats_random_seeds"] = int(sum(wins)) if wins else None  # None: no lead/random pair ran
     if pick("full") and pick("lead", big):
         full_nll, lead_nll = mean(pick("full"), "nll_holdout"), mean(pick("lead", big), "nll_holdout")
         result["lead_vs_full_nll_gap"] = (lead_nll - full_nll) / full_nll
@@ -218,6 +218,9 @@ def main() -> None:
     if pick("lead", big):
         lead_nll = mean(pick("lead", big), "nll_holdout")
         result["ablation_cost"] = {a: mean(pick(a, big), "nll_holdout") - lead_nll for a in ABLATIONS if pick(a, big)}
+        result["ablation_cost_per_seed"] = {
+            a: [pick(a, big, s)[0]["nll_holdout"] - pick("lead", big, s)[0]["nll_holdout"]
+                for s in seeds if pick(a, big, s) and pick("lead", big, s)] for a in ABLATIONS if pick(a, big)}
     result.update(ratios=ratios, seconds=round(time.perf_counter() - t0, 1))
     result["config"] = args.config or "configs/demo.yaml"
     result["overrides"] = list(args.set)
