@@ -221,7 +221,9 @@ def main() -> None:
         result["ablation_cost_per_seed"] = {
             a: [pick(a, big, s)[0]["nll_holdout"] - pick("lead", big, s)[0]["nll_holdout"]
                 for s in seeds if pick(a, big, s) and pick("lead", big, s)] for a in ABLATIONS if pick(a, big)}
-    result.update(ratios=ratios, seconds=round(time.perf_counter() - t0, 1))
+    # this invocation's time (short when the runs were cached) and the runs' own time, evals included
+    result.update(ratios=ratios, seconds=round(time.perf_counter() - t0, 1),
+                  runs_seconds=round(sum(r["wall_s"] + r["eval_s"] for r in rows), 1))
     result["config"] = args.config or "configs/demo.yaml"
     result["overrides"] = list(args.set)
     out = ROOT / "bench" / "results" / f"{args.result}.json"
