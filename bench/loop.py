@@ -53,7 +53,7 @@ def synthetic_pool(work: Path, n: int, seed: int = 0) -> None:
                 continue
     rng = random.Random(seed)
     rows = [{"id": f"{i:09d}", "source": "sample", "file": "", "line": i + 1, "format": "messages",
-             "messages": rng.choice(convs), "iu0": 5.0 + rng.random(), "difficulty_cluster": rng.randrange(7),
+             "messages": rng.choice(convs), "iu0": 5.0 + rng.random(), "ifd": rng.random(), "difficulty_cluster": rng.randrange(7),
              "task_cluster": rng.randrange(4)} for i in range(n)]
     (work / "clustered" / "pool").mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows), work / "clustered" / "pool" / "part-0.parquet")
