@@ -1,4 +1,5 @@
-"""Nothing lost, nothing done twice: a Train worker, the UtilityStore actor, or the driver killed mid-run.
+"""Nothing lost, nothing done twice: a Train worker, the UtilityStore actor, or the driver killed mid-run,
+or a run stopped at its max_rounds and resumed with more.
 
 Each run ends with the same rounds, arms, selections and utilities as one uninterrupted run with the
 same seed (the toy pool of test_online, 8 rounds, a checkpoint every 2). The kill lands once round 5
@@ -135,6 +136,17 @@ def test_driver_killed_then_resumed(reference, tmp_path):
     assert not (tmp_path / "run" / "run_stats.json").exists()  # it really did not finish
     stats = run(cfg, tmp_path / "run", resume=True)
     assert stats["resumed_from_round"] in (2, 4, 6)
+    assert_same_run(reference, tmp_path)
+
+
+def test_stopped_run_resumed_continues_exactly(reference, tmp_path):
+    """Stop after round 4, resume to 8: the same rounds, arms, selections and utilities as one run to 8."""
+    toy_pool(tmp_path)
+    cfg = config(tmp_path)
+    cfg.selection.max_rounds = 4
+    run(cfg)
+    stats = run(config(tmp_path), resume=True)
+    assert stats["resumed_from_round"] == 4 and stats["rounds"] == ROUNDS  # continued from the checkpoint
     assert_same_run(reference, tmp_path)
 
 

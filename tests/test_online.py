@@ -46,8 +46,14 @@ def toy_config(work, workers):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_toy_learnable_cluster_wins(ray_session, tmp_path, workers):
     toy_pool(tmp_path)
-    stats = run(toy_config(tmp_path, workers))
+    cfg = toy_config(tmp_path, workers)
+    cfg.tracking.wandb = workers == 2  # and the 2-worker run checks the offline wandb folder and the report
+    stats = run(cfg)
     rounds = pq.read_table(tmp_path / "run" / "rounds.parquet").to_pylist()
+    # spec 11.10: no forward pass over the pool outside training. Every sample the model saw in a round
+    # is one of that round's selected samples (padding steps aside, which carry zero weight).
+    for r in rounds:
+        assert r["forward_samples"] - r["padding_samples"] == r["size"] == r["trained"]
     assert stats["rounds"] == 10 and [r["round"] for r in rounds] == list(range(10))
     assert all(r["size"] == 16 for r in rounds)  # ⌊0.2 · 40⌋ from each of the 2 task groups
     # the bandit moves toward the learnable arm
@@ -72,18 +78,8 @@ def test_toy_learnable_cluster_wins(ray_session, tmp_path, workers):
     assert len(lines) == stats["unique_selected"] == len(sel)
     assert all(set(json.loads(x)) == {"instruction", "output"} for x in lines)
     assert stats["samples_trained"] == 160 and stats["state_bytes_per_sample"] == 23  # 19 in arrays + 4 of group index
-
-
-def test_every_forward_pass_trains_a_selected_sample(ray_session, tmp_path):
-    """Spec 11.10: no forward pass over the pool outside training. Every sample the model saw in a
-    round is one of that round's selected samples (padding steps aside, which carry zero weight)."""
-    toy_pool(tmp_path)
-    cfg = toy_config(tmp_path, 2)
-    cfg.tracking.wandb = True  # and the same run checks the offline wandb folder and the report
-    run(cfg)
-    for r in pq.read_table(tmp_path / "run" / "rounds.parquet").to_pylist():
-        assert r["forward_samples"] - r["padding_samples"] == r["size"] == r["trained"]
-    check_wandb_and_report(tmp_path / "run")
+    if workers == 2:
+        check_wandb_and_report(tmp_path / "run")
 
 
 def check_wandb_and_report(run_dir):
@@ -108,30 +104,6 @@ def check_wandb_and_report(run_dir):
     for b in images:  # every plot is a real picture, not a blank canvas
         pixels = matplotlib.image.imread(io.BytesIO(base64.b64decode(b)), format="png")
         assert pixels.shape[0] > 100 and pixels[..., :3].std() > 0.05
-
-
-def test_resumed_run_continues_exactly(ray_session, tmp_path):
-    """Stop after round 4, resume to 8: the same arms, selections and final utilities as one run to 8."""
-    whole, parts = tmp_path / "whole", tmp_path / "parts"
-    for d in (whole, parts):
-        toy_pool(d)
-    override = lambda c, rounds: (setattr(c.selection, "max_rounds", rounds), setattr(c.train, "checkpoint_every", 2), c)[-1]  # noqa: E731
-    assert run(override(toy_config(whole, 1), 8))["resumed_from_round"] == 0
-    run(override(toy_config(parts, 1), 4))
-    stats = run(override(toy_config(parts, 1), 8), resume=True)
-    assert stats["resumed_from_round"] == 4  # it continued from the checkpoint, not from scratch
-    a = pq.read_table(whole / "run" / "rounds.parquet").to_pylist()
-    b = pq.read_table(parts / "run" / "rounds.parquet").to_pylist()
-    assert stats["rounds"] == 8 and [r["round"] for r in b] == list(range(8))  # none missing, none repeated
-    assert [r["arm"] for r in a] == [r["arm"] for r in b]
-    for t in range(8):
-        sa = np.load(whole / "run" / "selections" / f"round-{t:05d}.npy")
-        sb = np.load(parts / "run" / "selections" / f"round-{t:05d}.npy")
-        assert sa.tolist() == sb.tolist(), t
-    ua = pq.read_table(whole / "run" / "selected.parquet").sort_by("id")
-    ub = pq.read_table(parts / "run" / "selected.parquet").sort_by("id")
-    assert ua["id"].equals(ub["id"])
-    assert np.allclose(ua["u"].to_numpy(), ub["u"].to_numpy(), atol=1e-4)
 
 
 def test_lora_run_stops_at_the_budget_and_checkpoints_an_adapter(ray_session, tmp_path):

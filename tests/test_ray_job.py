@@ -65,7 +65,7 @@ def local_head():
         family = psutil.Process(head.pid).children(recursive=True) if psutil.pid_exists(head.pid) else []
         os.killpg(head.pid, signal.SIGTERM)
         try:
-            head.wait(timeout=30)
+            head.wait(timeout=5)  # `ray start --block` does not exit on SIGTERM in time: the group gets SIGKILL
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
         for p in family:

@@ -1,4 +1,4 @@
-"""`lead-ray tune`: a 4-trial grid sweep on the toy pool, and Optuna 5 through Ray's OptunaSearch."""
+"""`lead-ray tune`: a 2-trial grid sweep on the toy pool, and Optuna 5 through Ray's OptunaSearch."""
 import pyarrow.parquet as pq
 import pytest
 
@@ -7,26 +7,27 @@ from lead_ray.tune import param_space, tune_selection
 from tests.test_online import toy_config, toy_pool
 
 
-def test_four_trial_sweep_writes_best_config_table_and_plot(ray_session, tmp_path):
+def test_grid_sweep_writes_best_config_table_and_plot(ray_session, tmp_path):
     toy_pool(tmp_path)
     cfg = toy_config(tmp_path, 1)
     cfg.selection.max_rounds, cfg.train.checkpoint_every = 4, 1  # a report (and ASHA decision point) every round
     cfg.eval.holdout_fraction, cfg.eval.inloop_samples = 0.1, 16
-    cfg.tune.space = {"selection.smoothing_b": {"grid": [0.0, 0.5]}, "selection.exp3_gamma": {"grid": [0.2, 0.6]}}
+    # two trials (each is a TorchTrainer run); both keys reach every trial's config
+    cfg.tune.space = {"selection.smoothing_b": {"grid": [0.0, 0.5]}, "selection.exp3_gamma": {"grid": [0.6]}}
     cfg.tune.grace_rounds = 2
     cfg.tracking.wandb = True  # Ray's WandbLoggerCallback, offline
     res = tune_selection(cfg)
     out = tmp_path / "tune" / res["name"]
     trials = pq.read_table(out / "trials.parquet").to_pylist()
-    assert len(trials) == 4 and res["trials"] == 4
-    assert {(t["selection.smoothing_b"], t["selection.exp3_gamma"]) for t in trials} == {(0.0, 0.2), (0.0, 0.6), (0.5, 0.2), (0.5, 0.6)}
+    assert len(trials) == 2 and res["trials"] == 2
+    assert {(t["selection.smoothing_b"], t["selection.exp3_gamma"]) for t in trials} == {(0.0, 0.6), (0.5, 0.6)}
     assert all(t["error"] is None and t["heldout_nll"] > 0 and 2 <= t["rounds_done"] <= 4 for t in trials)
     best = min(trials, key=lambda t: t["heldout_nll"])
     best_cfg = load_config(out / "best.yaml")  # ready to use as --config
     assert best_cfg.selection.smoothing_b == best["selection.smoothing_b"] == res["best"]["selection.smoothing_b"]
     assert best_cfg.selection.exp3_gamma == best["selection.exp3_gamma"]
-    assert (out / "trials.csv").read_text().count("\n") == 5 and (out / "knobs.png").stat().st_size > 5000
-    assert len(list((out / "wandb").glob("offline-run-*"))) >= 4  # one offline wandb run per trial
+    assert (out / "trials.csv").read_text().count("\n") == 3 and (out / "knobs.png").stat().st_size > 5000
+    assert len(list((out / "wandb").glob("offline-run-*"))) >= 2  # one offline wandb run per trial
 
 
 def test_space_errors_and_optuna_domains():
