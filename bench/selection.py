@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 
-from lead_ray.config import load_config  # noqa: E402
+from lead_ray.config import load_config, to_dict  # noqa: E402
 
 ABLATIONS = {  # name → config overrides (applied to LEAD)
     "lead-no-smoothing": ["selection.smoothing_b=0"],
@@ -64,6 +64,17 @@ def setup(args, work: Path) -> None:
 
     demo = Path(args.config) if args.config else ROOT / "configs" / "demo.yaml"
     main, source = work / "main", work / "source"
+    # What the setup stages read; a later invocation that changes any of it must not reuse this setup
+    # (selection, train and eval settings only matter to the runs, which check their own config.yaml).
+    d = to_dict(load_config(demo, base_overrides(main, args)))
+    setup_key = {"rows": args.rows, **{k: d[k] for k in ("seed", "ingest", "model", "warmup", "score", "cluster")}}
+    recorded = work / "setup.json"
+    if recorded.exists() and json.loads(recorded.read_text()) != setup_key:
+        old = json.loads(recorded.read_text())
+        raise SystemExit(f"{work} was set up with other settings ({', '.join(k for k in setup_key if old.get(k) != setup_key[k])}"
+                         f" differ; see {recorded}): pass another --work")
+    if (main / "clustered" / "clusters.json").exists() and not recorded.exists():
+        log(f"setup: {work} has no setup.json (set up before it was recorded); reused as it is")
     if not (main / "clustered" / "clusters.json").exists():
         full = work / "full"
         if not (full / "prepared" / "prepare_stats.json").exists():
@@ -78,6 +89,7 @@ def setup(args, work: Path) -> None:
         for stage in (warmup, score, cluster):
             log(f"setup: {stage.__name__}")
             stage(cfg)
+        recorded.write_text(json.dumps(setup_key, indent=1) + "\n")
     if "lead-source-groups" in args.ablations.split(",") and not (source / "clustered" / "clusters.json").exists():
         source.mkdir(parents=True, exist_ok=True)
         for d in ("prepared", "models", "scored"):
@@ -94,10 +106,18 @@ def one_run(args, work: Path, name: str, method: str, budget: float, seed: int, 
     pipeline = work / ("source" if name == "lead-source-groups" else "main")
     run_dir = work / "runs" / f"{name}-b{budget}-s{seed}"
     done = run_dir / "bench_row.json"
+    cfg = load_config(demo, base_overrides(pipeline, args) + [
+        f"seed={seed}", f"selection.method={method}", f"selection.budget_fraction={budget}"] + extra)
+    if done.exists() and not args.rerun:  # a finished run is reused only if it ran with this very config
+        saved = run_dir / "config.yaml"
+        if not saved.exists():
+            log(f"{run_dir.name}: no config.yaml (run before runs recorded their config); reused as it is")
+        elif to_dict(load_config(saved)) != to_dict(cfg):
+            changed = [k for k, v in to_dict(cfg).items() if to_dict(load_config(saved))[k] != v]
+            log(f"{run_dir.name}: ran with other settings ({', '.join(changed)}); running it again")
+            done.unlink()
     if not (done.exists() and not args.rerun):
         shutil.rmtree(run_dir, ignore_errors=True)
-        cfg = load_config(demo, base_overrides(pipeline, args) + [
-            f"seed={seed}", f"selection.method={method}", f"selection.budget_fraction={budget}"] + extra)
         log(f"run {name} budget {budget} seed {seed}")
         run(cfg, run_dir)
         evaluate(cfg, run_dir)
@@ -226,6 +246,7 @@ def main() -> None:
                   runs_seconds=round(sum(r["wall_s"] + r["eval_s"] for r in rows), 1))
     result["config"] = args.config or "configs/demo.yaml"
     result["overrides"] = list(args.set)
+    result["args"] = vars(args)  # rho, max_rounds, eval_samples, ...: what this invocation ran with
     out = ROOT / "bench" / "results" / f"{args.result}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print("\n" + json.dumps({k: v for k, v in result.items() if k != "rows"}))

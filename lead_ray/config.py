@@ -330,6 +330,29 @@ def to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 
 
+# What a resumed run may change: when it stops and on what hardware. Every other key under these
+# sections decides what is selected and how it is trained, so changing it mid-run gives a run that
+# is neither the old config's nor the new one's.
+RESUME_MAY_CHANGE = {"selection.max_rounds", "selection.budget_fraction", "selection.budget_samples",
+                     "train.num_workers", "train.use_gpu", "train.checkpoint_every", "train.max_failures"}
+RESUME_SECTIONS = ("seed", "work_dir", "model", "selection", "train")
+
+
+def resume_conflicts(saved: dict, new: dict) -> list[str]:
+    """`key: saved -> new` for every result-changing key that differs between a run's saved config and
+    the one it is resumed with (both as `to_dict` gives them)."""
+    def flat(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from flat(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}", v
+
+    a, b = dict(flat(saved)), dict(flat(new))
+    keys = [k for k in dict.fromkeys([*a, *b]) if k.split(".")[0] in RESUME_SECTIONS and k not in RESUME_MAY_CHANGE]
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
+
+
 def reference_markdown() -> str:
     """The config reference table (README links to docs/CONFIG.md, generated from this)."""
     lines = ["| key | type | default | rule | meaning |", "|---|---|---|---|---|"]

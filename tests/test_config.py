@@ -2,7 +2,7 @@
 import pytest
 
 from lead_ray.cli import DEMO_CONFIG, main
-from lead_ray.config import Config, ConfigError, load_config, reference_markdown
+from lead_ray.config import Config, ConfigError, load_config, reference_markdown, resume_conflicts, to_dict
 
 
 def test_defaults_and_demo_config_load():
@@ -82,3 +82,19 @@ def test_reference_lists_every_key():
     ref = reference_markdown()
     for key in ("seed", "ray.address", "ingest.inputs", "ingest.max_sample_chars", "ingest.dedup_buckets"):
         assert f"| `{key}` |" in ref
+
+
+def test_saved_config_round_trips_and_resume_conflicts_name_the_keys(tmp_path):
+    import yaml
+
+    cfg = load_config(DEMO_CONFIG, ["selection.rho=0.3"])
+    saved = tmp_path / "config.yaml"
+    saved.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    assert to_dict(load_config(saved)) == to_dict(cfg)  # a run's config.yaml repeats the run
+    old = yaml.safe_load(saved.read_text())
+    assert resume_conflicts(old, to_dict(cfg)) == []
+    cfg.selection.max_rounds, cfg.train.num_workers, cfg.eval.max_samples = 99, 4, 7  # stop, hardware, eval: allowed
+    assert resume_conflicts(old, to_dict(cfg)) == []
+    cfg.selection.rho, cfg.train.lr, cfg.seed, cfg.model.tiny.num_layers = 0.5, 5.0, 7, 3
+    assert resume_conflicts(old, to_dict(cfg)) == [
+        "seed: 42 -> 7", "model.tiny.num_layers: 2 -> 3", "selection.rho: 0.3 -> 0.5", "train.lr: 0.001 -> 5.0"]

@@ -150,6 +150,24 @@ def test_stopped_run_resumed_continues_exactly(reference, tmp_path):
     assert_same_run(reference, tmp_path)
 
 
+def test_resume_with_a_changed_selection_config_is_refused(reference, tmp_path):
+    """A run records its config; a resume that changes what is selected stops before it starts anything."""
+    import shutil
+
+    from lead_ray.config import ConfigError, load_config, to_dict
+
+    saved = reference / "run" / "config.yaml"
+    assert to_dict(load_config(saved)) == to_dict(config(reference))
+    (tmp_path / "run").mkdir()
+    for f in ("config.yaml", "run_state.json"):
+        shutil.copy(reference / "run" / f, tmp_path / "run" / f)
+    cfg = config(reference)
+    cfg.selection.rho = 0.9
+    with pytest.raises(ConfigError, match=r"selection\.rho: 0\.\d+ -> 0\.9"):
+        run(cfg, tmp_path / "run", resume=True)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.yaml", "run_state.json"]
+
+
 def test_half_written_checkpoint_is_refused(reference):
     ckpt = Path(__import__("json").loads((reference / "run" / "run_stats.json").read_text())["checkpoint"])
     verify_checkpoint(ckpt)  # a complete one passes

@@ -9,6 +9,7 @@ one `TorchTrainer.fit()` (train_loop.py), then writes into the run folder (work_
                        η, reward raw/normalised, unique count, selection / training seconds (spec 11.11)
   selections/          the sample indices of every round
   run_stats.json       totals: rounds, unique selected, seconds in selection vs training, checkpoint
+  config.yaml          the full config the run ran with (a resume checks it: only stop and hardware keys may change)
 Checkpoints (model + optimizer + utility arrays + bandit + RNG + round cursor) live under ray_train/.
 """
 from __future__ import annotations
@@ -25,8 +26,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401 - pa.compute
 import pyarrow.parquet as pq
+import yaml
 
-from lead_ray.config import Config
+from lead_ray.config import RESUME_MAY_CHANGE, Config, ConfigError, resume_conflicts, to_dict
 from lead_ray.core.select import first_round_sizes
 from lead_ray.stages import write_parquet_atomic
 
@@ -78,6 +80,13 @@ def run(cfg: Config, run_dir: Path | None = None, resume: bool = False, cpu_shar
         if not state_file.exists():
             raise FileNotFoundError(f"--resume: {run_dir} has no run_state.json (no run was started there)")
         name = json.loads(state_file.read_text())["train_run_name"]
+        saved = run_dir / "config.yaml"
+        if saved.exists():  # runs from before config.yaml was written have nothing to compare
+            conflicts = resume_conflicts(yaml.safe_load(saved.read_text()), to_dict(cfg))
+            if conflicts:
+                raise ConfigError(f"--resume: {run_dir} was started with a different config ({saved}); "
+                                  f"only {', '.join(sorted(RESUME_MAY_CHANGE))} may change on resume. "
+                                  f"Changed: {'; '.join(conflicts)}")
     else:
         # A fresh Ray Train run name every time: reusing one silently resumes the old run.
         name = f"run-{uuid.uuid4().hex[:8]}"
@@ -85,6 +94,10 @@ def run(cfg: Config, run_dir: Path | None = None, resume: bool = False, cpu_shar
             old.unlink()
     (run_dir / "selections").mkdir(parents=True, exist_ok=True)
     state_file.write_text(json.dumps({"train_run_name": name}) + "\n")
+    # The config this run (or its latest resume) ran with; `lead-ray run --config run_dir/config.yaml` repeats it.
+    tmp = run_dir / "config.yaml.tmp"
+    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    tmp.replace(run_dir / "config.yaml")
     write_round_rows(table, run_dir / "rows")
     n = table.num_rows
     sc, tc = cfg.selection, cfg.train
