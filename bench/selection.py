@@ -150,9 +150,14 @@ def base_row(args, work: Path) -> dict:
     demo = Path(args.config) if args.config else ROOT / "configs" / "demo.yaml"
     cfg = load_config(demo, base_overrides(work / "main", args))
     out = work / "runs" / "base" / "eval.json"
+    key, recorded = {k: to_dict(cfg)[k] for k in ("seed", "model", "eval")}, out.parent / "eval_config.json"
+    if out.exists() and (not recorded.exists() or json.loads(recorded.read_text()) != key):
+        log("base: evaluated with other (or unrecorded) model or eval settings; evaluating it again")
+        out.unlink()
     if not out.exists() or args.rerun:
         log("eval of the base model")
         evaluate(cfg, out.parent, model_dir=materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed), out=out)
+        recorded.write_text(json.dumps(key, indent=1) + "\n")
     return {"method": "base", "budget": 0.0, "seed": "-", "wall_s": 0.0, "selection_s": 0.0, "training_s": 0.0,
             "rounds": 0, "unique": 0, "samples_trained": 0, "pool_forward_samples": 0,
             **eval_columns(json.loads(out.read_text()))}
