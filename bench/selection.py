@@ -112,10 +112,12 @@ def one_run(args, work: Path, name: str, method: str, budget: float, seed: int, 
         saved = run_dir / "config.yaml"
         if not saved.exists():
             log(f"{run_dir.name}: no config.yaml (run before runs recorded their config); reused as it is")
-        elif to_dict(load_config(saved)) != to_dict(cfg):
-            changed = [k for k, v in to_dict(cfg).items() if to_dict(load_config(saved))[k] != v]
-            log(f"{run_dir.name}: ran with other settings ({', '.join(changed)}); running it again")
-            done.unlink()
+        else:
+            before, now = to_dict(load_config(saved)), to_dict(cfg)
+            changed = [k for k in now if before[k] != now[k]]
+            if changed:
+                log(f"{run_dir.name}: ran with other settings ({', '.join(changed)}); running it again")
+                done.unlink()
     if not (done.exists() and not args.rerun):
         shutil.rmtree(run_dir, ignore_errors=True)
         log(f"run {name} budget {budget} seed {seed}")

@@ -334,7 +334,8 @@ def to_dict(cfg: Config) -> dict:
 # sections decides what is selected and how it is trained, so changing it mid-run gives a run that
 # is neither the old config's nor the new one's.
 RESUME_MAY_CHANGE = {"selection.max_rounds", "selection.budget_fraction", "selection.budget_samples",
-                     "train.num_workers", "train.use_gpu", "train.checkpoint_every", "train.max_failures"}
+                     "train.num_workers", "train.use_gpu", "train.micro_batch_size", "train.checkpoint_every",
+                     "train.max_failures"}
 RESUME_SECTIONS = ("seed", "work_dir", "model", "selection", "train")
 
 
