@@ -69,8 +69,8 @@ def setup(args, work: Path) -> None:
     d = to_dict(load_config(demo, base_overrides(main, args)))
     setup_key = {"rows": args.rows, **{k: d[k] for k in ("seed", "ingest", "model", "warmup", "score", "cluster")}}
     recorded = work / "setup.json"
-    if recorded.exists() and json.loads(recorded.read_text()) != setup_key:
-        old = json.loads(recorded.read_text())
+    old = json.loads(recorded.read_text()) if recorded.exists() else setup_key
+    if old != setup_key:
         raise SystemExit(f"{work} was set up with other settings ({', '.join(k for k in setup_key if old.get(k) != setup_key[k])}"
                          f" differ; see {recorded}): pass another --work")
     if (main / "clustered" / "clusters.json").exists() and not recorded.exists():

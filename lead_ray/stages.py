@@ -20,6 +20,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write then rename (same folder, so the rename is atomic): a reader sees the old file or the new one."""
+    path = Path(path)
+    tmp = path.with_name("." + path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_parquet_atomic(table: pa.Table, path: Path, rows_per_group: int = 8192) -> None:
     """Write then rename, so a reader never sees half a file. Small row groups let later stages slice."""
     path = Path(path)

@@ -22,6 +22,7 @@ from lead_ray.core.bandit import Exp3Bandit
 from lead_ray.core.idu import DirectionMemory
 from lead_ray.core.select import merge_top_k, quotas_for
 from lead_ray.core.utility import UtilityTable
+from lead_ray.stages import write_text_atomic
 
 
 # Both actors restart after a crash (max_restarts); calls in flight then fail, the Train worker that
@@ -86,8 +87,7 @@ class UtilityStore:
     def save(self, path: str) -> None:
         self.table.save(Path(path))
         sums = {"rounds": {str(k): v for k, v in self.rounds.items()}, "forwards": {str(k): v for k, v in self.forwards.items()}}
-        Path(path + ".rounds.json.tmp").write_text(json.dumps(sums))
-        Path(path + ".rounds.json.tmp").replace(path + ".rounds.json")
+        write_text_atomic(Path(path + ".rounds.json"), json.dumps(sums))
 
     def restore(self, path: str) -> None:
         self.table = UtilityTable.load(Path(path))
@@ -247,8 +247,7 @@ class BanditActor:
         Path(path + ".directions.tmp.npz").replace(path + ".directions.npz")
         state = {"bandit": self.bandit.state_dict(), "arm_choice": self.arm_choice, "visit": d["visit"], "rng": self.rng.bit_generator.state,
                  "log": self.log}
-        Path(path + ".tmp").write_text(json.dumps(state))
-        Path(path + ".tmp").replace(path)
+        write_text_atomic(Path(path), json.dumps(state))
 
     def restore(self, path: str) -> None:
         state = json.loads(Path(path).read_text())

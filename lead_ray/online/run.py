@@ -30,7 +30,7 @@ import yaml
 
 from lead_ray.config import RESUME_MAY_CHANGE, Config, ConfigError, resume_conflicts, to_dict
 from lead_ray.core.select import first_round_sizes
-from lead_ray.stages import write_parquet_atomic
+from lead_ray.stages import write_parquet_atomic, write_text_atomic
 
 POOL_COLUMNS = ["id", "source", "file", "line", "format", "messages", "iu0", "ifd", "difficulty_cluster", "task_cluster"]
 
@@ -95,9 +95,7 @@ def run(cfg: Config, run_dir: Path | None = None, resume: bool = False, cpu_shar
     (run_dir / "selections").mkdir(parents=True, exist_ok=True)
     state_file.write_text(json.dumps({"train_run_name": name}) + "\n")
     # The config this run (or its latest resume) ran with; `lead-ray run --config run_dir/config.yaml` repeats it.
-    tmp = run_dir / "config.yaml.tmp"
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    tmp.replace(run_dir / "config.yaml")
+    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     write_round_rows(table, run_dir / "rows")
     n = table.num_rows
     sc, tc = cfg.selection, cfg.train

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lead_ray.stages import write_text_atomic
+
 PUSH_EVERY = 1024  # samples per UtilityStore push from one worker
 
 
@@ -274,9 +276,7 @@ MANIFEST = "MANIFEST.json"
 def write_manifest(folder: Path) -> None:
     """Every file of a checkpoint with its size, written last (write, then rename)."""
     files = {str(f.relative_to(folder)): f.stat().st_size for f in sorted(folder.rglob("*")) if f.is_file()}
-    tmp = folder / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(files, indent=1))
-    tmp.replace(folder / MANIFEST)
+    write_text_atomic(folder / MANIFEST, json.dumps(files, indent=1))
 
 
 def verify_checkpoint(folder: Path) -> None:
