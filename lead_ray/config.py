@@ -22,6 +22,9 @@ import yaml
 INPUT_FORMATS = ("auto", "alpaca", "prompt_completion", "question_answer", "sharegpt", "messages", "self_instruct")
 
 
+GPU_CHOICES = ("auto", True, False)
+
+
 class ConfigError(ValueError):
     """A config value is unknown, of the wrong type, or out of range."""
 
@@ -91,7 +94,7 @@ class TrainingSettings:
     batch_size: int = _f(8, "Samples per optimizer step over all workers (LEAD: 8).", ge=1)
     micro_batch_size: int = _f(4, "Samples per forward pass on one worker.", ge=1)
     num_workers: int = _f(1, "Ray Train workers (DDP).", ge=1)
-    use_gpu: Optional[bool] = _f(None, "Train on GPUs; None = when the cluster has any.")
+    use_gpu: bool | str = _f("auto", "Train on GPUs: true requests one per worker (on an autoscaling cluster, that request starts GPU nodes), false never, auto = when the cluster has GPUs as the stage starts.", choices=GPU_CHOICES)
     lora: LoraSettings = field(default_factory=lambda: LoraSettings(r=64))
 
 
@@ -110,7 +113,8 @@ class ScoreConfig:
     batch_tokens: int = _f(16384, "Padded-token budget of one scoring batch (samples are bucketed by length).", ge=16)
     max_batch_size: int = _f(64, "Most samples in one scoring batch.", ge=1)
     unit_rows: int = _f(2048, "Rows per resumable scoring unit; a rerun skips finished units.", ge=1)
-    actors: int = _f(0, "Scoring actors; 0 = one per GPU, else one per 2 CPUs.", ge=0)
+    actors: int = _f(0, "Scoring actors; 0 = one per GPU (at least one when use_gpu is true), else one per 2 CPUs.", ge=0)
+    use_gpu: bool | str = _f("auto", "Score on GPUs: true requests one GPU per scoring actor (on an autoscaling cluster, that request starts GPU nodes), false never, auto = when the cluster has GPUs as the stage starts.", choices=GPU_CHOICES)
     embed_batch_size: int = _f(64, "Prompts per embedding batch.", ge=1)
     embed_max_tokens: int = _f(128, "Prompt tokens kept for the embedding (all-MiniLM-L6-v2 reads at most 256).", ge=8, le=512)
 
@@ -165,7 +169,8 @@ class EvalConfig:
     generate: Optional[bool] = _f(None, "GSM8K exact match by greedy generation: true, false, or null = unless the model is the tiny preset.")
     max_new_tokens: int = _f(256, "Generation length for GSM8K exact match.", ge=1)
     generate_batch_size: int = _f(16, "Prompts per generation batch.", ge=1)
-    ray_min_samples: int = _f(4000, "Eval sets with more samples in all run as a Ray Data job over an actor pool; smaller ones in-process.", ge=1)
+    ray_min_samples: int = _f(4000, "Eval sets with more samples in all run as a Ray Data job over an actor pool; smaller ones in-process (on the CPU), unless GPUs are used.", ge=1)
+    use_gpu: bool | str = _f("auto", "Evaluate on GPUs: true requests one GPU per eval actor (always the actor pool, never the driver), false never, auto = when the cluster has GPUs as the stage starts.", choices=GPU_CHOICES)
 
 
 @dataclass
@@ -282,7 +287,26 @@ def _build(cls, raw: Any, prefix: str, origin: str, defaults=None):
         value = _check_type(value, hints[name], key, origin)
         _check_rules(value, f.metadata, key, origin)
         values[name] = value
-    return cls(**values)
+    built = cls(**values)
+    if isinstance(built, TrainingSettings):
+        check_batch_sizes(built, built.num_workers, prefix.rstrip("."), origin)
+    return built
+
+
+def check_batch_sizes(ts: "TrainingSettings", world: int, section: str, origin: str = "config") -> None:
+    """One optimizer step sees exactly `batch_size` samples whatever the number of workers: each of the
+    `world` workers accumulates batch_size / (micro_batch_size · world) micro-batches. Refuses sizes
+    that do not divide, naming sizes that do."""
+    b, m = ts.batch_size, ts.micro_batch_size
+    if b % (m * world) == 0:
+        return
+    if b % world:
+        fix = f"use a {section}.batch_size that is a multiple of {world} ({world * max(1, round(b / world))}, ...)"
+    else:
+        micro = [d for d in range(b // world, 0, -1) if (b // world) % d == 0]
+        fix = f"use {section}.micro_batch_size {' or '.join(map(str, micro[:4]))}, or {section}.batch_size {m * world} or {2 * m * world}"
+    raise ConfigError(f"{origin}: '{section}.batch_size' = {b} is not a multiple of {section}.micro_batch_size × workers "
+                      f"= {m} × {world} = {m * world}, so an optimizer step would not see {b} samples; {fix}")
 
 
 def _check_type(value: Any, tp: Any, key: str, origin: str) -> Any:
@@ -291,7 +315,12 @@ def _check_type(value: Any, tp: Any, key: str, origin: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _check_type(value, inner[0], key, origin)
+        for option in inner[:-1]:  # the first type the value has (bool | str: true, false or a word)
+            try:
+                return _check_type(value, option, key, origin)
+            except ConfigError:
+                pass
+        return _check_type(value, inner[-1], key, origin)
     if typing.get_origin(tp) is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{origin}: '{key}' must be a mapping, got {type(value).__name__} {value!r}")
@@ -304,6 +333,11 @@ def _check_type(value: Any, tp: Any, key: str, origin: str) -> Any:
         return [_check_type(v, args[0], f"{key}[{i}]", origin) for i, v in enumerate(value)]
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 2e-5 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if (tp in (int, float) and isinstance(value, bool)) or not isinstance(value, tp):
         raise ConfigError(f"{origin}: '{key}' must be {tp.__name__}, got {type(value).__name__} {value!r}")
     return value
@@ -323,7 +357,12 @@ def _check_rules(value: Any, rules: typing.Mapping, key: str, origin: str) -> No
         for i, v in enumerate(value):
             _check_rules(v, {"choices": rules["choices"]}, f"{key}[{i}]", origin)
     elif "choices" in rules and value not in rules["choices"]:
-        raise ConfigError(f"{origin}: '{key}' must be one of {', '.join(rules['choices'])}; got {value!r}")
+        raise ConfigError(f"{origin}: '{key}' must be one of {', '.join(map(_yaml_word, rules['choices']))}; got {value!r}")
+
+
+def _yaml_word(value) -> str:
+    """A choice as it is written in YAML (true, not True)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def to_dict(cfg: Config) -> dict:
@@ -367,9 +406,10 @@ def reference_markdown() -> str:
                 continue
             default = getattr(instance, f.name)
             symbols = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<"}
-            rules = ", ".join(f"{symbols[k]} {v}" if k != "choices" else "one of " + "/".join(v)
+            rules = ", ".join(f"{symbols[k]} {v}" if k != "choices" else "one of " + "/".join(map(_yaml_word, v))
                               for k, v in f.metadata.items() if k != "help")
             tname = str(tp).replace("typing.", "") if not isinstance(tp, type) else tp.__name__
+            tname = tname.replace(" | ", " or ")  # a table cell: no pipes
             lines.append(f"| `{prefix}{f.name}` | {tname} | `{default!r}` | {rules} | {f.metadata.get('help', '')} |")
 
     walk(Config, "", Config())

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 
-from lead_ray.config import RayConfig
+from lead_ray.config import RayConfig, TrainingSettings
 
 # Passed to every Ray worker: wandb never needs an account unless the user turns it on.
 WORKER_ENV = {"WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "HF_HUB_OFFLINE": "1",
@@ -31,3 +32,48 @@ def init_ray(rc: RayConfig) -> None:
         ray.init(address="local", num_cpus=rc.num_cpus, object_store_memory=mem, **kwargs)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = os.environ.get("LEAD_RAY_PROGRESS", "1") != "0"
+
+
+# ----------------------------------------------------------------------------- GPUs: asked for, never guessed
+
+def wants_gpu(setting: bool | str, cluster: dict) -> bool:
+    """A stage's `use_gpu`: true requests GPUs (on an autoscaling cluster the request is what starts a GPU
+    node), false never uses one, auto uses them when the cluster has GPUs at the moment the stage starts."""
+    if setting == "auto":
+        return cluster.get("GPU", 0) > 0
+    return bool(setting)
+
+
+def train_scaling(ts: TrainingSettings, cluster: dict, cpu_share: float | None = None) -> dict:
+    """ScalingConfig arguments for warm-up and online training: GPU workers with one CPU each, or CPU
+    workers splitting `cpu_share` (default: the cluster's CPUs) less half a CPU left to Ray's own tasks."""
+    use_gpu = wants_gpu(ts.use_gpu, cluster)
+    cpus = cpu_share or cluster.get("CPU", 1)
+    per_worker = 1 if use_gpu else max(0.5, (cpus - 0.5) / ts.num_workers)
+    return {"num_workers": ts.num_workers, "use_gpu": use_gpu, "resources_per_worker": {"CPU": per_worker}}
+
+
+@dataclass
+class ActorPlan:
+    """How a model-loading stage (score, eval) sizes its Ray Data actor pool."""
+    actors: int
+    num_cpus: float
+    num_gpus: float
+    threads: int  # torch threads per actor
+
+    @property
+    def use_gpu(self) -> bool:
+        return self.num_gpus > 0
+
+
+def plan_actors(setting: bool | str, requested: int, cluster: dict, units: int, cpus_per_actor: int = 2) -> ActorPlan:
+    """One actor per GPU (at least one: a requested GPU the cluster does not have yet is what the
+    autoscaler adds), or one per `cpus_per_actor` CPUs; `requested` > 0 overrides the count. Never more
+    actors than units of work."""
+    gpus, cpus = int(cluster.get("GPU", 0)), int(cluster.get("CPU", 1))
+    if wants_gpu(setting, cluster):
+        actors = max(1, min(requested or max(1, gpus), units or 1))
+        return ActorPlan(actors, num_cpus=1, num_gpus=1, threads=2)
+    actors = max(1, min(requested or max(1, cpus // cpus_per_actor), units or 1))
+    threads = max(1, cpus // actors)  # CPU actors split the CPUs (torch threads = CPUs held)
+    return ActorPlan(actors, num_cpus=max(0.5, threads - 0.5), num_gpus=0, threads=threads)

@@ -28,6 +28,14 @@ def write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write then rename, for binary files."""
+    path = Path(path)
+    tmp = path.with_name("." + path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 def write_parquet_atomic(table: pa.Table, path: Path, rows_per_group: int = 8192) -> None:
     """Write then rename, so a reader never sees half a file. Small row groups let later stages slice."""
     path = Path(path)

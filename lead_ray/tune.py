@@ -80,15 +80,21 @@ def tune_selection(cfg: Config) -> dict:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
+    from lead_ray.runtime import wants_gpu
+
     tc = cfg.tune
     if tc.metric == "heldout_nll" and (not cfg.eval.inloop_every or cfg.eval.holdout_fraction == 0):
         raise ConfigError("tune.metric heldout_nll needs eval.inloop_every ≥ 1 and eval.holdout_fraction > 0")
     for key in tc.space:  # fail fast on a key the config does not have
         _check_key(cfg, key)
     space = param_space(tc.space, tc.search)
-    gpus, cpus = ray.cluster_resources().get("GPU", 0), ray.cluster_resources().get("CPU", 1)
+    cluster = ray.cluster_resources()
+    gpus, cpus = cluster.get("GPU", 0), cluster.get("CPU", 1)
     per_trial = cfg.train.num_workers
-    concurrent = tc.max_concurrent or max(1, int(gpus // per_trial) if gpus else int(cpus // (per_trial + 0.5)))
+    if wants_gpu(cfg.train.use_gpu, cluster):  # GPU trials: as many as the GPUs there are now (at least one)
+        concurrent = tc.max_concurrent or max(1, int(gpus // per_trial))
+    else:
+        concurrent = tc.max_concurrent or max(1, int(cpus // (per_trial + 0.5)))
     # Half of a trial's CPU share goes to its Train workers: a trial that ASHA stops releases its worker
     # group only after a while, and the next trial's group must fit beside it.
     cpu_share = max(0.6, cpus / concurrent / 2)

@@ -6,6 +6,25 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("WANDB_MODE", "offline")
+
+
+def pytest_configure(config):
+    """The default suite runs on the CPU even on a GPU host: its tiny-model fixtures and 2-worker runs
+    are CPU tests (on a 1-GPU host a 2-worker GPU run would wait for a second GPU forever). GPUs are
+    hidden before torch or Ray is imported, unless the GPU tests are asked for: `pytest -m gpu`."""
+    if "gpu" not in config.getoption("markexpr", "") or "not gpu" in config.getoption("markexpr", ""):
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run `pytest -m gpu` on a GPU host)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 os.environ.setdefault("LEAD_RAY_PROGRESS", "0")
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -55,7 +55,7 @@ def test_static_baseline_trains_exactly_its_subset(ray_session, tmp_path, method
     toy_pool(tmp_path)
     cfg = toy_config(tmp_path, 1)
     cfg.selection.method, cfg.selection.budget_fraction, cfg.selection.max_rounds = method, 0.25, 4
-    cfg.train.batch_size = 2  # 40 / 4 rounds = 10 per round, already whole batches
+    cfg.train.batch_size = cfg.train.micro_batch_size = 2  # 40 / 4 rounds = 10 per round, already whole batches
     stats = run(cfg)
     expected = 160 if method == "full" else 40  # 25% of the toy pool's 160
     assert stats["budget"] == expected and stats["unique_selected"] == expected

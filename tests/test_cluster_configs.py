@@ -7,6 +7,8 @@ import pytest
 import ray
 import yaml
 
+from lead_ray.config import load_config
+
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("prepare", "warmup", "score", "cluster", "run", "eval", "export", "tune", "pipeline")
 
@@ -20,6 +22,14 @@ def test_cluster_yaml_passes_ray_validation():
     gpu = [n for n, spec in nodes.items() if n != raw["head_node_type"]]
     assert gpu and nodes[gpu[0]]["max_workers"] >= nodes[gpu[0]]["min_workers"] >= 0
     assert "gpu" in raw["docker"]["image"] and ray.__version__ in raw["docker"]["image"]
+    assert raw["docker"]["image"].split("/")[-1].startswith("lead-ray:")  # the image k8s/Dockerfile builds
+    assert nodes[gpu[0]]["resources"].get("GPU", 0) >= 1  # what a stage's GPU request is matched against
+    # work_dir's shared storage: mounted on every host, passed into every container
+    assert any("mount -t nfs4" in c and "/mnt/efs" in c for c in raw["initialization_commands"])
+    assert "-v /mnt/efs:/mnt/shared" in raw["docker"]["run_options"]
+    gpu_cfg = load_config(ROOT / "configs" / "gpu-cluster.yaml")
+    assert gpu_cfg.work_dir.startswith("/mnt/shared/") and gpu_cfg.eval.data_dir.startswith("/mnt/shared/")
+    assert all(stage.use_gpu is True for stage in (gpu_cfg.warmup, gpu_cfg.score, gpu_cfg.train, gpu_cfg.eval))
     assert any("pip install" in c and "lead-ray" in c for c in raw["setup_commands"])
     assert raw["file_mounts"] and all(Path(ROOT, src).exists() for src in raw["file_mounts"].values())
     assert any("--dashboard-host=127.0.0.1" in c for c in raw["head_start_ray_commands"])
@@ -48,9 +58,18 @@ def test_kuberay_rayjob_manifest_has_what_kuberay_requires():
         assert isinstance(group["rayStartParams"], dict)
         container = group["template"]["spec"]["containers"][0]
         assert container["image"] and container["resources"]["limits"]["nvidia.com/gpu"]
+    for pod in [head["template"]["spec"]] + [g["template"]["spec"] for g in cluster["workerGroupSpecs"]]:
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+        assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"  # Ray's object store
+        assert volumes[mounts["/mnt/shared"]]["persistentVolumeClaim"]["claimName"]  # work_dir, shared
+    assert "configs/gpu-cluster.yaml" in spec["entrypoint"]
     # the image it runs is built from this repo with the same Ray
     dockerfile = (ROOT / "k8s" / "Dockerfile").read_text()
     assert f"rayproject/ray:{ray.__version__}" in dockerfile and "pip install" in dockerfile
+    assert "torch==" in dockerfile and "torch.version.cuda" in dockerfile  # a pinned CUDA torch, checked at build
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv", "runs", ".git", "bench/work"} <= set(ignored)
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -19,7 +19,7 @@ vec = st.integers(1, 16).flatmap(lambda n: st.lists(st.floats(-10, 10, allow_nan
 
 
 def test_core_imports_only_numpy_stdlib_and_itself():
-    allowed = {"numpy", "__future__", "dataclasses", "pathlib"}
+    allowed = {"numpy", "__future__", "dataclasses", "pathlib", "io"}
     for path in Path("lead_ray/core").glob("*.py"):
         tree = ast.parse(path.read_text())
         names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
@@ -236,15 +236,14 @@ def test_sharded_tables_select_exactly_what_one_table_selects(seed, n, shards, r
         assert merged.tolist() == expected.tolist()
 
 
-def test_table_updates_only_trained_samples_and_round_trips(tmp_path):
+def test_table_updates_only_trained_samples_and_round_trips():
     t = UtilityTable(np.array([5.0, 4.0, 3.0, 2.0]), np.zeros(4, int), np.zeros(4, int), offset=10)
     before = t.u.copy()
     drop, n = t.apply(np.array([11, 13]), np.array([1.0, np.nan]), -0.5, 0.1, round_=0)
     assert n == 1 and drop == pytest.approx(4.0 - (0.9 * (1.0 - 0.5) + 0.1 * 4.0))
     assert t.u[[0, 2, 3]].tolist() == before[[0, 2, 3]].tolist()  # untrained and NaN-loss samples: bit-exact
     t.mark_used(np.array([11, 11, 12]))
-    t.save(tmp_path / "u.npz")
-    again = UtilityTable.load(tmp_path / "u.npz")
+    again = UtilityTable.from_bytes(t.to_bytes())
     for f in ("u", "use_count", "last_loss", "last_round", "cluster", "task"):
         assert np.array_equal(getattr(again, f), getattr(t, f), equal_nan=True)
     assert again.offset == 10 and t.nbytes() == 4 * (19 + 4)

@@ -148,3 +148,18 @@ def test_score_needs_the_warmup_model(ray_session, tmp_path):
     pq.write_table(pa.table({"id": ["a"]}), tmp_path / "prepared" / "pool" / "part-0.parquet")
     with pytest.raises(FileNotFoundError, match="run `lead-ray warmup`"):
         score(load_config(None, [f"work_dir={tmp_path}"]))
+
+
+def test_score_requests_a_gpu_per_actor_only_when_asked(pipeline, monkeypatch):
+    """score.use_gpu=true asks Ray for GPUs even on a cluster that has none yet (an autoscaler starts
+    them for the request); false and auto (no GPU here) ask for none. The requested resources are what
+    is checked: the actor pool is replaced by a recorder."""
+    import dataclasses
+
+    cfg, work, _ = pipeline
+    asked = []
+    monkeypatch.setattr("lead_ray.offline.score.run_units_on_actors",
+                        lambda items, cls, ctor, **resources: asked.append(resources) or [])
+    for setting in (True, False, "auto"):
+        score(dataclasses.replace(cfg, score=dataclasses.replace(cfg.score, use_gpu=setting)))
+    assert [a["num_gpus"] for a in asked] == [1, 0, 0] and asked[0]["actors"] == 1

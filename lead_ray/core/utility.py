@@ -10,7 +10,7 @@ actor is split into shards by index range; shards answer in global indices.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import io
 
 import numpy as np
 
@@ -102,16 +102,15 @@ class UtilityTable:
 
     # ------------------------------------------------------------------ persistence
 
-    def save(self, path: Path) -> None:
-        """Atomic snapshot (write, then rename)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, offset=self.offset, **{f: getattr(self, f) for f in FIELDS})
-        tmp.replace(path)
+    def to_bytes(self) -> bytes:
+        """The whole table as one .npz in memory: state crosses processes and nodes as bytes, never as a path."""
+        buf = io.BytesIO()
+        np.savez(buf, offset=self.offset, **{f: getattr(self, f) for f in FIELDS})
+        return buf.getvalue()
 
     @classmethod
-    def load(cls, path: Path) -> "UtilityTable":
-        z = np.load(path)
+    def from_bytes(cls, data: bytes) -> "UtilityTable":
+        z = np.load(io.BytesIO(data), allow_pickle=False)
         t = cls(z["u"], z["cluster"], z["task"], int(z["offset"]))
         for f in FIELDS:
             setattr(t, f, z[f].copy())

@@ -9,7 +9,7 @@ template, so eval numbers and selection utilities are the same quantity.
   gsm8k exact match (eval.generate): greedy decoding in batches, the final number vs the one after ####.
 
 Small jobs run in this process; above eval.ray_min_samples samples they run as a Ray Data job over an
-actor pool (one model per actor, `num_gpus=1` per actor when the cluster has GPUs).
+actor pool (one model per actor, `num_gpus=1` per actor when eval.use_gpu asks for GPUs; then always).
 The model evaluated is the run's last checkpoint (a LoRA adapter is merged into the base model), or
 any HF folder given with --model. Results go to RUN_DIR/eval.json.
 """
@@ -28,20 +28,26 @@ UNIT_ITEMS = 256  # items per Ray Data unit
 
 
 def load_eval_model(model_dir: str | Path, base_dir: str | Path | None, mc: ModelConfig):
-    """(model, tokenizer) from a full-model folder, or a LoRA adapter folder merged into base_dir."""
-    from lead_ray.models.load import load_model, load_tokenizer
+    """(model, tokenizer) from a full-model folder, or a LoRA adapter folder on top of base_dir, on this
+    process's device. The adapter is merged only into float32 weights: merged into bf16 ones, updates
+    smaller than bf16's resolution would round away, so there it stays a separate (exact) branch."""
+    import torch
 
-    model_dir = Path(model_dir)
+    from lead_ray.models.load import load_model, load_tokenizer, ray_device
+
+    model_dir, device = Path(model_dir), ray_device()
     if (model_dir / "adapter_config.json").exists():
         from peft import PeftModel
 
         if base_dir is None:
             raise FileNotFoundError(f"{model_dir} is a LoRA adapter; its base model folder is needed")
-        base, _ = load_model(base_dir, mc)
-        model = PeftModel.from_pretrained(base, str(model_dir)).merge_and_unload()
+        base, _ = load_model(base_dir, mc, device)
+        model = PeftModel.from_pretrained(base, str(model_dir))
+        if base.dtype == torch.float32:
+            model = model.merge_and_unload()
         has_tok = (model_dir / "tokenizer_config.json").exists()
         return model.eval(), load_tokenizer(str(model_dir if has_tok else base_dir), mc.trust_remote_code)
-    model, tok = load_model(model_dir, mc)
+    model, tok = load_model(model_dir, mc, device)
     return model.eval(), tok
 
 
@@ -125,6 +131,7 @@ def evaluate(cfg: Config, run_dir: str | Path | None = None, model_dir: str | Pa
 
     from lead_ray.models.load import materialize_model
     from lead_ray.online.run import read_pool
+    from lead_ray.runtime import plan_actors
     from lead_ray.stages import run_units_on_actors
 
     t0 = time.perf_counter()
@@ -145,12 +152,11 @@ def evaluate(cfg: Config, run_dir: str | Path | None = None, model_dir: str | Pa
     total = sum(len(v) * (4 if k == "mmlu" else 1) for k, v in sets.items())
     units = [{"name": k, "items": v[a:a + UNIT_ITEMS], "generate": generate and k == "gsm8k"}
              for k, v in sets.items() for a in range(0, len(v), UNIT_ITEMS)]
-    if total >= ec.ray_min_samples:
-        gpus = ray.cluster_resources().get("GPU", 0)
-        actors = max(1, int(gpus) if gpus else int(ray.cluster_resources().get("CPU", 2) // 2))
-        results = run_units_on_actors(units, EvalWorker, ctor, actors=min(actors, len(units)),
-                                      num_cpus=1 if gpus else 2, num_gpus=1 if gpus else 0)
-        mode = f"ray_data ({actors} actors)"
+    plan = plan_actors(ec.use_gpu, 0, ray.cluster_resources(), len(units))
+    if total >= ec.ray_min_samples or plan.use_gpu:  # on GPUs always the actors: the driver holds none
+        results = run_units_on_actors(units, EvalWorker, ctor, actors=plan.actors,
+                                      num_cpus=plan.num_cpus, num_gpus=plan.num_gpus)
+        mode = f"ray_data ({plan.actors} {'GPU' if plan.use_gpu else 'CPU'} actors)"
     else:
         worker = EvalWorker(**ctor)
         results = [worker.process(**u) for u in units]

@@ -99,23 +99,79 @@ def materialize_model(mc: ModelConfig, dest: str | Path, seed: int) -> Path:
     return dest
 
 
-def pick_device_dtype(dtype: str) -> tuple[torch.device, torch.dtype]:
-    """bf16 on GPU, float32 on CPU, unless the config names a dtype."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if dtype == "auto":
-        return device, torch.bfloat16 if device.type == "cuda" else torch.float32
-    return device, getattr(torch, dtype)
+def compute_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """The dtype a model computes in on `device`: the config's, or (auto) bf16 on a GPU that supports it
+    and float32 everywhere else. Follows the device the caller was given, not what the host has."""
+    if dtype != "auto":
+        return getattr(torch, dtype)
+    if device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False):
+        return torch.bfloat16
+    return torch.float32  # CPU, and GPUs without bf16 (T4, V100): float16 training would need loss scaling
 
 
-def load_model(folder: str | Path, mc: ModelConfig, device: torch.device | None = None):
-    """(model, tokenizer) from a materialised HF folder, on the hardware's device and dtype."""
+def assigned_device(gpu_ids: list) -> torch.device:
+    """The device of a process Ray gave `gpu_ids`; refuses a GPU this torch build cannot use, which
+    would otherwise compute on the CPU while holding the GPU."""
+    if not gpu_ids:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"Ray assigned GPU(s) {gpu_ids} to this process, but torch {torch.__version__} "
+                           f"cannot use them (torch.version.cuda = {torch.version.cuda}): install a CUDA build of "
+                           f"torch on the GPU nodes (k8s/Dockerfile pins one)")
+    return torch.device("cuda", 0)  # Ray sets CUDA_VISIBLE_DEVICES to the assigned ids
+
+
+def ray_device() -> torch.device:
+    """This process's device: a GPU when Ray assigned one to it (a task or actor with num_gpus, a Train
+    worker with use_gpu), else the CPU; the driver and in-process callers get the CPU."""
+    import ray
+
+    return assigned_device(ray.get_runtime_context().get_accelerator_ids().get("GPU", []) if ray.is_initialized() else [])
+
+
+def train_worker_device() -> torch.device:
+    """A Ray Train worker's device (Ray Train maps its GPU among those the node's workers share),
+    after the same check that torch can use a GPU Ray assigned."""
+    import ray.train.torch
+
+    ray_device()
+    return ray.train.torch.get_device()
+
+
+def load_model(folder: str | Path, mc: ModelConfig, device: torch.device | str = "cpu", master_float32: bool = False):
+    """(model, tokenizer) from a materialised HF folder, loaded straight onto `device`.
+
+    master_float32: load the weights in float32 whatever the compute dtype, for full fine-tuning (a
+    step of lr ~2e-5 is below bf16's resolution for most weights: the update would round to zero);
+    the forward pass then runs under autocast (`training_autocast`)."""
     from transformers import AutoModelForCausalLM
 
-    auto_device, dtype = pick_device_dtype(mc.dtype)
+    device = torch.device(device)
+    dtype = torch.float32 if master_float32 else compute_dtype(mc.dtype, device)
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, use_safetensors=True,
-                                                 trust_remote_code=mc.trust_remote_code)
-    model.to(device or auto_device)
+                                                 trust_remote_code=mc.trust_remote_code,
+                                                 device_map=str(device) if device.type == "cuda" else None)
+    model.to(device)
     return model, load_tokenizer(str(folder), mc.trust_remote_code)
+
+
+def load_for_training(folder: str | Path, mc: ModelConfig, lora: LoraSettings, device: torch.device):
+    """(model, tokenizer, autocast dtype or None) for warm-up and online training.
+
+    Trainable weights are float32 (master weights); frozen ones (the LoRA base) stay in the compute
+    dtype. When that is not float32, the forward pass runs under autocast to it."""
+    dtype = compute_dtype(mc.dtype, device)
+    model, tok = load_model(folder, mc, device, master_float32=not lora.enabled)
+    model = apply_lora(model, lora)
+    for p in model.parameters():
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
+    return model, tok, (dtype if dtype != torch.float32 else None)
+
+
+def training_autocast(device: torch.device, dtype: torch.dtype | None):
+    """The context a training forward pass runs in: autocast to `dtype`, or nothing (float32)."""
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
 def apply_lora(model, lora: LoraSettings):

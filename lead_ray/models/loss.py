@@ -70,10 +70,17 @@ def length_buckets(lengths: list[int], max_tokens: int, max_batch: int) -> list[
     return batches
 
 
+# Most logits one scoring batch may hold (tokens × vocabulary): their float32 copy and the one
+# cross-entropy makes are 4 bytes each, so 2^29 keeps a batch's loss under ~4 GiB whatever the vocabulary.
+LOGITS_BUDGET = 2**29
+
+
 def score_encoded(model, encoded: list[Encoded], pad_id: int, batch_tokens: int, max_batch: int) -> tuple[np.ndarray, np.ndarray]:
     """IU of many samples without gradients, in length buckets; (losses, supervised-token counts) in input order."""
     losses = np.full(len(encoded), np.nan, dtype=np.float64)
     counts = np.zeros(len(encoded), dtype=np.int64)
+    vocab = model.get_output_embeddings().weight.shape[0]
+    batch_tokens = max(1, min(batch_tokens, LOGITS_BUDGET // vocab))  # a 128k vocabulary: 4k tokens a batch
     with torch.inference_mode():
         for idx in length_buckets([len(e.input_ids) for e in encoded], batch_tokens, max_batch):
             loss, n = sample_losses(model, collate([encoded[i] for i in idx], pad_id))

@@ -74,13 +74,14 @@ class UnitScorer:
                  out_dir: str, threads: int):
         import torch
 
-        from lead_ray.models.load import load_model
+        from lead_ray.models.load import load_model, ray_device
 
         torch.set_num_threads(max(1, threads))
         self.mc, self.sc = model_cfg, score_cfg
         self.out_dir = Path(out_dir)
-        self.base, self.tok = load_model(base_dir, self.mc)
-        self.warm = load_model(warmup_dir, self.mc)[0] if warmup_dir else None
+        device = ray_device()  # a GPU when this actor was given one; an error if torch cannot use it
+        self.base, self.tok = load_model(base_dir, self.mc, device)
+        self.warm = load_model(warmup_dir, self.mc, device)[0] if warmup_dir else None
         for m in (self.base, self.warm):
             if m is not None:
                 m.eval()
@@ -128,6 +129,7 @@ def score(cfg: Config) -> dict:
     import ray
 
     from lead_ray.models.load import materialize_model
+    from lead_ray.runtime import plan_actors
 
     t0 = time.perf_counter()
     pool = cfg.stage_dir("prepared") / "pool"
@@ -143,22 +145,17 @@ def score(cfg: Config) -> dict:
                                 f"first, or --set score.ifd=false")
     units = plan_units(pool, cfg.score.unit_rows)
     todo = [u for u in units if not (units_dir / f"{u['name']}.parquet").exists()]
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    actors = cfg.score.actors or (gpus if gpus else max(1, cpus // 2))
-    actors = max(1, min(actors, len(todo) or 1))
-    # CPU actors: split the CPUs between them (torch threads = CPUs held), leaving a little for Ray Data.
-    threads = max(1, cpus // actors) if not gpus else 2
+    plan = plan_actors(cfg.score.use_gpu, cfg.score.actors, ray.cluster_resources(), len(todo))
     results = run_units_on_actors(
         todo, UnitScorer,
         {"base_dir": str(base), "warmup_dir": str(warm) if cfg.score.ifd else None,
          "model_cfg": cfg.model, "score_cfg": cfg.score,
-         "out_dir": str(units_dir), "threads": threads},
-        actors=actors, num_cpus=max(0.5, threads - 0.5) if not gpus else 1, num_gpus=1 if gpus else 0)
+         "out_dir": str(units_dir), "threads": plan.threads},
+        actors=plan.actors, num_cpus=plan.num_cpus, num_gpus=plan.num_gpus)
     rows = sum(pq.ParquetFile(units_dir / f"{u['name']}.parquet").metadata.num_rows for u in units)
     stats = {"units": len(units), "units_scored_now": len(results), "units_skipped": len(units) - len(todo),
              "rows": rows, "tokens_scored_now": sum(r["tokens"] for r in results),
-             "actors": actors, "gpus": gpus, "ifd": cfg.score.ifd, "base_model": str(base),
+             "actors": plan.actors, "use_gpu": plan.use_gpu, "ifd": cfg.score.ifd, "base_model": str(base),
              "seconds": round(time.perf_counter() - t0, 2),
              "actor_seconds": round(sum(r["seconds"] for r in results), 2)}
     (out / "score_stats.json").write_text(json.dumps(stats, indent=2) + "\n")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lead_ray.config import Config
+from lead_ray.config import Config, check_batch_sizes
 from lead_ray.data.split import hash_fraction, is_holdout
 
 
@@ -37,7 +37,7 @@ def warmup_loop(config: dict) -> None:
     import ray.train.torch
     import torch
 
-    from lead_ray.models.load import apply_lora, load_model
+    from lead_ray.models.load import load_for_training, train_worker_device, training_autocast
     from lead_ray.models.loss import collate, sample_losses
     from lead_ray.models.optim import build_optimizer
     from lead_ray.models.template import encode_conversation
@@ -47,8 +47,8 @@ def warmup_loop(config: dict) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     wc, mc = config["warmup"], config["model"]
-    model, tok = load_model(config["base_dir"], mc, device=ray.train.torch.get_device())
-    model = apply_lora(model, wc.lora)
+    device = train_worker_device()
+    model, tok, autocast_dtype = load_for_training(config["base_dir"], mc, wc.lora, device)
     model = ray.train.torch.prepare_model(model)
     opt, sched, accum = build_optimizer(model, wc, world)
     shard = ray.train.get_dataset_shard("train")
@@ -60,7 +60,8 @@ def warmup_loop(config: dict) -> None:
                                      local_shuffle_buffer_size=256, local_shuffle_seed=config["seed"] + epoch)
         for batch in batches:
             enc = [encode_conversation(tok, m, mc.max_length) for m in batch["messages"].to_pylist()]
-            losses, _ = sample_losses(model, collate(enc, tok.pad_token_id))
+            with training_autocast(device, autocast_dtype):
+                losses, _ = sample_losses(model, collate(enc, tok.pad_token_id))
             valid = ~torch.isnan(losses)
             # A sample with no supervised token (prompt fills max_length) contributes nothing, but every
             # worker still runs backward, so DDP's all-reduce stays in step.
@@ -81,7 +82,8 @@ def warmup_loop(config: dict) -> None:
         if last and rank == 0:
             with tempfile.TemporaryDirectory() as tmp:
                 plain = model.module if hasattr(model, "module") else model
-                plain = plain.merge_and_unload() if hasattr(plain, "merge_and_unload") else plain
+                if hasattr(plain, "merge_and_unload"):  # merged in float32: a bf16 merge rounds small LoRA updates away
+                    plain = plain.float().merge_and_unload()
                 plain.save_pretrained(tmp, safe_serialization=True)
                 tok.save_pretrained(tmp)
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
@@ -96,9 +98,11 @@ def warmup(cfg: Config) -> dict:
     from ray.train.torch import TorchTrainer
 
     from lead_ray.models.load import DONE, materialize_model
+    from lead_ray.runtime import train_scaling
 
     t0 = time.perf_counter()
     wc = cfg.warmup
+    check_batch_sizes(wc, wc.num_workers, "warmup")
     pool = cfg.stage_dir("prepared") / "pool"
     if not any(pool.glob("*.parquet")):
         raise FileNotFoundError(f"no pool at {pool}: run `lead-ray prepare` first")
@@ -113,14 +117,13 @@ def warmup(cfg: Config) -> dict:
     n = ds.count()
     if n == 0:
         raise ValueError(f"warm-up sample is empty: {wc.fraction=} of the pool selects no row; raise warmup.fraction")
-    cpus = ray.cluster_resources().get("CPU", 1)
-    use_gpu = wc.use_gpu if wc.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
-    per_worker = max(0.5, (cpus - 0.5) / wc.num_workers) if not use_gpu else 1
+    scaling = train_scaling(wc, ray.cluster_resources())
+    use_gpu = scaling["use_gpu"]
     trainer = TorchTrainer(
         warmup_loop,
         train_loop_config={"warmup": wc, "model": cfg.model, "base_dir": str(base), "seed": cfg.seed,
-                           "threads": max(1, round(per_worker))},
-        scaling_config=ScalingConfig(num_workers=wc.num_workers, use_gpu=use_gpu, resources_per_worker={"CPU": per_worker}),
+                           "threads": max(1, round(scaling["resources_per_worker"]["CPU"]))},
+        scaling_config=ScalingConfig(**scaling),
         # A fresh run name every time: reusing one would silently resume an old run.
         run_config=RunConfig(name=f"warmup-{uuid.uuid4().hex[:8]}", storage_path=str(Path(cfg.work_dir, "ray_train").resolve())),
         datasets={"train": ds})

@@ -8,10 +8,14 @@
   round RNG and the per-round log.
 
 Both hold no CPU (`num_cpus=0`): they are bookkeeping, and must never starve Ray Data or Train of
-the CPUs they need. Both snapshot to and restore from files, so a checkpoint holds them.
+the CPUs they need. Their state goes in and out as bytes (`state` / `load_state`), never through a
+path: on a cluster they live on another node than the Train worker that checkpoints them, so the
+caller writes the files (`UtilityClient.save`, `save_bandit`) on its own node.
 """
 from __future__ import annotations
 
+import functools
+import io
 import json
 from pathlib import Path
 
@@ -22,19 +26,37 @@ from lead_ray.core.bandit import Exp3Bandit
 from lead_ray.core.idu import DirectionMemory
 from lead_ray.core.select import merge_top_k, quotas_for
 from lead_ray.core.utility import UtilityTable
-from lead_ray.stages import write_text_atomic
+from lead_ray.stages import write_bytes_atomic, write_text_atomic
 
 
-# Both actors restart after a crash (max_restarts); calls in flight then fail, the Train worker that
-# made them fails, and Ray Train restarts the workers from the last checkpoint, which restores both
-# actors' state: the rounds since that checkpoint are redone, never counted twice.
+# Both actors restart after a crash (max_restarts) with their state lost. Calls in flight then fail,
+# and so does every later call until the state is loaded again (`needs_state`): the Train worker that
+# made the call fails, Ray Train restarts the workers from the last checkpoint, and rank 0 restores
+# both actors from it. The rounds since that checkpoint are redone, never counted twice, and a round
+# never runs against a store that silently went back to its initial state.
+class StateLost(RuntimeError):
+    """The actor was restarted after its process died; its state is back only after `load_state`."""
+
+
+def needs_state(method):
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        if self.state_lost:
+            raise StateLost(f"{type(self).__name__} restarted after its process died: its state is lost until it is "
+                            f"restored from the last checkpoint (Ray Train restarts the workers, which do that)")
+        return method(self, *args, **kwargs)
+    return guarded
+
+
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class UtilityStore:
     def __init__(self, iu0: np.ndarray, cluster: np.ndarray, task: np.ndarray, offset: int):
         self.table = UtilityTable(iu0, cluster, task, offset)
+        self.state_lost = ray.get_runtime_context().was_current_actor_reconstructed
         self.rounds: dict[int, list[float]] = {}  # round → [Σ(U_before − U_after), Σ loss, n]
         self.forwards: dict[int, list[int]] = {}  # round → [trained samples forwarded, of which padding, pool re-scoring, held-out eval]
 
+    @needs_state
     def apply(self, index, losses, delta: float, b: float, round_: int) -> int:
         drop, n = self.table.apply(np.asarray(index), np.asarray(losses), delta, b, round_)
         losses = np.asarray(losses, np.float64)
@@ -44,9 +66,11 @@ class UtilityStore:
         acc[2] += n
         return n
 
+    @needs_state
     def round_sums(self, round_: int) -> list[float]:
         return self.rounds.get(round_, [0.0, 0.0, 0])
 
+    @needs_state
     def note_forward(self, round_: int, samples: int = 0, padding: int = 0, pool: int = 0, held_out: int = 0) -> None:
         """Samples a worker passed through the model this round: trained (of which zero-weight padding),
         pool samples re-scored (the `rescore` baseline only) and held-out samples evaluated."""
@@ -54,44 +78,56 @@ class UtilityStore:
         for i, v in enumerate((samples, padding, pool, held_out)):
             acc[i] += v
 
+    @needs_state
     def forward_counts(self, round_: int) -> list[int]:
         return self.forwards.get(round_, [0, 0, 0, 0])
 
+    @needs_state
     def set_u(self, index, losses) -> int:
         return self.table.set_u(np.asarray(index), np.asarray(losses))
 
+    @needs_state
     def eligible_counts(self, cluster: int, cap: int) -> dict[int, int]:
         return self.table.eligible_counts(cluster, cap)
 
+    @needs_state
     def top_k(self, cluster: int, quotas: dict[int, int], cap: int):
         return self.table.top_k(cluster, quotas, cap)
 
+    @needs_state
     def mark_used(self, index) -> None:
         self.table.mark_used(np.asarray(index))
 
+    @needs_state
     def cluster_sums(self) -> dict[int, tuple[float, int]]:
         return self.table.cluster_sums()
 
+    @needs_state
     def peek(self, index) -> tuple[np.ndarray, np.ndarray]:
         """(U, use count) of these global indices."""
         local = np.asarray(index, np.int64) - self.table.offset
         return self.table.u[local].copy(), self.table.use_count[local].copy()
 
+    @needs_state
     def used_count(self) -> int:
         return int((self.table.use_count > 0).sum())
 
+    @needs_state
     def columns(self) -> dict[str, np.ndarray]:
         t = self.table
         return {"u": t.u, "use_count": t.use_count, "last_loss": t.last_loss, "last_round": t.last_round}
 
-    def save(self, path: str) -> None:
-        self.table.save(Path(path))
+    @needs_state
+    def state(self) -> dict:
+        """This shard's whole state as bytes and text. The caller writes it wherever it likes: an actor
+        never reads or writes a path, because on a cluster it runs on another node than its caller."""
         sums = {"rounds": {str(k): v for k, v in self.rounds.items()}, "forwards": {str(k): v for k, v in self.forwards.items()}}
-        write_text_atomic(Path(path + ".rounds.json"), json.dumps(sums))
+        return {"table": self.table.to_bytes(), "sums": json.dumps(sums)}
 
-    def restore(self, path: str) -> None:
-        self.table = UtilityTable.load(Path(path))
-        sums = json.loads(Path(path + ".rounds.json").read_text())
+    def load_state(self, state: dict) -> None:
+        self.state_lost = False
+        self.table = UtilityTable.from_bytes(state["table"])
+        sums = json.loads(state["sums"])
         self.rounds = {int(k): v for k, v in sums["rounds"].items()}
         self.forwards = {int(k): v for k, v in sums["forwards"].items()}
 
@@ -177,11 +213,25 @@ class UtilityClient:
         parts = ray.get([h.columns.remote() for h in self.handles])
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
+    def states(self) -> list[dict]:
+        return ray.get([h.state.remote() for h in self.handles])
+
+    def load_states(self, states: list) -> None:
+        """`states`: one per shard, as `states()` gave them (or object refs to them)."""
+        ray.get([h.load_state.remote(st) for h, st in zip(self.handles, states)])
+
     def save(self, folder: Path) -> None:
-        ray.get([h.save.remote(str(Path(folder) / f"utility-{s:03d}.npz")) for s, h in enumerate(self.handles)])
+        """Write every shard's state into `folder`, from this (the caller's) process."""
+        for s, st in enumerate(self.states()):
+            write_bytes_atomic(Path(folder) / f"utility-{s:03d}.npz", st["table"])
+            write_text_atomic(Path(folder) / f"utility-{s:03d}.npz.rounds.json", st["sums"])
 
     def restore(self, folder: Path) -> None:
-        ray.get([h.restore.remote(str(Path(folder) / f"utility-{s:03d}.npz")) for s, h in enumerate(self.handles)])
+        """Read every shard's state from `folder` in this process and send it to the shards."""
+        folder = Path(folder)
+        self.load_states([{"table": (folder / f"utility-{s:03d}.npz").read_bytes(),
+                           "sums": (folder / f"utility-{s:03d}.npz.rounds.json").read_text()}
+                          for s in range(len(self.handles))])
 
     def nbytes(self) -> int:
         return sum(ray.get([h.nbytes.remote() for h in self.handles]))
@@ -195,12 +245,14 @@ class BanditActor:
     leaves the EXP3 weights untouched; everything else is the same."""
 
     def __init__(self, n_arms: int, gamma: float, visit: str, seed: int, arm_choice: str = "exp3"):
+        self.state_lost = ray.get_runtime_context().was_current_actor_reconstructed
         self.arm_choice = arm_choice
         self.bandit = Exp3Bandit(n_arms, gamma)
         self.directions = DirectionMemory(visit)
         self.rng = np.random.default_rng(seed)
         self.log: list[dict] = []
 
+    @needs_state
     def draw(self, allowed: np.ndarray | None = None) -> tuple[int, list[float]]:
         if self.arm_choice == "uniform":
             mask = np.ones(self.bandit.n_arms, bool) if allowed is None else np.asarray(allowed, bool)
@@ -209,12 +261,15 @@ class BanditActor:
         arm, p = self.bandit.draw(self.rng, allowed)
         return arm, p.tolist()
 
+    @needs_state
     def permutation(self, n: int) -> np.ndarray:
         return self.rng.permutation(n)
 
+    @needs_state
     def estimate(self, arm: int, eta: float):
         return self.directions.estimate(arm, eta)
 
+    @needs_state
     def finish_round(self, arm: int, p_arm: float, raw_reward: float, direction: np.ndarray | None, record: dict) -> float:
         """Update EXP3 with the round's reward, store its direction, log it; returns the normalised reward."""
         if arm < 0:  # a static baseline's round: no arm was pulled, only the log
@@ -229,34 +284,55 @@ class BanditActor:
         self.log.append({**record, "reward_raw": raw_reward, "reward_norm": normalised})
         return normalised
 
+    @needs_state
     def amend_last(self, fields: dict) -> None:
         """Add measurements taken after a round was logged (the final held-out NLL)."""
         if self.log:
             self.log[-1].update(fields)
 
+    @needs_state
     def rounds(self) -> list[dict]:
         return list(self.log)
 
-    def save(self, path: str) -> None:
-        """JSON for EXP3, RNG and log; .npz for the direction vectors. No pickle: a checkpoint is data only."""
+    @needs_state
+    def state(self) -> dict:
+        """JSON for EXP3, RNG and log; .npz bytes for the direction vectors. No pickle: a checkpoint is
+        data only. Returned, never written: the caller (rank 0) puts it into the checkpoint."""
         d = self.directions.state_dict()
         vectors = {f"cluster_{k}": v for k, v in d["by_cluster"].items()}
         if d["previous"] is not None:
             vectors["previous"] = d["previous"]
-        np.savez(path + ".directions.tmp.npz", **vectors)
-        Path(path + ".directions.tmp.npz").replace(path + ".directions.npz")
-        state = {"bandit": self.bandit.state_dict(), "arm_choice": self.arm_choice, "visit": d["visit"], "rng": self.rng.bit_generator.state,
-                 "log": self.log}
-        write_text_atomic(Path(path), json.dumps(state))
+        buf = io.BytesIO()
+        np.savez(buf, **vectors)
+        state = {"bandit": self.bandit.state_dict(), "arm_choice": self.arm_choice, "visit": d["visit"],
+                 "rng": self.rng.bit_generator.state, "log": self.log}
+        return {"json": json.dumps(state), "directions": buf.getvalue()}
 
-    def restore(self, path: str) -> None:
-        state = json.loads(Path(path).read_text())
-        z = np.load(path + ".directions.npz", allow_pickle=False)
+    def load_state(self, saved: dict) -> None:
+        self.state_lost = False
+        state = json.loads(saved["json"])
+        z = np.load(io.BytesIO(saved["directions"]), allow_pickle=False)
         self.bandit = Exp3Bandit.from_state(state["bandit"])
-        self.arm_choice = state.get("arm_choice", "exp3")
+        self.arm_choice = state["arm_choice"]
         self.directions = DirectionMemory.from_state({
             "visit": state["visit"], "previous": z["previous"] if "previous" in z else None,
             "by_cluster": {int(k.split("_")[1]): z[k] for k in z.files if k.startswith("cluster_")}})
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state["rng"]
         self.log = state["log"]
+
+
+BANDIT_FILE = "bandit.json"
+
+
+def save_bandit(bandit, folder: Path) -> None:
+    """The bandit actor's state into `folder` (bandit.json + bandit.json.directions.npz), written here."""
+    state = ray.get(bandit.state.remote())
+    write_bytes_atomic(Path(folder) / (BANDIT_FILE + ".directions.npz"), state["directions"])
+    write_text_atomic(Path(folder) / BANDIT_FILE, state["json"])
+
+
+def restore_bandit(bandit, folder: Path) -> None:
+    folder = Path(folder)
+    ray.get(bandit.load_state.remote({"json": (folder / BANDIT_FILE).read_text(),
+                                      "directions": (folder / (BANDIT_FILE + ".directions.npz")).read_bytes()}))

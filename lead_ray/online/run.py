@@ -28,7 +28,7 @@ import pyarrow.compute  # noqa: F401 - pa.compute
 import pyarrow.parquet as pq
 import yaml
 
-from lead_ray.config import RESUME_MAY_CHANGE, Config, ConfigError, resume_conflicts, to_dict
+from lead_ray.config import RESUME_MAY_CHANGE, Config, ConfigError, check_batch_sizes, resume_conflicts, to_dict
 from lead_ray.core.select import first_round_sizes
 from lead_ray.stages import write_parquet_atomic, write_text_atomic
 
@@ -69,10 +69,12 @@ def run(cfg: Config, run_dir: Path | None = None, resume: bool = False, cpu_shar
     from lead_ray.online.actors import BanditActor, UtilityClient
     from lead_ray.online.rows import write_round_rows
     from lead_ray.online.train_loop import lead_train_loop
+    from lead_ray.runtime import train_scaling
 
     from lead_ray.core.baselines import STATIC_METHODS, static_subset
 
     t0 = time.perf_counter()
+    check_batch_sizes(cfg.train, cfg.train.num_workers, "train")  # here, not in each worker's retries
     table, holdout = read_pool(cfg)
     run_dir = Path(run_dir or cfg.stage_dir("run")).resolve()
     state_file = run_dir / "run_state.json"
@@ -120,23 +122,21 @@ def run(cfg: Config, run_dir: Path | None = None, resume: bool = False, cpu_shar
                                  table["task_cluster"].to_numpy().astype(np.int32), sc.store_shards, name=f"utility-{name}")
     n_arms = int(cluster.max()) + 1
     bandit = BanditActor.options(name=f"bandit-{name}").remote(n_arms, sc.exp3_gamma, sc.direction_visit, cfg.seed, sc.arm_choice)
-    # The state before round 0: a restart before the first checkpoint goes back to it.
-    initial = run_dir / "selection-initial"
-    initial.mkdir(exist_ok=True)
-    store.save(initial)
-    ray.get(bandit.save.remote(str(initial / "bandit.json")))
+    # The state before round 0, held as objects: a restart before the first checkpoint goes back to it.
+    initial_store, initial_bandit = [h.state.remote() for h in store.handles], bandit.state.remote()
+    ray.wait([*initial_store, initial_bandit], num_returns=len(store.handles) + 1)
     base = materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)
 
-    cpus = cpu_share or ray.cluster_resources().get("CPU", 1)
-    use_gpu = tc.use_gpu if tc.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
-    per_worker = max(0.5, (cpus - 0.5) / tc.num_workers) if not use_gpu else 1
+    scaling = train_scaling(tc, ray.cluster_resources(), cpu_share)
+    use_gpu = scaling["use_gpu"]
     trainer = TorchTrainer(
         lead_train_loop,
         train_loop_config={"cfg": cfg, "run_dir": str(run_dir), "base_dir": str(base), "n_arms": n_arms,
                            "budget": budget, "store_handles": store.handles, "store_bounds": store.bounds,
-                           "bandit": bandit, "threads": max(1, round(per_worker)), "static_order": static_order, "pool_size": n, "initial_state": str(initial), "run_name": name,
+                           "bandit": bandit, "threads": max(1, round(scaling["resources_per_worker"]["CPU"])), "static_order": static_order, "pool_size": n,
+                           "initial_store": initial_store, "initial_bandit": initial_bandit, "run_name": name,
                            "holdout": holdout["messages"].to_pylist()[:cfg.eval.inloop_samples] if cfg.eval.inloop_every else []},
-        scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=use_gpu, resources_per_worker={"CPU": per_worker}),
+        scaling_config=ScalingConfig(**scaling),
         run_config=RunConfig(name=name, storage_path=str(run_dir / "ray_train"),
                              failure_config=FailureConfig(max_failures=tc.max_failures), callbacks=callbacks or []))
     result = trainer.fit()

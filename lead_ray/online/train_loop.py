@@ -55,11 +55,11 @@ def lead_train_loop(config: dict) -> None:
 
     from lead_ray.core.baselines import round_slices
     from lead_ray.core.select import quotas_for, trim_to_budget
-    from lead_ray.models.load import apply_lora, load_model
+    from lead_ray.models.load import load_for_training, train_worker_device, training_autocast
     from lead_ray.models.loss import collate, sample_losses, score_encoded
     from lead_ray.models.optim import build_optimizer
     from lead_ray.models.template import encode_conversation
-    from lead_ray.online.actors import UtilityClient
+    from lead_ray.online.actors import UtilityClient, restore_bandit
     from lead_ray.online.rows import RoundRows
     from lead_ray.online.tracking import RoundLogger
 
@@ -71,26 +71,26 @@ def lead_train_loop(config: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     store = UtilityClient(config["store_handles"], config["store_bounds"])
     bandit = config["bandit"]
-    rows = RoundRows(run_dir / "rows")
-    model, tok = load_model(config["base_dir"], cfg.model, device=ray.train.torch.get_device())
-    model = apply_lora(model, tc.lora)
+    rows = RoundRows(shared_run_path(run_dir, "rows"))
+    device = train_worker_device()
+    model, tok, autocast_dtype = load_for_training(config["base_dir"], cfg.model, tc.lora, device)
     opt, sched, accum = build_optimizer(model, tc, world)
     start_round, t_start = 0, time.perf_counter()
     ckpt = ray.train.get_checkpoint()
     if ckpt:  # a restart: model, optimizer, schedule, cursor and (rank 0) the selection state
         with ckpt.as_directory() as d:
             verify_checkpoint(Path(d))
-            state = torch.load(Path(d) / "trainer.pt", weights_only=True)
+            state = load_trainer_state(Path(d))
             model.load_state_dict(state["trainable"], strict=False)
-            opt.load_state_dict(state["optimizer"])
+            opt.load_state_dict(state["optimizer"])  # moves the state to each parameter's device
             sched.load_state_dict(state["scheduler"])
             start_round = state["next_round"]
             if rank == 0:
                 store.restore(Path(d) / "selection")
-                ray.get(bandit.restore.remote(str(Path(d) / "selection" / "bandit.json")))
+                restore_bandit(bandit, Path(d) / "selection")
     elif rank == 0:  # a start, or a restart before the first checkpoint: the actors go back to round 0
-        store.restore(Path(config["initial_state"]))
-        ray.get(bandit.restore.remote(str(Path(config["initial_state"]) / "bandit.json")))
+        store.load_states(config["initial_store"])  # object refs: the state never touches a node's disk
+        ray.get(bandit.load_state.remote(config["initial_bandit"]))
     dir_names = list(direction_params(model, sc.direction_params))
     model = ray.train.torch.prepare_model(model)
     plain = model.module if hasattr(model, "module") else model
@@ -121,7 +121,9 @@ def lead_train_loop(config: dict) -> None:
             if pool_enc is None:
                 everything = np.arange(config["pool_size"], dtype=np.int64)[rank::world]
                 pool_enc = (everything, [encode_conversation(tok, m, cfg.model.max_length) for m in rows.messages(everything)])
-            losses, _ = score_encoded(plain.eval(), pool_enc[1], tok.pad_token_id, cfg.score.batch_tokens, cfg.score.max_batch_size)
+            with training_autocast(device, autocast_dtype):
+                losses, _ = score_encoded(plain.eval(), pool_enc[1], tok.pad_token_id, cfg.score.batch_tokens,
+                                          cfg.score.max_batch_size)
             ray.get(store.set_u_async(pool_enc[0], losses) + [store.handles[0].note_forward.remote(t, pool=len(losses))])
             if world > 1:
                 dist.barrier()
@@ -165,19 +167,20 @@ def lead_train_loop(config: dict) -> None:
         mine = index[rank::world]
         n_micro = math.ceil(math.ceil(len(index) / world) / tc.micro_batch_size)  # equal on every rank (DDP)
         refs, pending, buf_idx, buf_loss = [], 0, [], []
-        grad_sum, steps, forwarded, padding = None, 0, 0, 0
+        grad_sum, steps, forwarded, padding, optimizer_steps = None, 0, 0, 0, 0
         read_s = push_s = 0.0  # bookkeeping inside the training pass, measured for bench/loop.py
         t_read = time.perf_counter()
         my_convs = rows.messages(mine) if len(mine) else rows.messages(index[:1])  # one read for the whole slice
         read_s += time.perf_counter() - t_read
+        my_enc = [encode_conversation(tok, m, cfg.model.max_length) for m in my_convs]  # the slice, encoded once
         model.train()
         plain.train()
         for j in range(n_micro):
             chunk = mine[j * tc.micro_batch_size:(j + 1) * tc.micro_batch_size]
             dummy = len(chunk) == 0  # this rank ran out: a zero-weight step keeps DDP's all-reduce in step
-            convs = my_convs[j * tc.micro_batch_size:(j + 1) * tc.micro_batch_size] if not dummy else my_convs[:1]
-            enc = [encode_conversation(tok, m, cfg.model.max_length) for m in convs]
-            losses, _ = sample_losses(model, collate(enc, tok.pad_token_id))
+            enc = my_enc[j * tc.micro_batch_size:(j + 1) * tc.micro_batch_size] if not dummy else my_enc[:1]
+            with training_autocast(device, autocast_dtype):
+                losses, _ = sample_losses(model, collate(enc, tok.pad_token_id))
             forwarded += len(enc)
             padding += len(enc) if dummy else 0
             valid = ~torch.isnan(losses)
@@ -201,7 +204,7 @@ def lead_train_loop(config: dict) -> None:
                     grad_sum = g if grad_sum is None else grad_sum + g
                     steps += 1
                 opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
-                pending = 0
+                pending, optimizer_steps = 0, optimizer_steps + 1
         t_push = time.perf_counter()
         if buf_idx:  # this rank's last micro-batch was padding: flush what is left
             refs += store.apply_async(np.concatenate(buf_idx), np.concatenate(buf_loss), plan["delta"], smooth_b, t)
@@ -219,7 +222,8 @@ def lead_train_loop(config: dict) -> None:
             heldout, heldout_s = None, 0.0
             if holdout_enc and cfg.eval.inloop_every and (t + 1) % cfg.eval.inloop_every == 0:
                 heldout_s = time.perf_counter()
-                heldout = heldout_nll(plain, holdout_enc, tok, cfg, store, t)
+                with training_autocast(device, autocast_dtype):
+                    heldout = heldout_nll(plain, holdout_enc, tok, cfg, store, t)
                 heldout_s = time.perf_counter() - heldout_s  # evaluation, kept apart from selection bookkeeping
             drop, loss_sum, n = store.round_sums(t)
             est = plan["est"]
@@ -230,7 +234,7 @@ def lead_train_loop(config: dict) -> None:
                       "trained": int(n), "mean_loss": loss_sum / max(n, 1), "delta": plan["delta"],
                       "beta": est.beta if est else None, "cos_phi": est.cos_phi if est else None,
                       "d_k": est.d_k if est else None, "d_p": est.d_p if est else None, "eta": plan["eta"],
-                      "unique": store.used_count(), "u_by_cluster": store.cluster_means(),
+                      "optimizer_steps": optimizer_steps, "unique": store.used_count(), "u_by_cluster": store.cluster_means(),
                       "selection_s": plan["selection_s"], "train_s": train_s,
                       "elapsed_s": time.perf_counter() - t_start}
             reward = drop / max(n, 1)
@@ -252,7 +256,8 @@ def lead_train_loop(config: dict) -> None:
     if rank == 0 and holdout_enc and cfg.eval.inloop_every and t > start_round:
         last = ray.get(bandit.rounds.remote())[-1]  # the run ended between measurements: measure the final model
         if last.get("heldout_nll") is None:
-            final = heldout_nll(plain, holdout_enc, tok, cfg, store, last["round"])
+            with training_autocast(device, autocast_dtype):
+                final = heldout_nll(plain, holdout_enc, tok, cfg, store, last["round"])
             ray.get(bandit.amend_last.remote({"heldout_nll": final, "heldout_forward_samples": len(holdout_enc)}))
             last_metrics["heldout_nll"] = final
     if tracker is not None:
@@ -290,11 +295,34 @@ def verify_checkpoint(folder: Path) -> None:
             raise RuntimeError(f"checkpoint {folder}: {rel} is missing or truncated ({MANIFEST} says {size} bytes); not loading it")
 
 
+def load_trainer_state(folder: Path) -> dict:
+    """trainer.pt of a checkpoint, onto the CPU: it may have been written on a GPU, and be read on a host
+    without one (a resume with train.use_gpu=false) or by a worker whose GPU is not the writer's GPU 0.
+    load_state_dict then moves each tensor to its parameter's device."""
+    import torch
+
+    return torch.load(folder / "trainer.pt", map_location="cpu", weights_only=True)
+
+
+def shared_run_path(run_dir: Path, name: str) -> Path:
+    """A path under the run folder that the driver wrote; a clear error where this node cannot see it."""
+    path = run_dir / name
+    if not path.exists():
+        import socket
+
+        raise FileNotFoundError(
+            f"{path} was written by the driver but does not exist on this node ({socket.gethostname()}): on a "
+            f"multi-node cluster, work_dir must be on storage that every node mounts at the same path "
+            f"(NFS/EFS, a ReadWriteMany volume); see README, 'Before your first GPU cluster run'")
+    return path
+
+
 def _report(metrics: dict, next_round: int, rank: int, model, opt, sched, store, bandit, tok) -> None:
     """All ranks report (a barrier); rank 0 attaches the checkpoint: model + optimizer + selection state."""
-    import ray
     import ray.train
     import torch
+
+    from lead_ray.online.actors import save_bandit
 
     if rank != 0:
         ray.train.report(metrics)
@@ -308,7 +336,7 @@ def _report(metrics: dict, next_round: int, rank: int, model, opt, sched, store,
         torch.save({"trainable": trainable, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                     "next_round": next_round}, tmp / "trainer.pt")
         (tmp / "selection").mkdir()
-        store.save(tmp / "selection")
-        ray.get(bandit.save.remote(str(tmp / "selection" / "bandit.json")))
+        store.save(tmp / "selection")  # the actors hand over bytes; this process writes them, on its own node
+        save_bandit(bandit, tmp / "selection")
         write_manifest(tmp)
         ray.train.report({**metrics, "next_round": next_round}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
