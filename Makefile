@@ -7,7 +7,7 @@ PY    := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.lead-ray-installed
 
-.PHONY: setup demo test bench docs
+.PHONY: setup demo test lint bench docs
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -19,8 +19,12 @@ $(STAMP): pyproject.toml
 demo: setup
 	WANDB_MODE=offline $(VENV)/bin/lead-ray demo
 
-test: setup
+test: setup lint
 	WANDB_MODE=offline $(PY) -m pytest -q
+
+lint: setup   # ruff: the rules and the 120-column format in pyproject.toml
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 bench: setup
 	$(PY) bench/ingest.py

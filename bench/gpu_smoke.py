@@ -13,6 +13,7 @@ Steps, each timed, each recorded even when it fails:
   tests     `pytest -m gpu`
 GPU memory: the peak of nvidia-smi's memory.used over the whole script, sampled every 0.5 s (all processes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,12 @@ class GpuMemoryPeak(threading.Thread):
     def run(self):
         while not self.stop.is_set():
             try:
-                out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                                     capture_output=True, text=True, timeout=10).stdout.split()
+                out = subprocess.run(
+                    ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                ).stdout.split()
                 self.peak_mib = max([self.peak_mib, *map(int, out[:1])])
             except (OSError, ValueError, subprocess.TimeoutExpired):
                 return
@@ -52,8 +57,13 @@ def lead_ray(*args: str, log: Path) -> dict:
     """One `lead-ray` command; rc, seconds and where its output went."""
     t0 = time.perf_counter()
     with open(log, "w") as out:
-        rc = subprocess.run([sys.executable, "-m", "lead_ray.cli", *args], stdout=out, stderr=subprocess.STDOUT,
-                            cwd=ROOT, env={**os.environ, "WANDB_MODE": "offline"}).returncode
+        rc = subprocess.run(
+            [sys.executable, "-m", "lead_ray.cli", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, "WANDB_MODE": "offline"},
+        ).returncode
     return {"rc": rc, "seconds": round(time.perf_counter() - t0, 1), "log": str(log)}
 
 
@@ -89,7 +99,7 @@ def plain_loop_tokens_per_s(run_dir: Path, base_dir: Path, cfg, device) -> dict:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         for j in range(0, len(enc), micro):
-            batch = {k: v.to(device) for k, v in collate(enc[j:j + micro], tok.pad_token_id).items()}
+            batch = {k: v.to(device) for k, v in collate(enc[j : j + micro], tok.pad_token_id).items()}
             with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
                 loss = model(**batch, use_cache=False).loss
             (loss / accum).backward()
@@ -99,10 +109,18 @@ def plain_loop_tokens_per_s(run_dir: Path, base_dir: Path, cfg, device) -> dict:
             torch.cuda.synchronize()
         plain_s += time.perf_counter() - t0
     lead_s = sum(r["train_s"] for r in rounds)
-    return {"tokens": int(tokens), "lead_ray_train_s": round(lead_s, 2), "plain_train_s": round(plain_s, 2),
-            "lead_ray_tokens_per_s": round(tokens / lead_s, 1), "plain_tokens_per_s": round(tokens / plain_s, 1),
-            "ratio": round(plain_s / lead_s, 3), "goal": 0.9,
-            "peak_memory_mib_plain_loop": round(torch.cuda.max_memory_allocated() / 2**20) if device.type == "cuda" else None}
+    return {
+        "tokens": int(tokens),
+        "lead_ray_train_s": round(lead_s, 2),
+        "plain_train_s": round(plain_s, 2),
+        "lead_ray_tokens_per_s": round(tokens / lead_s, 1),
+        "plain_tokens_per_s": round(tokens / plain_s, 1),
+        "ratio": round(plain_s / lead_s, 3),
+        "goal": 0.9,
+        "peak_memory_mib_plain_loop": round(torch.cuda.max_memory_allocated() / 2**20)
+        if device.type == "cuda"
+        else None,
+    }
 
 
 def main() -> None:
@@ -126,14 +144,29 @@ def main() -> None:
         memory.start()
     gpu = gpu_settings(args.cpu)
     dtype = "--set=model.dtype=float32" if args.cpu else "--set=model.dtype=auto"
-    result = {"device": "cpu" if args.cpu else torch.cuda.get_device_name(0), "torch": torch.__version__,
-              "cuda": torch.version.cuda, "bf16": (not args.cpu) and torch.cuda.is_bf16_supported()}
+    result = {
+        "device": "cpu" if args.cpu else torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "bf16": (not args.cpu) and torch.cuda.is_bf16_supported(),
+    }
     demo = work / "demo"
     result["demo"] = lead_ray("demo", "--out", str(demo), *gpu, dtype, log=work / "demo.log")
     run_dir = work / "run"
-    result["run"] = lead_ray("run", "--config", "configs/demo.yaml", "--work-dir", str(demo), "--out", str(run_dir),
-                             f"--set=selection.max_rounds={args.rounds}", "--set=selection.budget_fraction=0.5",
-                             *gpu, dtype, log=work / "run.log")
+    result["run"] = lead_ray(
+        "run",
+        "--config",
+        "configs/demo.yaml",
+        "--work-dir",
+        str(demo),
+        "--out",
+        str(run_dir),
+        f"--set=selection.max_rounds={args.rounds}",
+        "--set=selection.budget_fraction=0.5",
+        *gpu,
+        dtype,
+        log=work / "run.log",
+    )
     if result["run"]["rc"] == 0:
         result["run"]["stats"] = json.loads((run_dir / "run_stats.json").read_text())
     rescore = work / "score_again"
@@ -141,21 +174,28 @@ def main() -> None:
         if not (rescore / stage).exists():
             rescore.mkdir(exist_ok=True)
             os.symlink(demo / stage, rescore / stage)
-    result["score"] = lead_ray("score", "--config", "configs/demo.yaml", "--work-dir", str(rescore), *gpu, dtype,
-                               log=work / "score.log")
+    result["score"] = lead_ray(
+        "score", "--config", "configs/demo.yaml", "--work-dir", str(rescore), *gpu, dtype, log=work / "score.log"
+    )
     if result["score"]["rc"] == 0:
         stats = json.loads((rescore / "scored" / "score_stats.json").read_text())
         result["score"].update(stats=stats, tokens_per_s=round(stats["tokens_scored_now"] / stats["actor_seconds"], 1))
     if result["run"]["rc"] == 0:
-        cfg = load_config(ROOT / "configs" / "demo.yaml", [f"work_dir={demo}", "model.dtype=" + ("float32" if args.cpu else "auto")])
+        cfg = load_config(
+            ROOT / "configs" / "demo.yaml", [f"work_dir={demo}", "model.dtype=" + ("float32" if args.cpu else "auto")]
+        )
         device = torch.device("cpu" if args.cpu else "cuda")
         result["loop"] = plain_loop_tokens_per_s(run_dir, demo / "models" / "base", cfg, device)
     if not args.cpu:
         t0 = time.perf_counter()
-        tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests/"], cwd=ROOT,
-                               capture_output=True, text=True)
-        result["tests"] = {"rc": tests.returncode, "summary": tests.stdout.strip().splitlines()[-1:],
-                           "seconds": round(time.perf_counter() - t0, 1)}
+        tests = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests/"], cwd=ROOT, capture_output=True, text=True
+        )
+        result["tests"] = {
+            "rc": tests.returncode,
+            "summary": tests.stdout.strip().splitlines()[-1:],
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
     memory.stop.set()
     result["gpu_memory_peak_mib"] = memory.peak_mib if not args.cpu else None
     out = ROOT / "bench" / "results" / f"{args.result}.json"

@@ -10,6 +10,7 @@ exact duplicates, so they exercise parsing and de-duplication alike); the differ
 runs gives the marginal throughput that a large corpus sees. Ends with one JSON line, also written to
 bench/results/ingest.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,10 +67,11 @@ def main() -> None:
     os.environ.setdefault("LEAD_RAY_PROGRESS", "0")
 
     t_import = time.perf_counter()
+    import ray
+
     from lead_ray.config import load_config
     from lead_ray.data.ingest import prepare
     from lead_ray.runtime import init_ray
-    import ray
 
     work = Path(tempfile.mkdtemp(prefix="lead-ray-bench-ingest-"))
     cfg = load_config(None, ["ingest.inputs=" + json.dumps(args.inputs), "ingest.out=" + json.dumps(str(work / "out"))])
@@ -91,37 +93,60 @@ def main() -> None:
         t1 = time.perf_counter()
         prepare(cfg)
         t2 = time.perf_counter()
-        big = load_config(None, ["ingest.inputs=" + json.dumps(copies), "ingest.out=" + json.dumps(str(work / "out-big"))])
+        big = load_config(
+            None, ["ingest.inputs=" + json.dumps(copies), "ingest.out=" + json.dumps(str(work / "out-big"))]
+        )
         big_stats = prepare(big)
         t3 = time.perf_counter()
         extra_rows = big_stats["input_rows"] - stats["input_rows"]
-        scaled = {"copies": args.scale, "rows": big_stats["input_rows"], "seconds": round(t3 - t2, 2),
-                  "warm_1x_seconds": round(t2 - t1, 2), "rows_per_s": round(big_stats["input_rows"] / (t3 - t2)),
-                  "marginal_rows_per_s": round(extra_rows / ((t3 - t2) - (t2 - t1)))}
+        scaled = {
+            "copies": args.scale,
+            "rows": big_stats["input_rows"],
+            "seconds": round(t3 - t2, 2),
+            "warm_1x_seconds": round(t2 - t1, 2),
+            "rows_per_s": round(big_stats["input_rows"] / (t3 - t2)),
+            "marginal_rows_per_s": round(extra_rows / ((t3 - t2) - (t2 - t1))),
+        }
     ray.shutdown()
     shutil.rmtree(work, ignore_errors=True)
 
     wall = t_end - t0
     result = {
         "rows": stats["input_rows"],
-        "accepted": stats["accepted"], "rejected": stats["rejected"], "duplicates": stats["duplicates"],
+        "accepted": stats["accepted"],
+        "rejected": stats["rejected"],
+        "duplicates": stats["duplicates"],
         "input_mb": round(stats["input_bytes"] / 2**20, 1),
         "rows_per_s": round(stats["input_rows"] / wall),
         "rows_per_s_after_ray_start": round(stats["input_rows"] / (t_end - t_ray)),
-        "seconds": {"imports": round(t0 - t_import, 2), "ray_init": round(t_ray - t0, 2),
-                    "parse_stage": stats["seconds"]["parse"], "prepare_total": stats["seconds"]["total"],
-                    "wall_incl_ray_start": round(wall, 2)},
-        "peak_rss_mb": round(mem.peak_mb), "driver_peak_rss_mb": round(mem.driver_peak_mb),
-        "cpus": os.cpu_count(), "chunks": stats["chunks"], "task_seconds": stats["task_seconds"],
+        "seconds": {
+            "imports": round(t0 - t_import, 2),
+            "ray_init": round(t_ray - t0, 2),
+            "parse_stage": stats["seconds"]["parse"],
+            "prepare_total": stats["seconds"]["total"],
+            "wall_incl_ray_start": round(wall, 2),
+        },
+        "peak_rss_mb": round(mem.peak_mb),
+        "driver_peak_rss_mb": round(mem.driver_peak_mb),
+        "cpus": os.cpu_count(),
+        "chunks": stats["chunks"],
+        "task_seconds": stats["task_seconds"],
         "scaled": scaled,
     }
-    print(f"{result['rows']} rows ({result['input_mb']} MB) in {wall:.2f} s incl. Ray start "
-          f"({result['seconds']['ray_init']} s): {result['rows_per_s']} rows/s; "
-          f"{result['rows_per_s_after_ray_start']} rows/s after start; peak RSS {result['peak_rss_mb']} MB "
-          f"(driver {result['driver_peak_rss_mb']} MB)", file=sys.stderr)
+    print(
+        f"{result['rows']} rows ({result['input_mb']} MB) in {wall:.2f} s incl. Ray start "
+        f"({result['seconds']['ray_init']} s): {result['rows_per_s']} rows/s; "
+        f"{result['rows_per_s_after_ray_start']} rows/s after start; peak RSS {result['peak_rss_mb']} MB "
+        f"(driver {result['driver_peak_rss_mb']} MB)",
+        file=sys.stderr,
+    )
     if scaled:
-        print(f"warm: x1 in {scaled['warm_1x_seconds']} s; x{scaled['copies']}: {scaled['rows']} rows in {scaled['seconds']} s = {scaled['rows_per_s']} rows/s; "
-              f"marginal {scaled['marginal_rows_per_s']} rows/s", file=sys.stderr)
+        print(
+            f"warm: x1 in {scaled['warm_1x_seconds']} s; x{scaled['copies']}: {scaled['rows']} rows in "
+            f"{scaled['seconds']} s = {scaled['rows_per_s']} rows/s; "
+            f"marginal {scaled['marginal_rows_per_s']} rows/s",
+            file=sys.stderr,
+        )
     (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
     (ROOT / "bench" / "results" / "ingest.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))

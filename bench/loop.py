@@ -16,6 +16,7 @@ Measured in this one run, written to bench/results/loop.json (the last line prin
 3. Top-k latency over a 10M-sample cluster (8 task groups, ρ = 0.015, through the actor: counts +
    top-k + merge), one actor and 4 shards; selection state bytes per sample at 10M.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,9 +53,21 @@ def synthetic_pool(work: Path, n: int, seed: int = 0) -> None:
             except Exception:  # noqa: BLE001 - the bench only needs some valid conversations
                 continue
     rng = random.Random(seed)
-    rows = [{"id": f"{i:09d}", "source": "sample", "file": "", "line": i + 1, "format": "messages",
-             "messages": rng.choice(convs), "iu0": 5.0 + rng.random(), "ifd": rng.random(), "difficulty_cluster": rng.randrange(7),
-             "task_cluster": rng.randrange(4)} for i in range(n)]
+    rows = [
+        {
+            "id": f"{i:09d}",
+            "source": "sample",
+            "file": "",
+            "line": i + 1,
+            "format": "messages",
+            "messages": rng.choice(convs),
+            "iu0": 5.0 + rng.random(),
+            "ifd": rng.random(),
+            "difficulty_cluster": rng.randrange(7),
+            "task_cluster": rng.randrange(4),
+        }
+        for i in range(n)
+    ]
     (work / "clustered" / "pool").mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows), work / "clustered" / "pool" / "part-0.parquet")
 
@@ -65,10 +78,19 @@ def bench_bookkeeping(n: int, rounds: int) -> dict:
 
     work = Path(tempfile.mkdtemp(prefix="lead-ray-bench-loop-"))
     synthetic_pool(work, n)
-    run_module.export_source_format = lambda sel, dest: None  # synthetic rows have no source file
-    cfg = load_config(None, [f"work_dir={work}", "model.max_length=512", "selection.budget_fraction=1.0",
-                             f"selection.max_rounds={rounds}", "selection.rho=0.05", "train.lr=0.001",
-                             "train.lora.enabled=false", f"train.checkpoint_every={rounds}"])
+    cfg = load_config(
+        None,
+        [
+            f"work_dir={work}",
+            "model.max_length=512",
+            "selection.budget_fraction=1.0",
+            f"selection.max_rounds={rounds}",
+            "selection.rho=0.05",
+            "train.lr=0.001",
+            "train.lora.enabled=false",
+            f"train.checkpoint_every={rounds}",
+        ],
+    )
     stats = run_module.run(cfg)
     r = pq.read_table(work / "run" / "rounds.parquet").to_pandas()
     # timed parts: train_s holds read_s and push_s; finish_s (reward, counters, per-cluster mean U) excludes
@@ -80,14 +102,22 @@ def bench_bookkeeping(n: int, rounds: int) -> dict:
     step = r["elapsed_s"].diff().iloc[1:]
     train_only = (r["train_s"] - r["read_s"] - r["push_s"]).iloc[1:]
     held = r["heldout_s"].iloc[1:]
-    return {"pool": n, "rounds": len(r), "samples_per_round": float(r["size"].mean()),
-            "selection_s": float(r["selection_s"].sum()), "read_s": float(r["read_s"].sum()),
-            "push_s": float(r["push_s"].sum()), "finish_s": float(r["finish_s"].sum()),
-            "heldout_s": float(r["heldout_s"].sum()), "heldout_samples_per_round": float(r["heldout_forward_samples"].mean()),
-            "train_s": float(r["train_s"].sum()), "bookkeeping_share": float(book.sum() / wall.sum()),
-            "bookkeeping_share_wall": float((step - train_only - held).sum() / (step - held).sum()),
-            "heldout_share_wall": float(held.sum() / step.sum()),
-            "fit_seconds": stats["fit_seconds"]}
+    return {
+        "pool": n,
+        "rounds": len(r),
+        "samples_per_round": float(r["size"].mean()),
+        "selection_s": float(r["selection_s"].sum()),
+        "read_s": float(r["read_s"].sum()),
+        "push_s": float(r["push_s"].sum()),
+        "finish_s": float(r["finish_s"].sum()),
+        "heldout_s": float(r["heldout_s"].sum()),
+        "heldout_samples_per_round": float(r["heldout_forward_samples"].mean()),
+        "train_s": float(r["train_s"].sum()),
+        "bookkeeping_share": float(book.sum() / wall.sum()),
+        "bookkeeping_share_wall": float((step - train_only - held).sum() / (step - held).sum()),
+        "heldout_share_wall": float(held.sum() / step.sum()),
+        "fit_seconds": stats["fit_seconds"],
+    }
 
 
 def bench_updates(n: int, batches: list[int], shards: int, calls: int = 200) -> dict:
@@ -96,7 +126,9 @@ def bench_updates(n: int, batches: list[int], shards: int, calls: int = 200) -> 
     from lead_ray.online.actors import UtilityClient
 
     rng = np.random.default_rng(0)
-    client = UtilityClient.create(rng.random(n, dtype=np.float32) * 5, rng.integers(0, 7, n), rng.integers(0, 8, n), shards)
+    client = UtilityClient.create(
+        rng.random(n, dtype=np.float32) * 5, rng.integers(0, 7, n), rng.integers(0, 8, n), shards
+    )
     out = {}
     for b in batches:
         idx = [rng.choice(n, size=b, replace=False) for _ in range(8)]
@@ -126,8 +158,13 @@ def bench_topk(n: int, shards: int, rho: float = 0.015, repeats: int = 3) -> dic
         t = time.perf_counter()
         picked = client.select(0, rho, 4, 0)
         times.append(time.perf_counter() - t)
-    result = {"n": n, "shards": shards, "selected": int(len(picked)), "seconds": float(np.median(times)),
-              "state_bytes_per_sample": client.nbytes() / n}
+    result = {
+        "n": n,
+        "shards": shards,
+        "selected": int(len(picked)),
+        "seconds": float(np.median(times)),
+        "state_bytes_per_sample": client.nbytes() / n,
+    }
     for h in client.handles:
         ray.kill(h)
     return result
@@ -156,11 +193,13 @@ def main() -> None:
     result["topk_one_actor"] = bench_topk(args.topk_n, 1)
     result["topk_sharded4"] = bench_topk(args.topk_n, 4)
     log(f"  one actor: {result['topk_one_actor']}\n  4 shards: {result['topk_sharded4']}")
-    result.update(bookkeeping_share=result["bookkeeping"]["bookkeeping_share"],
-                  utility_updates_per_s=max(result["updates_one_actor"].values()),
-                  sharded4_updates_per_s=max(result["updates_sharded4"].values()),
-                  topk_10m_s=result["topk_one_actor"]["seconds"],
-                  state_bytes_per_sample=result["topk_one_actor"]["state_bytes_per_sample"])
+    result.update(
+        bookkeeping_share=result["bookkeeping"]["bookkeeping_share"],
+        utility_updates_per_s=max(result["updates_one_actor"].values()),
+        sharded4_updates_per_s=max(result["updates_sharded4"].values()),
+        topk_10m_s=result["topk_one_actor"]["seconds"],
+        state_bytes_per_sample=result["topk_one_actor"]["state_bytes_per_sample"],
+    )
     (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
     (ROOT / "bench" / "results" / "loop.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))

@@ -20,6 +20,7 @@ Everything is measured in this one run, on this machine, and written to bench/re
    and T0 task family), embedded, clustered with k = number of classes by the cluster stage's code,
    adjusted Rand index and purity vs the labels, next to a random assignment.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,10 +52,14 @@ def group_of(rel: str, manifest: dict) -> tuple[str, str | None]:
     """(source group, T0 task family or None) of a pool file."""
     if rel.startswith("t0_train_50k/"):
         return "t0", manifest["pool/" + rel].get("t0_task_family")
-    return {"gpteacher/codegen-instruct.json": "code", "noncommercial/code_alpaca_2k.json": "code",
-            "gpteacher/roleplay-simple-deduped-roleplay-instruct.json": "roleplay",
-            "gpteacher/toolformer-dedupe-only-dataset.json": "toolformer", "gsm8k/train.jsonl": "gsm8k",
-            "self_instruct/seed_tasks.jsonl": "self_instruct"}[rel], None
+    return {
+        "gpteacher/codegen-instruct.json": "code",
+        "noncommercial/code_alpaca_2k.json": "code",
+        "gpteacher/roleplay-simple-deduped-roleplay-instruct.json": "roleplay",
+        "gpteacher/toolformer-dedupe-only-dataset.json": "toolformer",
+        "gsm8k/train.jsonl": "gsm8k",
+        "self_instruct/seed_tasks.jsonl": "self_instruct",
+    }[rel], None
 
 
 def read_prompts() -> list[tuple[str, str, str | None]]:
@@ -67,7 +72,11 @@ def read_prompts() -> list[tuple[str, str, str | None]]:
     for path in sorted(POOL.rglob("*.json*")):
         rel = path.relative_to(POOL).as_posix()
         text = path.read_text()
-        records = json.loads(text) if text.lstrip().startswith("[") else [json.loads(x) for x in text.splitlines() if x.strip()]
+        records = (
+            json.loads(text)
+            if text.lstrip().startswith("[")
+            else [json.loads(x) for x in text.splitlines() if x.strip()]
+        )
         group, family = group_of(rel, manifest)
         for r in records:
             try:
@@ -79,6 +88,7 @@ def read_prompts() -> list[tuple[str, str, str | None]]:
 
 
 # ----------------------------------------------------------------------------- 1. embeddings
+
 
 def matmul_gflops(threads: int = 2) -> float:
     import torch
@@ -140,22 +150,36 @@ def bench_embeddings(texts: list[str]) -> dict:
     ray.data.DataContext.get_current().enable_progress_bars = False
     ds = ray.data.from_items([{"text": x} for x in texts], override_num_blocks=max(1, len(texts) // UNIT)).materialize()
     t = time.perf_counter()
-    rows = ds.map_batches(EmbedUnits, fn_constructor_kwargs={"threads": 2}, batch_size=UNIT,
-                          compute=ray.data.ActorPoolStrategy(size=1), num_cpus=1.5).take_all()
+    rows = ds.map_batches(
+        EmbedUnits,
+        fn_constructor_kwargs={"threads": 2},
+        batch_size=UNIT,
+        compute=ray.data.ActorPoolStrategy(size=1),
+        num_cpus=1.5,
+    ).take_all()
     wall = time.perf_counter() - t
     busy = sum(float(r["busy"]) for r in rows)
     assert sum(int(r["n"]) for r in rows) == len(texts)
     t = time.perf_counter()
     plain(texts, EMBED_BATCH)
     plain_ray_up = len(texts) / (time.perf_counter() - t)
-    return {"texts": len(texts), "mean_tokens": float(tokens.mean()), "plain_texts_per_s": plain_rate,
-            "plain_texts_per_s_with_ray_idle": plain_ray_up,
-            "ray_wall_texts_per_s": len(texts) / wall, "ray_steady_texts_per_s": len(texts) / busy,
-            "embed_ratio_vs_st": len(texts) / wall / plain_rate, "embed_ratio_steady_vs_st": len(texts) / busy / plain_rate,
-            "matmul_gflops": gflops, "flop_bound_texts_per_s": limit, "plain_share_of_flop_bound": plain_rate / limit}
+    return {
+        "texts": len(texts),
+        "mean_tokens": float(tokens.mean()),
+        "plain_texts_per_s": plain_rate,
+        "plain_texts_per_s_with_ray_idle": plain_ray_up,
+        "ray_wall_texts_per_s": len(texts) / wall,
+        "ray_steady_texts_per_s": len(texts) / busy,
+        "embed_ratio_vs_st": len(texts) / wall / plain_rate,
+        "embed_ratio_steady_vs_st": len(texts) / busy / plain_rate,
+        "matmul_gflops": gflops,
+        "flop_bound_texts_per_s": limit,
+        "plain_share_of_flop_bound": plain_rate / limit,
+    }
 
 
 # ----------------------------------------------------------------------------- 2. IU0 speed
+
 
 def bench_iu0(convs: list[list[dict]], base: str, max_length: int, work: Path) -> dict:
     import torch
@@ -178,11 +202,18 @@ def bench_iu0(convs: list[list[dict]], base: str, max_length: int, work: Path) -
     score_encoded(model, enc, tok.pad_token_id, 8192, 32)
     dt = time.perf_counter() - t
     tokens = sum(len(e.input_ids) for e in enc)
-    return {"samples": len(enc), "tokens": tokens, "seconds": dt, "tokens_per_s": tokens / dt,
-            "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "materialise_s": prepare_s}
+    return {
+        "samples": len(enc),
+        "tokens": tokens,
+        "seconds": dt,
+        "tokens_per_s": tokens / dt,
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "materialise_s": prepare_s,
+    }
 
 
 # ----------------------------------------------------------------------------- 3. clustering cost
+
 
 def clustering_cost_child(n: int, near_dups: bool) -> dict:
     """Runs in a fresh subprocess: one N, its own peak RSS."""
@@ -239,8 +270,10 @@ def peak_rss_mb() -> float:
 def bench_clustering_cost(sizes: list[int]) -> list[dict]:
     results = []
     for n in sizes:
-        code = (f"import json,sys; sys.path.insert(0, {str(ROOT)!r}); from bench.offline import clustering_cost_child; "
-                f"print(json.dumps(clustering_cost_child({n}, {n <= 100_000})))")
+        code = (
+            f"import json,sys; sys.path.insert(0, {str(ROOT)!r}); from bench.offline import clustering_cost_child; "
+            f"print(json.dumps(clustering_cost_child({n}, {n <= 100_000})))"
+        )
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         results.append(json.loads(r.stdout.strip().splitlines()[-1]))
         log(f"  N={n}: {results[-1]}")
@@ -248,6 +281,7 @@ def bench_clustering_cost(sizes: list[int]) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- 4. cluster quality
+
 
 def bench_quality(records, per_class: int, seed: int = 0) -> dict:
     from sklearn.cluster import KMeans
@@ -273,12 +307,17 @@ def bench_quality(records, per_class: int, seed: int = 0) -> dict:
         pred = nearest(centroid_index(cents, ClusterConfig()), x)
         rand = np.random.default_rng(seed).integers(0, k, len(picked))
 
-        def purity(p):
+        def purity(p, truth=truth):
             return sum(Counter(t for t, q in zip(truth, p) if q == c).most_common(1)[0][1] for c in set(p)) / len(p)
 
-        out[name] = {"classes": k, "points": len(picked), "ari": adjusted_rand_score(truth, pred),
-                     "ari_random": adjusted_rand_score(truth, rand), "purity": purity(list(pred)),
-                     "purity_random": purity(list(rand))}
+        out[name] = {
+            "classes": k,
+            "points": len(picked),
+            "ari": adjusted_rand_score(truth, pred),
+            "ari_random": adjusted_rand_score(truth, rand),
+            "purity": purity(list(pred)),
+            "purity_random": purity(list(rand)),
+        }
         log(f"  {name}: {out[name]}")
     return out
 
@@ -304,6 +343,7 @@ def main() -> None:
 
     log("2. IU0 scoring speed")
     from lead_ray.data.formats import READERS, detect_format
+
     convs = []
     for path in sorted((POOL / "t0_train_50k").glob("*.jsonl"))[:64] + [POOL / "gsm8k" / "train.jsonl"]:
         for line in path.read_text().splitlines()[:8]:

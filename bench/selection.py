@@ -18,6 +18,7 @@ small --rows, one budget and seed, `--ablations ''` and `--result selection_smol
 
 Timings come from one run on one machine; the other runs' numbers are side by side in that run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,9 +52,18 @@ def log(msg: str) -> None:
 
 
 def base_overrides(work: Path, args) -> list[str]:
-    return [f"work_dir={work}", f"eval.data_dir={SHARED / 'data' / 'eval'}", f"eval.max_samples={args.eval_samples}",
-            "train.checkpoint_every=100", f"selection.max_rounds={args.max_rounds}",
-            f"selection.rho={args.rho}"] + (["eval.generate=false"] if args.config is None else []) + list(args.set)
+    return (
+        [
+            f"work_dir={work}",
+            f"eval.data_dir={SHARED / 'data' / 'eval'}",
+            f"eval.max_samples={args.eval_samples}",
+            "train.checkpoint_every=100",
+            f"selection.max_rounds={args.max_rounds}",
+            f"selection.rho={args.rho}",
+        ]
+        + (["eval.generate=false"] if args.config is None else [])
+        + list(args.set)
+    )
 
 
 def setup(args, work: Path) -> None:
@@ -71,14 +81,18 @@ def setup(args, work: Path) -> None:
     recorded = work / "setup.json"
     old = json.loads(recorded.read_text()) if recorded.exists() else setup_key
     if old != setup_key:
-        raise SystemExit(f"{work} was set up with other settings ({', '.join(k for k in setup_key if old.get(k) != setup_key[k])}"
-                         f" differ; see {recorded}): pass another --work")
+        raise SystemExit(
+            f"{work} was set up with other settings ({', '.join(k for k in setup_key if old.get(k) != setup_key[k])}"
+            f" differ; see {recorded}): pass another --work"
+        )
     if (main / "clustered" / "clusters.json").exists() and not recorded.exists():
         log(f"setup: {work} has no setup.json (set up before it was recorded); reused as it is")
     if not (main / "clustered" / "clusters.json").exists():
         full = work / "full"
         if not (full / "prepared" / "prepare_stats.json").exists():
-            inputs = [str(p) for p in sorted((SHARED / "data" / "pool").iterdir()) if p.is_dir() and p.name != "noncommercial"]
+            inputs = [
+                str(p) for p in sorted((SHARED / "data" / "pool").iterdir()) if p.is_dir() and p.name != "noncommercial"
+            ]
             cfg = load_config(demo, base_overrides(full, args) + ["ingest.inputs=" + json.dumps(inputs)])
             prepare(cfg)
         # ids are BLAKE2b digests: the first --rows in id order are a uniform, reproducible sample
@@ -106,8 +120,12 @@ def one_run(args, work: Path, name: str, method: str, budget: float, seed: int, 
     pipeline = work / ("source" if name == "lead-source-groups" else "main")
     run_dir = work / "runs" / f"{name}-b{budget}-s{seed}"
     done = run_dir / "bench_row.json"
-    cfg = load_config(demo, base_overrides(pipeline, args) + [
-        f"seed={seed}", f"selection.method={method}", f"selection.budget_fraction={budget}"] + extra)
+    cfg = load_config(
+        demo,
+        base_overrides(pipeline, args)
+        + [f"seed={seed}", f"selection.method={method}", f"selection.budget_fraction={budget}"]
+        + extra,
+    )
     if done.exists() and not args.rerun:  # a finished run is reused only if it ran with this very config
         saved = run_dir / "config.yaml"
         if not saved.exists():
@@ -125,11 +143,20 @@ def one_run(args, work: Path, name: str, method: str, budget: float, seed: int, 
         evaluate(cfg, run_dir)
         done.write_text("{}\n")  # the marker; the row is rebuilt from run_stats.json and eval.json
     stats = json.loads((run_dir / "run_stats.json").read_text())
-    row = {"method": name, "budget": budget, "seed": seed, "wall_s": stats["seconds"],
-           "selection_s": stats["selection_seconds"], "training_s": stats["training_seconds"],
-           "loop_s": round(stats["selection_seconds"] + stats["training_seconds"], 3),
-           "rounds": stats["rounds"], "unique": stats["unique_selected"], "samples_trained": stats["samples_trained"],
-           "pool_forward_samples": stats["pool_forward_samples"], "pool": stats["pool"]}
+    row = {
+        "method": name,
+        "budget": budget,
+        "seed": seed,
+        "wall_s": stats["seconds"],
+        "selection_s": stats["selection_seconds"],
+        "training_s": stats["training_seconds"],
+        "loop_s": round(stats["selection_seconds"] + stats["training_seconds"], 3),
+        "rounds": stats["rounds"],
+        "unique": stats["unique_selected"],
+        "samples_trained": stats["samples_trained"],
+        "pool_forward_samples": stats["pool_forward_samples"],
+        "pool": stats["pool"],
+    }
     return {**row, **eval_columns(json.loads((run_dir / "eval.json").read_text()))}
 
 
@@ -158,11 +185,23 @@ def base_row(args, work: Path) -> dict:
         out.unlink()
     if not out.exists() or args.rerun:
         log("eval of the base model")
-        evaluate(cfg, out.parent, model_dir=materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed), out=out)
+        evaluate(
+            cfg, out.parent, model_dir=materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed), out=out
+        )
         recorded.write_text(json.dumps(key, indent=1) + "\n")
-    return {"method": "base", "budget": 0.0, "seed": "-", "wall_s": 0.0, "selection_s": 0.0, "training_s": 0.0,
-            "rounds": 0, "unique": 0, "samples_trained": 0, "pool_forward_samples": 0,
-            **eval_columns(json.loads(out.read_text()))}
+    return {
+        "method": "base",
+        "budget": 0.0,
+        "seed": "-",
+        "wall_s": 0.0,
+        "selection_s": 0.0,
+        "training_s": 0.0,
+        "rounds": 0,
+        "unique": 0,
+        "samples_trained": 0,
+        "pool_forward_samples": 0,
+        **eval_columns(json.loads(out.read_text())),
+    }
 
 
 def mean(rows, key):
@@ -199,24 +238,54 @@ def main() -> None:
     rows = [base_row(args, work)]
     for seed in seeds:
         for method in args.methods.split(","):
-            for budget in ([budgets[-1]] if method == "full" else budgets):
+            for budget in [budgets[-1]] if method == "full" else budgets:
                 rows.append(one_run(args, work, method, method, budget, seed, []))
         for name in filter(None, args.ablations.split(",")):
             rows.append(one_run(args, work, name, "lead", budgets[-1], seed, ABLATIONS[name]))
 
-    cols = ["method", "budget", "seed", "wall_s", "selection_s", "training_s", "rounds", "unique", "samples_trained",
-            "pool_forward_samples", "nll_holdout", "nll_gsm8k", "nll_self_instruct", "nll_mmlu", "mmlu_acc", "em_gsm8k"]
+    cols = [
+        "method",
+        "budget",
+        "seed",
+        "wall_s",
+        "selection_s",
+        "training_s",
+        "rounds",
+        "unique",
+        "samples_trained",
+        "pool_forward_samples",
+        "nll_holdout",
+        "nll_gsm8k",
+        "nll_self_instruct",
+        "nll_mmlu",
+        "mmlu_acc",
+        "em_gsm8k",
+    ]
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
-        print("| " + " | ".join(f"{r.get(c):.4g}" if isinstance(r.get(c), float) else str(r.get(c)) for c in cols) + " |")
+        print(
+            "| " + " | ".join(f"{r.get(c):.4g}" if isinstance(r.get(c), float) else str(r.get(c)) for c in cols) + " |"
+        )
 
     def pick(method, budget=None, seed=None):
-        return [r for r in rows if r["method"] == method and (budget is None or r["budget"] == budget)
-                and (seed is None or r["seed"] == seed)]
+        return [
+            r
+            for r in rows
+            if r["method"] == method
+            and (budget is None or r["budget"] == budget)
+            and (seed is None or r["seed"] == seed)
+        ]
 
     big = budgets[-1]
-    result = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "rows_requested": args.rows,
-              "pool": rows[1]["pool"], "seeds": len(seeds), "budgets": budgets, "rows": rows}
+    result = {
+        "machine": os.uname().nodename,
+        "cpus": os.cpu_count(),
+        "rows_requested": args.rows,
+        "pool": rows[1]["pool"],
+        "seeds": len(seeds),
+        "budgets": budgets,
+        "rows": rows,
+    }
     ratios = {}
     for b in budgets:
         lead, resc = pick("lead", b), pick("rescore", b)
@@ -225,32 +294,55 @@ def main() -> None:
             ratios[f"rescore_over_lead_loop_b{b}"] = mean(resc, "loop_s") / mean(lead, "loop_s")
     result["rescore_over_lead_wall"] = ratios.get(f"rescore_over_lead_wall_b{big}")
     result["rescore_over_lead_loop"] = ratios.get(f"rescore_over_lead_loop_b{big}")
-    wins = [pick("lead", big, s)[0]["nll_holdout"] < pick("random", big, s)[0]["nll_holdout"]
-            for s in seeds if pick("lead", big, s) and pick("random", big, s)]
+    wins = [
+        pick("lead", big, s)[0]["nll_holdout"] < pick("random", big, s)[0]["nll_holdout"]
+        for s in seeds
+        if pick("lead", big, s) and pick("random", big, s)
+    ]
     result["lead_beats_random_seeds"] = int(sum(wins)) if wins else None  # None: no lead/random pair ran
     if pick("full") and pick("lead", big):
         full_nll, lead_nll = mean(pick("full"), "nll_holdout"), mean(pick("lead", big), "nll_holdout")
         result["lead_vs_full_nll_gap"] = (lead_nll - full_nll) / full_nll
-        result["lead_over_full_train_compute"] = mean(pick("lead", big), "samples_trained") / mean(pick("full"), "samples_trained")
-    result["heldout_nll"] = {m: mean(pick(m, None if m in ("full", "base") else big), "nll_holdout")
-                             for m in dict.fromkeys(r["method"] for r in rows)}
-    result["heldout_nll_small_budget"] = {m: mean(pick(m, budgets[0]), "nll_holdout")
-                                          for m in args.methods.split(",") if m != "full" and len(budgets) > 1}
+        result["lead_over_full_train_compute"] = mean(pick("lead", big), "samples_trained") / mean(
+            pick("full"), "samples_trained"
+        )
+    result["heldout_nll"] = {
+        m: mean(pick(m, None if m in ("full", "base") else big), "nll_holdout")
+        for m in dict.fromkeys(r["method"] for r in rows)
+    }
+    result["heldout_nll_small_budget"] = {
+        m: mean(pick(m, budgets[0]), "nll_holdout") for m in args.methods.split(",") if m != "full" and len(budgets) > 1
+    }
     if any("em_gsm8k" in r for r in rows):
-        result["gsm8k_exact_match"] = {m: mean(pick(m, None if m in ("full", "base") else big), "em_gsm8k")
-                                       for m in dict.fromkeys(r["method"] for r in rows)}
-        result["lead_beats_random_em_seeds"] = int(sum(
-            pick("lead", big, s)[0]["em_gsm8k"] > pick("random", big, s)[0]["em_gsm8k"]
-            for s in seeds if pick("lead", big, s) and pick("random", big, s)))
+        result["gsm8k_exact_match"] = {
+            m: mean(pick(m, None if m in ("full", "base") else big), "em_gsm8k")
+            for m in dict.fromkeys(r["method"] for r in rows)
+        }
+        result["lead_beats_random_em_seeds"] = int(
+            sum(
+                pick("lead", big, s)[0]["em_gsm8k"] > pick("random", big, s)[0]["em_gsm8k"]
+                for s in seeds
+                if pick("lead", big, s) and pick("random", big, s)
+            )
+        )
     if pick("lead", big):
         lead_nll = mean(pick("lead", big), "nll_holdout")
         result["ablation_cost"] = {a: mean(pick(a, big), "nll_holdout") - lead_nll for a in ABLATIONS if pick(a, big)}
         result["ablation_cost_per_seed"] = {
-            a: [pick(a, big, s)[0]["nll_holdout"] - pick("lead", big, s)[0]["nll_holdout"]
-                for s in seeds if pick(a, big, s) and pick("lead", big, s)] for a in ABLATIONS if pick(a, big)}
+            a: [
+                pick(a, big, s)[0]["nll_holdout"] - pick("lead", big, s)[0]["nll_holdout"]
+                for s in seeds
+                if pick(a, big, s) and pick("lead", big, s)
+            ]
+            for a in ABLATIONS
+            if pick(a, big)
+        }
     # this invocation's time (short when the runs were cached) and the runs' own time, evals included
-    result.update(ratios=ratios, seconds=round(time.perf_counter() - t0, 1),
-                  runs_seconds=round(sum(r["wall_s"] + r["eval_s"] for r in rows), 1))
+    result.update(
+        ratios=ratios,
+        seconds=round(time.perf_counter() - t0, 1),
+        runs_seconds=round(sum(r["wall_s"] + r["eval_s"] for r in rows), 1),
+    )
     result["config"] = args.config or "configs/demo.yaml"
     result["overrides"] = list(args.set)
     result["args"] = vars(args)  # rho, max_rounds, eval_samples, ...: what this invocation ran with

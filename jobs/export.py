@@ -4,6 +4,7 @@
 
 Copies a finished run's selected subset to DIR: the original input records and Parquet with scores.
 """
+
 import sys
 
 from lead_ray.cli import main

@@ -4,6 +4,7 @@
 
 Takes the same arguments as `lead-ray prepare`; inside a Ray job it joins the job's cluster.
 """
+
 import sys
 
 from lead_ray.cli import main

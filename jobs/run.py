@@ -4,6 +4,7 @@
 
 Inside a Ray job it joins the job's cluster; work_dir must be on storage every node can reach.
 """
+
 import sys
 
 from lead_ray.cli import main

@@ -5,6 +5,7 @@
 Needs the pipeline's clustered pool under work_dir (run jobs/pipeline.py first); work_dir must be on
 storage every node can reach.
 """
+
 import sys
 
 from lead_ray.cli import main

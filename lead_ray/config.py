@@ -7,15 +7,17 @@ offending key (and the file it came from) and say what was expected.
 Range rules live next to each field as metadata (`ge`, `gt`, `le`, `lt`, `choices`) so the
 reference in the README can be generated from this file alone.
 """
+
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
@@ -38,21 +40,27 @@ def _f(default, help: str, **rules):
 
 @dataclass
 class RayConfig:
-    address: Optional[str] = _f(None, "Ray cluster to join; None starts an embedded local Ray (RAY_ADDRESS is honoured).")
-    num_cpus: Optional[int] = _f(None, "CPUs for an embedded local Ray; None uses all.", ge=1)
-    object_store_memory_mb: Optional[int] = _f(None, "Object store size for an embedded local Ray, MiB.", ge=64)
+    address: str | None = _f(None, "Ray cluster to join; None starts an embedded local Ray (RAY_ADDRESS is honoured).")
+    num_cpus: int | None = _f(None, "CPUs for an embedded local Ray; None uses all.", ge=1)
+    object_store_memory_mb: int | None = _f(None, "Object store size for an embedded local Ray, MiB.", ge=64)
 
 
 @dataclass
 class IngestConfig:
-    inputs: list[str] = _f([], "Input files or folders (JSON, JSONL, Parquet, optionally .gz). CLI positionals replace this.")
-    out: Optional[str] = _f(None, "Output folder of prepare; None = work_dir/prepared. The CLI's --out replaces this.")
+    inputs: list[str] = _f(
+        [], "Input files or folders (JSON, JSONL, Parquet, optionally .gz). CLI positionals replace this."
+    )
+    out: str | None = _f(None, "Output folder of prepare; None = work_dir/prepared. The CLI's --out replaces this.")
     format: str = _f("auto", "Input format for every file, or 'auto' to detect it per file.", choices=INPUT_FORMATS)
     max_sample_chars: int = _f(24_000, "Samples longer than this (all turns together) are rejected as over-long.", ge=1)
     strict: bool = _f(False, "Stop at the first bad row with an error naming file, line and field.")
     chunk_mb: float = _f(16.0, "Target size of one parse task; large JSONL files are split at line breaks.", gt=0)
     rows_per_file: int = _f(200_000, "Most rows in one output Parquet file of the pool.", ge=1)
-    dedup_buckets: int = _f(0, "Hash buckets for exact de-duplication (each one is de-duplicated in memory); 0 = one per 512 MB of input.", ge=0)
+    dedup_buckets: int = _f(
+        0,
+        "Hash buckets for exact de-duplication (each one is de-duplicated in memory); 0 = one per 512 MB of input.",
+        ge=0,
+    )
 
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -68,11 +76,24 @@ class TinyModelConfig:
 
 @dataclass
 class ModelConfig:
-    base: str = _f("tiny", "Base model: 'tiny' (a small Llama built from model.tiny), a .gguf file, or a local HF folder (safetensors).")
-    tokenizer: str = _f("bytes", "Tokenizer of the tiny preset: 'bytes' (byte-level, no files) or a .gguf file / HF folder to read one from.")
+    base: str = _f(
+        "tiny",
+        "Base model: 'tiny' (a small Llama built from model.tiny), a .gguf file, or a local HF folder (safetensors).",
+    )
+    tokenizer: str = _f(
+        "bytes",
+        "Tokenizer of the tiny preset: 'bytes' (byte-level, no files) or a .gguf file / HF folder to read one from.",
+    )
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
-    trust_remote_code: bool = _f(False, "Allow model code from the model folder (off: never run code shipped with weights).")
-    dtype: str = _f("auto", "Weights dtype: auto = bfloat16 on GPU, float32 on CPU.", choices=("auto", "float32", "bfloat16", "float16"))
+    trust_remote_code: bool = _f(
+        False, "Allow model code from the model folder (off: never run code shipped with weights)."
+    )
+    dtype: str = _f(
+        "auto",
+        "Compute dtype: auto = bfloat16 on a GPU with bf16, float32 on CPU and other GPUs. Training keeps trainable "
+        "weights in float32 and autocasts the forward pass to this dtype.",
+        choices=("auto", "float32", "bfloat16", "float16"),
+    )
     max_length: int = _f(1024, "Most tokens per sample (LEAD uses 3080); longer samples are truncated.", ge=16)
 
 
@@ -82,19 +103,29 @@ class LoraSettings:
     r: int = _f(32, "LoRA rank (LEAD: 32 for warm-up, 64 online).", ge=1)
     alpha: int = _f(16, "LoRA alpha.", ge=1)
     dropout: float = _f(0.1, "LoRA dropout.", ge=0, lt=1)
-    target_modules: list[str] = _f(LORA_TARGETS, "Module names that get adapters (those absent from the model are skipped).")
+    target_modules: list[str] = _f(
+        LORA_TARGETS, "Module names that get adapters (those absent from the model are skipped)."
+    )
 
 
 @dataclass
 class TrainingSettings:
     """What warm-up and online training share: optimizer, LEAD's LR schedule, batching, workers, LoRA."""
+
     lr: float = _f(2e-5, "Peak learning rate (AdamW, weight decay 0, no clipping).", gt=0)
-    lr_decay: float = _f(0.995, "LR multiplier every lr_decay_every optimizer steps (LEAD: 0.995 online, 0.998 warm-up).", gt=0, le=1)
+    lr_decay: float = _f(
+        0.995, "LR multiplier every lr_decay_every optimizer steps (LEAD: 0.995 online, 0.998 warm-up).", gt=0, le=1
+    )
     lr_decay_every: int = _f(8, "Optimizer steps between LR decays.", ge=1)
     batch_size: int = _f(8, "Samples per optimizer step over all workers (LEAD: 8).", ge=1)
     micro_batch_size: int = _f(4, "Samples per forward pass on one worker.", ge=1)
     num_workers: int = _f(1, "Ray Train workers (DDP).", ge=1)
-    use_gpu: bool | str = _f("auto", "Train on GPUs: true requests one per worker (on an autoscaling cluster, that request starts GPU nodes), false never, auto = when the cluster has GPUs as the stage starts.", choices=GPU_CHOICES)
+    use_gpu: bool | str = _f(
+        "auto",
+        "Train on GPUs: true requests one per worker (on an autoscaling cluster, that request starts GPU nodes), "
+        "false never, auto = when the cluster has GPUs as the stage starts.",
+        choices=GPU_CHOICES,
+    )
     lora: LoraSettings = field(default_factory=lambda: LoraSettings(r=64))
 
 
@@ -113,19 +144,35 @@ class ScoreConfig:
     batch_tokens: int = _f(16384, "Padded-token budget of one scoring batch (samples are bucketed by length).", ge=16)
     max_batch_size: int = _f(64, "Most samples in one scoring batch.", ge=1)
     unit_rows: int = _f(2048, "Rows per resumable scoring unit; a rerun skips finished units.", ge=1)
-    actors: int = _f(0, "Scoring actors; 0 = one per GPU (at least one when use_gpu is true), else one per 2 CPUs.", ge=0)
-    use_gpu: bool | str = _f("auto", "Score on GPUs: true requests one GPU per scoring actor (on an autoscaling cluster, that request starts GPU nodes), false never, auto = when the cluster has GPUs as the stage starts.", choices=GPU_CHOICES)
+    actors: int = _f(
+        0, "Scoring actors; 0 = one per GPU (at least one when use_gpu is true), else one per 2 CPUs.", ge=0
+    )
+    use_gpu: bool | str = _f(
+        "auto",
+        "Score on GPUs: true requests one GPU per scoring actor (on an autoscaling cluster, that request starts GPU "
+        "nodes), false never, auto = when the cluster has GPUs as the stage starts.",
+        choices=GPU_CHOICES,
+    )
     embed_batch_size: int = _f(64, "Prompts per embedding batch.", ge=1)
-    embed_max_tokens: int = _f(128, "Prompt tokens kept for the embedding (all-MiniLM-L6-v2 reads at most 256).", ge=8, le=512)
+    embed_max_tokens: int = _f(
+        128, "Prompt tokens kept for the embedding (all-MiniLM-L6-v2 reads at most 256).", ge=8, le=512
+    )
 
 
 @dataclass
 class ClusterConfig:
     difficulty_k: int = _f(7, "Difficulty clusters = bandit arms (k-means on IFD; LEAD: 7).", ge=1)
-    task_groups: str = _f("embedding", "Task groups inside a difficulty cluster: 'embedding' (k-means on prompt embeddings), 'source' or 'task' label.", choices=("embedding", "source", "task"))
+    task_groups: str = _f(
+        "embedding",
+        "Task groups inside a difficulty cluster: 'embedding' (k-means on prompt embeddings), 'source' or 'task' "
+        "label.",
+        choices=("embedding", "source", "task"),
+    )
     task_k: int = _f(8, "Embedding task clusters per difficulty cluster (fewer when the cluster is small).", ge=1)
     fit_sample: int = _f(20000, "Points per difficulty cluster used to fit the embedding k-means.", ge=10)
-    near_dup_threshold: float = _f(0.97, "Cosine similarity at or above which two prompts are flagged near-duplicates.", gt=0, le=1)
+    near_dup_threshold: float = _f(
+        0.97, "Cosine similarity at or above which two prompts are flagged near-duplicates.", gt=0, le=1
+    )
     drop_near_dups: bool = _f(False, "Drop the later member of each near-duplicate pair (else only flag and count).")
     hnsw_m: int = _f(16, "hnswlib graph degree M.", ge=2)
     hnsw_ef: int = _f(100, "hnswlib ef for construction and search.", ge=10)
@@ -136,20 +183,39 @@ SELECTION_METHODS = ("lead", "random", "full", "ppl", "ifd", "rescore")
 
 @dataclass
 class SelectionConfig:
-    method: str = _f("lead", "lead (bandit + IDU) or a baseline through the same trainer: random, full (whole pool), ppl (static top IU₀), ifd (static top IFD < 1), rescore (re-score the whole pool every round, top loss in the bandit's cluster).", choices=SELECTION_METHODS)
+    method: str = _f(
+        "lead",
+        "lead (bandit + IDU) or a baseline through the same trainer: random, full (whole pool), ppl (static top "
+        "IU₀), ifd (static top IFD < 1), rescore (re-score the whole pool every round, top loss in the bandit's "
+        "cluster).",
+        choices=SELECTION_METHODS,
+    )
     exp3_gamma: float = _f(0.1, "EXP3 exploration rate γ (the official code's --beta; spec D15).", gt=0, le=1)
     smoothing_b: float = _f(0.1, "IDU smoothing b: U ← (1−b)(L + ΔL̂′) + b·U_prev (0 = no smoothing).", ge=0, le=1)
     rho: float = _f(0.015, "Share ρ of each task group's eligible samples taken per round (LEAD: 0.015).", gt=0, le=1)
     min_per_group: int = _f(0, "Lift ⌊ρ·n_T⌋ to at least this many per task group (0 = the spec's rule).", ge=0)
     use_cap: int = _f(4, "Most times one sample may be selected (LEAD: 4; 1 = remove once used).", ge=1, le=255)
-    budget_fraction: float = _f(0.025, "Stop once this share of the pool has been selected at least once (LEAD: 2.5%).", gt=0, le=1)
+    budget_fraction: float = _f(
+        0.025, "Stop once this share of the pool has been selected at least once (LEAD: 2.5%).", gt=0, le=1
+    )
     budget_samples: int = _f(0, "Unique-sample budget as a count; overrides budget_fraction when > 0.", ge=0)
     max_rounds: int = _f(20, "Stop after this many rounds (LEAD: 20).", ge=1)
     use_delta: bool = _f(True, "Add the gradient-based ΔL̂′ to the loss in IDU (false: the 'no ΔL̂′' ablation).")
-    arm_choice: str = _f("exp3", "How a round's difficulty cluster is chosen: EXP3, or uniformly at random (the 'no bandit' ablation).", choices=("exp3", "uniform"))
+    arm_choice: str = _f(
+        "exp3",
+        "How a round's difficulty cluster is chosen: EXP3, or uniformly at random (the 'no bandit' ablation).",
+        choices=("exp3", "uniform"),
+    )
     shuffle: bool = _f(True, "Shuffle each round with a seeded RNG (spec D9); false keeps task-then-U order.")
-    direction_visit: str = _f("latest", "Which visit of a cluster stores its update direction (spec D5).", choices=("latest", "first"))
-    direction_params: str = _f("last_layer", "Parameters whose mean gradient over a round is its update direction: the last layer's trainable ones, or all trainable.", choices=("last_layer", "all"))
+    direction_visit: str = _f(
+        "latest", "Which visit of a cluster stores its update direction (spec D5).", choices=("latest", "first")
+    )
+    direction_params: str = _f(
+        "last_layer",
+        "Parameters whose mean gradient over a round is its update direction: the last layer's trainable ones, or "
+        "all trainable.",
+        choices=("last_layer", "all"),
+    )
     store_shards: int = _f(1, "UtilityStore actors, each holding one index range of the pool.", ge=1)
 
 
@@ -158,44 +224,101 @@ EVAL_SETS = ("holdout", "gsm8k", "self_instruct", "mmlu")
 
 @dataclass
 class EvalConfig:
-    holdout_fraction: float = _f(0.02, "Share of the clustered pool held out (by id hash, the same for every seed and method): never warmed up on, never selectable.", ge=0, lt=0.5)
+    holdout_fraction: float = _f(
+        0.02,
+        "Share of the clustered pool held out (by id hash, the same for every seed and method): never warmed up on, "
+        "never selectable.",
+        ge=0,
+        lt=0.5,
+    )
     holdout_max: int = _f(500, "Most held-out samples evaluated (the first by id).", ge=1)
-    inloop_every: int = _f(1, "Rounds between held-out NLL measurements inside the training run (0 = off); Tune's ASHA stops on it.", ge=0)
+    inloop_every: int = _f(
+        1, "Rounds between held-out NLL measurements inside the training run (0 = off); Tune's ASHA stops on it.", ge=0
+    )
     inloop_samples: int = _f(128, "Held-out samples in the in-loop NLL.", ge=1)
-    sets: list[str] = _f(list(EVAL_SETS), "What `lead-ray eval` measures: holdout, gsm8k, self_instruct (response NLL), mmlu (answer-letter accuracy + NLL).", choices=EVAL_SETS)
-    data_dir: str = _f("../shared/data/eval", "Folder holding gsm8k/, self_instruct_user_oriented/ and mmlu/ (relative paths: from the current folder).")
+    sets: list[str] = _f(
+        list(EVAL_SETS),
+        "What `lead-ray eval` measures: holdout, gsm8k, self_instruct (response NLL), mmlu (answer-letter accuracy + "
+        "NLL).",
+        choices=EVAL_SETS,
+    )
+    data_dir: str = _f(
+        "../shared/data/eval",
+        "Folder holding gsm8k/, self_instruct_user_oriented/ and mmlu/ (relative paths: from the current folder).",
+    )
     max_samples: int = _f(500, "Most samples per eval set (the first in file order); 0 = all.", ge=0)
     mmlu_split: str = _f("test", "MMLU split scored.", choices=("dev", "val", "test"))
-    generate: Optional[bool] = _f(None, "GSM8K exact match by greedy generation: true, false, or null = unless the model is the tiny preset.")
+    generate: bool | None = _f(
+        None, "GSM8K exact match by greedy generation: true, false, or null = unless the model is the tiny preset."
+    )
     max_new_tokens: int = _f(256, "Generation length for GSM8K exact match.", ge=1)
     generate_batch_size: int = _f(16, "Prompts per generation batch.", ge=1)
-    ray_min_samples: int = _f(4000, "Eval sets with more samples in all run as a Ray Data job over an actor pool; smaller ones in-process (on the CPU), unless GPUs are used.", ge=1)
-    use_gpu: bool | str = _f("auto", "Evaluate on GPUs: true requests one GPU per eval actor (always the actor pool, never the driver), false never, auto = when the cluster has GPUs as the stage starts.", choices=GPU_CHOICES)
+    ray_min_samples: int = _f(
+        4000,
+        "Eval sets with more samples in all run as a Ray Data job over an actor pool; smaller ones in-process (on "
+        "the CPU), unless GPUs are used.",
+        ge=1,
+    )
+    use_gpu: bool | str = _f(
+        "auto",
+        "Evaluate on GPUs: true requests one GPU per eval actor (always the actor pool, never the driver), false "
+        "never, auto = when the cluster has GPUs as the stage starts.",
+        choices=GPU_CHOICES,
+    )
 
 
 @dataclass
 class TrackingConfig:
-    wandb: bool = _f(False, "Log every round (arm probabilities, rewards, ΔL̂′, β*, cos φ, losses, timings, U histograms) and the config to Weights & Biases.")
+    wandb: bool = _f(
+        False,
+        "Log every round (arm probabilities, rewards, ΔL̂′, β*, cos φ, losses, timings, U histograms) and the config "
+        "to Weights & Biases.",
+    )
     project: str = _f("lead-ray", "wandb project.")
-    mode: str = _f("offline", "wandb mode: offline needs no account (upload later with `wandb sync RUN_DIR/wandb/offline-run-*`).", choices=("offline", "online", "disabled"))
+    mode: str = _f(
+        "offline",
+        "wandb mode: offline needs no account (upload later with `wandb sync RUN_DIR/wandb/offline-run-*`).",
+        choices=("offline", "online", "disabled"),
+    )
 
 
 @dataclass
 class TuneConfig:
-    space: dict[str, dict] = _f({"selection.smoothing_b": {"grid": [0.0, 0.1]}, "selection.exp3_gamma": {"grid": [0.1, 0.3]}},
-                                "Search space: config key → {grid: [..]} | {choice: [..]} | {uniform: [lo, hi]} | {loguniform: [lo, hi]} | {randint: [lo, hi]}. cluster.* keys re-cluster per trial.")
-    search: str = _f("grid", "grid/random (Ray's variant generator: grid points × num_samples, random draws) or optuna (TPE via OptunaSearch).", choices=("grid", "random", "optuna"))
+    space: dict[str, dict] = _f(
+        {"selection.smoothing_b": {"grid": [0.0, 0.1]}, "selection.exp3_gamma": {"grid": [0.1, 0.3]}},
+        "Search space: config key → {grid: [..]} | {choice: [..]} | {uniform: [lo, hi]} | {loguniform: [lo, hi]} | "
+        "{randint: [lo, hi]}. cluster.* keys re-cluster per trial.",
+    )
+    search: str = _f(
+        "grid",
+        "grid/random (Ray's variant generator: grid points × num_samples, random draws) or optuna (TPE via "
+        "OptunaSearch).",
+        choices=("grid", "random", "optuna"),
+    )
     num_samples: int = _f(1, "Samples of the space (for grid: repeats of the whole grid).", ge=1)
-    metric: str = _f("heldout_nll", "Metric to minimise, reported every round (needs eval.inloop_every ≥ 1).", choices=("heldout_nll", "mean_loss"))
+    metric: str = _f(
+        "heldout_nll",
+        "Metric to minimise, reported every round (needs eval.inloop_every ≥ 1).",
+        choices=("heldout_nll", "mean_loss"),
+    )
     asha: bool = _f(True, "Stop poor trials early with ASHA on the per-round metric.")
     grace_rounds: int = _f(2, "Rounds every trial runs before ASHA may stop it.", ge=1)
-    max_concurrent: int = _f(0, "Trials at once; 0 = as many as the cluster's CPUs (or GPUs) fit, one Train run each.", ge=0)
+    max_concurrent: int = _f(
+        0, "Trials at once; 0 = as many as the cluster's CPUs (or GPUs) fit, one Train run each.", ge=0
+    )
 
 
 @dataclass
 class TrainConfig(TrainingSettings):
-    checkpoint_every: int = _f(5, "Rounds between checkpoints (model + selection state); the last round always checkpoints.", ge=1)
-    max_failures: int = _f(3, "Times Ray Train restarts the workers from the last checkpoint after a worker or selection-actor failure (-1 = always).", ge=-1)
+    checkpoint_every: int = _f(
+        5, "Rounds between checkpoints (model + selection state); the last round always checkpoints.", ge=1
+    )
+    max_failures: int = _f(
+        3,
+        "Times Ray Train restarts the workers from the last checkpoint after a worker or selection-actor failure (-1 "
+        "= always).",
+        ge=-1,
+    )
 
 
 @dataclass
@@ -226,6 +349,7 @@ class Config:
 
 # ----------------------------------------------------------------------------- loading
 
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Read YAML (if given), apply `key.sub=value` overrides, validate, return a Config."""
     raw: dict[str, Any] = {}
@@ -242,12 +366,20 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{path}: not valid YAML: {e}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
+    return config_from_dict(raw, overrides, origin)
+
+
+def config_from_dict(raw: dict, overrides: list[str] | None = None, origin: str = "config") -> Config:
+    """A validated Config from a raw mapping (as YAML gives it, or `to_dict` of another Config) and
+    `key.sub=value` overrides; `raw` is not changed."""
+    raw = copy.deepcopy(raw)
     for item in overrides or []:
-        _apply_override(raw, item)
+        apply_override(raw, item)
     return _build(Config, raw, prefix="", origin=origin)
 
 
-def _apply_override(raw: dict, item: str) -> None:
+def apply_override(raw: dict, item: str) -> None:
+    """Set `key.sub=value` (the value read as YAML) in a raw config mapping."""
     key, sep, value = item.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {item!r}: expected section.key=value")
@@ -293,7 +425,7 @@ def _build(cls, raw: Any, prefix: str, origin: str, defaults=None):
     return built
 
 
-def check_batch_sizes(ts: "TrainingSettings", world: int, section: str, origin: str = "config") -> None:
+def check_batch_sizes(ts: TrainingSettings, world: int, section: str, origin: str = "config") -> None:
     """One optimizer step sees exactly `batch_size` samples whatever the number of workers: each of the
     `world` workers accumulates batch_size / (micro_batch_size · world) micro-batches. Refuses sizes
     that do not divide, naming sizes that do."""
@@ -304,9 +436,12 @@ def check_batch_sizes(ts: "TrainingSettings", world: int, section: str, origin: 
         fix = f"use a {section}.batch_size that is a multiple of {world} ({world * max(1, round(b / world))}, ...)"
     else:
         micro = [d for d in range(b // world, 0, -1) if (b // world) % d == 0]
-        fix = f"use {section}.micro_batch_size {' or '.join(map(str, micro[:4]))}, or {section}.batch_size {m * world} or {2 * m * world}"
-    raise ConfigError(f"{origin}: '{section}.batch_size' = {b} is not a multiple of {section}.micro_batch_size × workers "
-                      f"= {m} × {world} = {m * world}, so an optimizer step would not see {b} samples; {fix}")
+        sizes = " or ".join(map(str, micro[:4]))
+        fix = f"use {section}.micro_batch_size {sizes}, or {section}.batch_size {m * world} or {2 * m * world}"
+    raise ConfigError(
+        f"{origin}: '{section}.batch_size' = {b} is not a multiple of {section}.micro_batch_size × workers "
+        f"= {m} × {world} = {m * world}, so an optimizer step would not see {b} samples; {fix}"
+    )
 
 
 def _check_type(value: Any, tp: Any, key: str, origin: str) -> Any:
@@ -347,8 +482,10 @@ def _check_rules(value: Any, rules: typing.Mapping, key: str, origin: str) -> No
     if value is None:
         return
     checks = {
-        "ge": (lambda v, r: v >= r, "≥"), "gt": (lambda v, r: v > r, ">"),
-        "le": (lambda v, r: v <= r, "≤"), "lt": (lambda v, r: v < r, "<"),
+        "ge": (lambda v, r: v >= r, "≥"),
+        "gt": (lambda v, r: v > r, ">"),
+        "le": (lambda v, r: v <= r, "≤"),
+        "lt": (lambda v, r: v < r, "<"),
     }
     for rule, (ok, sym) in checks.items():
         if rule in rules and not ok(value, rules[rule]):
@@ -357,7 +494,9 @@ def _check_rules(value: Any, rules: typing.Mapping, key: str, origin: str) -> No
         for i, v in enumerate(value):
             _check_rules(v, {"choices": rules["choices"]}, f"{key}[{i}]", origin)
     elif "choices" in rules and value not in rules["choices"]:
-        raise ConfigError(f"{origin}: '{key}' must be one of {', '.join(map(_yaml_word, rules['choices']))}; got {value!r}")
+        raise ConfigError(
+            f"{origin}: '{key}' must be one of {', '.join(map(_yaml_word, rules['choices']))}; got {value!r}"
+        )
 
 
 def _yaml_word(value) -> str:
@@ -372,15 +511,23 @@ def to_dict(cfg: Config) -> dict:
 # What a resumed run may change: when it stops and on what hardware. Every other key under these
 # sections decides what is selected and how it is trained, so changing it mid-run gives a run that
 # is neither the old config's nor the new one's.
-RESUME_MAY_CHANGE = {"selection.max_rounds", "selection.budget_fraction", "selection.budget_samples",
-                     "train.num_workers", "train.use_gpu", "train.micro_batch_size", "train.checkpoint_every",
-                     "train.max_failures"}
+RESUME_MAY_CHANGE = {
+    "selection.max_rounds",
+    "selection.budget_fraction",
+    "selection.budget_samples",
+    "train.num_workers",
+    "train.use_gpu",
+    "train.micro_batch_size",
+    "train.checkpoint_every",
+    "train.max_failures",
+}
 RESUME_SECTIONS = ("seed", "work_dir", "model", "selection", "train")
 
 
 def resume_conflicts(saved: dict, new: dict) -> list[str]:
     """`key: saved -> new` for every result-changing key that differs between a run's saved config and
     the one it is resumed with (both as `to_dict` gives them)."""
+
     def flat(d, prefix=""):
         for k, v in d.items():
             if isinstance(v, dict):
@@ -406,8 +553,11 @@ def reference_markdown() -> str:
                 continue
             default = getattr(instance, f.name)
             symbols = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<"}
-            rules = ", ".join(f"{symbols[k]} {v}" if k != "choices" else "one of " + "/".join(map(_yaml_word, v))
-                              for k, v in f.metadata.items() if k != "help")
+            rules = ", ".join(
+                f"{symbols[k]} {v}" if k != "choices" else "one of " + "/".join(map(_yaml_word, v))
+                for k, v in f.metadata.items()
+                if k != "help"
+            )
             tname = str(tp).replace("typing.", "") if not isinstance(tp, type) else tp.__name__
             tname = tname.replace(" | ", " or ")  # a table cell: no pipes
             lines.append(f"| `{prefix}{f.name}` | {tname} | `{default!r}` | {rules} | {f.metadata.get('help', '')} |")

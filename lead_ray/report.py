@@ -6,6 +6,7 @@ and held-out NLL per round, seconds in selection vs training per round, and the 
 eval results. Several runs: held-out NLL and training-loss curves overlaid, and one table of totals.
 Plots are PNGs from matplotlib, embedded as base64: the file opens anywhere, no server needed.
 """
+
 from __future__ import annotations
 
 import base64
@@ -17,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-
 
 MANY_FILES = 8  # a folder with more source files than this counts as one source (e.g. 283 T0 templates)
 
@@ -48,7 +48,6 @@ def _figure(title: str):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
@@ -65,10 +64,27 @@ def load_run(run_dir: Path) -> dict:
     rounds = pq.read_table(run_dir / "rounds.parquet").to_pylist()
     stats = json.loads((run_dir / "run_stats.json").read_text()) if (run_dir / "run_stats.json").exists() else {}
     ev = json.loads((run_dir / "eval.json").read_text()) if (run_dir / "eval.json").exists() else None
-    sel = pq.read_table(run_dir / "selected.parquet", columns=["source"]) if (run_dir / "selected.parquet").exists() else None
-    collapsed = set(stats.get("source_folders_collapsed", []))
-    return {"dir": run_dir, "name": run_dir.name, "rounds": rounds, "stats": stats, "eval": ev,
-            "selected_sources": Counter(source_group(s, collapsed) for s in sel["source"].to_pylist()) if sel is not None else Counter()}
+    sel = (
+        pq.read_table(run_dir / "selected.parquet", columns=["source"])
+        if (run_dir / "selected.parquet").exists()
+        else None
+    )
+    pool_counts = stats.get("pool_source_counts", {})
+    collapsed = collapsed_folders(pool_counts)
+    pool = Counter()
+    for source, n in pool_counts.items():
+        pool[source_group(source, collapsed)] += n
+    return {
+        "dir": run_dir,
+        "name": run_dir.name,
+        "rounds": rounds,
+        "stats": stats,
+        "eval": ev,
+        "pool_sources": pool,
+        "selected_sources": Counter(source_group(s, collapsed) for s in sel["source"].to_pylist())
+        if sel is not None
+        else Counter(),
+    }
 
 
 def run_plots(run: dict) -> list[tuple[str, str]]:
@@ -82,8 +98,14 @@ def run_plots(run: dict) -> list[tuple[str, str]]:
         p = np.array([r["p"] for r in lead_like])
         for k in range(p.shape[1]):
             ax.plot([r["round"] + 1 for r in lead_like], p[:, k], marker=".", label=f"cluster {k}")
-        ax.scatter([r["round"] + 1 for r in lead_like], [r["p"][r["arm"]] for r in lead_like], s=60,
-                   facecolors="none", edgecolors="k", label="pulled")
+        ax.scatter(
+            [r["round"] + 1 for r in lead_like],
+            [r["p"][r["arm"]] for r in lead_like],
+            s=60,
+            facecolors="none",
+            edgecolors="k",
+            label="pulled",
+        )
         ax.set_xlabel("round"), ax.set_ylabel("p"), ax.legend(fontsize=7, ncol=2)
         plots.append(("Arm probabilities; circles mark the arm pulled", _png(fig)))
     fig, ax = _figure("Reward per round")
@@ -111,7 +133,7 @@ def run_plots(run: dict) -> list[tuple[str, str]]:
     ax.bar(t, [r["train_s"] for r in rounds], bottom=sel, label="training", color="tab:green")
     ax.set_xlabel("round"), ax.set_ylabel("s"), ax.legend(fontsize=8)
     plots.append(("Time split: selection vs training", _png(fig)))
-    pool = Counter(run["stats"].get("pool_sources", {}))
+    pool = run["pool_sources"]
     if pool and run["selected_sources"]:
         names = sorted(pool, key=lambda k: -pool[k])[:15]  # the 15 largest sources
         n_pool, n_sel = sum(pool.values()), max(sum(run["selected_sources"].values()), 1)
@@ -137,23 +159,37 @@ def comparison_plots(runs: list[dict]) -> list[tuple[str, str]]:
     return plots
 
 
-STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-         "img{max-width:100%;border:1px solid #ddd}figure{display:inline-block;width:48%;margin:0.5%}"
-         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}")
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+    "img{max-width:100%;border:1px solid #ddd}figure{display:inline-block;width:48%;margin:0.5%}"
+    "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+)
 
 
 def _table(rows: list[dict]) -> str:
     cols = list(dict.fromkeys(k for r in rows for k in r))
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else html.escape(str(v))  # noqa: E731
-    return ("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"
-            + "".join("<tr>" + "".join(f"<td>{fmt(r.get(c, ''))}</td>" for c in cols) + "</tr>" for r in rows) + "</table>")
+    return (
+        "<table><tr>"
+        + "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+        + "</tr>"
+        + "".join("<tr>" + "".join(f"<td>{fmt(r.get(c, ''))}</td>" for c in cols) + "</tr>" for r in rows)
+        + "</table>"
+    )
 
 
 def summary_row(run: dict) -> dict:
     s = run["stats"]
-    row = {"run": run["name"], "method": s.get("method", "lead"), "rounds": s.get("rounds"), "unique": s.get("unique_selected"),
-           "trained": s.get("samples_trained"), "selection_s": s.get("selection_seconds"),
-           "training_s": s.get("training_seconds"), "final held-out NLL": s.get("final_heldout_nll")}
+    row = {
+        "run": run["name"],
+        "method": s.get("method", "lead"),
+        "rounds": s.get("rounds"),
+        "unique": s.get("unique_selected"),
+        "trained": s.get("samples_trained"),
+        "selection_s": s.get("selection_seconds"),
+        "training_s": s.get("training_seconds"),
+        "final held-out NLL": s.get("final_heldout_nll"),
+    }
     for name, m in ((run["eval"] or {}).get("sets") or {}).items():
         row[f"{name} NLL"] = m.get("nll")
         if "accuracy" in m:
@@ -174,10 +210,21 @@ def report(run_dirs: list[Path], out: Path | None = None) -> Path:
         title = f"lead-ray: {len(runs)} runs compared"
         plots = comparison_plots(runs)
         dest = Path(out) if out else Path("comparison.html")
-    body = [f"<h1>{html.escape(title)}</h1>", "<h2>Totals</h2>", _table([summary_row(r) for r in runs]), "<h2>Plots</h2>"]
-    body += [f'<figure><img alt="{html.escape(c)}" src="data:image/png;base64,{b}"><figcaption>{html.escape(c)}</figcaption></figure>'
-             for c, b in plots]
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        "<h2>Totals</h2>",
+        _table([summary_row(r) for r in runs]),
+        "<h2>Plots</h2>",
+    ]
+    body += [
+        f'<figure><img alt="{html.escape(c)}" src="data:image/png;base64,{b}">'
+        f"<figcaption>{html.escape(c)}</figcaption></figure>"
+        for c, b in plots
+    ]
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-                    f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n", encoding="utf-8")
+    dest.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n",
+        encoding="utf-8",
+    )
     return dest

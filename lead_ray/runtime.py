@@ -1,4 +1,5 @@
 """Starting or joining Ray, the same way for the CLI, jobs/ and tests."""
+
 from __future__ import annotations
 
 import logging
@@ -8,10 +9,14 @@ from dataclasses import dataclass
 from lead_ray.config import RayConfig, TrainingSettings
 
 # Passed to every Ray worker: wandb never needs an account unless the user turns it on.
-WORKER_ENV = {"WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "HF_HUB_OFFLINE": "1",
-              "TOKENIZERS_PARALLELISM": "false",
-              # one progress line per stage (Ray's), not one bar per worker per weight file
-              "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error"}
+WORKER_ENV = {
+    "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"),
+    "HF_HUB_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    # one progress line per stage (Ray's), not one bar per worker per weight file
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+}
 
 
 def init_ray(rc: RayConfig) -> None:
@@ -36,6 +41,7 @@ def init_ray(rc: RayConfig) -> None:
 
 # ----------------------------------------------------------------------------- GPUs: asked for, never guessed
 
+
 def wants_gpu(setting: bool | str, cluster: dict) -> bool:
     """A stage's `use_gpu`: true requests GPUs (on an autoscaling cluster the request is what starts a GPU
     node), false never uses one, auto uses them when the cluster has GPUs at the moment the stage starts."""
@@ -56,6 +62,7 @@ def train_scaling(ts: TrainingSettings, cluster: dict, cpu_share: float | None =
 @dataclass
 class ActorPlan:
     """How a model-loading stage (score, eval) sizes its Ray Data actor pool."""
+
     actors: int
     num_cpus: float
     num_gpus: float

@@ -9,39 +9,11 @@ skips units whose output exists), and a driver that never holds the data.
 `run_units` uses stateless tasks; `run_units_on_actors` keeps an actor pool alive across units, for
 bodies that load a model once (`compute=ActorPoolStrategy`, with `num_gpus` when the cluster has GPUs).
 """
-from __future__ import annotations
 
-import os
-from pathlib import Path
+from __future__ import annotations
 
 import numpy as np
 import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write then rename (same folder, so the rename is atomic): a reader sees the old file or the new one."""
-    path = Path(path)
-    tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write then rename, for binary files."""
-    path = Path(path)
-    tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def write_parquet_atomic(table: pa.Table, path: Path, rows_per_group: int = 8192) -> None:
-    """Write then rename, so a reader never sees half a file. Small row groups let later stages slice."""
-    path = Path(path)
-    tmp = path.with_name("." + path.name + ".tmp")
-    pq.write_table(table, tmp, row_group_size=rows_per_group)
-    os.replace(tmp, path)
 
 
 def _dataset(items: list[dict]):
@@ -75,8 +47,9 @@ class _ActorCall:
         return {"result": np.array(out, dtype=object)}
 
 
-def run_units_on_actors(items: list[dict], worker_cls, ctor_kwargs: dict, *, actors: int,
-                        num_cpus: float, num_gpus: float = 0) -> list[dict]:
+def run_units_on_actors(
+    items: list[dict], worker_cls, ctor_kwargs: dict, *, actors: int, num_cpus: float, num_gpus: float = 0
+) -> list[dict]:
     """`worker_cls(**ctor_kwargs).process(**item)` for every item on a pool of `actors` actors."""
     import ray
 
@@ -84,7 +57,12 @@ def run_units_on_actors(items: list[dict], worker_cls, ctor_kwargs: dict, *, act
         return []
     adapter = type(worker_cls.__name__, (_ActorCall,), {})  # the progress bar shows the worker's name
     ds = _dataset(items).map_batches(
-        adapter, fn_constructor_kwargs={"worker_cls": worker_cls, "ctor_kwargs": ctor_kwargs},
-        batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
-        num_cpus=num_cpus, num_gpus=num_gpus)
+        adapter,
+        fn_constructor_kwargs={"worker_cls": worker_cls, "ctor_kwargs": ctor_kwargs},
+        batch_size=1,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+    )
     return [orjson.loads(r["result"]) for r in ds.take_all()]

@@ -10,9 +10,9 @@ Outputs in work_dir/tune/<name>/: trials.parquet and trials.csv (one row per tri
 metric, rounds, status), best.yaml (the full config of the best trial, ready for `--config`),
 knobs.png (the metric against each knob).
 """
+
 from __future__ import annotations
 
-import copy
 import json
 import os
 import uuid
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from lead_ray.config import Config, ConfigError, _apply_override, _build, to_dict
+from lead_ray.config import Config, ConfigError, config_from_dict, to_dict
 
 TRIAL_CPU = 0.1  # the trial function only drives its TorchTrainer; the Train workers hold the CPUs
 DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint")
@@ -33,7 +33,9 @@ def param_space(space: dict[str, dict], search: str) -> dict:
     out = {}
     for key, spec in space.items():
         if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
-            raise ConfigError(f"'tune.space.{key}' must be one of {{{' | '.join(d + ': ...' for d in DISTRIBUTIONS)}}}, got {spec!r}")
+            raise ConfigError(
+                f"'tune.space.{key}' must be one of {{{' | '.join(d + ': ...' for d in DISTRIBUTIONS)}}}, got {spec!r}"
+            )
         kind, values = next(iter(spec.items()))
         if kind in ("grid", "choice"):
             if not isinstance(values, list) or not values:
@@ -47,10 +49,7 @@ def param_space(space: dict[str, dict], search: str) -> dict:
 
 
 def trial_config(base: dict, params: dict) -> Config:
-    raw = copy.deepcopy(base)
-    for key, value in params.items():
-        _apply_override(raw, f"{key}={json.dumps(value)}")
-    return _build(Config, raw, prefix="", origin="tune trial")
+    return config_from_dict(base, [f"{key}={json.dumps(value)}" for key, value in params.items()], origin="tune trial")
 
 
 def lead_trial(params: dict, base: dict, cpu_share: float) -> None:
@@ -82,55 +81,87 @@ def tune_selection(cfg: Config) -> dict:
 
     from lead_ray.runtime import wants_gpu
 
-    tc = cfg.tune
-    if tc.metric == "heldout_nll" and (not cfg.eval.inloop_every or cfg.eval.holdout_fraction == 0):
+    sweep = cfg.tune
+    if sweep.metric == "heldout_nll" and (not cfg.eval.inloop_every or cfg.eval.holdout_fraction == 0):
         raise ConfigError("tune.metric heldout_nll needs eval.inloop_every ≥ 1 and eval.holdout_fraction > 0")
-    for key in tc.space:  # fail fast on a key the config does not have
+    for key in sweep.space:  # fail fast on a key the config does not have
         _check_key(cfg, key)
-    space = param_space(tc.space, tc.search)
+    space = param_space(sweep.space, sweep.search)
     cluster = ray.cluster_resources()
     gpus, cpus = cluster.get("GPU", 0), cluster.get("CPU", 1)
     per_trial = cfg.train.num_workers
     if wants_gpu(cfg.train.use_gpu, cluster):  # GPU trials: as many as the GPUs there are now (at least one)
-        concurrent = tc.max_concurrent or max(1, int(gpus // per_trial))
+        concurrent = sweep.max_concurrent or max(1, int(gpus // per_trial))
     else:
-        concurrent = tc.max_concurrent or max(1, int(cpus // (per_trial + 0.5)))
+        concurrent = sweep.max_concurrent or max(1, int(cpus // (per_trial + 0.5)))
     # Half of a trial's CPU share goes to its Train workers: a trial that ASHA stops releases its worker
     # group only after a while, and the next trial's group must fit beside it.
     cpu_share = max(0.6, cpus / concurrent / 2)
     search_alg = None
-    if tc.search == "optuna":
+    if sweep.search == "optuna":
         from ray.tune.search import ConcurrencyLimiter
         from ray.tune.search.optuna import OptunaSearch
 
-        search_alg = ConcurrencyLimiter(OptunaSearch(metric=tc.metric, mode="min", seed=cfg.seed), max_concurrent=concurrent)
-    scheduler = ASHAScheduler(time_attr="rounds_done", max_t=cfg.selection.max_rounds, grace_period=tc.grace_rounds,
-                              reduction_factor=2) if tc.asha else None
+        search_alg = ConcurrencyLimiter(
+            OptunaSearch(metric=sweep.metric, mode="min", seed=cfg.seed), max_concurrent=concurrent
+        )
+    scheduler = (
+        ASHAScheduler(
+            time_attr="rounds_done", max_t=cfg.selection.max_rounds, grace_period=sweep.grace_rounds, reduction_factor=2
+        )
+        if sweep.asha
+        else None
+    )
     name = f"tune-{uuid.uuid4().hex[:8]}"  # a fresh name: reusing one would resume an old sweep
     out = cfg.stage_dir("tune") / name
     base = to_dict(cfg)
-    trainable = tune.with_resources(tune.with_parameters(lead_trial, base=base, cpu_share=cpu_share), {"CPU": TRIAL_CPU})
+    trainable = tune.with_resources(
+        tune.with_parameters(lead_trial, base=base, cpu_share=cpu_share), {"CPU": TRIAL_CPU}
+    )
     tuner = tune.Tuner(
-        trainable, param_space=space,
-        tune_config=tune.TuneConfig(metric=tc.metric, mode="min", num_samples=tc.num_samples, scheduler=scheduler,
-                                    search_alg=search_alg, max_concurrent_trials=concurrent),
-        run_config=tune.RunConfig(name=name, storage_path=str(cfg.stage_dir("tune")), callbacks=_callbacks(cfg, out)))
+        trainable,
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            metric=sweep.metric,
+            mode="min",
+            num_samples=sweep.num_samples,
+            scheduler=scheduler,
+            search_alg=search_alg,
+            max_concurrent_trials=concurrent,
+        ),
+        run_config=tune.RunConfig(name=name, storage_path=str(cfg.stage_dir("tune")), callbacks=_callbacks(cfg, out)),
+    )
     results = tuner.fit()
     rows = []
     for r in results:
         m = r.metrics or {}
-        rows.append({**{k: r.config.get(k) for k in tc.space}, tc.metric: m.get(tc.metric),
-                     "rounds_done": m.get("rounds_done"), "error": str(r.error)[:200] if r.error else None,
-                     "trial_dir": r.path})
-    best = results.get_best_result(metric=tc.metric, mode="min", scope="last", filter_nan_and_inf=True)
-    best_cfg = trial_config(base, {k: best.config[k] for k in tc.space})
+        rows.append(
+            {
+                **{k: r.config.get(k) for k in sweep.space},
+                sweep.metric: m.get(sweep.metric),
+                "rounds_done": m.get("rounds_done"),
+                "error": str(r.error)[:200] if r.error else None,
+                "trial_dir": r.path,
+            }
+        )
+    best = results.get_best_result(metric=sweep.metric, mode="min", scope="last", filter_nan_and_inf=True)
+    best_cfg = trial_config(base, {k: best.config[k] for k in sweep.space})
     out.mkdir(parents=True, exist_ok=True)
-    (out / "best.yaml").write_text(f"# best of {len(rows)} trials by {tc.metric} = {best.metrics.get(tc.metric)}\n"
-                                   + yaml.safe_dump(to_dict(best_cfg), sort_keys=False))
+    (out / "best.yaml").write_text(
+        f"# best of {len(rows)} trials by {sweep.metric} = {best.metrics.get(sweep.metric)}\n"
+        + yaml.safe_dump(to_dict(best_cfg), sort_keys=False)
+    )
     _write_table(rows, out)
-    _plot_knobs(rows, list(tc.space), tc.metric, out / "knobs.png")
-    return {"name": name, "dir": str(out), "trials": len(rows), "concurrent": concurrent, "search": tc.search,
-            "best": {k: best.config[k] for k in tc.space}, "best_metric": best.metrics.get(tc.metric)}
+    _plot_knobs(rows, list(sweep.space), sweep.metric, out / "knobs.png")
+    return {
+        "name": name,
+        "dir": str(out),
+        "trials": len(rows),
+        "concurrent": concurrent,
+        "search": sweep.search,
+        "best": {k: best.config[k] for k in sweep.space},
+        "best_metric": best.metrics.get(sweep.metric),
+    }
 
 
 def _callbacks(cfg: Config, out: Path) -> list:
@@ -158,7 +189,9 @@ def _write_table(rows: list[dict], out: Path) -> None:
     import pyarrow.csv
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pylist([{k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in r.items()} for r in rows])
+    table = pa.Table.from_pylist(
+        [{k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in r.items()} for r in rows]
+    )
     pq.write_table(table, out / "trials.parquet")
     pyarrow.csv.write_csv(table, out / "trials.csv")
 
@@ -171,7 +204,9 @@ def _plot_knobs(rows: list[dict], knobs: list[str], metric: str, dest: Path) -> 
 
     fig, axes = plt.subplots(1, len(knobs), figsize=(4 * len(knobs), 3.2), squeeze=False)
     for ax, knob in zip(axes[0], knobs):
-        pts = [(r[knob], r[metric]) for r in rows if r.get(metric) is not None and isinstance(r.get(knob), (int, float))]
+        pts = [
+            (r[knob], r[metric]) for r in rows if r.get(metric) is not None and isinstance(r.get(knob), (int, float))
+        ]
         if pts:
             ax.scatter(*zip(*pts))
         ax.set_xlabel(knob), ax.set_ylabel(metric), ax.grid(alpha=0.3)

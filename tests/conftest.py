@@ -1,4 +1,5 @@
 """Shared fixtures: one local Ray for the whole session (starting Ray costs seconds; never `ray stop`)."""
+
 import json
 import os
 from pathlib import Path
@@ -17,14 +18,18 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    """Every test that needs a Ray session (directly or through a fixture) is marked `ray`, so
+    `pytest -m "not ray"` runs the pure tests alone; GPU tests are skipped where torch sees no GPU."""
     import torch
 
-    if torch.cuda.is_available():
-        return
     skip = pytest.mark.skip(reason="needs a CUDA GPU (run `pytest -m gpu` on a GPU host)")
     for item in items:
-        if "gpu" in item.keywords:
+        if "ray_session" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
+        if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip)
+
+
 os.environ.setdefault("LEAD_RAY_PROGRESS", "0")
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -1,8 +1,10 @@
 """Baselines: the static subsets (pure), and every method through the same trainer and accounting (Ray)."""
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lead_ray.core.baselines import round_slices, static_subset
 from lead_ray.online.run import run
@@ -10,8 +12,12 @@ from tests.test_online import toy_config, toy_pool
 
 
 @settings(max_examples=60, deadline=None)
-@given(n=st.integers(1, 300), budget=st.integers(1, 400), seed=st.integers(0, 10),
-       method=st.sampled_from(["random", "ppl", "ifd"]))
+@given(
+    n=st.integers(1, 300),
+    budget=st.integers(1, 400),
+    seed=st.integers(0, 10),
+    method=st.sampled_from(["random", "ppl", "ifd"]),
+)
 def test_static_subsets_respect_the_budget(n, budget, seed, method):
     rng = np.random.default_rng(seed)
     iu0 = rng.normal(3, 1, n)

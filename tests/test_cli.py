@@ -1,4 +1,5 @@
 """The command line: help texts, and the generated config reference kept current."""
+
 import subprocess
 import sys
 
@@ -10,10 +11,14 @@ from tests.conftest import REPO
 
 
 def test_help_lists_subcommands_and_each_has_help():
-    out = subprocess.run([sys.executable, "-m", "lead_ray.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "lead_ray.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for cmd in ("prepare", "warmup", "score", "cluster", "run", "pipeline", "demo", "config"):
         assert cmd in out
-        sub = subprocess.run([sys.executable, "-m", "lead_ray.cli", cmd, "--help"], capture_output=True, text=True, check=True)
+        sub = subprocess.run(
+            [sys.executable, "-m", "lead_ray.cli", cmd, "--help"], capture_output=True, text=True, check=True
+        )
         assert "--set" in sub.stdout and "--config" in sub.stdout
 
 
@@ -38,8 +43,10 @@ def test_export_copies_the_selection(tmp_path):
     src.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c", "output": "d"}\n')
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    pq.write_table(pa.table({"id": ["x", "y"], "file": [str(src)] * 2, "line": [1, 2], "use_count": [1, 3]}),
-                   run_dir / "selected.parquet")
+    pq.write_table(
+        pa.table({"id": ["x", "y"], "file": [str(src)] * 2, "line": [1, 2], "use_count": [1, 3]}),
+        run_dir / "selected.parquet",
+    )
     assert main(["export", str(run_dir), "--out", str(tmp_path / "out"), "--min-use", "2"]) == 0
     assert (tmp_path / "out" / "selected.jsonl").read_text() == '{"instruction": "c", "output": "d"}\n'
     assert pq.read_table(tmp_path / "out" / "selected.parquet")["id"].to_pylist() == ["y"]

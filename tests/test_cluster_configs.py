@@ -1,5 +1,6 @@
 """cluster.yaml checked by Ray's own cluster-config validation; k8s/rayjob.yaml for what KubeRay requires;
 every stage has a job entrypoint."""
+
 import copy
 from pathlib import Path
 

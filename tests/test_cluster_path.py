@@ -2,6 +2,7 @@
 selection state crosses nodes as bytes, GPUs are requested when asked for, an optimizer step sees
 batch_size samples whatever the number of workers, full fine-tuning keeps float32 master weights,
 and a checkpoint written on a GPU loads on a CPU."""
+
 import os
 
 import numpy as np
@@ -17,6 +18,7 @@ TWO_GPUS = {"CPU": 16.0, "GPU": 2.0}
 
 # ----------------------------------------------------------------------------- 1. state crosses nodes as bytes
 
+
 def test_selection_actors_never_touch_the_callers_paths(ray_session, tmp_path):
     """Checkpoint and restore through a folder only the caller knows: the actors (which on a cluster run
     on another node) must neither read nor write anything there. Every file access inside the actor
@@ -30,8 +32,15 @@ def test_selection_actors_never_touch_the_callers_paths(ray_session, tmp_path):
     env = {"env_vars": {"TMPDIR": str(own_tmp)}}
 
     def start():
-        iu0, cluster, task = np.linspace(5, 1, 10, dtype=np.float32), np.repeat([0, 1], 5).astype(np.int16), np.zeros(10, np.int32)
-        handles = [UtilityStore.options(runtime_env=env).remote(iu0[a:b], cluster[a:b], task[a:b], a) for a, b in ((0, 4), (4, 10))]
+        iu0, cluster, task = (
+            np.linspace(5, 1, 10, dtype=np.float32),
+            np.repeat([0, 1], 5).astype(np.int16),
+            np.zeros(10, np.int32),
+        )
+        handles = [
+            UtilityStore.options(runtime_env=env).remote(iu0[a:b], cluster[a:b], task[a:b], a)
+            for a, b in ((0, 4), (4, 10))
+        ]
         bandit = BanditActor.options(runtime_env=env).remote(2, 0.1, "latest", 0)
         ray.get([h.__ray_call__.remote(record_file_access) for h in [*handles, bandit]])
         return UtilityClient(handles, [0, 4, 10]), bandit
@@ -40,20 +49,30 @@ def test_selection_actors_never_touch_the_callers_paths(ray_session, tmp_path):
         import sys
 
         actor.file_access = []
-        sys.addaudithook(lambda event, args: actor.file_access.append(str(args[0]))
-                         if event in ("open", "os.rename", "os.replace", "os.remove", "os.mkdir", "os.listdir") and args else None)
+        sys.addaudithook(
+            lambda event, args: (
+                actor.file_access.append(str(args[0]))
+                if event in ("open", "os.rename", "os.replace", "os.remove", "os.mkdir", "os.listdir") and args
+                else None
+            )
+        )
 
     store, bandit = start()
     ray.get(store.apply_async(np.array([1, 7]), np.array([0.5, 0.25]), -0.1, 0.1, 0))
     store.mark_used(np.array([1, 7]))
-    ray.get(bandit.finish_round.remote(1, 0.5, 0.3, np.ones(4, np.float32), {"round": 0}))
+    ray.get(bandit.finish_round.remote(1, 0.5, 0.3, np.ones(4, np.float32)))
     checkpoint = tmp_path / "rank0-checkpoint" / "selection"
     checkpoint.mkdir(parents=True)
     store.save(checkpoint)
     save_bandit(bandit, checkpoint)
     assert sorted(p.name for p in checkpoint.iterdir()) == [
-        "bandit.json", "bandit.json.directions.npz", "utility-000.npz", "utility-000.npz.rounds.json",
-        "utility-001.npz", "utility-001.npz.rounds.json"]
+        "bandit.json",
+        "bandit.json.directions.npz",
+        "utility-000.npz",
+        "utility-000.npz.rounds.json",
+        "utility-001.npz",
+        "utility-001.npz.rounds.json",
+    ]
 
     store2, bandit2 = start()
     store2.restore(checkpoint)
@@ -64,8 +83,11 @@ def test_selection_actors_never_touch_the_callers_paths(ray_session, tmp_path):
     assert ray.get(bandit2.state.remote())["json"] == ray.get(bandit.state.remote())["json"]
     assert ray.get(bandit2.estimate.remote(1, 1e-3)).d_p == ray.get(bandit.estimate.remote(1, 1e-3)).d_p
 
-    touched = [p for a in [*store.handles, bandit, *store2.handles, bandit2]
-               for p in ray.get(a.__ray_call__.remote(lambda actor: actor.file_access))]
+    touched = [
+        p
+        for a in [*store.handles, bandit, *store2.handles, bandit2]
+        for p in ray.get(a.__ray_call__.remote(lambda actor: actor.file_access))
+    ]
     assert not [p for p in touched if str(tmp_path) in p], touched
 
 
@@ -80,6 +102,7 @@ def test_a_run_folder_the_node_cannot_see_is_named(tmp_path):
 
 # ----------------------------------------------------------------------------- 2. GPUs requested when asked for
 
+
 def test_gpu_settings_request_gpus_on_a_cluster_that_has_none_yet():
     # an autoscaling cluster before its first GPU node: only an explicit request makes one start
     assert wants_gpu(True, NO_GPU) and not wants_gpu("auto", NO_GPU) and not wants_gpu(False, TWO_GPUS)
@@ -87,7 +110,11 @@ def test_gpu_settings_request_gpus_on_a_cluster_that_has_none_yet():
     cfg = load_config(None, ["train.use_gpu=true", "train.num_workers=2", "train.micro_batch_size=4"])
     assert train_scaling(cfg.train, NO_GPU) == {"num_workers": 2, "use_gpu": True, "resources_per_worker": {"CPU": 1}}
     cfg = load_config(None, ["train.use_gpu=false", "train.num_workers=2", "train.micro_batch_size=4"])
-    assert train_scaling(cfg.train, TWO_GPUS) == {"num_workers": 2, "use_gpu": False, "resources_per_worker": {"CPU": 7.75}}
+    assert train_scaling(cfg.train, TWO_GPUS) == {
+        "num_workers": 2,
+        "use_gpu": False,
+        "resources_per_worker": {"CPU": 7.75},
+    }
     # score/eval actor pools: one GPU each, at least one actor when none is there yet
     assert (plan_actors(True, 0, NO_GPU, units=10).num_gpus, plan_actors(True, 0, NO_GPU, units=10).actors) == (1, 1)
     assert plan_actors(True, 3, NO_GPU, units=10).actors == 3
@@ -108,15 +135,20 @@ def test_every_gpu_stage_has_a_use_gpu_setting(key):
 
 # ----------------------------------------------------------------------------- 3. the effective batch
 
+
 def test_batch_size_is_what_one_optimizer_step_sees_whatever_the_workers():
     from lead_ray.models.optim import build_optimizer
 
     model = torch.nn.Linear(2, 2)
     for workers, micro, accum in ((1, 4, 2), (2, 4, 1), (2, 2, 2), (4, 2, 1)):
-        cfg = load_config(None, ["train.batch_size=8", f"train.micro_batch_size={micro}", f"train.num_workers={workers}"])
+        cfg = load_config(
+            None, ["train.batch_size=8", f"train.micro_batch_size={micro}", f"train.num_workers={workers}"]
+        )
         assert build_optimizer(model, cfg.train, workers)[2] == accum
         assert accum * micro * workers == cfg.train.batch_size
-    with pytest.raises(ConfigError, match=r"'train.batch_size' = 8 is not a multiple of .* 4 × 4 = 16.*micro_batch_size 2 or 1"):
+    with pytest.raises(
+        ConfigError, match=r"'train.batch_size' = 8 is not a multiple of .* 4 × 4 = 16.*micro_batch_size 2 or 1"
+    ):
         load_config(None, ["train.num_workers=4"])  # micro 4 × 4 workers: a step would see 16
     with pytest.raises(ConfigError, match=r"'warmup.batch_size' = 8 .*multiple of 3"):
         load_config(None, ["warmup.num_workers=3", "warmup.micro_batch_size=1"])
@@ -127,13 +159,23 @@ def test_batch_size_is_what_one_optimizer_step_sees_whatever_the_workers():
 
 # ----------------------------------------------------------------------------- 4. float32 master weights
 
+
 def test_full_fine_tuning_keeps_float32_weights_that_a_small_step_moves(tmp_path):
     from lead_ray.models.load import load_for_training, materialize_model, training_autocast
     from lead_ray.models.loss import collate, sample_losses
     from lead_ray.models.template import encode_conversation
 
-    cfg = load_config(None, ["model.dtype=bfloat16", "model.tiny.hidden_size=64", "model.tiny.intermediate_size=128",
-                             "model.max_length=64", "train.lora.enabled=false", "train.lr=2e-5"])
+    cfg = load_config(
+        None,
+        [
+            "model.dtype=bfloat16",
+            "model.tiny.hidden_size=64",
+            "model.tiny.intermediate_size=128",
+            "model.max_length=64",
+            "train.lora.enabled=false",
+            "train.lr=2e-5",
+        ],
+    )
     folder = materialize_model(cfg.model, tmp_path / "base", 0)
     conv = [{"role": "user", "content": "ping"}, {"role": "assistant", "content": "pong pong"}]
 
@@ -162,15 +204,19 @@ def test_full_fine_tuning_keeps_float32_weights_that_a_small_step_moves(tmp_path
 def test_lora_keeps_its_frozen_base_in_the_compute_dtype_and_adapters_in_float32(tmp_path):
     from lead_ray.models.load import load_for_training, materialize_model
 
-    cfg = load_config(None, ["model.dtype=bfloat16", "model.tiny.hidden_size=64", "model.tiny.intermediate_size=128",
-                             "train.lora.r=4"])
-    model = load_for_training(materialize_model(cfg.model, tmp_path / "base", 0), cfg.model, cfg.train.lora,
-                              torch.device("cpu"))[0]
+    cfg = load_config(
+        None,
+        ["model.dtype=bfloat16", "model.tiny.hidden_size=64", "model.tiny.intermediate_size=128", "train.lora.r=4"],
+    )
+    model = load_for_training(
+        materialize_model(cfg.model, tmp_path / "base", 0), cfg.model, cfg.train.lora, torch.device("cpu")
+    )[0]
     assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
     assert {p.dtype for p in model.parameters() if not p.requires_grad} == {torch.bfloat16}
 
 
 # ----------------------------------------------------------------------------- 5. the suite on a GPU host
+
 
 def test_the_default_suite_sees_no_gpu(ray_session):
     assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
@@ -187,6 +233,7 @@ def test_a_gpu_that_torch_cannot_use_is_refused():
 
 # ----------------------------------------------------------------------------- 6. resume across devices
 
+
 def test_a_checkpoint_written_on_a_gpu_resumes_on_a_cpu(tmp_path):
     """trainer.pt whose tensors are tagged cuda:0 (as a GPU worker writes them) loads on this CPU host."""
     import torch.serialization as serialization
@@ -198,8 +245,14 @@ def test_a_checkpoint_written_on_a_gpu_resumes_on_a_cpu(tmp_path):
 
     serialization.register_package(1, on_gpu0, lambda storage, location: None)
     try:
-        torch.save({"trainable": {"w": torch.ones(3)}, "optimizer": {"state": {0: {"exp_avg": torch.full((3,), 0.5)}}},
-                    "next_round": 4}, tmp_path / "trainer.pt")
+        torch.save(
+            {
+                "trainable": {"w": torch.ones(3)},
+                "optimizer": {"state": {0: {"exp_avg": torch.full((3,), 0.5)}}},
+                "next_round": 4,
+            },
+            tmp_path / "trainer.pt",
+        )
     finally:
         serialization._package_registry[:] = [p for p in serialization._package_registry if p[1] is not on_gpu0]
     with pytest.raises(RuntimeError, match="CUDA"):  # what a plain torch.load does here

@@ -1,4 +1,5 @@
 """The typed config: YAML, overrides, and the error messages users see."""
+
 import pytest
 
 from lead_ray.cli import DEMO_CONFIG, main
@@ -14,8 +15,16 @@ def test_defaults_and_demo_config_load():
 def test_yaml_then_overrides(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("seed: 7\ningest:\n  max_sample_chars: 100\n  inputs: a.jsonl\n")
-    cfg = load_config(path, ["ingest.max_sample_chars=5000", "ingest.strict=true", "ray.num_cpus=2",
-                             'ingest.inputs=["x", "y"]', "ingest.chunk_mb=3"])
+    cfg = load_config(
+        path,
+        [
+            "ingest.max_sample_chars=5000",
+            "ingest.strict=true",
+            "ray.num_cpus=2",
+            'ingest.inputs=["x", "y"]',
+            "ingest.chunk_mb=3",
+        ],
+    )
     assert cfg.seed == 7
     assert cfg.ingest.max_sample_chars == 5000 and cfg.ingest.strict is True
     assert cfg.ingest.inputs == ["x", "y"] and cfg.ray.num_cpus == 2
@@ -23,27 +32,33 @@ def test_yaml_then_overrides(tmp_path):
     assert load_config(path).ingest.inputs == ["a.jsonl"]  # a single string becomes a one-item list
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["ingest.max_sample_char=10"], "unknown key 'ingest.max_sample_char' (did you mean 'ingest.max_sample_chars'?)"),
-    (["ingset.format=alpaca"], "unknown key 'ingset'"),
-    (["ingest.max_sample_chars=lots"], "'ingest.max_sample_chars' must be int, got str 'lots'"),
-    (["ingest.max_sample_chars=true"], "'ingest.max_sample_chars' must be int, got bool"),
-    (["ingest.max_sample_chars=0"], "'ingest.max_sample_chars' must be ≥ 1, got 0"),
-    (["seed=-1"], "'seed' must be ≥ 0, got -1"),
-    (["ingest.chunk_mb=0"], "'ingest.chunk_mb' must be > 0"),
-    (["ingest.format=csv"], "'ingest.format' must be one of auto, alpaca"),
-    (["ingest.strict=maybe"], "'ingest.strict' must be bool"),
-    (["ingest.inputs=3"], "'ingest.inputs' must be a list, got int 3"),
-    (["ingest.inputs=[3]"], "'ingest.inputs[0]' must be str, got int"),
-    (["ingest=3"], "'ingest' must be a mapping"),
-    (["novalue"], "expected section.key=value"),
-    (["selection.budget_fraction=-0.1"], "'selection.budget_fraction' must be > 0, got -0.1"),
-    (["selection.budget_samples=-5"], "'selection.budget_samples' must be ≥ 0"),
-    (["selection.method=best"], "'selection.method' must be one of lead, random"),
-    (["eval.sets=[holdout, mmlu5]"], "'eval.sets[1]' must be one of holdout"),
-    (["cluster.difficulty_k=0"], "'cluster.difficulty_k' must be ≥ 1"),
-    (["train.max_failures=-2"], "'train.max_failures' must be ≥ -1"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["ingest.max_sample_char=10"],
+            "unknown key 'ingest.max_sample_char' (did you mean 'ingest.max_sample_chars'?)",
+        ),
+        (["ingset.format=alpaca"], "unknown key 'ingset'"),
+        (["ingest.max_sample_chars=lots"], "'ingest.max_sample_chars' must be int, got str 'lots'"),
+        (["ingest.max_sample_chars=true"], "'ingest.max_sample_chars' must be int, got bool"),
+        (["ingest.max_sample_chars=0"], "'ingest.max_sample_chars' must be ≥ 1, got 0"),
+        (["seed=-1"], "'seed' must be ≥ 0, got -1"),
+        (["ingest.chunk_mb=0"], "'ingest.chunk_mb' must be > 0"),
+        (["ingest.format=csv"], "'ingest.format' must be one of auto, alpaca"),
+        (["ingest.strict=maybe"], "'ingest.strict' must be bool"),
+        (["ingest.inputs=3"], "'ingest.inputs' must be a list, got int 3"),
+        (["ingest.inputs=[3]"], "'ingest.inputs[0]' must be str, got int"),
+        (["ingest=3"], "'ingest' must be a mapping"),
+        (["novalue"], "expected section.key=value"),
+        (["selection.budget_fraction=-0.1"], "'selection.budget_fraction' must be > 0, got -0.1"),
+        (["selection.budget_samples=-5"], "'selection.budget_samples' must be ≥ 0"),
+        (["selection.method=best"], "'selection.method' must be one of lead, random"),
+        (["eval.sets=[holdout, mmlu5]"], "'eval.sets[1]' must be one of holdout"),
+        (["cluster.difficulty_k=0"], "'cluster.difficulty_k' must be ≥ 1"),
+        (["train.max_failures=-2"], "'train.max_failures' must be ≥ -1"),
+    ],
+)
 def test_bad_values_name_the_key(overrides, message):
     with pytest.raises(ConfigError) as e:
         load_config(None, overrides)
@@ -97,4 +112,8 @@ def test_saved_config_round_trips_and_resume_conflicts_name_the_keys(tmp_path):
     assert resume_conflicts(old, to_dict(cfg)) == []
     cfg.selection.rho, cfg.train.lr, cfg.seed, cfg.model.tiny.num_layers = 0.5, 5.0, 7, 3
     assert resume_conflicts(old, to_dict(cfg)) == [
-        "seed: 42 -> 7", "model.tiny.num_layers: 2 -> 3", "selection.rho: 0.3 -> 0.5", "train.lr: 0.001 -> 5.0"]
+        "seed: 42 -> 7",
+        "model.tiny.num_layers: 2 -> 3",
+        "selection.rho: 0.3 -> 0.5",
+        "train.lr: 0.001 -> 5.0",
+    ]

@@ -1,10 +1,11 @@
 """The pure core against LEAD spec §12: IDU recursion, ΔL̂′, EXP3, selection. No Ray."""
+
 import ast
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from lead_ray.core.bandit import Exp3Bandit, normalise_reward
@@ -30,6 +31,7 @@ def test_core_imports_only_numpy_stdlib_and_itself():
 
 # ----------------------------------------------------------------------------- IDU recursion
 
+
 @given(u=finite, loss=finite)
 def test_b0_no_delta_gives_loss_and_b1_keeps_u(u, loss):
     assert idu_update(np.array(u), np.array(loss), 0.0, 0.0) == pytest.approx(loss)
@@ -50,7 +52,9 @@ def test_u_is_monotone_in_loss(u, l1, l2, b, delta):
 
 # ----------------------------------------------------------------------------- ΔL̂′
 
+
 @given(eta=st.floats(0, 1), gk=st.one_of(st.none(), vec), gp=st.one_of(st.none(), vec))
+@example(eta=1.0, gk=[5.0], gp=[-2.0])  # opposite directions: ‖β*g_k + (1−β*)g_p‖² rounds to −1e-15
 def test_delta_is_never_positive(eta, gk, gp):
     if gk is not None and gp is not None and len(gk) != len(gp):
         gp = (gp * len(gk))[: len(gk)]
@@ -106,6 +110,7 @@ def test_direction_memory_latest_vs_first_and_round_trip():
 
 
 # ----------------------------------------------------------------------------- EXP3
+
 
 @given(log_w=st.lists(st.floats(-700, 700), min_size=1, max_size=12), gamma=st.floats(0.01, 1))
 def test_probabilities_sum_to_one_with_floor(log_w, gamma):
@@ -163,9 +168,15 @@ def test_draw_respects_allowed_arms_and_round_trips():
 
 # ----------------------------------------------------------------------------- selection
 
+
 @settings(max_examples=200)
-@given(seed=st.integers(0, 10_000), n=st.integers(0, 300), groups=st.integers(1, 6), rho=st.floats(0.0, 1.0),
-       cap=st.integers(1, 4))
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(0, 300),
+    groups=st.integers(1, 6),
+    rho=st.floats(0.0, 1.0),
+    cap=st.integers(1, 4),
+)
 def test_stratified_top_k_with_cap(seed, n, groups, rho, cap):
     rng = np.random.default_rng(seed)
     u = rng.integers(0, 5, n).astype(float)  # many ties: the id decides
@@ -192,8 +203,14 @@ def test_selection_is_seeded_and_min_per_group():
 
 
 @settings(max_examples=100)
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 400), arms=st.integers(1, 7), groups=st.integers(1, 5),
-       rho=st.floats(0.0, 1.0), min_per_group=st.integers(0, 3))
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(1, 400),
+    arms=st.integers(1, 7),
+    groups=st.integers(1, 5),
+    rho=st.floats(0.0, 1.0),
+    min_per_group=st.integers(0, 3),
+)
 def test_first_round_sizes_are_what_a_first_pull_selects(seed, n, arms, groups, rho, min_per_group):
     rng = np.random.default_rng(seed)
     cluster, task, u = rng.integers(0, arms, n), rng.integers(0, groups, n), rng.random(n)
@@ -201,7 +218,9 @@ def test_first_round_sizes_are_what_a_first_pull_selects(seed, n, arms, groups, 
     assert set(sizes) == set(np.unique(cluster).tolist())
     for arm, k in sizes.items():
         members = np.flatnonzero(cluster == arm)
-        picked = select_round(u[members], np.zeros(len(members), int), task[members], rho, 4, min_per_group=min_per_group)
+        picked = select_round(
+            u[members], np.zeros(len(members), int), task[members], rho, 4, min_per_group=min_per_group
+        )
         assert len(picked) == k
 
 
@@ -213,6 +232,7 @@ def test_first_round_sizes_show_tiny_arms():
 
 
 # ----------------------------------------------------------------------------- utility table and shards
+
 
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 10_000), n=st.integers(1, 400), shards=st.integers(1, 4), rho=st.floats(0.01, 1.0))
@@ -265,8 +285,9 @@ def test_reward_is_positive_when_trained_losses_fall(u, drop, b):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.floats(-5, 5, allow_nan=False), st.booleans()), min_size=0, max_size=40),
-       st.integers(0, 45))
+@given(
+    st.lists(st.tuples(st.floats(-5, 5, allow_nan=False), st.booleans()), min_size=0, max_size=40), st.integers(0, 45)
+)
 def test_trim_to_budget_caps_new_samples(items, remaining):
     from lead_ray.core.select import trim_to_budget
 

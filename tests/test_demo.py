@@ -1,4 +1,5 @@
 """The README's main command, `lead-ray demo`, on the repo's sample: every stage, through `run`, leaves its outputs."""
+
 import json
 
 import pyarrow.parquet as pq
@@ -12,8 +13,14 @@ def test_demo_runs_every_stage_on_the_repo_sample(ray_session, tmp_path, capsys)
     prep = json.loads((out / "prepared" / "prepare_stats.json").read_text())
     assert prep["input_rows"] == prep["accepted"] + prep["rejected"] + prep["duplicates"]
     assert prep["accepted"] > 2500 and len(prep["by_source"]) >= 20
-    assert set(prep["formats"].values()) == {"alpaca", "prompt_completion", "question_answer", "sharegpt",
-                                             "messages", "self_instruct"}
+    assert set(prep["formats"].values()) == {
+        "alpaca",
+        "prompt_completion",
+        "question_answer",
+        "sharegpt",
+        "messages",
+        "self_instruct",
+    }
     assert (out / "models" / "warmup" / "model.safetensors").exists()
     score = json.loads((out / "scored" / "score_stats.json").read_text())
     assert score["rows"] == prep["accepted"]

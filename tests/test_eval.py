@@ -1,4 +1,5 @@
 """`lead-ray eval`: the set readers, the metrics, and in-process vs Ray Data giving the same numbers."""
+
 import json
 
 import numpy as np
@@ -13,11 +14,25 @@ from tests.test_online import toy_pool
 
 
 def fake_eval_dir(root):
-    write_jsonl(root / "gsm8k" / "test.jsonl", [
-        {"question": f"What is {a} + {a}?", "answer": f"{a} + {a} = <<{a}+{a}={2 * a}>>{2 * a}\n#### {2 * a:,}"} for a in (2, 600, 7)])
-    write_jsonl(root / "self_instruct_user_oriented" / "user_oriented_instructions.jsonl", [
-        {"id": "t0", "motivation_app": "x", "instruction": "Say hi.", "instances": [{"input": "", "output": "hi"}]},
-        {"id": "t1", "motivation_app": "x", "instruction": "Echo.", "instances": [{"input": "abc", "output": "abc"}]}])
+    write_jsonl(
+        root / "gsm8k" / "test.jsonl",
+        [
+            {"question": f"What is {a} + {a}?", "answer": f"{a} + {a} = <<{a}+{a}={2 * a}>>{2 * a}\n#### {2 * a:,}"}
+            for a in (2, 600, 7)
+        ],
+    )
+    write_jsonl(
+        root / "self_instruct_user_oriented" / "user_oriented_instructions.jsonl",
+        [
+            {"id": "t0", "motivation_app": "x", "instruction": "Say hi.", "instances": [{"input": "", "output": "hi"}]},
+            {
+                "id": "t1",
+                "motivation_app": "x",
+                "instruction": "Echo.",
+                "instances": [{"input": "abc", "output": "abc"}],
+            },
+        ],
+    )
     for subject in ("anatomy", "virology"):
         f = root / "mmlu" / "test" / f"{subject}_test.csv"
         f.parent.mkdir(parents=True, exist_ok=True)
@@ -55,8 +70,15 @@ def test_summaries():
 def test_in_process_and_ray_data_agree(ray_session, tmp_path):
     toy_pool(tmp_path)
     data = fake_eval_dir(tmp_path / "eval")
-    overrides = [f"work_dir={tmp_path}", "model.max_length=64", "model.tiny.hidden_size=32", "model.tiny.intermediate_size=64",
-                 f"eval.data_dir={data}", "eval.holdout_fraction=0.1", "eval.max_new_tokens=4"]
+    overrides = [
+        f"work_dir={tmp_path}",
+        "model.max_length=64",
+        "model.tiny.hidden_size=32",
+        "model.tiny.intermediate_size=64",
+        f"eval.data_dir={data}",
+        "eval.holdout_fraction=0.1",
+        "eval.max_new_tokens=4",
+    ]
     cfg = load_config(None, overrides + ["eval.generate=true"])
     model = materialize_model(cfg.model, tmp_path / "models" / "base", cfg.seed)
     local = evaluate(cfg, tmp_path / "run", model_dir=model, out=tmp_path / "local.json")
@@ -69,4 +91,7 @@ def test_in_process_and_ray_data_agree(ray_session, tmp_path):
         assert m["nll"] == pytest.approx(remote["sets"][name]["nll"], rel=1e-5), name
         assert m["nll"] > 0
     assert local["sets"]["holdout"]["n"] == remote["sets"]["holdout"]["n"] > 0
-    assert json.loads((tmp_path / "local.json").read_text())["sets"]["mmlu"]["accuracy"] == local["sets"]["mmlu"]["accuracy"]
+    assert (
+        json.loads((tmp_path / "local.json").read_text())["sets"]["mmlu"]["accuracy"]
+        == local["sets"]["mmlu"]["accuracy"]
+    )

@@ -5,6 +5,7 @@ Each run ends with the same rounds, arms, selections and utilities as one uninte
 same seed (the toy pool of test_online, 8 rounds, a checkpoint every 2). The kill lands once round 5
 has been selected; the checkpoint before it is after round 4, so rounds 4-5 are redone from it.
 """
+
 import os
 import signal
 import subprocess
@@ -70,8 +71,11 @@ def kill_when_round_starts(work: Path, find_pid, done: dict):
 def alive_actor_pid(**filters) -> int:
     from ray.util.state import list_actors
 
-    found = list_actors(address=ray.get_runtime_context().gcs_address, detail=True,
-                        filters=[(k, "=", v) for k, v in filters.items()] + [("state", "=", "ALIVE")])
+    found = list_actors(
+        address=ray.get_runtime_context().gcs_address,
+        detail=True,
+        filters=[(k, "=", v) for k, v in filters.items()] + [("state", "=", "ALIVE")],
+    )
     assert found, filters
     return found[0].pid
 
@@ -108,18 +112,39 @@ def test_utility_store_killed_restarts_and_restores(reference, tmp_path):
 def test_driver_killed_then_resumed(reference, tmp_path):
     toy_pool(tmp_path)
     cfg = config(tmp_path)
-    args = [sys.executable, "-m", "lead_ray.cli", "run", "--work-dir", str(tmp_path),
-            "--set", f"selection.max_rounds={ROUNDS}", "--set", "train.checkpoint_every=2"]
-    for key in ("model.max_length", "model.tiny.hidden_size", "model.tiny.intermediate_size", "selection.rho",
-                "selection.budget_fraction", "selection.exp3_gamma", "train.lr", "train.lora.enabled", "train.batch_size",
-                "train.micro_batch_size", "eval.holdout_fraction"):
+    args = [
+        sys.executable,
+        "-m",
+        "lead_ray.cli",
+        "run",
+        "--work-dir",
+        str(tmp_path),
+        "--set",
+        f"selection.max_rounds={ROUNDS}",
+        "--set",
+        "train.checkpoint_every=2",
+    ]
+    for key in (
+        "model.max_length",
+        "model.tiny.hidden_size",
+        "model.tiny.intermediate_size",
+        "selection.rho",
+        "selection.budget_fraction",
+        "selection.exp3_gamma",
+        "train.lr",
+        "train.lora.enabled",
+        "train.batch_size",
+        "train.micro_batch_size",
+        "eval.holdout_fraction",
+    ):
         section, _, leaf = key.rpartition(".")
         value = getattr(eval("cfg." + section), leaf)  # noqa: S307 - test helper over known keys
         args += ["--set", f"{key}={str(value).lower() if isinstance(value, bool) else value}"]
     env = {**os.environ, "RAY_ADDRESS": "", "LEAD_RAY_PROGRESS": "0"}
     env.pop("RAY_ADDRESS")
-    driver = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              cwd=Path(__file__).resolve().parents[1])
+    driver = subprocess.Popen(
+        args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1]
+    )
     marker = tmp_path / "run" / "selections" / f"round-{KILL_AT:05d}.npy"
     deadline = time.time() + 300
     while time.time() < deadline and not marker.exists() and driver.poll() is None:
@@ -140,13 +165,20 @@ def test_driver_killed_then_resumed(reference, tmp_path):
 
 
 def test_stopped_run_resumed_continues_exactly(reference, tmp_path):
-    """Stop after round 4, resume to 8: the same rounds, arms, selections and utilities as one run to 8."""
+    """Stop after round 4, resume to 8: the same rounds, arms, selections and utilities as one run to 8.
+    Then a resume with nothing left to do finishes cleanly."""
     toy_pool(tmp_path)
     cfg = config(tmp_path)
     cfg.selection.max_rounds = 4
     run(cfg)
     stats = run(config(tmp_path), resume=True)
     assert stats["resumed_from_round"] == 4 and stats["rounds"] == ROUNDS  # continued from the checkpoint
+    assert_same_run(reference, tmp_path)
+    # nothing left to do (max_rounds below the checkpoint's next round): a clean finish, the run unchanged
+    cfg = config(tmp_path)
+    cfg.selection.max_rounds = 1
+    stats = run(cfg, resume=True)
+    assert stats["resumed_from_round"] == ROUNDS and stats["rounds"] == ROUNDS
     assert_same_run(reference, tmp_path)
 
 
@@ -173,6 +205,7 @@ def test_half_written_checkpoint_is_refused(reference):
     verify_checkpoint(ckpt)  # a complete one passes
     broken = ckpt.parent / "broken-copy"
     import shutil
+
     shutil.copytree(ckpt, broken)
     trainer = broken / "trainer.pt"
     trainer.write_bytes(trainer.read_bytes()[: trainer.stat().st_size // 2])

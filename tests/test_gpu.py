@@ -1,5 +1,6 @@
 """GPU checks: run only with `pytest -m gpu` on a host with a CUDA GPU (the default suite hides GPUs).
 bench/gpu_smoke.py runs them as part of its GPU smoke test."""
+
 import pytest
 import torch
 
@@ -13,11 +14,20 @@ def test_training_on_cuda_is_bf16_autocast_over_float32_weights(tmp_path):
     from lead_ray.models.loss import collate, sample_losses
     from lead_ray.models.template import encode_conversation
 
-    cfg = load_config(None, ["model.tiny.hidden_size=64", "model.tiny.intermediate_size=128", "model.max_length=64",
-                             "train.lora.enabled=false", "train.lr=2.0e-5"])
+    cfg = load_config(
+        None,
+        [
+            "model.tiny.hidden_size=64",
+            "model.tiny.intermediate_size=128",
+            "model.max_length=64",
+            "train.lora.enabled=false",
+            "train.lr=2.0e-5",
+        ],
+    )
     device = torch.device("cuda", 0)
-    model, tok, autocast_dtype = load_for_training(materialize_model(cfg.model, tmp_path / "base", 0), cfg.model,
-                                                   cfg.train.lora, device)
+    model, tok, autocast_dtype = load_for_training(
+        materialize_model(cfg.model, tmp_path / "base", 0), cfg.model, cfg.train.lora, device
+    )
     assert autocast_dtype == torch.bfloat16 and {p.dtype for p in model.parameters()} == {torch.float32}
     assert {p.device.type for p in model.parameters()} == {"cuda"}
     before = [p.detach().clone() for p in model.parameters()]

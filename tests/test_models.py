@@ -1,4 +1,5 @@
 """The one chat template and the one loss (LEAD spec §12 'IU / loss'), on the tiny preset."""
+
 import random
 
 import numpy as np
@@ -11,9 +12,13 @@ from lead_ray.models.loss import collate, length_buckets, per_sample_nll, sample
 from lead_ray.models.template import IGNORE, encode_answer_only, encode_conversation, prompt_text
 from lead_ray.offline.score import ifd_scores
 
-CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"},
-        {"role": "assistant", "content": "4"}, {"role": "user", "content": "and 3+3?"},
-        {"role": "assistant", "content": "6"}]
+CHAT = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "2+2?"},
+    {"role": "assistant", "content": "4"},
+    {"role": "user", "content": "and 3+3?"},
+    {"role": "assistant", "content": "6"},
+]
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +75,13 @@ def test_batch_equals_single_whatever_the_padding(tiny, side):
     model, tok, _ = tiny
     rng = random.Random(0)
     words = "the cat sat on a mat while seven dogs ran past quickly".split()
-    convs = [[{"role": "user", "content": " ".join(rng.choices(words, k=rng.randint(1, 12)))},
-              {"role": "assistant", "content": " ".join(rng.choices(words, k=rng.randint(1, 20)))}] for _ in range(9)]
+    convs = [
+        [
+            {"role": "user", "content": " ".join(rng.choices(words, k=rng.randint(1, 12)))},
+            {"role": "assistant", "content": " ".join(rng.choices(words, k=rng.randint(1, 20)))},
+        ]
+        for _ in range(9)
+    ]
     enc = [encode_conversation(tok, c, 256) for c in convs]
     with torch.no_grad():
         single = torch.stack([sample_losses(model, collate([e], tok.pad_token_id))[0][0] for e in enc])

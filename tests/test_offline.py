@@ -1,4 +1,5 @@
 """Offline stage on a local Ray with the tiny preset: warm-up, scoring (resumable), clustering (deterministic)."""
+
 import json
 import random
 
@@ -24,11 +25,19 @@ def corpus(path, n=160, seed=0):
     rows = []
     for i in range(n):
         topic = TOPICS[i % len(TOPICS)]
-        rows.append({"instruction": f"Write {rng.randint(2, 9)} facts about {topic}, item {i}.",
-                     "output": " ".join(rng.choice(["red", "blue", "fast", "old", "new", "big"]) for _ in range(rng.randint(3, 30)))})
+        rows.append(
+            {
+                "instruction": f"Write {rng.randint(2, 9)} facts about {topic}, item {i}.",
+                "output": " ".join(
+                    rng.choice(["red", "blue", "fast", "old", "new", "big"]) for _ in range(rng.randint(3, 30))
+                ),
+            }
+        )
     # near-duplicate prompts: the same question, different answers
-    rows += [{"instruction": "Explain why the sky is blue in one sentence.", "output": f"Because of scattering, take {k}."}
-             for k in range(3)]
+    rows += [
+        {"instruction": "Explain why the sky is blue in one sentence.", "output": f"Because of scattering, take {k}."}
+        for k in range(3)
+    ]
     rows.append({"instruction": "Summarise: " + "long text " * 60, "output": "short"})  # prompt fills max_length
     write_jsonl(path, rows)
 
@@ -37,11 +46,25 @@ def corpus(path, n=160, seed=0):
 def pipeline(ray_session, tmp_path_factory):
     work = tmp_path_factory.mktemp("offline")
     corpus(work / "in" / "data.jsonl")
-    cfg = load_config(None, [
-        f"work_dir={work}", f"ingest.inputs=[{work / 'in'}]", "model.max_length=192",
-        "model.tiny.hidden_size=64", "model.tiny.intermediate_size=128", "warmup.fraction=0.4", "warmup.epochs=3",
-        "warmup.lr=0.003", "warmup.lora.enabled=false", "warmup.batch_size=4", "score.unit_rows=50",
-        "cluster.difficulty_k=3", "cluster.task_k=2", "cluster.near_dup_threshold=0.95"])
+    cfg = load_config(
+        None,
+        [
+            f"work_dir={work}",
+            f"ingest.inputs=[{work / 'in'}]",
+            "model.max_length=192",
+            "model.tiny.hidden_size=64",
+            "model.tiny.intermediate_size=128",
+            "warmup.fraction=0.4",
+            "warmup.epochs=3",
+            "warmup.lr=0.003",
+            "warmup.lora.enabled=false",
+            "warmup.batch_size=4",
+            "score.unit_rows=50",
+            "cluster.difficulty_k=3",
+            "cluster.task_k=2",
+            "cluster.near_dup_threshold=0.95",
+        ],
+    )
     prepare(cfg)
     stats = {"warmup": warmup(cfg), "score": score(cfg), "cluster": cluster(cfg)}
     return cfg, work, stats
@@ -100,8 +123,12 @@ def test_rescoring_skips_finished_units_and_redoes_lost_ones(pipeline):
     for col in ("id", "trainable", "n_tokens", "n_response_tokens", "messages"):
         assert after[col].equals(before[col])
     for col in ("iu0", "ifd"):
-        assert np.allclose(after[col].to_numpy(zero_copy_only=False), before[col].to_numpy(zero_copy_only=False),
-                           atol=1e-6, equal_nan=True)
+        assert np.allclose(
+            after[col].to_numpy(zero_copy_only=False),
+            before[col].to_numpy(zero_copy_only=False),
+            atol=1e-6,
+            equal_nan=True,
+        )
 
 
 def test_clusters_add_up_and_are_ordered(pipeline):
@@ -132,12 +159,24 @@ def test_clusters_are_deterministic_and_other_groupings(pipeline):
     drop = lambda s: {k: v for k, v in s.items() if k != "seconds"}  # noqa: E731
     assert drop(again) == drop(json.loads((work / "clustered" / "clusters.json").read_text()))
     assert drop(again) == drop(first["cluster"])
-    by_source = cluster(load_config(None, [f"work_dir={work}", "cluster.task_groups=source", "cluster.drop_near_dups=true",
-                                           "cluster.difficulty_k=3", "cluster.near_dup_threshold=0.95"]))
+    by_source = cluster(
+        load_config(
+            None,
+            [
+                f"work_dir={work}",
+                "cluster.task_groups=source",
+                "cluster.drop_near_dups=true",
+                "cluster.difficulty_k=3",
+                "cluster.near_dup_threshold=0.95",
+            ],
+        )
+    )
     flagged = first["cluster"]["near_duplicates"]
     assert by_source["task_labels"] == {"in/data.jsonl": 0} and by_source["near_dups_dropped"] == flagged >= 2
     assert by_source["rows_out"] == first["cluster"]["rows_out"] - flagged
-    with pytest.raises(ConfigError, match=r"'cluster.difficulty_k' = 100000 is larger than the pool's \d+ trainable samples"):
+    with pytest.raises(
+        ConfigError, match=r"'cluster.difficulty_k' = 100000 is larger than the pool's \d+ trainable samples"
+    ):
         cluster(load_config(None, [f"work_dir={work}", "cluster.difficulty_k=100000"]))
     cluster(cfg)  # leave the default clustering in place for other tests
 
@@ -145,6 +184,7 @@ def test_clusters_are_deterministic_and_other_groupings(pipeline):
 def test_score_needs_the_warmup_model(ray_session, tmp_path):
     (tmp_path / "prepared" / "pool").mkdir(parents=True)
     import pyarrow as pa
+
     pq.write_table(pa.table({"id": ["a"]}), tmp_path / "prepared" / "pool" / "part-0.parquet")
     with pytest.raises(FileNotFoundError, match="run `lead-ray warmup`"):
         score(load_config(None, [f"work_dir={tmp_path}"]))
@@ -158,8 +198,10 @@ def test_score_requests_a_gpu_per_actor_only_when_asked(pipeline, monkeypatch):
 
     cfg, work, _ = pipeline
     asked = []
-    monkeypatch.setattr("lead_ray.offline.score.run_units_on_actors",
-                        lambda items, cls, ctor, **resources: asked.append(resources) or [])
+    monkeypatch.setattr(
+        "lead_ray.offline.score.run_units_on_actors",
+        lambda items, cls, ctor, **resources: asked.append(resources) or [],
+    )
     for setting in (True, False, "auto"):
         score(dataclasses.replace(cfg, score=dataclasses.replace(cfg.score, use_gpu=setting)))
     assert [a["num_gpus"] for a in asked] == [1, 0, 0] and asked[0]["actors"] == 1

@@ -1,4 +1,5 @@
 """The online loop on a local Ray: the toy end-to-end check of LEAD spec §12, with 1 and 2 workers."""
+
 import json
 import random
 import string
@@ -9,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lead_ray.config import load_config
+from lead_ray.export import write_source_format
 from lead_ray.online.run import run
 from tests.conftest import write_jsonl
 
@@ -25,9 +27,19 @@ def toy_pool(work, n_per=80, seed=0):
             prompt = f"ping {word}" if arm == 0 else f"pick {word}"
             answer = "pong" if arm == 0 else "".join(rng.choices(string.ascii_lowercase, k=8))
             records.append({"instruction": prompt, "output": answer})
-            rows.append({"id": f"{arm}-{i:04d}-{rng.random():.6f}", "source": "toy.jsonl", "line": len(records),
-                         "format": "alpaca", "iu0": 5.6, "ifd": 0.5, "difficulty_cluster": arm, "task_cluster": i % 2,
-                         "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]})
+            rows.append(
+                {
+                    "id": f"{arm}-{i:04d}-{rng.random():.6f}",
+                    "source": "toy.jsonl",
+                    "line": len(records),
+                    "format": "alpaca",
+                    "iu0": 5.6,
+                    "ifd": 0.5,
+                    "difficulty_cluster": arm,
+                    "task_cluster": i % 2,
+                    "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}],
+                }
+            )
     src = write_jsonl(work / "toy.jsonl", records)
     for r in rows:
         r["file"] = str(src)
@@ -36,11 +48,26 @@ def toy_pool(work, n_per=80, seed=0):
 
 
 def toy_config(work, workers):
-    return load_config(None, [
-        f"work_dir={work}", "model.max_length=64", "model.tiny.hidden_size=64", "model.tiny.intermediate_size=128",
-        "selection.rho=0.2", "selection.max_rounds=10", "selection.budget_fraction=1.0", "selection.exp3_gamma=0.5",
-        "train.lr=0.003", "train.lora.enabled=false", "train.batch_size=4", f"train.micro_batch_size={4 // workers}",
-        f"train.num_workers={workers}", "train.checkpoint_every=5", "eval.holdout_fraction=0"])
+    return load_config(
+        None,
+        [
+            f"work_dir={work}",
+            "model.max_length=64",
+            "model.tiny.hidden_size=64",
+            "model.tiny.intermediate_size=128",
+            "selection.rho=0.2",
+            "selection.max_rounds=10",
+            "selection.budget_fraction=1.0",
+            "selection.exp3_gamma=0.5",
+            "train.lr=0.003",
+            "train.lora.enabled=false",
+            "train.batch_size=4",
+            f"train.micro_batch_size={4 // workers}",
+            f"train.num_workers={workers}",
+            "train.checkpoint_every=5",
+            "eval.holdout_fraction=0",
+        ],
+    )
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -71,12 +98,28 @@ def test_toy_learnable_cluster_wins(ray_session, tmp_path, workers):
     r1 = [r["reward_raw"] for r in rounds if r["arm"] == 1]
     assert np.mean(r0) > 0 and (not r1 or np.mean(r0) > np.mean(r1))
     # spec 11.11 fields, and the round ΔL̂′ is never positive
-    for key in ("p", "size", "mean_loss", "delta", "beta", "cos_phi", "reward_raw", "reward_norm", "unique",
-                "selection_s", "train_s", "elapsed_s", "read_s", "push_s", "finish_s", "heldout_s"):
+    for key in (
+        "p",
+        "size",
+        "mean_loss",
+        "delta",
+        "beta",
+        "cos_phi",
+        "reward_raw",
+        "reward_norm",
+        "unique",
+        "selection_s",
+        "train_s",
+        "elapsed_s",
+        "read_s",
+        "push_s",
+        "finish_s",
+        "heldout_s",
+    ):
         assert key in rounds[0]
     assert all(r["delta"] <= 0 for r in rounds) and rounds[0]["delta"] == 0.0
     # outputs: the subset in its input format, and totals
-    lines = (tmp_path / "run" / "selected.jsonl").read_text().splitlines()
+    lines = write_source_format(tmp_path / "run").read_text().splitlines()
     assert len(lines) == stats["unique_selected"] == len(sel)
     assert all(set(json.loads(x)) == {"instruction", "output"} for x in lines)
     assert stats["samples_trained"] == 160 and stats["state_bytes_per_sample"] == 23  # 19 in arrays + 4 of group index
@@ -123,10 +166,11 @@ def test_lora_run_stops_at_the_budget_and_checkpoints_an_adapter(ray_session, tm
 def test_uniform_arm_choice_leaves_exp3_untouched(ray_session):
     """The no-bandit ablation: arms drawn uniformly from the allowed ones, EXP3 weights never move."""
     import ray
+
     from lead_ray.online.actors import BanditActor
 
     bandit = BanditActor.remote(3, 0.1, "latest", 0, "uniform")
     arms = [ray.get(bandit.draw.remote(np.array([True, False, True])))[0] for _ in range(60)]
     assert set(arms) == {0, 2} and 15 < arms.count(0) < 45
-    assert ray.get(bandit.finish_round.remote(0, 0.5, 3.0, None, {"round": 0})) == 0.0
+    assert ray.get(bandit.finish_round.remote(0, 0.5, 3.0, None)) == 0.0
     assert json.loads(ray.get(bandit.state.remote())["json"])["bandit"]["log_w"] == [0.0, 0.0, 0.0]

@@ -4,6 +4,7 @@ The head gets its own free ports and temp folder, binds to localhost only, and i
 the processes it started (never `ray stop`, which would stop every Ray on the machine). Token
 authentication (on by default in Ray 2.60): the CLI sends ~/.ray/auth_token once RAY_AUTH_MODE=token.
 """
+
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+pytestmark = pytest.mark.ray  # a Ray head of its own
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -43,12 +45,30 @@ def local_head():
     # as for a user with the venv activated: the job's `python` is this venv's (CI calls .venv/bin/python directly)
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     head = subprocess.Popen(
-        [RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
-         "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--ray-client-server-port={client}",
-         f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
-         f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={runtime_env}",
-         "--num-cpus=2", "--object-store-memory=300000000", f"--temp-dir={temp}", "--disable-usage-stats"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [
+            RAY,
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={gcs}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dash}",
+            f"--ray-client-server-port={client}",
+            f"--dashboard-agent-listen-port={agent}",
+            f"--dashboard-agent-grpc-port={agent_grpc}",
+            f"--metrics-export-port={metrics}",
+            f"--runtime-env-agent-port={runtime_env}",
+            "--num-cpus=2",
+            "--object-store-memory=300000000",
+            f"--temp-dir={temp}",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     address = f"http://127.0.0.1:{dash}"
     try:  # from here on the head is stopped whatever happens, a failed start-up included
         deadline = time.time() + 120
@@ -84,8 +104,11 @@ def listeners(root_pid: int) -> list[tuple[str, str, int]]:
     out = []
     for p in [psutil.Process(root_pid), *psutil.Process(root_pid).children(recursive=True)]:
         try:
-            out += [(p.name(), c.laddr.ip, c.laddr.port) for c in p.net_connections(kind="inet")
-                    if c.status == psutil.CONN_LISTEN]
+            out += [
+                (p.name(), c.laddr.ip, c.laddr.port)
+                for c in p.net_connections(kind="inet")
+                if c.status == psutil.CONN_LISTEN
+            ]
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     return out
@@ -97,21 +120,56 @@ def test_pipeline_as_a_ray_job_on_a_local_head(local_head, tmp_path):
     lines = [x for x in (ROOT / "data" / "sample" / "gsm8k_train_500.jsonl").read_text().split("\n") if x.strip()]
     sample.write_text("\n".join(lines[:400]) + "\n")
     work = tmp_path / "work"
-    sets = [f"work_dir={work}", f"ingest.inputs=[{sample}]", "warmup.fraction=0.2", "warmup.epochs=1",
-            "cluster.difficulty_k=3", "cluster.task_k=2", "selection.max_rounds=3", "selection.budget_fraction=0.1",
-            "train.checkpoint_every=2", "eval.inloop_every=0"]
+    sets = [
+        f"work_dir={work}",
+        f"ingest.inputs=[{sample}]",
+        "warmup.fraction=0.2",
+        "warmup.epochs=1",
+        "cluster.difficulty_k=3",
+        "cluster.task_k=2",
+        "selection.max_rounds=3",
+        "selection.budget_fraction=0.1",
+        "train.checkpoint_every=2",
+        "eval.inloop_every=0",
+    ]
     job_id = f"lead-ray-test-{os.getpid()}-{int(time.time())}"
-    submit = [RAY, "job", "submit", "--address", local_head["address"], "--submission-id", job_id, "--no-wait",
-              "--working-dir", str(ROOT), "--runtime-env-json", json.dumps({"env_vars": {"LEAD_RAY_PROGRESS": "0"}}),
-              "--", "python", "jobs/pipeline.py", "--config", "configs/demo.yaml"]
+    submit = [
+        RAY,
+        "job",
+        "submit",
+        "--address",
+        local_head["address"],
+        "--submission-id",
+        job_id,
+        "--no-wait",
+        "--working-dir",
+        str(ROOT),
+        "--runtime-env-json",
+        json.dumps({"env_vars": {"LEAD_RAY_PROGRESS": "0"}}),
+        "--",
+        "python",
+        "jobs/pipeline.py",
+        "--config",
+        "configs/demo.yaml",
+    ]
     for s in sets:
         submit += ["--set", s]
     out = subprocess.run(submit, env=local_head["env"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    logs = subprocess.run([RAY, "job", "logs", "--address", local_head["address"], "--follow", job_id],
-                          env=local_head["env"], capture_output=True, text=True, timeout=900)
-    status = subprocess.run([RAY, "job", "status", "--address", local_head["address"], job_id],
-                            env=local_head["env"], capture_output=True, text=True, timeout=60)
+    logs = subprocess.run(
+        [RAY, "job", "logs", "--address", local_head["address"], "--follow", job_id],
+        env=local_head["env"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    status = subprocess.run(
+        [RAY, "job", "status", "--address", local_head["address"], job_id],
+        env=local_head["env"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     said = status.stdout + status.stderr
     assert "SUCCEEDED" in said or "succeeded" in said, said + logs.stdout[-4000:] + logs.stderr[-2000:]
     assert "FAILED" not in said and "failed" not in said

@@ -1,4 +1,5 @@
 """`lead-ray tune`: a 2-trial grid sweep on the toy pool, and Optuna 5 through Ray's OptunaSearch."""
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -48,9 +49,11 @@ def test_optuna_5_works_with_ray_optunasearch(ray_session, tmp_path):
     from ray.tune.search.optuna import OptunaSearch
 
     assert int(optuna.__version__.split(".")[0]) >= 4
-    tuner = tune.Tuner(lambda c: tune.report({"loss": (c["x"] - 0.3) ** 2}), param_space={"x": tune.uniform(0, 1)},
-                       tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=12,
-                                                   search_alg=OptunaSearch(seed=0)),
-                       run_config=tune.RunConfig(name="optuna-check", storage_path=str(tmp_path)))
+    tuner = tune.Tuner(
+        lambda c: tune.report({"loss": (c["x"] - 0.3) ** 2}),
+        param_space={"x": tune.uniform(0, 1)},
+        tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=12, search_alg=OptunaSearch(seed=0)),
+        run_config=tune.RunConfig(name="optuna-check", storage_path=str(tmp_path)),
+    )
     best = tuner.fit().get_best_result()
     assert abs(best.config["x"] - 0.3) < 0.2

@@ -7,6 +7,7 @@ Weights live in log space, so long runs never overflow. Rewards are min–max no
 history of raw rewards (including the new one) to [−1, 1]; the first reward is used raw, and an
 all-equal history maps to 0 instead of dividing by zero (D2).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -60,7 +61,7 @@ class Exp3Bandit:
         return {"n_arms": self.n_arms, "gamma": self.gamma, "log_w": self.log_w.tolist(), "rewards": list(self.rewards)}
 
     @classmethod
-    def from_state(cls, state: dict) -> "Exp3Bandit":
+    def from_state(cls, state: dict) -> Exp3Bandit:
         b = cls(state["n_arms"], state["gamma"])
         b.log_w = np.asarray(state["log_w"], dtype=np.float64)
         b.rewards = [float(x) for x in state["rewards"]]

@@ -1,8 +1,8 @@
 """The static baselines: which samples, in which order, when the subset is chosen once. Pure numpy.
 
 Each returns the dense pool indices of the subset, in training order. The online loop then trains
-them in rounds of ⌈len / max_rounds⌉ (whole optimizer batches) through the same trainer, store and accounting as LEAD, so a
-baseline differs from LEAD only in *which* samples it trains.
+them in rounds of ⌈len / max_rounds⌉ (whole optimizer batches) through the same trainer, store and
+accounting as LEAD, so a baseline differs from LEAD only in *which* samples it trains.
 
   random  a seeded uniform sample of `budget` indices;
   full    every index, shuffled (one epoch over the whole pool);
@@ -12,6 +12,7 @@ baseline differs from LEAD only in *which* samples it trains.
           IFD = 0 marks a sample that could not be scored and is taken last.
 The chosen subset is then shuffled (seeded), so a ranked baseline is not also a curriculum.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +27,14 @@ def _top(score: np.ndarray, k: int) -> np.ndarray:
     return order[:k]
 
 
-def static_subset(method: str, budget: int, rng: np.random.Generator, iu0: np.ndarray | None = None,
-                  ifd: np.ndarray | None = None, shuffle: bool = True) -> np.ndarray:
+def static_subset(
+    method: str,
+    budget: int,
+    rng: np.random.Generator,
+    iu0: np.ndarray | None = None,
+    ifd: np.ndarray | None = None,
+    shuffle: bool = True,
+) -> np.ndarray:
     """The subset a static baseline trains, in training order (int64 dense indices, no repeats)."""
     n = len(iu0) if iu0 is not None else len(ifd)
     k = min(budget, n)

@@ -15,6 +15,7 @@ stored update direction of the chosen cluster k, g_p the previous round's direct
 
 Round 1 (no previous direction): ΔL̂′ = 0. First visit of cluster k: ΔL̂′ = −η d_p² (β = 0).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,15 +39,18 @@ def optimal_beta(d_k: float, d_p: float, cos_phi: float) -> float:
 
 
 def mixed_sq_norm(beta: float, d_k: float, d_p: float, cos_phi: float) -> float:
-    """‖β g_k + (1−β) g_p‖² from the norms and the angle."""
-    return beta * beta * d_k * d_k + (1 - beta) ** 2 * d_p * d_p + 2 * beta * (1 - beta) * d_k * d_p * cos_phi
+    """‖β g_k + (1−β) g_p‖² from the norms and the angle; never below 0 (at β* for opposite directions the
+    exact value is 0, and the three rounded terms can sum to −1e-15, which would make ΔL̂′ positive)."""
+    square = beta * beta * d_k * d_k + (1 - beta) ** 2 * d_p * d_p + 2 * beta * (1 - beta) * d_k * d_p * cos_phi
+    return max(0.0, square)
 
 
 @dataclass
 class DeltaEstimate:
     """Everything spec §11.11 logs about one round's prediction."""
-    delta: float     # ΔL̂′ ≤ 0
-    beta: float      # β*
+
+    delta: float  # ΔL̂′ ≤ 0
+    beta: float  # β*
     cos_phi: float
     d_k: float
     d_p: float
@@ -90,11 +94,14 @@ class DirectionMemory:
         self.previous = direction
 
     def state_dict(self) -> dict:
-        return {"visit": self.visit, "by_cluster": {int(k): v.copy() for k, v in self.by_cluster.items()},
-                "previous": None if self.previous is None else self.previous.copy()}
+        return {
+            "visit": self.visit,
+            "by_cluster": {int(k): v.copy() for k, v in self.by_cluster.items()},
+            "previous": None if self.previous is None else self.previous.copy(),
+        }
 
     @classmethod
-    def from_state(cls, state: dict) -> "DirectionMemory":
+    def from_state(cls, state: dict) -> DirectionMemory:
         m = cls(state["visit"])
         m.by_cluster = {int(k): np.asarray(v, np.float32) for k, v in state["by_cluster"].items()}
         m.previous = None if state["previous"] is None else np.asarray(state["previous"], np.float32)

@@ -9,6 +9,7 @@ descending).
 The same three steps serve one table and a table split into shards: per-group quotas from the
 global eligible counts, each shard's own top-k per group, and a merge.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -47,9 +48,19 @@ def merge_top_k(parts: list[dict[int, tuple[np.ndarray, np.ndarray]]], quotas: d
     return np.concatenate(picked) if picked else np.zeros(0, np.int64)
 
 
-def select_round(u: np.ndarray, use_count: np.ndarray, task: np.ndarray, rho: float, cap: int,
-                 rng: np.random.Generator | None = None, min_per_group: int = 0) -> np.ndarray:
-    """Positions selected for this round among one cluster's samples (arrays indexed by position)."""
+def select_round(
+    u: np.ndarray,
+    use_count: np.ndarray,
+    task: np.ndarray,
+    rho: float,
+    cap: int,
+    rng: np.random.Generator | None = None,
+    min_per_group: int = 0,
+) -> np.ndarray:
+    """Positions selected for this round among one cluster's samples (arrays indexed by position).
+
+    The whole-table reference of one round's selection, kept for the tests: the sharded path
+    (`UtilityTable.top_k` per shard, `merge_top_k`) and `first_round_sizes` are checked against it."""
     eligible = np.flatnonzero(use_count < cap)
     groups, counts = np.unique(task[eligible], return_counts=True)
     quotas = quotas_for(dict(zip(groups.tolist(), counts.tolist())), rho, min_per_group)
@@ -87,4 +98,4 @@ def trim_to_budget(index: np.ndarray, u: np.ndarray, is_new: np.ndarray, remaini
         return index[:0]
     order = np.lexsort((index, -u))
     cut = int(np.flatnonzero(np.cumsum(is_new[order]) == remaining)[0])
-    return index[np.sort(order[:cut + 1])]
+    return index[np.sort(order[: cut + 1])]

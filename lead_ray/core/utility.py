@@ -8,6 +8,7 @@ int32 position in the (cluster, task group) index that selection reads.
 A table may hold one contiguous range of the index space (`offset`), so a pool too large for one
 actor is split into shards by index range; shards answer in global indices.
 """
+
 from __future__ import annotations
 
 import io
@@ -46,7 +47,8 @@ class UtilityTable:
     def nbytes(self) -> int:
         """Memory of the selection state: the per-sample arrays and the group index."""
         return sum(getattr(self, f).nbytes for f in FIELDS) + sum(
-            p.nbytes for groups in self._groups.values() for p in groups.values())
+            p.nbytes for groups in self._groups.values() for p in groups.values()
+        )
 
     # ------------------------------------------------------------------ updates
 
@@ -97,8 +99,13 @@ class UtilityTable:
 
     def cluster_sums(self) -> dict[int, tuple[float, int]]:
         """Per difficulty cluster: (Σ U, count), so shards merge exactly into per-cluster means."""
-        return {k: (float(sum(self.u[p].astype(np.float64).sum() for p in groups.values())),
-                    int(sum(len(p) for p in groups.values()))) for k, groups in self._groups.items()}
+        return {
+            k: (
+                float(sum(self.u[p].astype(np.float64).sum() for p in groups.values())),
+                int(sum(len(p) for p in groups.values())),
+            )
+            for k, groups in self._groups.items()
+        }
 
     # ------------------------------------------------------------------ persistence
 
@@ -109,7 +116,7 @@ class UtilityTable:
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "UtilityTable":
+    def from_bytes(cls, data: bytes) -> UtilityTable:
         z = np.load(io.BytesIO(data), allow_pickle=False)
         t = cls(z["u"], z["cluster"], z["task"], int(z["offset"]))
         for f in FIELDS:

@@ -8,13 +8,15 @@ Formats (detected per file from the first record's keys, or forced by `ingest.fo
 
 | format            | fields                                             | becomes                              |
 |-------------------|----------------------------------------------------|--------------------------------------|
-| alpaca            | instruction, input?, output or response            | user: instruction [+ "\\n\\n" + input]; assistant: output |
+| alpaca            | instruction, input?, output or response            | user: instruction (+ input);         |
+|                   |                                                    | assistant: output                    |
 | prompt_completion | prompt, completion (T0 style; `<|endoftext|>` cut) | user: prompt; assistant: completion  |
 | question_answer   | question, answer (GSM8K)                           | user: question; assistant: answer    |
 | sharegpt          | conversations: [{from, value}]                     | human→user, gpt→assistant, system    |
 | messages          | messages: [{role, content}] (OpenAI style)         | as is                                |
 | self_instruct     | instruction, instances: [{input, output}]          | one sample per instance              |
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,9 +25,17 @@ import unicodedata
 
 ENDOFTEXT = "<|endoftext|>"
 ROLES = ("system", "user", "assistant")
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                  "chatgpt": "assistant", "bard": "assistant", "bing": "assistant", "model": "assistant",
-                  "system": "system"}
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "bard": "assistant",
+    "bing": "assistant",
+    "model": "assistant",
+    "system": "system",
+}
 # Characters that never belong in training text; everything else (tabs, newlines, any script) is kept.
 FORBIDDEN_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -70,8 +80,10 @@ def _text(record: dict, key: str, path: str | None = None, required: bool = True
 
 
 def _pair(prompt: str, response: str, prompt_field: str, response_field: str) -> list[dict]:
-    return [{"role": "user", "content": prompt, "_field": prompt_field},
-            {"role": "assistant", "content": response, "_field": response_field}]
+    return [
+        {"role": "user", "content": prompt, "_field": prompt_field},
+        {"role": "assistant", "content": response, "_field": response_field},
+    ]
 
 
 def read_alpaca(r: dict) -> list[list[dict]]:
@@ -110,8 +122,9 @@ def _turns(r: dict, key: str, role_key: str, text_key: str, role_map: dict) -> l
         mapped = role_map.get(role.strip().lower())
         if mapped is None:
             raise Reject("bad_role", f"{where}.{role_key}", f"field '{where}.{role_key}' has unknown role {role!r}")
-        messages.append({"role": mapped, "content": _text(turn, text_key, f"{where}.{text_key}"),
-                         "_field": f"{where}.{text_key}"})
+        messages.append(
+            {"role": mapped, "content": _text(turn, text_key, f"{where}.{text_key}"), "_field": f"{where}.{text_key}"}
+        )
     return [messages]
 
 
@@ -190,7 +203,12 @@ def normalise(messages: list[dict], max_chars: int) -> tuple[list[dict], int, in
     if not any(m["role"] == "assistant" for m in out):
         raise Reject("empty_response", None, "no assistant turn to supervise")
     if prompt_chars + response_chars > max_chars:
-        raise Reject("too_long", None, f"sample has {prompt_chars + response_chars} characters, over the cap of {max_chars} (ingest.max_sample_chars)")
+        raise Reject(
+            "too_long",
+            None,
+            f"sample has {prompt_chars + response_chars} characters, over the cap of {max_chars} "
+            f"(ingest.max_sample_chars)",
+        )
     return out, prompt_chars, response_chars, trimmed
 
 

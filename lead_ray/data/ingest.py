@@ -16,10 +16,10 @@ Counting rule: `input_rows == accepted + rejected + duplicates` always. An input
 JSONL line, a JSON-array element or a Parquet row, except that a self-instruct task with n instances
 counts as n rows; a JSON-array file that cannot be parsed at all counts as one rejected row.
 """
+
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections import Counter
@@ -34,28 +34,32 @@ import pyarrow.parquet as pq
 from lead_ray.config import Config, ConfigError
 from lead_ray.data.formats import READERS, Reject, normalise, rows_in, sample_id
 from lead_ray.data.plan import IngestError, Piece, open_input, plan  # noqa: F401 - IngestError is part of this module's API
-from lead_ray.stages import run_units, write_parquet_atomic
+from lead_ray.files import atomic_path, write_bytes_atomic, write_parquet_atomic
+from lead_ray.stages import run_units
 
 EXCERPT_CHARS = 200
 
 MESSAGE_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-POOL_SCHEMA = pa.schema([
-    ("id", pa.string()),              # 32 hex chars: BLAKE2b-128 of the normalised conversation
-    ("source", pa.string()),          # input dataset/file, relative to the input argument
-    ("file", pa.string()),            # absolute path of the input file (for re-export in its own format)
-    ("format", pa.string()),          # input format the row was read as
-    ("messages", MESSAGE_TYPE),
-    ("task", pa.string()),            # ground-truth label when the record carries one, else null
-    ("line", pa.int64()),             # line (JSONL) or 1-based row (JSON array, Parquet) in source
-    ("n_turns", pa.int32()),
-    ("prompt_chars", pa.int32()),     # characters in system + user turns
-    ("response_chars", pa.int32()),   # characters in assistant turns
-])
+POOL_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),  # 32 hex chars: BLAKE2b-128 of the normalised conversation
+        ("source", pa.string()),  # input dataset/file, relative to the input argument
+        ("file", pa.string()),  # absolute path of the input file (for re-export in its own format)
+        ("format", pa.string()),  # input format the row was read as
+        ("messages", MESSAGE_TYPE),
+        ("task", pa.string()),  # ground-truth label when the record carries one, else null
+        ("line", pa.int64()),  # line (JSONL) or 1-based row (JSON array, Parquet) in source
+        ("n_turns", pa.int32()),
+        ("prompt_chars", pa.int32()),  # characters in system + user turns
+        ("response_chars", pa.int32()),  # characters in assistant turns
+    ]
+)
 _STAGING_SCHEMA = POOL_SCHEMA.append(pa.field("_order", pa.int64()))
 _LINE_BITS = 40  # _order = file_index << 40 | line: input order as one sortable integer
 
 
 # ----------------------------------------------------------------------------- stage 1: parse
+
 
 def _iter_records(piece: Piece):
     """Yield (line_or_row, record_or_None, error_or_None, raw_excerpt) for one piece."""
@@ -77,10 +81,20 @@ def _iter_records(piece: Piece):
         try:
             array = orjson.loads(data)
         except orjson.JSONDecodeError as e:
-            yield 1, None, Reject("malformed_json", None, f"file is not a valid JSON document: {e}"), data[:EXCERPT_CHARS]
+            yield (
+                1,
+                None,
+                Reject("malformed_json", None, f"file is not a valid JSON document: {e}"),
+                data[:EXCERPT_CHARS],
+            )
             return
         if not isinstance(array, list):
-            yield 1, None, Reject("not_an_array", None, "a .json file must hold one array of records (or be JSONL)"), data[:EXCERPT_CHARS]
+            yield (
+                1,
+                None,
+                Reject("not_an_array", None, "a .json file must hold one array of records (or be JSONL)"),
+                data[:EXCERPT_CHARS],
+            )
             return
         for i, rec in enumerate(array, start=1):
             yield i, rec, None, None
@@ -126,7 +140,11 @@ def parse_chunk(pieces: list[Piece], chunk: int, staging: str, max_chars: int, b
                 if not isinstance(record, dict):
                     raise Reject("not_an_object", None, f"a record must be a JSON object, got {type(record).__name__}")
                 if fmt is None:
-                    raise Reject("unknown_format", None, f"cannot tell the format from keys {sorted(record)[:8]}; set ingest.format")
+                    raise Reject(
+                        "unknown_format",
+                        None,
+                        f"cannot tell the format from keys {sorted(record)[:8]}; set ingest.format",
+                    )
                 conversations = READERS[fmt](record)
                 samples = [normalise(conv, max_chars) for conv in conversations]
             except Reject as r:
@@ -135,9 +153,18 @@ def parse_chunk(pieces: list[Piece], chunk: int, staging: str, max_chars: int, b
                     return {"chunk": chunk, "strict_error": f"{piece.path}:{line}: {where}: {r.message} [{r.reason}]"}
                 c["rejected"] += n_rows
                 c["reject:" + r.reason] += n_rows
-                rejects.append({"file": piece.path, "source": piece.source, "line": line, "field": r.field,
-                                "reason": r.reason, "message": r.message, "rows": n_rows,
-                                "excerpt": _excerpt(raw if raw is not None else record)})
+                rejects.append(
+                    {
+                        "file": piece.path,
+                        "source": piece.source,
+                        "line": line,
+                        "field": r.field,
+                        "reason": r.reason,
+                        "message": r.message,
+                        "rows": n_rows,
+                        "excerpt": _excerpt(raw if raw is not None else record),
+                    }
+                )
                 continue
             task = record.get("task", record.get("category"))
             for messages, prompt_chars, response_chars, cut in samples:
@@ -164,14 +191,17 @@ def parse_chunk(pieces: list[Piece], chunk: int, staging: str, max_chars: int, b
     if rejects:
         folder = Path(staging, "rejects")
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".c={chunk:06d}.jsonl.tmp"
-        tmp.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rejects))
-        os.replace(tmp, folder / f"c={chunk:06d}.jsonl")
-    return {"chunk": chunk, "counts": {s: dict(c) for s, c in counts.items()}, "trimmed_turns": trimmed,
-            "task_seconds": time.perf_counter() - t0}
+        write_bytes_atomic(folder / f"c={chunk:06d}.jsonl", b"".join(orjson.dumps(r) + b"\n" for r in rejects))
+    return {
+        "chunk": chunk,
+        "counts": {s: dict(c) for s, c in counts.items()},
+        "trimmed_turns": trimmed,
+        "task_seconds": time.perf_counter() - t0,
+    }
 
 
 # ----------------------------------------------------------------------------- stage 2: dedup
+
 
 def dedup_bucket(bucket: int, staging: str, pool: str, rows_per_file: int) -> dict:
     """Stage-2 task body: keep the first occurrence (input order) of every id in one bucket."""
@@ -194,6 +224,7 @@ def dedup_bucket(bucket: int, staging: str, pool: str, rows_per_file: int) -> di
 
 # ----------------------------------------------------------------------------- the pipeline
 
+
 def _pieces_from(dicts: list[dict]) -> list[Piece]:
     return [Piece(**d) for d in dicts]
 
@@ -211,8 +242,8 @@ def prepare(cfg: Config, run_stage=None) -> dict:
     import ray
 
     run_stage = run_stage or run_units
-    ic = cfg.ingest
-    if not ic.inputs:
+    ingest_cfg = cfg.ingest
+    if not ingest_cfg.inputs:
         raise ConfigError("ingest.inputs is empty: give input files or folders")
     t0 = time.perf_counter()
     out = cfg.stage_dir("prepared")
@@ -221,12 +252,17 @@ def prepare(cfg: Config, run_stage=None) -> dict:
     pool.mkdir(parents=True, exist_ok=True)
     parallelism = max(1, int(ray.cluster_resources().get("CPU", 1))) if ray.is_initialized() else 1
     chunks, info = plan(cfg, parallelism)
-    buckets = ic.dedup_buckets or max(1, -(-info["input_bytes"] // (512 << 20)))
+    buckets = ingest_cfg.dedup_buckets or max(1, -(-info["input_bytes"] // (512 << 20)))
     for old in pool.glob("part-*.parquet"):
         old.unlink()
 
     items = [{"pieces": [vars(p) for p in c], "chunk": i} for i, c in enumerate(chunks)]
-    kw = {"staging": str(staging), "max_chars": ic.max_sample_chars, "buckets": buckets, "strict": ic.strict}
+    kw = {
+        "staging": str(staging),
+        "max_chars": ingest_cfg.max_sample_chars,
+        "buckets": buckets,
+        "strict": ingest_cfg.strict,
+    }
     parsed = sorted(run_stage(items, _parse_task, kw, "ParseChunks"), key=lambda r: r["chunk"])
     errors = [r["strict_error"] for r in parsed if "strict_error" in r]
     if errors:
@@ -234,16 +270,28 @@ def prepare(cfg: Config, run_stage=None) -> dict:
         raise IngestError(errors[0])
     t_parse = time.perf_counter()
     present = sorted(int(p.name[2:]) for p in staging.glob("b=*"))
-    deduped = run_stage([{"bucket": b} for b in present], dedup_bucket,
-                         {"staging": str(staging), "pool": str(pool), "rows_per_file": ic.rows_per_file},
-                         "DedupBuckets") if present else []
+    deduped = (
+        run_stage(
+            [{"bucket": b} for b in present],
+            dedup_bucket,
+            {"staging": str(staging), "pool": str(pool), "rows_per_file": ingest_cfg.rows_per_file},
+            "DedupBuckets",
+        )
+        if present
+        else []
+    )
 
     stats = _merge_stats(parsed, deduped)
     stats["task_seconds"] = {"parse": round(sum(r["task_seconds"] for r in parsed), 3)}
     _merge_rejects(staging, out / "rejects.jsonl")
     shutil.rmtree(staging, ignore_errors=True)
-    stats.update(info, dedup_buckets=buckets, pool=str(pool), rejects=str(out / "rejects.jsonl"),
-                 seconds={"parse": round(t_parse - t0, 3), "total": round(time.perf_counter() - t0, 3)})
+    stats.update(
+        info,
+        dedup_buckets=buckets,
+        pool=str(pool),
+        rejects=str(out / "rejects.jsonl"),
+        seconds={"parse": round(t_parse - t0, 3), "total": round(time.perf_counter() - t0, 3)},
+    )
     if stats["input_rows"] != stats["accepted"] + stats["rejected"] + stats["duplicates"]:
         raise IngestError(f"internal error: counts do not add up: {stats}")  # never expected; checked anyway
     (out / "prepare_stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
@@ -266,15 +314,17 @@ def _merge_stats(parsed: list[dict], deduped: list[dict]) -> dict:
         per_source[source] = {k: c[k] for k in ("input_rows", "accepted", "rejected", "duplicates")}
     totals = {k: sum(s[k] for s in per_source.values()) for k in ("input_rows", "accepted", "rejected", "duplicates")}
     assert totals["accepted"] == sum(r["kept"] for r in deduped)
-    return {**totals, "reject_reasons": dict(sorted(reasons.items())), "by_source": per_source,
-            "trimmed_turns": sum(r["trimmed_turns"] for r in parsed)}
+    return {
+        **totals,
+        "reject_reasons": dict(sorted(reasons.items())),
+        "by_source": per_source,
+        "trimmed_turns": sum(r["trimmed_turns"] for r in parsed),
+    }
 
 
 def _merge_rejects(staging: Path, dest: Path) -> None:
     """Concatenate the per-chunk rejects in chunk order (so the file is the same on every run)."""
-    tmp = dest.with_name("." + dest.name + ".tmp")
-    with open(tmp, "wb") as out:
+    with atomic_path(dest) as tmp, open(tmp, "wb") as out:
         for part in sorted((staging / "rejects").glob("c=*.jsonl")):
             with open(part, "rb") as f:
                 shutil.copyfileobj(f, out)
-    os.replace(tmp, dest)

@@ -1,6 +1,7 @@
 """Planning the ingest (runs on the driver): list the input files, detect each one's format from
 its head, and cut the input into chunks of about the target size. Only file heads are read here.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -27,12 +28,13 @@ class IngestError(RuntimeError):
 @dataclass
 class Piece:
     """A contiguous part of one file: a byte range of a JSONL file, a whole JSON/gz file, or row groups."""
+
     file_index: int
     path: str
     source: str
-    container: str            # jsonl | json | parquet
-    fmt: str | None           # detected or forced input format; None: could not be detected
-    start: int = 0            # JSONL byte range
+    container: str  # jsonl | json | parquet
+    fmt: str | None  # detected or forced input format; None: could not be detected
+    start: int = 0  # JSONL byte range
     end: int = -1
     first_line: int = 1
     row_groups: list[int] = field(default_factory=list)
@@ -47,8 +49,11 @@ def list_input_files(inputs: list[str]) -> tuple[list[tuple[Path, str]], list[st
         if root.is_dir():
             for p in sorted(root.rglob("*")):
                 if p.is_file():
-                    (files.append((p, f"{root.name}/{p.relative_to(root).as_posix()}"))
-                     if _container(p) else skipped.append(str(p)))
+                    (
+                        files.append((p, f"{root.name}/{p.relative_to(root).as_posix()}"))
+                        if _container(p)
+                        else skipped.append(str(p))
+                    )
         elif root.is_file():
             if not _container(root):
                 raise IngestError(f"{root}: unsupported file type (expected {', '.join(SUFFIXES)}, optionally .gz)")
@@ -122,24 +127,26 @@ def _detect(records: list, forced: str) -> str | None:
 
 def plan(cfg: Config, parallelism: int) -> tuple[list[list[Piece]], dict]:
     """Cut the inputs into chunks of pieces, each a parse task of about the target size."""
-    ic = cfg.ingest
-    files, skipped = list_input_files(ic.inputs)
+    ingest_cfg = cfg.ingest
+    files, skipped = list_input_files(ingest_cfg.inputs)
     if not files:
-        raise IngestError(f"no input files found in {', '.join(ic.inputs)}")
+        raise IngestError(f"no input files found in {', '.join(ingest_cfg.inputs)}")
     total = sum(p.stat().st_size for p, _ in files)
     # Enough chunks to keep every CPU busy, but no chunk over chunk_mb (bounded task memory).
-    target = int(min(ic.chunk_mb * 2**20, max(2**20, total / (4 * parallelism))))
+    target = int(min(ingest_cfg.chunk_mb * 2**20, max(2**20, total / (4 * parallelism))))
     pieces, formats = [], {}
     for index, (path, source) in enumerate(files):
         container, head = _head_records(str(path), _container(path))
-        fmt = _detect(head, ic.format)
+        fmt = _detect(head, ingest_cfg.format)
         formats[source] = fmt or "undetected"
         size = path.stat().st_size
         base = Piece(index, str(path), source, container, fmt, size=size)
         if container == "parquet":
             groups = pq.ParquetFile(path).metadata.num_row_groups
-            pieces += [Piece(index, str(path), source, container, fmt, row_groups=[g], size=size // max(groups, 1))
-                       for g in range(groups)]
+            pieces += [
+                Piece(index, str(path), source, container, fmt, row_groups=[g], size=size // max(groups, 1))
+                for g in range(groups)
+            ]
         elif container == "jsonl" and not str(path).endswith(".gz") and size > target:
             pieces += _split_jsonl(base, target)
         else:
@@ -153,8 +160,13 @@ def plan(cfg: Config, parallelism: int) -> tuple[list[list[Piece]], dict]:
         current_size += piece.size
     if current:
         chunks.append(current)
-    info = {"files": len(files), "input_bytes": total, "chunks": len(chunks),
-            "skipped_files": skipped, "formats": formats}
+    info = {
+        "files": len(files),
+        "input_bytes": total,
+        "chunks": len(chunks),
+        "skipped_files": skipped,
+        "formats": formats,
+    }
     return chunks, info
 
 
@@ -172,7 +184,18 @@ def _split_jsonl(base: Piece, target: int) -> list[Piece]:
             tail = f.readline()  # finish the current line
             end += len(tail)
             lines += tail.count(b"\n")
-            out.append(Piece(base.file_index, base.path, base.source, "jsonl", base.fmt,
-                             start=start, end=end, first_line=line, size=end - start))
+            out.append(
+                Piece(
+                    base.file_index,
+                    base.path,
+                    base.source,
+                    "jsonl",
+                    base.fmt,
+                    start=start,
+                    end=end,
+                    first_line=line,
+                    size=end - start,
+                )
+            )
             start, line = end, line + lines
     return out

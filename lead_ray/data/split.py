@@ -3,6 +3,7 @@
 The held-out split uses a fixed salt, so every seed and every method is evaluated on the same
 samples, and no stage (warm-up, selection) ever trains on them.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -13,6 +13,7 @@ actor pool (one model per actor, `num_gpus=1` per actor when eval.use_gpu asks f
 The model evaluated is the run's last checkpoint (a LoRA adapter is merged into the base model), or
 any HF folder given with --model. Results go to RUN_DIR/eval.json.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,7 @@ from lead_ray.eval.sets import final_number, load_sets
 UNIT_ITEMS = 256  # items per Ray Data unit
 
 
-def load_eval_model(model_dir: str | Path, base_dir: str | Path | None, mc: ModelConfig):
+def load_eval_model(model_dir: str | Path, base_dir: str | Path | None, model_cfg: ModelConfig):
     """(model, tokenizer) from a full-model folder, or a LoRA adapter folder on top of base_dir, on this
     process's device. The adapter is merged only into float32 weights: merged into bf16 ones, updates
     smaller than bf16's resolution would round away, so there it stays a separate (exact) branch."""
@@ -41,23 +42,31 @@ def load_eval_model(model_dir: str | Path, base_dir: str | Path | None, mc: Mode
 
         if base_dir is None:
             raise FileNotFoundError(f"{model_dir} is a LoRA adapter; its base model folder is needed")
-        base, _ = load_model(base_dir, mc, device)
+        base, _ = load_model(base_dir, model_cfg, device)
         model = PeftModel.from_pretrained(base, str(model_dir))
         if base.dtype == torch.float32:
             model = model.merge_and_unload()
         has_tok = (model_dir / "tokenizer_config.json").exists()
-        return model.eval(), load_tokenizer(str(model_dir if has_tok else base_dir), mc.trust_remote_code)
-    model, tok = load_model(model_dir, mc, device)
+        return model.eval(), load_tokenizer(str(model_dir if has_tok else base_dir), model_cfg.trust_remote_code)
+    model, tok = load_model(model_dir, model_cfg, device)
     return model.eval(), tok
 
 
 class EvalWorker:
     """Loads the model once; `process` scores one unit of one set (in-process or as a Ray Data actor)."""
 
-    def __init__(self, model_dir: str, base_dir: str | None, model_cfg: ModelConfig, batch_tokens: int,
-                 max_batch: int, max_new_tokens: int, generate_batch: int):
+    def __init__(
+        self,
+        model_dir: str,
+        base_dir: str | None,
+        model_cfg: ModelConfig,
+        batch_tokens: int,
+        max_batch: int,
+        max_new_tokens: int,
+        generate_batch: int,
+    ):
         self.model, self.tok = load_eval_model(model_dir, base_dir, model_cfg)
-        self.mc, self.batch_tokens, self.max_batch = model_cfg, batch_tokens, max_batch
+        self.model_cfg, self.batch_tokens, self.max_batch = model_cfg, batch_tokens, max_batch
         self.max_new_tokens, self.generate_batch = max_new_tokens, generate_batch
 
     def nll(self, conversations: list[list[dict]]) -> list[float]:
@@ -66,7 +75,7 @@ class EvalWorker:
         from lead_ray.models.loss import score_encoded
         from lead_ray.models.template import Encoded, encode_conversation
 
-        L = self.mc.max_length
+        L = self.model_cfg.max_length
         enc = []
         for m in conversations:
             e = encode_conversation(self.tok, m, 1 << 30)
@@ -80,18 +89,24 @@ class EvalWorker:
 
         from lead_ray.models.template import encode_prompt
 
-        room = max(8, self.mc.max_length - self.max_new_tokens)
+        room = max(8, self.model_cfg.max_length - self.max_new_tokens)
         device = next(self.model.parameters()).device
         out = []
         for a in range(0, len(prompts), self.generate_batch):
-            ids = [encode_prompt(self.tok, m, room) for m in prompts[a:a + self.generate_batch]]
+            ids = [encode_prompt(self.tok, m, room) for m in prompts[a : a + self.generate_batch]]
             width = max(len(x) for x in ids)
             pad = self.tok.pad_token_id
             batch = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=device)
             mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=device)
             with torch.inference_mode():
-                gen = self.model.generate(input_ids=batch, attention_mask=mask, max_new_tokens=self.max_new_tokens,
-                                          do_sample=False, pad_token_id=pad, eos_token_id=self.tok.eos_token_id)
+                gen = self.model.generate(
+                    input_ids=batch,
+                    attention_mask=mask,
+                    max_new_tokens=self.max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=pad,
+                    eos_token_id=self.tok.eos_token_id,
+                )
             out += self.tok.batch_decode(gen[:, width:], skip_special_tokens=True)
         return out
 
@@ -113,19 +128,27 @@ def summarise(name: str, items: list[dict], parts: dict) -> dict:
         answer = np.array([it["answer"] for it in items])
         right = by_q[np.arange(len(items)), answer]
         pred = np.argmin(np.where(np.isnan(by_q), np.inf, by_q), 1)
-        return {"n": len(items), "accuracy": float((pred == answer).mean()),
-                "nll": float(np.nanmean(right)) if np.isfinite(right).any() else None,
-                "unscored": int(np.isnan(right).sum()), "chance": 0.25}
-    out = {"n": len(items), "nll": float(np.nanmean(losses)) if np.isfinite(losses).any() else None,
-           "unscored": int(np.isnan(losses).sum())}  # no response token inside max_length
+        return {
+            "n": len(items),
+            "accuracy": float((pred == answer).mean()),
+            "nll": float(np.nanmean(right)) if np.isfinite(right).any() else None,
+            "unscored": int(np.isnan(right).sum()),
+            "chance": 0.25,
+        }
+    out = {
+        "n": len(items),
+        "nll": float(np.nanmean(losses)) if np.isfinite(losses).any() else None,
+        "unscored": int(np.isnan(losses).sum()),
+    }  # no response token inside max_length
     if "generated" in parts:
         hits = [final_number(g) == it["target"] for g, it in zip(parts["generated"], items)]
         out.update(exact_match=float(np.mean(hits)), n_generated=len(hits))
     return out
 
 
-def evaluate(cfg: Config, run_dir: str | Path | None = None, model_dir: str | Path | None = None,
-             out: str | Path | None = None) -> dict:
+def evaluate(
+    cfg: Config, run_dir: str | Path | None = None, model_dir: str | Path | None = None, out: str | Path | None = None
+) -> dict:
     """Evaluate a run's final model (or model_dir) on cfg.eval.sets; writes and returns the results."""
     import ray
 
@@ -135,7 +158,7 @@ def evaluate(cfg: Config, run_dir: str | Path | None = None, model_dir: str | Pa
     from lead_ray.stages import run_units_on_actors
 
     t0 = time.perf_counter()
-    ec = cfg.eval
+    eval_cfg = cfg.eval
     run_dir = Path(run_dir or cfg.stage_dir("run")).resolve()
     if model_dir is None:
         stats_file = run_dir / "run_stats.json"
@@ -143,19 +166,29 @@ def evaluate(cfg: Config, run_dir: str | Path | None = None, model_dir: str | Pa
             raise FileNotFoundError(f"{run_dir}: no run_stats.json (finish `lead-ray run` first, or pass --model)")
         model_dir = Path(json.loads(stats_file.read_text())["checkpoint"]) / "model"
     base_dir = materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)
-    holdout = read_pool(cfg)[1]["messages"].to_pylist() if "holdout" in ec.sets else []
-    sets = load_sets(ec.sets, ec.data_dir, ec.max_samples, ec.mmlu_split, holdout)
-    generate = ec.generate if ec.generate is not None else cfg.model.base != "tiny"
-    ctor = {"model_dir": str(model_dir), "base_dir": str(base_dir), "model_cfg": cfg.model,
-            "batch_tokens": cfg.score.batch_tokens, "max_batch": cfg.score.max_batch_size,
-            "max_new_tokens": ec.max_new_tokens, "generate_batch": ec.generate_batch_size}
+    holdout = read_pool(cfg)[1]["messages"].to_pylist() if "holdout" in eval_cfg.sets else []
+    sets = load_sets(eval_cfg.sets, eval_cfg.data_dir, eval_cfg.max_samples, eval_cfg.mmlu_split, holdout)
+    generate = eval_cfg.generate if eval_cfg.generate is not None else cfg.model.base != "tiny"
+    ctor = {
+        "model_dir": str(model_dir),
+        "base_dir": str(base_dir),
+        "model_cfg": cfg.model,
+        "batch_tokens": cfg.score.batch_tokens,
+        "max_batch": cfg.score.max_batch_size,
+        "max_new_tokens": eval_cfg.max_new_tokens,
+        "generate_batch": eval_cfg.generate_batch_size,
+    }
     total = sum(len(v) * (4 if k == "mmlu" else 1) for k, v in sets.items())
-    units = [{"name": k, "items": v[a:a + UNIT_ITEMS], "generate": generate and k == "gsm8k"}
-             for k, v in sets.items() for a in range(0, len(v), UNIT_ITEMS)]
-    plan = plan_actors(ec.use_gpu, 0, ray.cluster_resources(), len(units))
-    if total >= ec.ray_min_samples or plan.use_gpu:  # on GPUs always the actors: the driver holds none
-        results = run_units_on_actors(units, EvalWorker, ctor, actors=plan.actors,
-                                      num_cpus=plan.num_cpus, num_gpus=plan.num_gpus)
+    units = [
+        {"name": k, "items": v[a : a + UNIT_ITEMS], "generate": generate and k == "gsm8k"}
+        for k, v in sets.items()
+        for a in range(0, len(v), UNIT_ITEMS)
+    ]
+    plan = plan_actors(eval_cfg.use_gpu, 0, ray.cluster_resources(), len(units))
+    if total >= eval_cfg.ray_min_samples or plan.use_gpu:  # on GPUs always the actors: the driver holds none
+        results = run_units_on_actors(
+            units, EvalWorker, ctor, actors=plan.actors, num_cpus=plan.num_cpus, num_gpus=plan.num_gpus
+        )
         mode = f"ray_data ({plan.actors} {'GPU' if plan.use_gpu else 'CPU'} actors)"
     else:
         worker = EvalWorker(**ctor)
@@ -166,9 +199,14 @@ def evaluate(cfg: Config, run_dir: str | Path | None = None, model_dir: str | Pa
         m = merged.setdefault(u["name"], {})
         for k, v in r.items():
             m.setdefault(k, []).extend(v)
-    report = {"model": str(model_dir), "mode": mode, "samples_scored": total, "generate": generate,
-              "sets": {k: summarise(k, sets[k], merged.get(k, {"losses": []})) for k in sets if sets[k]},
-              "seconds": round(time.perf_counter() - t0, 2)}
+    report = {
+        "model": str(model_dir),
+        "mode": mode,
+        "samples_scored": total,
+        "generate": generate,
+        "sets": {k: summarise(k, sets[k], merged.get(k, {"losses": []})) for k in sets if sets[k]},
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
     dest = Path(out) if out else run_dir / "eval.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(report, indent=2) + "\n")

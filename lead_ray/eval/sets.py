@@ -9,6 +9,7 @@
 `max_samples` keeps the first items in file order; for MMLU it takes subjects in turn, so a small
 sample still spans every subject. A missing or unreadable file is an error naming it.
 """
+
 from __future__ import annotations
 
 import csv
@@ -88,11 +89,22 @@ def mmlu(data_dir: Path, split: str, limit: int) -> list[dict]:
             for n, row in enumerate(csv.reader(fh), start=1):
                 if len(row) != 6 or row[5].strip() not in LETTERS:
                     raise EvalDataError(f"{f}:{n}: expected question, A, B, C, D, answer (A-D); got {len(row)} fields")
-                question = (f"The following is a multiple choice question about {subject}.\n\n{row[0]}\n"
-                            + "".join(f"{L}. {row[1 + i]}\n" for i, L in enumerate(LETTERS)) + "Answer:")
-                rows.append({"choices": [[{"role": "user", "content": question}, {"role": "assistant", "content": L}]
-                                         for L in LETTERS],
-                             "answer": LETTERS.index(row[5].strip()), "subject": subject, "line": n})
+                question = (
+                    f"The following is a multiple choice question about {subject}.\n\n{row[0]}\n"
+                    + "".join(f"{L}. {row[1 + i]}\n" for i, L in enumerate(LETTERS))
+                    + "Answer:"
+                )
+                rows.append(
+                    {
+                        "choices": [
+                            [{"role": "user", "content": question}, {"role": "assistant", "content": L}]
+                            for L in LETTERS
+                        ],
+                        "answer": LETTERS.index(row[5].strip()),
+                        "subject": subject,
+                        "line": n,
+                    }
+                )
         per_subject.append(rows)
     out, i = [], 0
     while any(i < len(r) for r in per_subject) and not (limit and len(out) >= limit):
@@ -103,7 +115,9 @@ def mmlu(data_dir: Path, split: str, limit: int) -> list[dict]:
     return out
 
 
-def load_sets(names: list[str], data_dir: str | Path, limit: int, mmlu_split: str, holdout: list[list[dict]]) -> dict[str, list[dict]]:
+def load_sets(
+    names: list[str], data_dir: str | Path, limit: int, mmlu_split: str, holdout: list[list[dict]]
+) -> dict[str, list[dict]]:
     data_dir = Path(data_dir)
     sets = {}
     for name in names:

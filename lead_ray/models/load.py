@@ -6,15 +6,15 @@ de-quantised once and saved. Every later load, in any Ray worker, reads that fol
 see identical weights, GGUF's slow de-quantisation happens once, and weights are never unpickled
 (`use_safetensors=True`). No `trust_remote_code` unless the config sets `model.trust_remote_code`.
 """
+
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import torch
 
 from lead_ray.config import LoraSettings, ModelConfig
+from lead_ray.files import atomic_path
 
 DONE = ".lead-ray-complete"
 
@@ -54,32 +54,42 @@ def load_tokenizer(source: str, trust_remote_code: bool = False):
     return tok
 
 
-def materialize_model(mc: ModelConfig, dest: str | Path, seed: int) -> Path:
+def materialize_model(model_cfg: ModelConfig, dest: str | Path, seed: int) -> Path:
     """Make `dest` an HF folder (safetensors + tokenizer) holding the configured base model; idempotent."""
     dest = Path(dest)
-    if mc.base not in ("tiny",) and not mc.base.endswith(".gguf"):
-        if not Path(mc.base, "config.json").exists():
-            raise FileNotFoundError(f"model.base: {mc.base} is neither 'tiny', a .gguf file, nor an HF folder with config.json")
-        return Path(mc.base)  # already an HF folder: load it in place
+    if model_cfg.base not in ("tiny",) and not model_cfg.base.endswith(".gguf"):
+        if not Path(model_cfg.base, "config.json").exists():
+            raise FileNotFoundError(
+                f"model.base: {model_cfg.base} is neither 'tiny', a .gguf file, nor an HF folder with config.json"
+            )
+        return Path(model_cfg.base)  # already an HF folder: load it in place
     if (dest / DONE).exists():
         return dest
     from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-    if mc.base == "tiny":
-        tok = load_tokenizer(mc.tokenizer, mc.trust_remote_code)
-        t = mc.tiny
-        config = LlamaConfig(vocab_size=len(tok), hidden_size=t.hidden_size, intermediate_size=t.intermediate_size,
-                             num_hidden_layers=t.num_layers, num_attention_heads=t.num_heads,
-                             num_key_value_heads=t.num_heads, max_position_embeddings=mc.max_length,
-                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                             pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+    if model_cfg.base == "tiny":
+        tok = load_tokenizer(model_cfg.tokenizer, model_cfg.trust_remote_code)
+        t = model_cfg.tiny
+        config = LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=t.hidden_size,
+            intermediate_size=t.intermediate_size,
+            num_hidden_layers=t.num_layers,
+            num_attention_heads=t.num_heads,
+            num_key_value_heads=t.num_heads,
+            max_position_embeddings=model_cfg.max_length,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            tie_word_embeddings=True,
+        )
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
     else:
-        if not Path(mc.base).is_file():
-            raise FileNotFoundError(f"model.base: no such GGUF file: {mc.base}")
-        folder, name = _split_gguf(mc.base)
-        tok = load_tokenizer(mc.base)
+        if not Path(model_cfg.base).is_file():
+            raise FileNotFoundError(f"model.base: no such GGUF file: {model_cfg.base}")
+        folder, name = _split_gguf(model_cfg.base)
+        tok = load_tokenizer(model_cfg.base)
         loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
         # The weights are de-quantised float32 now, but transformers still flags the model as GGUF-quantised
         # and refuses to save it: copy them into a plain model of the same architecture.
@@ -89,13 +99,10 @@ def materialize_model(mc: ModelConfig, dest: str | Path, seed: int) -> Path:
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         model.load_state_dict(loaded.state_dict())
         del loaded
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    (tmp / DONE).write_text("ok\n")
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(tmp, dest)
+    with atomic_path(dest) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        (tmp / DONE).write_text("ok\n")
     return dest
 
 
@@ -115,9 +122,11 @@ def assigned_device(gpu_ids: list) -> torch.device:
     if not gpu_ids:
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise RuntimeError(f"Ray assigned GPU(s) {gpu_ids} to this process, but torch {torch.__version__} "
-                           f"cannot use them (torch.version.cuda = {torch.version.cuda}): install a CUDA build of "
-                           f"torch on the GPU nodes (k8s/Dockerfile pins one)")
+        raise RuntimeError(
+            f"Ray assigned GPU(s) {gpu_ids} to this process, but torch {torch.__version__} "
+            f"cannot use them (torch.version.cuda = {torch.version.cuda}): install a CUDA build of "
+            f"torch on the GPU nodes (k8s/Dockerfile pins one)"
+        )
     return torch.device("cuda", 0)  # Ray sets CUDA_VISIBLE_DEVICES to the assigned ids
 
 
@@ -126,7 +135,9 @@ def ray_device() -> torch.device:
     worker with use_gpu), else the CPU; the driver and in-process callers get the CPU."""
     import ray
 
-    return assigned_device(ray.get_runtime_context().get_accelerator_ids().get("GPU", []) if ray.is_initialized() else [])
+    return assigned_device(
+        ray.get_runtime_context().get_accelerator_ids().get("GPU", []) if ray.is_initialized() else []
+    )
 
 
 def train_worker_device() -> torch.device:
@@ -138,7 +149,9 @@ def train_worker_device() -> torch.device:
     return ray.train.torch.get_device()
 
 
-def load_model(folder: str | Path, mc: ModelConfig, device: torch.device | str = "cpu", master_float32: bool = False):
+def load_model(
+    folder: str | Path, model_cfg: ModelConfig, device: torch.device | str = "cpu", master_float32: bool = False
+):
     """(model, tokenizer) from a materialised HF folder, loaded straight onto `device`.
 
     master_float32: load the weights in float32 whatever the compute dtype, for full fine-tuning (a
@@ -147,21 +160,25 @@ def load_model(folder: str | Path, mc: ModelConfig, device: torch.device | str =
     from transformers import AutoModelForCausalLM
 
     device = torch.device(device)
-    dtype = torch.float32 if master_float32 else compute_dtype(mc.dtype, device)
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, use_safetensors=True,
-                                                 trust_remote_code=mc.trust_remote_code,
-                                                 device_map=str(device) if device.type == "cuda" else None)
+    dtype = torch.float32 if master_float32 else compute_dtype(model_cfg.dtype, device)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(folder),
+        dtype=dtype,
+        use_safetensors=True,
+        trust_remote_code=model_cfg.trust_remote_code,
+        device_map=str(device) if device.type == "cuda" else None,
+    )
     model.to(device)
-    return model, load_tokenizer(str(folder), mc.trust_remote_code)
+    return model, load_tokenizer(str(folder), model_cfg.trust_remote_code)
 
 
-def load_for_training(folder: str | Path, mc: ModelConfig, lora: LoraSettings, device: torch.device):
+def load_for_training(folder: str | Path, model_cfg: ModelConfig, lora: LoraSettings, device: torch.device):
     """(model, tokenizer, autocast dtype or None) for warm-up and online training.
 
     Trainable weights are float32 (master weights); frozen ones (the LoRA base) stay in the compute
     dtype. When that is not float32, the forward pass runs under autocast to it."""
-    dtype = compute_dtype(mc.dtype, device)
-    model, tok = load_model(folder, mc, device, master_float32=not lora.enabled)
+    dtype = compute_dtype(model_cfg.dtype, device)
+    model, tok = load_model(folder, model_cfg, device, master_float32=not lora.enabled)
     model = apply_lora(model, lora)
     for p in model.parameters():
         if p.requires_grad and p.dtype != torch.float32:
@@ -184,5 +201,9 @@ def apply_lora(model, lora: LoraSettings):
     targets = [m for m in lora.target_modules if m in present]
     if not targets:
         raise ValueError(f"none of the LoRA target modules {lora.target_modules} exist in this model")
-    return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                            target_modules=targets, task_type="CAUSAL_LM"))
+    return get_peft_model(
+        model,
+        LoraConfig(
+            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets, task_type="CAUSAL_LM"
+        ),
+    )

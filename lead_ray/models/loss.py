@@ -7,6 +7,7 @@ token j+1). For a padded batch it returns one value per sample, equal to the sin
 within float tolerance whatever the padding side, because padding is masked out of attention,
 positions restart at each sample's first real token, and padded labels are IGNORE.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,9 +47,24 @@ def per_sample_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
 def sample_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward pass and IU per sample. Keeps the graph, so training backpropagates through the same call."""
     device = next(model.parameters()).device
-    logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                   position_ids=batch["position_ids"].to(device), use_cache=False).logits
+    logits = model(
+        input_ids=batch["input_ids"].to(device),
+        attention_mask=batch["attention_mask"].to(device),
+        position_ids=batch["position_ids"].to(device),
+        use_cache=False,
+    ).logits
     return per_sample_nll(logits, batch["labels"].to(device))
+
+
+def masked_mean(losses: torch.Tensor, zero_weight: bool = False) -> torch.Tensor:
+    """The training loss of a micro-batch: the mean IU over samples with a supervised token. A sample with
+    none (its prompt fills max_length) contributes nothing; a micro-batch with none, or a padding one
+    (`zero_weight`), gives a zero loss that still backpropagates, so every DDP worker runs the same
+    all-reduces."""
+    valid = ~torch.isnan(losses)
+    if valid.any() and not zero_weight:
+        return losses[valid].mean()
+    return losses.nan_to_num(0.0).sum() * 0.0
 
 
 def length_buckets(lengths: list[int], max_tokens: int, max_batch: int) -> list[list[int]]:
@@ -75,7 +91,9 @@ def length_buckets(lengths: list[int], max_tokens: int, max_batch: int) -> list[
 LOGITS_BUDGET = 2**29
 
 
-def score_encoded(model, encoded: list[Encoded], pad_id: int, batch_tokens: int, max_batch: int) -> tuple[np.ndarray, np.ndarray]:
+def score_encoded(
+    model, encoded: list[Encoded], pad_id: int, batch_tokens: int, max_batch: int
+) -> tuple[np.ndarray, np.ndarray]:
     """IU of many samples without gradients, in length buckets; (losses, supervised-token counts) in input order."""
     losses = np.full(len(encoded), np.nan, dtype=np.float64)
     counts = np.zeros(len(encoded), dtype=np.int64)

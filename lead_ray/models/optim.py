@@ -1,7 +1,8 @@
 """The optimizer both training loops use: AdamW (weight decay 0) with LEAD's step-decay schedule.
 
-    η_s = lr · decay^⌊s / every⌋       (spec 4.1 and 8; the official code's linear/warmup flags are dead)
+η_s = lr · decay^⌊s / every⌋       (spec 4.1 and 8; the official code's linear/warmup flags are dead)
 """
+
 from __future__ import annotations
 
 import torch

@@ -9,6 +9,7 @@ has label -100. Each segment is tokenised on its own and the ids concatenated, s
 is exact whatever the tokenizer does at segment boundaries, and scoring, training and evaluation
 agree token for token because they all call `encode_conversation`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,8 +22,8 @@ ROLE_TAGS = {"system": "<|system|>\n", "user": "<|user|>\n", "assistant": "<|ass
 class Encoded:
     input_ids: list[int]
     labels: list[int]
-    truncated: bool          # the conversation did not fit in max_length
-    prompt_too_long: bool    # the text before the first supervised token already fills max_length
+    truncated: bool  # the conversation did not fit in max_length
+    prompt_too_long: bool  # the text before the first supervised token already fills max_length
 
     @property
     def n_supervised(self) -> int:

@@ -16,6 +16,7 @@ Output: clustered/pool/*.parquet (the scored rows, minus the embedding, plus dif
 task_cluster, near_dup_of), clustered/near_dups.parquet, and clusters.json. Counts add up:
 scored rows = clustered rows + not trainable + near-duplicates dropped.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lead_ray.config import ClusterConfig, Config
-from lead_ray.stages import run_units, write_parquet_atomic
+from lead_ray.files import require, write_parquet_atomic
+from lead_ray.stages import run_units
 
 NEIGHBOURS = 5  # nearest neighbours examined per point for near-duplicates
 
@@ -48,14 +50,16 @@ def assign_1d(values: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return np.searchsorted(bounds, values, side="right").astype(np.int16)
 
 
-def centroid_index(centroids: np.ndarray, cc: ClusterConfig):
+def centroid_index(centroids: np.ndarray, cluster_cfg: ClusterConfig):
     """An hnswlib index over a set of centroids (L2), for nearest-centroid assignment."""
     import hnswlib
 
     index = hnswlib.Index(space="l2", dim=centroids.shape[1])
-    index.init_index(max_elements=len(centroids), M=cc.hnsw_m, ef_construction=cc.hnsw_ef, random_seed=0)
+    index.init_index(
+        max_elements=len(centroids), M=cluster_cfg.hnsw_m, ef_construction=cluster_cfg.hnsw_ef, random_seed=0
+    )
     index.add_items(centroids.astype(np.float32), np.arange(len(centroids)))
-    index.set_ef(max(cc.hnsw_ef, len(centroids)))
+    index.set_ef(max(cluster_cfg.hnsw_ef, len(centroids)))
     return index
 
 
@@ -64,7 +68,7 @@ def nearest(index, points: np.ndarray) -> np.ndarray:
     return labels[:, 0].astype(np.int32)
 
 
-def find_near_duplicates(units: list[str], cc: ClusterConfig, out_path: str) -> dict:
+def find_near_duplicates(units: list[str], cluster_cfg: ClusterConfig, out_path: str) -> dict:
     """Stage body (one task): k-NN over all trainable embeddings; write (id, near_dup_of, similarity)."""
     import hnswlib
 
@@ -78,25 +82,38 @@ def find_near_duplicates(units: list[str], cc: ClusterConfig, out_path: str) -> 
     if ids:
         x = np.concatenate(vecs).astype(np.float32)
         index = hnswlib.Index(space="ip", dim=x.shape[1])
-        index.init_index(max_elements=len(x), M=cc.hnsw_m, ef_construction=cc.hnsw_ef, random_seed=0)
+        index.init_index(max_elements=len(x), M=cluster_cfg.hnsw_m, ef_construction=cluster_cfg.hnsw_ef, random_seed=0)
         index.add_items(x, np.arange(len(x)))
-        index.set_ef(max(cc.hnsw_ef, NEIGHBOURS + 1))
+        index.set_ef(max(cluster_cfg.hnsw_ef, NEIGHBOURS + 1))
         k = min(NEIGHBOURS + 1, len(x))
         labels, dist = index.knn_query(x, k=k)
         labels = labels.astype(np.int64)  # hnswlib returns uint64 labels
         sim = 1.0 - dist  # hnswlib's 'ip' distance is 1 - dot; vectors are unit length
         for i in range(len(x)):
-            earlier = [(s, j) for j, s in zip(labels[i], sim[i]) if j < i and s >= cc.near_dup_threshold]
+            earlier = [(s, j) for j, s in zip(labels[i], sim[i]) if j < i and s >= cluster_cfg.near_dup_threshold]
             if earlier:
                 s, j = max(earlier, key=lambda p: (p[0], -p[1]))
                 found["id"].append(ids[i]), found["near_dup_of"].append(ids[j]), found["similarity"].append(float(s))
-    write_parquet_atomic(pa.table(found, schema=pa.schema([("id", pa.string()), ("near_dup_of", pa.string()),
-                                                           ("similarity", pa.float32())])), Path(out_path))
+    write_parquet_atomic(
+        pa.table(
+            found, schema=pa.schema([("id", pa.string()), ("near_dup_of", pa.string()), ("similarity", pa.float32())])
+        ),
+        Path(out_path),
+    )
     return {"points": len(ids), "near_duplicates": len(found["id"])}
 
 
-def assign_unit(unit: str, out_dir: str, centroids: list, task_mode: str, task_centroids: dict,
-                label_index: dict, near_dups: str, drop: bool, cc: ClusterConfig) -> dict:
+def assign_unit(
+    unit: str,
+    out_dir: str,
+    centroids: list,
+    task_mode: str,
+    task_centroids: dict,
+    label_index: dict,
+    near_dups: str,
+    drop: bool,
+    cluster_cfg: ClusterConfig,
+) -> dict:
     """Stage body: label one scored unit with its clusters and write it to clustered/pool."""
     t = pq.read_table(unit)
     n_in = t.num_rows
@@ -113,26 +130,41 @@ def assign_unit(unit: str, out_dir: str, centroids: list, task_mode: str, task_c
         t = t.filter(keep)
     difficulty = assign_1d(t["ifd"].to_numpy(zero_copy_only=False), np.array(centroids))
     if task_mode == "embedding":
-        emb = t["embedding"].combine_chunks().values.to_numpy().reshape(t.num_rows, -1) if t.num_rows else np.zeros((0, 1))
+        emb = (
+            t["embedding"].combine_chunks().values.to_numpy().reshape(t.num_rows, -1)
+            if t.num_rows
+            else np.zeros((0, 1))
+        )
         task = np.zeros(t.num_rows, np.int32)
         for k in np.unique(difficulty):
             rows = np.flatnonzero(difficulty == k)
             cents = np.array(task_centroids[str(k)], dtype=np.float32)
-            task[rows] = nearest(centroid_index(cents, cc), emb[rows])
+            task[rows] = nearest(centroid_index(cents, cluster_cfg), emb[rows])
     else:
         labels = t[task_mode].to_pylist()
         task = np.array([label_index[str(v)] for v in labels], np.int32)
-    t = (t.drop_columns(["embedding", "trainable"])
-         .append_column("difficulty_cluster", pa.array(difficulty, pa.int16()))
-         .append_column("task_cluster", pa.array(task, pa.int32())))
+    t = (
+        t.drop_columns(["embedding", "trainable"])
+        .append_column("difficulty_cluster", pa.array(difficulty, pa.int16()))
+        .append_column("task_cluster", pa.array(task, pa.int32()))
+    )
     write_parquet_atomic(t, Path(out_dir) / Path(unit).name)
-    return {"rows_in": n_in, "rows_out": t.num_rows, "not_trainable": not_trainable, "near_dups_dropped": int(dropped),
-            "pairs": pc.value_counts(pc.binary_join_element_wise(
-                pc.cast(t["difficulty_cluster"], pa.string()), pc.cast(t["task_cluster"], pa.string()), ":")).to_pylist()
-            if t.num_rows else []}
+    return {
+        "rows_in": n_in,
+        "rows_out": t.num_rows,
+        "not_trainable": not_trainable,
+        "near_dups_dropped": int(dropped),
+        "pairs": pc.value_counts(
+            pc.binary_join_element_wise(
+                pc.cast(t["difficulty_cluster"], pa.string()), pc.cast(t["task_cluster"], pa.string()), ":"
+            )
+        ).to_pylist()
+        if t.num_rows
+        else [],
+    }
 
 
-def _fit_task_centroids(units, difficulty_all, trainable_all, k_diff, cc: ClusterConfig, seed: int) -> dict:
+def _fit_task_centroids(units, difficulty_all, trainable_all, k_diff, cluster_cfg: ClusterConfig, seed: int) -> dict:
     """k-means per difficulty cluster on a seeded sample of its prompt embeddings."""
     from sklearn.cluster import KMeans
 
@@ -142,7 +174,7 @@ def _fit_task_centroids(units, difficulty_all, trainable_all, k_diff, cc: Cluste
     for k in range(k_diff):
         members = trainable_pos[difficulty_all[trainable_pos] == k]
         if len(members):
-            chosen[k] = np.sort(rng.choice(members, size=min(cc.fit_sample, len(members)), replace=False))
+            chosen[k] = np.sort(rng.choice(members, size=min(cluster_cfg.fit_sample, len(members)), replace=False))
     wanted = np.concatenate(list(chosen.values())) if chosen else np.zeros(0, np.int64)
     sample = {}
     offset = 0
@@ -156,7 +188,7 @@ def _fit_task_centroids(units, difficulty_all, trainable_all, k_diff, cc: Cluste
     centroids, inertia = {}, {}
     for k, rows in chosen.items():
         x = np.stack([sample[r] for r in rows]).astype(np.float64)
-        m = min(cc.task_k, len(np.unique(x, axis=0)))
+        m = min(cluster_cfg.task_k, len(np.unique(x, axis=0)))
         km = KMeans(n_clusters=m, n_init=3, random_state=seed).fit(x)
         centroids[str(k)] = km.cluster_centers_.astype(np.float32).tolist()
         inertia[str(k)] = float(km.inertia_)
@@ -166,10 +198,9 @@ def _fit_task_centroids(units, difficulty_all, trainable_all, k_diff, cc: Cluste
 def cluster(cfg: Config) -> dict:
     """Cluster the scored pool; write clustered/pool, near_dups.parquet and clusters.json."""
     t0 = time.perf_counter()
-    cc = cfg.cluster
-    units = sorted(str(p) for p in (cfg.stage_dir("scored") / "units").glob("*.parquet"))
-    if not units:
-        raise FileNotFoundError(f"no scored units in {cfg.stage_dir('scored')}: run `lead-ray score` first")
+    cluster_cfg = cfg.cluster
+    units_dir = require(cfg.stage_dir("scored") / "units", "*.parquet", "scored units", "score")
+    units = sorted(str(p) for p in units_dir.glob("*.parquet"))
     out = cfg.stage_dir("clustered")
     (out / "pool").mkdir(parents=True, exist_ok=True)
     for old in (out / "pool").glob("*.parquet"):
@@ -179,41 +210,76 @@ def cluster(cfg: Config) -> dict:
     trainable = small["trainable"].to_numpy(zero_copy_only=False)
     if not trainable.any():
         raise ValueError("no trainable sample in the scored pool (every prompt fills model.max_length?)")
-    if cc.difficulty_k > int(trainable.sum()):
+    if cluster_cfg.difficulty_k > int(trainable.sum()):
         from lead_ray.config import ConfigError
-        raise ConfigError(f"'cluster.difficulty_k' = {cc.difficulty_k} is larger than the pool's {int(trainable.sum())} "
-                          "trainable samples: lower it (or add data)")
-    centroids = kmeans_1d(ifd[trainable], cc.difficulty_k, cfg.seed)
+
+        raise ConfigError(
+            f"'cluster.difficulty_k' = {cluster_cfg.difficulty_k} is larger than the pool's {int(trainable.sum())} "
+            "trainable samples: lower it (or add data)"
+        )
+    centroids = kmeans_1d(ifd[trainable], cluster_cfg.difficulty_k, cfg.seed)
     difficulty_all = assign_1d(ifd, centroids)
     label_index, task_fit = {}, {}
-    if cc.task_groups == "embedding":
-        task_fit = _fit_task_centroids(units, difficulty_all, trainable, len(centroids), cc, cfg.seed)
+    if cluster_cfg.task_groups == "embedding":
+        task_fit = _fit_task_centroids(units, difficulty_all, trainable, len(centroids), cluster_cfg, cfg.seed)
     else:
-        labels = sorted({str(v) for u in units for v in pq.read_table(u, columns=[cc.task_groups])[cc.task_groups].to_pylist()})
+        labels = sorted(
+            {
+                str(v)
+                for u in units
+                for v in pq.read_table(u, columns=[cluster_cfg.task_groups])[cluster_cfg.task_groups].to_pylist()
+            }
+        )
         label_index = {v: i for i, v in enumerate(labels)}
     dups_path = out / "near_dups.parquet"
-    dup_stats = run_units([{"units": units}], find_near_duplicates,
-                          {"cc": cc, "out_path": str(dups_path)}, "NearDuplicates")[0]
-    results = run_units([{"unit": u} for u in units], assign_unit,
-                        {"out_dir": str(out / "pool"), "centroids": centroids.tolist(), "task_mode": cc.task_groups,
-                         "task_centroids": task_fit.get("centroids", {}), "label_index": label_index,
-                         "near_dups": str(dups_path), "drop": cc.drop_near_dups, "cc": cc}, "AssignClusters")
+    dup_stats = run_units(
+        [{"units": units}],
+        find_near_duplicates,
+        {"cluster_cfg": cluster_cfg, "out_path": str(dups_path)},
+        "NearDuplicates",
+    )[0]
+    results = run_units(
+        [{"unit": u} for u in units],
+        assign_unit,
+        {
+            "out_dir": str(out / "pool"),
+            "centroids": centroids.tolist(),
+            "task_mode": cluster_cfg.task_groups,
+            "task_centroids": task_fit.get("centroids", {}),
+            "label_index": label_index,
+            "near_dups": str(dups_path),
+            "drop": cluster_cfg.drop_near_dups,
+            "cluster_cfg": cluster_cfg,
+        },
+        "AssignClusters",
+    )
     sizes: dict[str, dict[str, int]] = {}
     for r in results:
         for pair in r["pairs"]:
             k, j = pair["values"].split(":")
             sizes.setdefault(k, {}).setdefault(j, 0)
             sizes[k][j] += pair["counts"]
-    totals = {key: sum(r[key] for r in results) for key in ("rows_in", "rows_out", "not_trainable", "near_dups_dropped")}
+    totals = {
+        key: sum(r[key] for r in results) for key in ("rows_in", "rows_out", "not_trainable", "near_dups_dropped")
+    }
     assert totals["rows_in"] == totals["rows_out"] + totals["not_trainable"] + totals["near_dups_dropped"]
     stats = {
-        **totals, "difficulty_k": len(centroids), "difficulty_k_requested": cc.difficulty_k,
+        **totals,
+        "difficulty_k": len(centroids),
+        "difficulty_k_requested": cluster_cfg.difficulty_k,
         "difficulty_centroids": centroids.tolist(),
         "difficulty_sizes": {k: sum(v.values()) for k, v in sorted(sizes.items(), key=lambda kv: int(kv[0]))},
-        "task_groups": cc.task_groups, "task_sizes": {k: dict(sorted(v.items(), key=lambda kv: int(kv[0])))
-                                                      for k, v in sorted(sizes.items(), key=lambda kv: int(kv[0]))},
-        "task_kmeans_inertia": task_fit.get("inertia"), "task_fit_points": task_fit.get("fit_points"),
-        "task_labels": label_index or None, "near_duplicates": dup_stats["near_duplicates"],
-        "near_dup_threshold": cc.near_dup_threshold, "seconds": round(time.perf_counter() - t0, 2)}
+        "task_groups": cluster_cfg.task_groups,
+        "task_sizes": {
+            k: dict(sorted(v.items(), key=lambda kv: int(kv[0])))
+            for k, v in sorted(sizes.items(), key=lambda kv: int(kv[0]))
+        },
+        "task_kmeans_inertia": task_fit.get("inertia"),
+        "task_fit_points": task_fit.get("fit_points"),
+        "task_labels": label_index or None,
+        "near_duplicates": dup_stats["near_duplicates"],
+        "near_dup_threshold": cluster_cfg.near_dup_threshold,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
     (out / "clusters.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats

@@ -15,6 +15,7 @@
 Samples are bucketed by token length under a padded-token budget, so padding wastes little compute.
 Each unit's output is written atomically; a rerun skips units already written (resumable).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lead_ray.config import Config, ModelConfig, ScoreConfig
-from lead_ray.stages import run_units_on_actors, write_parquet_atomic
+from lead_ray.files import require, write_parquet_atomic
+from lead_ray.stages import run_units_on_actors
 
 EMBED_DIM = 384
 
@@ -47,8 +49,15 @@ def plan_units(pool_dir: Path, unit_rows: int) -> list[dict]:
         for g in range(meta.num_row_groups):
             n = meta.row_group(g).num_rows
             for start in range(0, n, unit_rows):
-                units.append({"file": str(f), "row_group": g, "start": start, "stop": min(n, start + unit_rows),
-                              "name": f"{f.stem}-g{g:04d}-r{start:07d}"})
+                units.append(
+                    {
+                        "file": str(f),
+                        "row_group": g,
+                        "start": start,
+                        "stop": min(n, start + unit_rows),
+                        "name": f"{f.stem}-g{g:04d}-r{start:07d}",
+                    }
+                )
     return units
 
 
@@ -63,34 +72,44 @@ class PromptEmbedder:
         self.model.max_seq_length = max_tokens
 
     def __call__(self, texts: list[str], batch_size: int) -> np.ndarray:
-        return self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+        return self.model.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        ).astype(np.float32)
 
 
 class UnitScorer:
     """One scoring actor: base model, warm-up model and embedder loaded once, then unit after unit."""
 
-    def __init__(self, base_dir: str, warmup_dir: str | None, model_cfg: ModelConfig, score_cfg: ScoreConfig,
-                 out_dir: str, threads: int):
+    def __init__(
+        self,
+        base_dir: str,
+        warmup_dir: str | None,
+        model_cfg: ModelConfig,
+        score_cfg: ScoreConfig,
+        out_dir: str,
+        threads: int,
+    ):
         import torch
 
         from lead_ray.models.load import load_model, ray_device
 
         torch.set_num_threads(max(1, threads))
-        self.mc, self.sc = model_cfg, score_cfg
+        self.model_cfg, self.score_cfg = model_cfg, score_cfg
         self.out_dir = Path(out_dir)
         device = ray_device()  # a GPU when this actor was given one; an error if torch cannot use it
-        self.base, self.tok = load_model(base_dir, self.mc, device)
-        self.warm = load_model(warmup_dir, self.mc, device)[0] if warmup_dir else None
+        self.base, self.tok = load_model(base_dir, self.model_cfg, device)
+        self.warm = load_model(warmup_dir, self.model_cfg, device)[0] if warmup_dir else None
         for m in (self.base, self.warm):
             if m is not None:
                 m.eval()
-        self.embedder = PromptEmbedder(self.sc.embed_max_tokens, device=str(self.base.device))
+        self.embedder = PromptEmbedder(self.score_cfg.embed_max_tokens, device=str(self.base.device))
 
     def losses(self, model, encoded) -> tuple[np.ndarray, np.ndarray]:
         from lead_ray.models.loss import score_encoded
 
-        return score_encoded(model, encoded, self.tok.pad_token_id, self.sc.batch_tokens, self.sc.max_batch_size)
+        return score_encoded(
+            model, encoded, self.tok.pad_token_id, self.score_cfg.batch_tokens, self.score_cfg.max_batch_size
+        )
 
     def process(self, file: str, row_group: int, start: int, stop: int, name: str) -> dict:
         from lead_ray.models.template import encode_answer_only, encode_conversation, prompt_text
@@ -98,7 +117,7 @@ class UnitScorer:
         t0 = time.perf_counter()
         table = pq.ParquetFile(file).read_row_group(row_group).slice(start, stop - start)
         convs = table["messages"].to_pylist()
-        L = self.mc.max_length
+        L = self.model_cfg.max_length
         full = [encode_conversation(self.tok, c, L) for c in convs]
         iu0, n_resp = self.losses(self.base, full)
         if self.warm is not None:
@@ -110,18 +129,24 @@ class UnitScorer:
             ifd = ifd_scores(s_cond, s_uncond, answer_whole & (n_cond > 0))
         else:
             ifd = np.zeros(len(convs), np.float32)
-        emb = self.embedder([prompt_text(c) for c in convs], self.sc.embed_batch_size)
+        emb = self.embedder([prompt_text(c) for c in convs], self.score_cfg.embed_batch_size)
         trainable = np.array([e.n_supervised > 0 and not e.prompt_too_long for e in full])
-        out = (table
-               .append_column("iu0", pa.array(iu0.astype(np.float32)))
-               .append_column("ifd", pa.array(ifd))
-               .append_column("n_tokens", pa.array([len(e.input_ids) for e in full], pa.int32()))
-               .append_column("n_response_tokens", pa.array(n_resp.astype(np.int32)))
-               .append_column("trainable", pa.array(trainable))
-               .append_column("embedding", pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), EMBED_DIM)))
+        out = (
+            table.append_column("iu0", pa.array(iu0.astype(np.float32)))
+            .append_column("ifd", pa.array(ifd))
+            .append_column("n_tokens", pa.array([len(e.input_ids) for e in full], pa.int32()))
+            .append_column("n_response_tokens", pa.array(n_resp.astype(np.int32)))
+            .append_column("trainable", pa.array(trainable))
+            .append_column("embedding", pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), EMBED_DIM))
+        )
         write_parquet_atomic(out, self.out_dir / f"{name}.parquet")
-        return {"unit": name, "rows": out.num_rows, "tokens": int(sum(len(e.input_ids) for e in full)),
-                "not_trainable": int((~trainable).sum()), "seconds": time.perf_counter() - t0}
+        return {
+            "unit": name,
+            "rows": out.num_rows,
+            "tokens": int(sum(len(e.input_ids) for e in full)),
+            "not_trainable": int((~trainable).sum()),
+            "seconds": time.perf_counter() - t0,
+        }
 
 
 def score(cfg: Config) -> dict:
@@ -132,31 +157,45 @@ def score(cfg: Config) -> dict:
     from lead_ray.runtime import plan_actors
 
     t0 = time.perf_counter()
-    pool = cfg.stage_dir("prepared") / "pool"
-    if not any(pool.glob("*.parquet")):
-        raise FileNotFoundError(f"no pool at {pool}: run `lead-ray prepare` first")
+    pool = require(cfg.stage_dir("prepared") / "pool", "*.parquet", "pool", "prepare")
     out = cfg.stage_dir("scored")
     units_dir = out / "units"
     units_dir.mkdir(parents=True, exist_ok=True)
     base = materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)
     warm = cfg.stage_dir("models") / "warmup"
-    if cfg.score.ifd and not (warm / "config.json").exists():
-        raise FileNotFoundError(f"score.ifd needs the warm-up model at {warm}: run `lead-ray warmup` "
-                                f"first, or --set score.ifd=false")
+    if cfg.score.ifd:  # or --set score.ifd=false
+        require(warm / "config.json", None, "warm-up model (score.ifd needs it; or --set score.ifd=false)", "warmup")
     units = plan_units(pool, cfg.score.unit_rows)
     todo = [u for u in units if not (units_dir / f"{u['name']}.parquet").exists()]
     plan = plan_actors(cfg.score.use_gpu, cfg.score.actors, ray.cluster_resources(), len(todo))
     results = run_units_on_actors(
-        todo, UnitScorer,
-        {"base_dir": str(base), "warmup_dir": str(warm) if cfg.score.ifd else None,
-         "model_cfg": cfg.model, "score_cfg": cfg.score,
-         "out_dir": str(units_dir), "threads": plan.threads},
-        actors=plan.actors, num_cpus=plan.num_cpus, num_gpus=plan.num_gpus)
+        todo,
+        UnitScorer,
+        {
+            "base_dir": str(base),
+            "warmup_dir": str(warm) if cfg.score.ifd else None,
+            "model_cfg": cfg.model,
+            "score_cfg": cfg.score,
+            "out_dir": str(units_dir),
+            "threads": plan.threads,
+        },
+        actors=plan.actors,
+        num_cpus=plan.num_cpus,
+        num_gpus=plan.num_gpus,
+    )
     rows = sum(pq.ParquetFile(units_dir / f"{u['name']}.parquet").metadata.num_rows for u in units)
-    stats = {"units": len(units), "units_scored_now": len(results), "units_skipped": len(units) - len(todo),
-             "rows": rows, "tokens_scored_now": sum(r["tokens"] for r in results),
-             "actors": plan.actors, "use_gpu": plan.use_gpu, "ifd": cfg.score.ifd, "base_model": str(base),
-             "seconds": round(time.perf_counter() - t0, 2),
-             "actor_seconds": round(sum(r["seconds"] for r in results), 2)}
+    stats = {
+        "units": len(units),
+        "units_scored_now": len(results),
+        "units_skipped": len(units) - len(todo),
+        "rows": rows,
+        "tokens_scored_now": sum(r["tokens"] for r in results),
+        "actors": plan.actors,
+        "use_gpu": plan.use_gpu,
+        "ifd": cfg.score.ifd,
+        "base_model": str(base),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "actor_seconds": round(sum(r["seconds"] for r in results), 2),
+    }
     (out / "score_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats

@@ -10,10 +10,10 @@ The warm-up model is used only to score IFD; online training starts again from t
   its adapters are merged before saving, so `score` loads a plain HF folder.
 * Output: work_dir/models/warmup (safetensors + tokenizer) and warmup_stats.json.
 """
+
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -24,6 +24,7 @@ import numpy as np
 
 from lead_ray.config import Config, check_batch_sizes
 from lead_ray.data.split import hash_fraction, is_holdout
+from lead_ray.files import atomic_path, require
 
 
 def in_sample(ids, seed: int, fraction: float, holdout: float = 0.0) -> np.ndarray:
@@ -31,42 +32,43 @@ def in_sample(ids, seed: int, fraction: float, holdout: float = 0.0) -> np.ndarr
     return hash_fraction(ids, seed, fraction) & ~is_holdout(ids, holdout)
 
 
-def warmup_loop(config: dict) -> None:
+def warmup_loop(loop_config: dict) -> None:
     """Runs on every Ray Train worker."""
     import ray.train
     import ray.train.torch
     import torch
 
     from lead_ray.models.load import load_for_training, train_worker_device, training_autocast
-    from lead_ray.models.loss import collate, sample_losses
+    from lead_ray.models.loss import collate, masked_mean, sample_losses
     from lead_ray.models.optim import build_optimizer
     from lead_ray.models.template import encode_conversation
 
-    torch.set_num_threads(config["threads"])
-    torch.manual_seed(config["seed"])
+    torch.set_num_threads(loop_config["threads"])
+    torch.manual_seed(loop_config["seed"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    wc, mc = config["warmup"], config["model"]
+    warmup_cfg, model_cfg = loop_config["warmup"], loop_config["model"]
     device = train_worker_device()
-    model, tok, autocast_dtype = load_for_training(config["base_dir"], mc, wc.lora, device)
+    model, tok, autocast_dtype = load_for_training(loop_config["base_dir"], model_cfg, warmup_cfg.lora, device)
     model = ray.train.torch.prepare_model(model)
-    opt, sched, accum = build_optimizer(model, wc, world)
+    opt, sched, accum = build_optimizer(model, warmup_cfg, world)
     shard = ray.train.get_dataset_shard("train")
     step, t0 = 0, time.perf_counter()
-    for epoch in range(wc.epochs):
+    for epoch in range(warmup_cfg.epochs):
         model.train()
         total, count, pending = 0.0, 0, 0
-        batches = shard.iter_batches(batch_size=wc.micro_batch_size, batch_format="pyarrow",
-                                     local_shuffle_buffer_size=256, local_shuffle_seed=config["seed"] + epoch)
+        batches = shard.iter_batches(
+            batch_size=warmup_cfg.micro_batch_size,
+            batch_format="pyarrow",
+            local_shuffle_buffer_size=256,
+            local_shuffle_seed=loop_config["seed"] + epoch,
+        )
         for batch in batches:
-            enc = [encode_conversation(tok, m, mc.max_length) for m in batch["messages"].to_pylist()]
+            enc = [encode_conversation(tok, m, model_cfg.max_length) for m in batch["messages"].to_pylist()]
             with training_autocast(device, autocast_dtype):
                 losses, _ = sample_losses(model, collate(enc, tok.pad_token_id))
+            (masked_mean(losses) / accum).backward()
             valid = ~torch.isnan(losses)
-            # A sample with no supervised token (prompt fills max_length) contributes nothing, but every
-            # worker still runs backward, so DDP's all-reduce stays in step.
-            loss = losses[valid].mean() if valid.any() else losses.nan_to_num(0.0).sum() * 0.0
-            (loss / accum).backward()
             total += float(losses[valid].detach().sum())
             count += int(valid.sum())
             pending += 1
@@ -76,9 +78,14 @@ def warmup_loop(config: dict) -> None:
         if pending:
             opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
             step += 1
-        metrics = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "steps": step,
-                   "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - t0}
-        last = epoch == wc.epochs - 1
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": total / max(count, 1),
+            "steps": step,
+            "lr": sched.get_last_lr()[0],
+            "seconds": time.perf_counter() - t0,
+        }
+        last = epoch == warmup_cfg.epochs - 1
         if last and rank == 0:
             with tempfile.TemporaryDirectory() as tmp:
                 plain = model.module if hasattr(model, "module") else model
@@ -101,44 +108,62 @@ def warmup(cfg: Config) -> dict:
     from lead_ray.runtime import train_scaling
 
     t0 = time.perf_counter()
-    wc = cfg.warmup
-    check_batch_sizes(wc, wc.num_workers, "warmup")
-    pool = cfg.stage_dir("prepared") / "pool"
-    if not any(pool.glob("*.parquet")):
-        raise FileNotFoundError(f"no pool at {pool}: run `lead-ray prepare` first")
+    warmup_cfg = cfg.warmup
+    check_batch_sizes(warmup_cfg, warmup_cfg.num_workers, "warmup")
+    pool = require(cfg.stage_dir("prepared") / "pool", "*.parquet", "pool", "prepare")
     base = materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)
 
     def keep(batch):
-        return batch.filter(in_sample(batch["id"].to_pylist(), cfg.seed, wc.fraction, cfg.eval.holdout_fraction))
+        return batch.filter(
+            in_sample(batch["id"].to_pylist(), cfg.seed, warmup_cfg.fraction, cfg.eval.holdout_fraction)
+        )
 
     # Materialised before training: a few thousand rows, and no read task competes with the workers for CPUs.
-    ds = (ray.data.read_parquet(str(pool)).select_columns(["id", "messages"])
-          .map_batches(keep, batch_format="pyarrow").limit(wc.max_samples).materialize())
+    ds = (
+        ray.data.read_parquet(str(pool))
+        .select_columns(["id", "messages"])
+        .map_batches(keep, batch_format="pyarrow")
+        .limit(warmup_cfg.max_samples)
+        .materialize()
+    )
     n = ds.count()
     if n == 0:
-        raise ValueError(f"warm-up sample is empty: {wc.fraction=} of the pool selects no row; raise warmup.fraction")
-    scaling = train_scaling(wc, ray.cluster_resources())
+        raise ValueError(
+            f"warm-up sample is empty: {warmup_cfg.fraction=} of the pool selects no row; raise warmup.fraction"
+        )
+    scaling = train_scaling(warmup_cfg, ray.cluster_resources())
     use_gpu = scaling["use_gpu"]
     trainer = TorchTrainer(
         warmup_loop,
-        train_loop_config={"warmup": wc, "model": cfg.model, "base_dir": str(base), "seed": cfg.seed,
-                           "threads": max(1, round(scaling["resources_per_worker"]["CPU"]))},
+        train_loop_config={
+            "warmup": warmup_cfg,
+            "model": cfg.model,
+            "base_dir": str(base),
+            "seed": cfg.seed,
+            "threads": max(1, round(scaling["resources_per_worker"]["CPU"])),
+        },
         scaling_config=ScalingConfig(**scaling),
         # A fresh run name every time: reusing one would silently resume an old run.
-        run_config=RunConfig(name=f"warmup-{uuid.uuid4().hex[:8]}", storage_path=str(Path(cfg.work_dir, "ray_train").resolve())),
-        datasets={"train": ds})
+        run_config=RunConfig(
+            name=f"warmup-{uuid.uuid4().hex[:8]}", storage_path=str(Path(cfg.work_dir, "ray_train").resolve())
+        ),
+        datasets={"train": ds},
+    )
     result = trainer.fit()
     dest = cfg.stage_dir("models") / "warmup"
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    with result.checkpoint.as_directory() as ckpt:
+    with result.checkpoint.as_directory() as ckpt, atomic_path(dest) as tmp:
         shutil.copytree(ckpt, tmp)
-    (tmp / DONE).write_text("ok\n")
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(tmp, dest)
-    stats = {"samples": n, "epochs": wc.epochs, "workers": wc.num_workers, "use_gpu": use_gpu,
-             "final_train_loss": result.metrics.get("train_loss"), "optimizer_steps": result.metrics.get("steps"),
-             "train_seconds": round(result.metrics.get("seconds", 0.0), 2),
-             "seconds": round(time.perf_counter() - t0, 2), "model": str(dest)}
+        (tmp / DONE).write_text("ok\n")
+    stats = {
+        "samples": n,
+        "epochs": warmup_cfg.epochs,
+        "workers": warmup_cfg.num_workers,
+        "use_gpu": use_gpu,
+        "final_train_loss": result.metrics.get("train_loss"),
+        "optimizer_steps": result.metrics.get("steps"),
+        "train_seconds": round(result.metrics.get("seconds", 0.0), 2),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "model": str(dest),
+    }
     (dest.parent / "warmup_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats

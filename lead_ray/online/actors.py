@@ -4,14 +4,15 @@
   workers push (index, loss) batches to it asynchronously; it accumulates each round's sums for the
   reward. `UtilityClient` spreads the pool over several stores by index range and merges their
   answers, so callers never see the sharding.
-* `BanditActor`: EXP3 (core.bandit), the stored update directions (core.idu.DirectionMemory), the
-  round RNG and the per-round log.
+* `BanditActor`: EXP3 (core.bandit), the stored update directions (core.idu.DirectionMemory) and the
+  round RNG. (The round log belongs to the Train worker of rank 0, which checkpoints it.)
 
 Both hold no CPU (`num_cpus=0`): they are bookkeeping, and must never starve Ray Data or Train of
 the CPUs they need. Their state goes in and out as bytes (`state` / `load_state`), never through a
 path: on a cluster they live on another node than the Train worker that checkpoints them, so the
 caller writes the files (`UtilityClient.save`, `save_bandit`) on its own node.
 """
+
 from __future__ import annotations
 
 import functools
@@ -26,7 +27,7 @@ from lead_ray.core.bandit import Exp3Bandit
 from lead_ray.core.idu import DirectionMemory
 from lead_ray.core.select import merge_top_k, quotas_for
 from lead_ray.core.utility import UtilityTable
-from lead_ray.stages import write_bytes_atomic, write_text_atomic
+from lead_ray.files import write_bytes_atomic, write_text_atomic
 
 
 # Both actors restart after a crash (max_restarts) with their state lost. Calls in flight then fail,
@@ -42,9 +43,12 @@ def needs_state(method):
     @functools.wraps(method)
     def guarded(self, *args, **kwargs):
         if self.state_lost:
-            raise StateLost(f"{type(self).__name__} restarted after its process died: its state is lost until it is "
-                            f"restored from the last checkpoint (Ray Train restarts the workers, which do that)")
+            raise StateLost(
+                f"{type(self).__name__} restarted after its process died: its state is lost until it is "
+                f"restored from the last checkpoint (Ray Train restarts the workers, which do that)"
+            )
         return method(self, *args, **kwargs)
+
     return guarded
 
 
@@ -53,8 +57,7 @@ class UtilityStore:
     def __init__(self, iu0: np.ndarray, cluster: np.ndarray, task: np.ndarray, offset: int):
         self.table = UtilityTable(iu0, cluster, task, offset)
         self.state_lost = ray.get_runtime_context().was_current_actor_reconstructed
-        self.rounds: dict[int, list[float]] = {}  # round → [Σ(U_before − U_after), Σ loss, n]
-        self.forwards: dict[int, list[int]] = {}  # round → [trained samples forwarded, of which padding, pool re-scoring, held-out eval]
+        self.rounds: dict[int, list[float]] = {}  # round → [Σ(U_before − U_after), Σ loss, n]: the reward's sums
 
     @needs_state
     def apply(self, index, losses, delta: float, b: float, round_: int) -> int:
@@ -69,18 +72,6 @@ class UtilityStore:
     @needs_state
     def round_sums(self, round_: int) -> list[float]:
         return self.rounds.get(round_, [0.0, 0.0, 0])
-
-    @needs_state
-    def note_forward(self, round_: int, samples: int = 0, padding: int = 0, pool: int = 0, held_out: int = 0) -> None:
-        """Samples a worker passed through the model this round: trained (of which zero-weight padding),
-        pool samples re-scored (the `rescore` baseline only) and held-out samples evaluated."""
-        acc = self.forwards.setdefault(round_, [0, 0, 0, 0])
-        for i, v in enumerate((samples, padding, pool, held_out)):
-            acc[i] += v
-
-    @needs_state
-    def forward_counts(self, round_: int) -> list[int]:
-        return self.forwards.get(round_, [0, 0, 0, 0])
 
     @needs_state
     def set_u(self, index, losses) -> int:
@@ -121,15 +112,12 @@ class UtilityStore:
     def state(self) -> dict:
         """This shard's whole state as bytes and text. The caller writes it wherever it likes: an actor
         never reads or writes a path, because on a cluster it runs on another node than its caller."""
-        sums = {"rounds": {str(k): v for k, v in self.rounds.items()}, "forwards": {str(k): v for k, v in self.forwards.items()}}
-        return {"table": self.table.to_bytes(), "sums": json.dumps(sums)}
+        return {"table": self.table.to_bytes(), "sums": json.dumps({str(k): v for k, v in self.rounds.items()})}
 
     def load_state(self, state: dict) -> None:
         self.state_lost = False
         self.table = UtilityTable.from_bytes(state["table"])
-        sums = json.loads(state["sums"])
-        self.rounds = {int(k): v for k, v in sums["rounds"].items()}
-        self.forwards = {int(k): v for k, v in sums["forwards"].items()}
+        self.rounds = {int(k): v for k, v in json.loads(state["sums"]).items()}
 
     def nbytes(self) -> int:
         return self.table.nbytes()
@@ -142,11 +130,15 @@ class UtilityClient:
         self.handles, self.bounds = handles, bounds  # shard s holds [bounds[s], bounds[s+1])
 
     @classmethod
-    def create(cls, iu0: np.ndarray, cluster: np.ndarray, task: np.ndarray, shards: int, name: str | None = None) -> "UtilityClient":
+    def create(
+        cls, iu0: np.ndarray, cluster: np.ndarray, task: np.ndarray, shards: int, name: str | None = None
+    ) -> UtilityClient:
         """`name`: the stores are named actors `{name}-{shard}` (findable with ray.get_actor, e.g. by operators)."""
         bounds = np.linspace(0, len(iu0), shards + 1).astype(int).tolist()
-        handles = [UtilityStore.options(name=f"{name}-{s}" if name else None).remote(iu0[a:b], cluster[a:b], task[a:b], a)
-                   for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+        handles = [
+            UtilityStore.options(name=f"{name}-{s}" if name else None).remote(iu0[a:b], cluster[a:b], task[a:b], a)
+            for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))
+        ]
         return cls(handles, bounds)
 
     def _split(self, index: np.ndarray, *arrays):
@@ -158,10 +150,14 @@ class UtilityClient:
 
     def apply_async(self, index: np.ndarray, losses: np.ndarray, delta: float, b: float, round_: int) -> list:
         """Fire-and-forget pushes (one per shard touched); the caller waits on the refs before the round ends."""
-        return [h.apply.remote(i, l, delta, b, round_) for h, i, (l,) in self._split(np.asarray(index), np.asarray(losses))]
+        return [
+            h.apply.remote(part, part_losses, delta, b, round_)
+            for h, part, (part_losses,) in self._split(np.asarray(index), np.asarray(losses))
+        ]
 
     def set_u_async(self, index: np.ndarray, losses: np.ndarray) -> list:
-        return [h.set_u.remote(i, l) for h, i, (l,) in self._split(np.asarray(index), np.asarray(losses))]
+        split = self._split(np.asarray(index), np.asarray(losses))
+        return [h.set_u.remote(part, part_losses) for h, part, (part_losses,) in split]
 
     def round_sums(self, round_: int) -> tuple[float, float, int]:
         parts = ray.get([h.round_sums.remote(round_) for h in self.handles])
@@ -193,7 +189,9 @@ class UtilityClient:
                 acc = total.setdefault(k, [0.0, 0])
                 acc[0] += s
                 acc[1] += n
-        return [total[k][0] / max(total[k][1], 1) if k in total else float("nan") for k in range(max(total, default=-1) + 1)]
+        return [
+            total[k][0] / max(total[k][1], 1) if k in total else float("nan") for k in range(max(total, default=-1) + 1)
+        ]
 
     def peek(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(U, use count) of these global indices, in their order."""
@@ -229,9 +227,15 @@ class UtilityClient:
     def restore(self, folder: Path) -> None:
         """Read every shard's state from `folder` in this process and send it to the shards."""
         folder = Path(folder)
-        self.load_states([{"table": (folder / f"utility-{s:03d}.npz").read_bytes(),
-                           "sums": (folder / f"utility-{s:03d}.npz.rounds.json").read_text()}
-                          for s in range(len(self.handles))])
+        self.load_states(
+            [
+                {
+                    "table": (folder / f"utility-{s:03d}.npz").read_bytes(),
+                    "sums": (folder / f"utility-{s:03d}.npz.rounds.json").read_text(),
+                }
+                for s in range(len(self.handles))
+            ]
+        )
 
     def nbytes(self) -> int:
         return sum(ray.get([h.nbytes.remote() for h in self.handles]))
@@ -239,7 +243,7 @@ class UtilityClient:
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class BanditActor:
-    """EXP3 over the difficulty clusters, the stored update directions, the round RNG and the round log.
+    """EXP3 over the difficulty clusters, the stored update directions and the round RNG.
 
     `arm_choice="uniform"` (the no-bandit ablation) draws arms uniformly from the allowed ones and
     leaves the EXP3 weights untouched; everything else is the same."""
@@ -250,7 +254,6 @@ class BanditActor:
         self.bandit = Exp3Bandit(n_arms, gamma)
         self.directions = DirectionMemory(visit)
         self.rng = np.random.default_rng(seed)
-        self.log: list[dict] = []
 
     @needs_state
     def draw(self, allowed: np.ndarray | None = None) -> tuple[int, list[float]]:
@@ -270,33 +273,16 @@ class BanditActor:
         return self.directions.estimate(arm, eta)
 
     @needs_state
-    def finish_round(self, arm: int, p_arm: float, raw_reward: float, direction: np.ndarray | None, record: dict) -> float:
-        """Update EXP3 with the round's reward, store its direction, log it; returns the normalised reward."""
-        if arm < 0:  # a static baseline's round: no arm was pulled, only the log
-            self.log.append({**record, "reward_raw": raw_reward, "reward_norm": 0.0})
-            return 0.0
-        if self.arm_choice == "uniform":
-            normalised = 0.0
-        else:
-            normalised = self.bandit.update(arm, raw_reward, p_arm)
+    def finish_round(self, arm: int, p_arm: float, raw_reward: float, direction: np.ndarray | None) -> float:
+        """Update EXP3 with the round's reward and store its direction; returns the normalised reward."""
+        normalised = 0.0 if self.arm_choice == "uniform" else self.bandit.update(arm, raw_reward, p_arm)
         if direction is not None:
             self.directions.record(arm, direction)
-        self.log.append({**record, "reward_raw": raw_reward, "reward_norm": normalised})
         return normalised
 
     @needs_state
-    def amend_last(self, fields: dict) -> None:
-        """Add measurements taken after a round was logged (the final held-out NLL)."""
-        if self.log:
-            self.log[-1].update(fields)
-
-    @needs_state
-    def rounds(self) -> list[dict]:
-        return list(self.log)
-
-    @needs_state
     def state(self) -> dict:
-        """JSON for EXP3, RNG and log; .npz bytes for the direction vectors. No pickle: a checkpoint is
+        """JSON for EXP3 and the RNG; .npz bytes for the direction vectors. No pickle: a checkpoint is
         data only. Returned, never written: the caller (rank 0) puts it into the checkpoint."""
         d = self.directions.state_dict()
         vectors = {f"cluster_{k}": v for k, v in d["by_cluster"].items()}
@@ -304,8 +290,12 @@ class BanditActor:
             vectors["previous"] = d["previous"]
         buf = io.BytesIO()
         np.savez(buf, **vectors)
-        state = {"bandit": self.bandit.state_dict(), "arm_choice": self.arm_choice, "visit": d["visit"],
-                 "rng": self.rng.bit_generator.state, "log": self.log}
+        state = {
+            "bandit": self.bandit.state_dict(),
+            "arm_choice": self.arm_choice,
+            "visit": d["visit"],
+            "rng": self.rng.bit_generator.state,
+        }
         return {"json": json.dumps(state), "directions": buf.getvalue()}
 
     def load_state(self, saved: dict) -> None:
@@ -314,12 +304,15 @@ class BanditActor:
         z = np.load(io.BytesIO(saved["directions"]), allow_pickle=False)
         self.bandit = Exp3Bandit.from_state(state["bandit"])
         self.arm_choice = state["arm_choice"]
-        self.directions = DirectionMemory.from_state({
-            "visit": state["visit"], "previous": z["previous"] if "previous" in z else None,
-            "by_cluster": {int(k.split("_")[1]): z[k] for k in z.files if k.startswith("cluster_")}})
+        self.directions = DirectionMemory.from_state(
+            {
+                "visit": state["visit"],
+                "previous": z["previous"] if "previous" in z else None,
+                "by_cluster": {int(k.split("_")[1]): z[k] for k in z.files if k.startswith("cluster_")},
+            }
+        )
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state["rng"]
-        self.log = state["log"]
 
 
 BANDIT_FILE = "bandit.json"
@@ -334,5 +327,11 @@ def save_bandit(bandit, folder: Path) -> None:
 
 def restore_bandit(bandit, folder: Path) -> None:
     folder = Path(folder)
-    ray.get(bandit.load_state.remote({"json": (folder / BANDIT_FILE).read_text(),
-                                      "directions": (folder / (BANDIT_FILE + ".directions.npz")).read_bytes()}))
+    ray.get(
+        bandit.load_state.remote(
+            {
+                "json": (folder / BANDIT_FILE).read_text(),
+                "directions": (folder / (BANDIT_FILE + ".directions.npz")).read_bytes(),
+            }
+        )
+    )

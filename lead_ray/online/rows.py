@@ -4,6 +4,7 @@ Before training, the run writes the clustered pool once, ordered by (difficulty 
 Parquet row groups of GROUP rows, plus `positions.npy` (index → position in that order). A round
 draws from one cluster, so a worker reads only row groups of that cluster that hold its samples.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lead_ray.stages import write_parquet_atomic
+from lead_ray.files import write_parquet_atomic
 
 GROUP = 64
 FILE_ROWS = GROUP * 1024
@@ -36,7 +37,6 @@ class RoundRows:
         self.folder = Path(folder)
         self.positions = np.load(self.folder / "positions.npy")
         self.files: dict[int, pq.ParquetFile] = {}
-        self.groups_read = 0
 
     def _file(self, k: int) -> pq.ParquetFile:
         if k not in self.files:
@@ -52,7 +52,6 @@ class RoundRows:
         for k in np.unique(groups * GROUP // FILE_ROWS):
             mine = groups[groups * GROUP // FILE_ROWS == k]
             t = self._file(int(k)).read_row_groups([int(g * GROUP % FILE_ROWS // GROUP) for g in mine])
-            self.groups_read += len(mine)
             t = t.filter(pc.is_in(t["index"], pa.array(index)))  # only the wanted rows become Python objects
             found.update(zip(t["index"].to_pylist(), t["messages"].to_pylist()))
         return [found[int(i)] for i in index]

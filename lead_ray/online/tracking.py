@@ -3,6 +3,7 @@
 The wandb run id is the Ray Train run name, so a worker restart or `--resume` continues the same
 wandb run instead of starting a new one.
 """
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,24 @@ from pathlib import Path
 
 import numpy as np
 
-SCALARS = ("mean_loss", "delta", "beta", "cos_phi", "d_k", "d_p", "eta", "reward_raw", "reward_norm", "unique", "size",
-           "selection_s", "train_s", "heldout_nll", "pool_forward_samples", "arm")
+SCALARS = (
+    "mean_loss",
+    "delta",
+    "beta",
+    "cos_phi",
+    "d_k",
+    "d_p",
+    "eta",
+    "reward_raw",
+    "reward_norm",
+    "unique",
+    "size",
+    "selection_s",
+    "train_s",
+    "heldout_nll",
+    "pool_forward_samples",
+    "arm",
+)
 
 
 class RoundLogger:
@@ -24,8 +41,16 @@ class RoundLogger:
         from lead_ray.config import to_dict
 
         os.environ.setdefault("WANDB_SILENT", "true")
-        self.run = wandb.init(project=cfg.tracking.project, dir=str(run_dir), id=run_name, name=run_name, mode=cfg.tracking.mode,
-                              resume="allow", config=to_dict(cfg), settings=wandb.Settings(console="off"))
+        self.run = wandb.init(
+            project=cfg.tracking.project,
+            dir=str(run_dir),
+            id=run_name,
+            name=run_name,
+            mode=cfg.tracking.mode,
+            resume="allow",
+            config=to_dict(cfg),
+            settings=wandb.Settings(console="off"),
+        )
 
     def log(self, record: dict, u_round: np.ndarray | None) -> None:
         if self.run is None:

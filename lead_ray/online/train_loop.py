@@ -1,23 +1,24 @@
 """The Ray Train worker loop: every worker runs every round of the LEAD selection (spec §8).
 
 One round t, on all workers of the single long-running TorchTrainer:
-  rank 0   draws an arm from the BanditActor (EXP3), predicts ΔL̂′ from the stored directions at the
-           current learning rate, asks the UtilityStore for the stratified top-U samples of that
+  plan     rank 0 draws an arm from the BanditActor (EXP3), predicts ΔL̂′ from the stored directions at
+           the current learning rate, asks the UtilityStore for the stratified top-U samples of that
            cluster, marks them used, and broadcasts the plan;
-  each     trains one pass over its slice of the round (micro-batches, gradient accumulation, DDP),
-           takes each sample's IU from the training forward pass itself (the shared loss function),
-           and pushes (index, loss) to the UtilityStore asynchronously, which applies
-           U ← (1−b)(L + ΔL̂′) + b·U_prev;
-  rank 0   measures the round's update direction g: the mean gradient of the direction parameters
-           (the last layer's trainable ones) over the round's optimizer steps, after DDP's all-reduce
-           (spec 5.3's "accumulated gradient at each optimizer step, averaged over the round"). Not
-           Δθ/η: with Adam, ‖Δθ/η‖² has nothing to do with the gradient's scale, and ΔL̂′ = −η‖g‖²
-           (a first-order step along the gradient) then swamps the losses — seen on the toy test,
-           where it reached −700 against losses of 5. Then it computes the reward (mean U decrease
-           over the trained samples) and updates the bandit. Every `train.checkpoint_every` rounds all ranks report, rank 0 with a
-           checkpoint holding the model and the whole selection state.
+  train    each worker trains one pass over its slice of the round (micro-batches, gradient
+           accumulation, DDP), takes each sample's IU from the training forward pass itself (the
+           shared loss function), and pushes (index, loss) to the UtilityStore asynchronously, which
+           applies U ← (1−b)(L + ΔL̂′) + b·U_prev;
+  finish   rank 0 measures the round's update direction g: the mean gradient of the direction
+           parameters (the last layer's trainable ones) over the round's optimizer steps, after DDP's
+           all-reduce (spec 5.3's "accumulated gradient at each optimizer step, averaged over the
+           round"; not Δθ/η, whose scale under Adam has nothing to do with the gradient's). It computes
+           the reward (mean U decrease over the trained samples), updates the bandit and appends the
+           round to the round log, which rank 0 owns and checkpoints.
+Every `train.checkpoint_every` rounds all ranks report, rank 0 with a checkpoint holding the model, the
+optimizer and the whole selection state (UtilityStore, BanditActor, round log).
 No forward pass ever runs over samples that are not being trained (spec 11.10).
 """
+
 from __future__ import annotations
 
 import json
@@ -25,13 +26,64 @@ import math
 import re
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from lead_ray.stages import write_text_atomic
+from lead_ray.config import Config
+from lead_ray.files import write_text_atomic
 
 PUSH_EVERY = 1024  # samples per UtilityStore push from one worker
+ROUND_LOG = "rounds.json"  # the round log, in a checkpoint's selection/ folder
+
+
+@dataclass
+class LoopSettings:
+    """What the driver hands every Train worker."""
+
+    cfg: Config
+    run_dir: str
+    base_dir: str
+    run_name: str
+    n_arms: int
+    budget: int  # unique samples
+    pool_size: int
+    threads: int
+    store_handles: list
+    store_bounds: list[int]
+    bandit: Any
+    initial_store: list  # object refs: each store shard's state before round 0
+    initial_bandit: Any  # object ref: the bandit's state before round 0
+    static_order: np.ndarray | None  # a static baseline's fixed subset, trained in order
+    holdout: list  # held-out conversations for the in-loop NLL
+
+
+@dataclass
+class RoundPlan:
+    """Rank 0's decision for one round, broadcast to every worker."""
+
+    index: np.ndarray  # the round's samples
+    arm: int  # -1: a static baseline's slice, no arm pulled
+    p: list[float]
+    eta: float  # learning rate at the start of the round
+    delta: float  # ΔL̂′ added to every trained sample's loss
+    estimate: Any  # core.idu.DeltaEstimate, or None
+    selection_s: float
+
+
+@dataclass
+class TrainedRound:
+    """What one worker's training pass over its slice produced."""
+
+    forwarded: int
+    padding: int
+    optimizer_steps: int
+    direction: np.ndarray | None  # rank 0: mean gradient of the direction parameters
+    train_s: float
+    read_s: float
+    push_s: float
 
 
 def direction_params(model, which: str) -> dict:
@@ -47,232 +99,450 @@ def direction_params(model, which: str) -> dict:
 
 
 def lead_train_loop(config: dict) -> None:
-    import ray
-    import ray.train
-    import ray.train.torch
-    import torch
-    import torch.distributed as dist
+    """The function every Ray Train worker runs (`train_loop_config={"settings": LoopSettings}`)."""
+    RoundLoop(config["settings"]).train()
 
-    from lead_ray.core.baselines import round_slices
-    from lead_ray.core.select import quotas_for, trim_to_budget
-    from lead_ray.models.load import load_for_training, train_worker_device, training_autocast
-    from lead_ray.models.loss import collate, sample_losses, score_encoded
-    from lead_ray.models.optim import build_optimizer
-    from lead_ray.models.template import encode_conversation
-    from lead_ray.online.actors import UtilityClient, restore_bandit
-    from lead_ray.online.rows import RoundRows
-    from lead_ray.online.tracking import RoundLogger
 
-    cfg, run_dir = config["cfg"], Path(config["run_dir"])
-    sc, tc = cfg.selection, cfg.train
-    torch.set_num_threads(config["threads"])
-    torch.manual_seed(cfg.seed)
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    store = UtilityClient(config["store_handles"], config["store_bounds"])
-    bandit = config["bandit"]
-    rows = RoundRows(shared_run_path(run_dir, "rows"))
-    device = train_worker_device()
-    model, tok, autocast_dtype = load_for_training(config["base_dir"], cfg.model, tc.lora, device)
-    opt, sched, accum = build_optimizer(model, tc, world)
-    start_round, t_start = 0, time.perf_counter()
-    ckpt = ray.train.get_checkpoint()
-    if ckpt:  # a restart: model, optimizer, schedule, cursor and (rank 0) the selection state
+class RoundLoop:
+    """One worker's state for the whole run; `train` runs the rounds as named steps."""
+
+    def __init__(self, settings: LoopSettings):
+        import ray.train
+        import torch
+
+        from lead_ray.online.actors import UtilityClient
+        from lead_ray.online.rows import RoundRows
+
+        self.s, self.cfg = settings, settings.cfg
+        self.selection, self.training = self.cfg.selection, self.cfg.train
+        torch.set_num_threads(settings.threads)
+        torch.manual_seed(self.cfg.seed)
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self.run_dir = Path(settings.run_dir)
+        self.store = UtilityClient(settings.store_handles, settings.store_bounds)
+        self.bandit = settings.bandit
+        self.rows = RoundRows(shared_run_path(self.run_dir, "rows"))
+        self.round_log: list[dict] = []  # rank 0's: one record per finished round
+        self._setup_model()
+        self.start_round = self._restore()
+        self._setup_distributed()
+        self._setup_round_inputs()
+
+    # ------------------------------------------------------------------ setup
+
+    def _setup_model(self) -> None:
+        from lead_ray.models.load import load_for_training, train_worker_device
+        from lead_ray.models.optim import build_optimizer
+
+        self.device = train_worker_device()
+        self.model, self.tok, self.autocast_dtype = load_for_training(
+            self.s.base_dir, self.cfg.model, self.training.lora, self.device
+        )
+        self.opt, self.sched, self.accum = build_optimizer(self.model, self.training, self.world)
+        self.t_start = time.perf_counter()
+
+    def _restore(self) -> int:
+        """The round to start at: 0, or the checkpoint's cursor after a restart (model, optimizer,
+        schedule; rank 0 also the selection actors and the round log)."""
+        import ray
+        import ray.train
+
+        from lead_ray.online.actors import restore_bandit
+
+        ckpt = ray.train.get_checkpoint()
+        if not ckpt:  # a start, or a restart before the first checkpoint: the actors go back to round 0
+            if self.rank == 0:
+                self.store.load_states(self.s.initial_store)  # object refs: never a node's disk
+                ray.get(self.bandit.load_state.remote(self.s.initial_bandit))
+            return 0
         with ckpt.as_directory() as d:
-            verify_checkpoint(Path(d))
-            state = load_trainer_state(Path(d))
-            model.load_state_dict(state["trainable"], strict=False)
-            opt.load_state_dict(state["optimizer"])  # moves the state to each parameter's device
-            sched.load_state_dict(state["scheduler"])
-            start_round = state["next_round"]
-            if rank == 0:
-                store.restore(Path(d) / "selection")
-                restore_bandit(bandit, Path(d) / "selection")
-    elif rank == 0:  # a start, or a restart before the first checkpoint: the actors go back to round 0
-        store.load_states(config["initial_store"])  # object refs: the state never touches a node's disk
-        ray.get(bandit.load_state.remote(config["initial_bandit"]))
-    dir_names = list(direction_params(model, sc.direction_params))
-    model = ray.train.torch.prepare_model(model)
-    plain = model.module if hasattr(model, "module") else model
-    dir_params = dict(plain.named_parameters())
-    dir_params = {n: dir_params[n] for n in dir_names}
-    n_arms, budget = config["n_arms"], config["budget"]
-    tracker = RoundLogger(cfg, run_dir, config["run_name"]) if rank == 0 else None
-    last_metrics: dict = {}  # the final report repeats the last round's metrics (Tune reads the last report)
+            folder = Path(d)
+            verify_checkpoint(folder)
+            state = load_trainer_state(folder)
+            self.model.load_state_dict(state["trainable"], strict=False)
+            self.opt.load_state_dict(state["optimizer"])  # moves the state to each parameter's device
+            self.sched.load_state_dict(state["scheduler"])
+            if self.rank == 0:
+                self.store.restore(folder / "selection")
+                restore_bandit(self.bandit, folder / "selection")
+                self.round_log = json.loads((folder / "selection" / ROUND_LOG).read_text())
+            return state["next_round"]
 
-    static = config["static_order"]
-    static_rounds = round_slices(len(static), sc.max_rounds, tc.batch_size) if static is not None else None
-    holdout_enc = [encode_conversation(tok, m, cfg.model.max_length) for m in config["holdout"]] if rank == 0 else []
-    pool_enc = None  # the `rescore` baseline's encoded pool, built on first use
+    def _setup_distributed(self) -> None:
+        import ray.train.torch
 
-    def bcast(obj):
-        if world == 1:
+        names = list(direction_params(self.model, self.selection.direction_params))
+        self.model = ray.train.torch.prepare_model(self.model)
+        self.plain = self.model.module if hasattr(self.model, "module") else self.model  # without DDP
+        params = dict(self.plain.named_parameters())
+        self.dir_params = {n: params[n] for n in names}
+
+    def _setup_round_inputs(self) -> None:
+        from lead_ray.core.baselines import round_slices
+        from lead_ray.models.template import encode_conversation
+        from lead_ray.online.tracking import RoundLogger
+
+        static = self.s.static_order
+        self.static_rounds = (
+            None if static is None else round_slices(len(static), self.selection.max_rounds, self.training.batch_size)
+        )
+        self.holdout_enc = (
+            [encode_conversation(self.tok, m, self.cfg.model.max_length) for m in self.s.holdout]
+            if self.rank == 0
+            else []
+        )
+        self.pool_enc = None  # the `rescore` baseline's encoded pool, built on first use
+        self.tracker = RoundLogger(self.cfg, self.run_dir, self.s.run_name) if self.rank == 0 else None
+        self.smooth_b = 0.0 if self.selection.method == "rescore" else self.selection.smoothing_b
+
+    # ------------------------------------------------------------------ the rounds
+
+    def train(self) -> None:
+        next_round, metrics = self.start_round, {}
+        for t in range(self.start_round, self.selection.max_rounds):
+            pool_forwards, pool_s = self._rescore_pool(t)
+            plan = self._broadcast(self._plan_round(t, pool_s) if self.rank == 0 else None)
+            if plan is None:
+                break
+            trained = self._train_round(t, plan)
+            counts = self._sum_over_workers([trained.forwarded, trained.padding, pool_forwards])
+            metrics = self._finish_round(t, plan, trained, counts) if self.rank == 0 else {}
+            next_round = t + 1
+            if next_round % self.training.checkpoint_every == 0:
+                self._report({"round": t, "rounds_done": next_round, **metrics}, next_round)
+        self._finish_run(next_round, metrics)
+
+    def _rescore_pool(self, t: int) -> tuple[int, float]:
+        """The `rescore` baseline only: every pool sample scored by the current model before the round."""
+        if self.selection.method != "rescore":
+            return 0, 0.0
+        import ray
+        import torch.distributed as dist
+
+        from lead_ray.models.load import training_autocast
+        from lead_ray.models.loss import score_encoded
+        from lead_ray.models.template import encode_conversation
+
+        if not self._broadcast(self.rank == 0 and self._budget_left(t)):
+            return 0, 0.0
+        t0 = time.perf_counter()
+        if self.pool_enc is None:
+            mine = np.arange(self.s.pool_size, dtype=np.int64)[self.rank :: self.world]
+            self.pool_enc = (
+                mine,
+                [encode_conversation(self.tok, m, self.cfg.model.max_length) for m in self.rows.messages(mine)],
+            )
+        with training_autocast(self.device, self.autocast_dtype):
+            losses, _ = score_encoded(
+                self.plain.eval(),
+                self.pool_enc[1],
+                self.tok.pad_token_id,
+                self.cfg.score.batch_tokens,
+                self.cfg.score.max_batch_size,
+            )
+        ray.get(self.store.set_u_async(self.pool_enc[0], losses))
+        if self.world > 1:
+            dist.barrier()
+        return len(losses), time.perf_counter() - t0
+
+    def _budget_left(self, t: int) -> bool:
+        return t < self.selection.max_rounds and self.store.used_count() < self.s.budget
+
+    def _plan_round(self, t: int, pool_s: float) -> RoundPlan | None:
+        """Rank 0: the round's samples (a static slice, or the bandit's arm and its top-U samples)."""
+        t0 = time.perf_counter()
+        plan = self._plan_static(t) if self.s.static_order is not None else self._plan_bandit()
+        if plan is not None:
+            np.save(self.run_dir / "selections" / f"round-{t:05d}.npy", plan.index)
+            plan.selection_s = time.perf_counter() - t0 + pool_s
+        return plan
+
+    def _plan_static(self, t: int) -> RoundPlan | None:
+        if t >= len(self.static_rounds):
+            return None
+        index = self.s.static_order[self.static_rounds[t]]
+        self.store.mark_used(index)
+        return RoundPlan(index, -1, [], float(self.sched.get_last_lr()[0]), 0.0, None, 0.0)
+
+    def _plan_bandit(self) -> RoundPlan | None:
+        import ray
+
+        from lead_ray.core.select import quotas_for, trim_to_budget
+
+        sel, unique = self.selection, self.store.used_count()
+        allowed = np.array(
+            [
+                bool(quotas_for(self.store.eligible_counts(k, sel.use_cap), sel.rho, sel.min_per_group))
+                for k in range(self.s.n_arms)
+            ]
+        )
+        if unique >= self.s.budget or not allowed.any():
+            return None
+        eta = float(self.sched.get_last_lr()[0])
+        arm, p = ray.get(self.bandit.draw.remote(allowed))
+        estimate = ray.get(self.bandit.estimate.remote(arm, eta))
+        index = self.store.select(arm, sel.rho, sel.use_cap, sel.min_per_group)
+        u, used = self.store.peek(index)
+        index = trim_to_budget(index, u, used == 0, self.s.budget - unique)  # the budget is a hard cap
+        if sel.shuffle:
+            index = index[ray.get(self.bandit.permutation.remote(len(index)))]
+        self.store.mark_used(index)
+        # U = L + ΔL̂′ smoothed (LEAD); the no-ΔL̂′ ablation and `rescore` use the loss alone
+        delta = estimate.delta if sel.method == "lead" and sel.use_delta else 0.0
+        return RoundPlan(index, arm, p, eta, delta, estimate, 0.0)
+
+    def _train_round(self, t: int, plan: RoundPlan) -> TrainedRound:
+        """One pass over this worker's slice of the round; each sample's loss goes to the store."""
+        import torch.distributed as dist
+
+        from lead_ray.models.template import encode_conversation
+
+        t0, micro = time.perf_counter(), self.training.micro_batch_size
+        mine = plan.index[self.rank :: self.world]
+        n_micro = math.ceil(math.ceil(len(plan.index) / self.world) / micro)  # equal on every rank (DDP)
+        t_read = time.perf_counter()
+        convs = self.rows.messages(mine if len(mine) else plan.index[:1])  # one read for the whole slice
+        read_s = time.perf_counter() - t_read
+        encoded = [encode_conversation(self.tok, m, self.cfg.model.max_length) for m in convs]  # once per round
+        pushes = RoundPushes(self.store, plan.delta, self.smooth_b, t)
+        grad_sum, steps, forwarded, padding, optimizer_steps = None, 0, 0, 0, 0
+        self.model.train()
+        self.plain.train()
+        for j in range(n_micro):
+            chunk = mine[j * micro : (j + 1) * micro]
+            padded = len(chunk) == 0  # this rank ran out: a zero-weight step keeps DDP's all-reduce in step
+            losses = self._loss_step(encoded[j * micro : (j + 1) * micro] if not padded else encoded[:1], padded)
+            forwarded, padding = forwarded + len(losses), padding + (len(losses) if padded else 0)
+            if not padded:
+                pushes.add(chunk, losses, last=j == n_micro - 1)
+            if (j + 1) % self.accum == 0 or j == n_micro - 1:
+                g = self._direction_gradient()
+                if g is not None:
+                    grad_sum, steps = (g if grad_sum is None else grad_sum + g), steps + 1
+                self.opt.step(), self.sched.step(), self.opt.zero_grad(set_to_none=True)
+                optimizer_steps += 1
+        pushes.finish()  # every update of this round has landed before the reward is read
+        if self.world > 1:
+            dist.barrier()
+        direction = (grad_sum / steps).cpu().numpy() if grad_sum is not None else None
+        return TrainedRound(
+            forwarded, padding, optimizer_steps, direction, time.perf_counter() - t0, read_s, pushes.seconds
+        )
+
+    def _loss_step(self, encoded: list, padded: bool):
+        """Forward and backward of one micro-batch; returns each sample's IU (detached, on the CPU)."""
+        from lead_ray.models.load import training_autocast
+        from lead_ray.models.loss import collate, masked_mean, sample_losses
+
+        with training_autocast(self.device, self.autocast_dtype):
+            losses, _ = sample_losses(self.model, collate(encoded, self.tok.pad_token_id))
+        (masked_mean(losses, zero_weight=padded) / self.accum).backward()
+        return losses.detach().float().cpu().numpy()
+
+    def _direction_gradient(self):
+        """Rank 0: this optimizer step's gradient on the direction parameters (already all-reduced)."""
+        import torch
+
+        if self.rank != 0 or not self.dir_params:
+            return None
+        return torch.cat([p.grad.detach().flatten().float() for p in self.dir_params.values() if p.grad is not None])
+
+    def _sum_over_workers(self, counts: list[int]) -> list[int]:
+        """Per-worker counts summed over all workers (an all-reduce; every rank gets the totals)."""
+        if self.world == 1:
+            return counts
+        import torch
+        import torch.distributed as dist
+
+        total = torch.tensor(counts, dtype=torch.int64, device=self.device)
+        dist.all_reduce(total)
+        return total.tolist()
+
+    def _finish_round(self, t: int, plan: RoundPlan, trained: TrainedRound, counts: list[int]) -> dict:
+        """Rank 0: held-out NLL, reward, bandit update, the round's record, progress line."""
+        import ray
+
+        t0 = time.perf_counter()
+        heldout, heldout_s = None, 0.0
+        if self.holdout_enc and self.cfg.eval.inloop_every and (t + 1) % self.cfg.eval.inloop_every == 0:
+            heldout = self._heldout_nll()
+            heldout_s = time.perf_counter() - t0  # evaluation, kept apart from selection bookkeeping
+        drop, loss_sum, n = self.store.round_sums(t)
+        reward = drop / max(n, 1)
+        normalised = 0.0  # a static baseline's round pulls no arm
+        if plan.arm >= 0:
+            p_arm = plan.p[plan.arm]
+            normalised = ray.get(self.bandit.finish_round.remote(plan.arm, p_arm, reward, trained.direction))
+        record = self._round_record(t, plan, trained, counts, n, loss_sum, heldout)
+        record.update(
+            reward_raw=reward,
+            reward_norm=normalised,
+            heldout_s=heldout_s,
+            finish_s=time.perf_counter() - t0 - heldout_s,
+        )
+        self.round_log.append(record)
+        self.tracker.log(record, self.store.peek(plan.index)[0] if self.tracker.run is not None else None)
+        self._print_round(record, plan)
+        return {
+            "mean_loss": record["mean_loss"],
+            "reward": reward,
+            **({"heldout_nll": heldout} if heldout is not None else {}),
+        }
+
+    def _round_record(self, t, plan, trained, counts, n, loss_sum, heldout) -> dict:
+        """One row of rounds.parquet (spec 11.11)."""
+        est = plan.estimate
+        forwarded, padding, pool_forwards = counts
+        return {
+            "round": t,
+            "method": self.selection.method,
+            "arm": plan.arm,
+            "p": plan.p,
+            "size": int(len(plan.index)),
+            "trained": int(n),
+            "mean_loss": loss_sum / max(n, 1),
+            "delta": plan.delta,
+            "beta": est.beta if est else None,
+            "cos_phi": est.cos_phi if est else None,
+            "d_k": est.d_k if est else None,
+            "d_p": est.d_p if est else None,
+            "eta": plan.eta,
+            "forward_samples": int(forwarded),
+            "padding_samples": int(padding),
+            "pool_forward_samples": int(pool_forwards),
+            "heldout_forward_samples": len(self.holdout_enc) if heldout is not None else 0,
+            "heldout_nll": heldout,
+            "optimizer_steps": trained.optimizer_steps,
+            "unique": self.store.used_count(),
+            "u_by_cluster": self.store.cluster_means(),
+            "selection_s": plan.selection_s,
+            "train_s": trained.train_s,
+            "read_s": trained.read_s,
+            "push_s": trained.push_s,
+            "elapsed_s": time.perf_counter() - self.t_start,
+        }
+
+    def _print_round(self, r: dict, plan: RoundPlan) -> None:
+        p_arm = plan.p[plan.arm] if plan.arm >= 0 else 1.0
+        held = f"held-out NLL {r['heldout_nll']:.4f}, " if r["heldout_nll"] is not None else ""
+        print(
+            f"[lead-ray] {r['method']} round {r['round'] + 1}/{self.selection.max_rounds}: arm {plan.arm} "
+            f"(p={p_arm:.3f}), "
+            f"{r['size']} samples, mean loss {r['mean_loss']:.4f}, ΔL̂′ {plan.delta:.2e}, {held}"
+            f"reward {r['reward_raw']:+.4f} (norm {r['reward_norm']:+.3f}), unique {r['unique']}/{self.s.budget}, "
+            f"select {r['selection_s']:.2f} s, train {r['train_s']:.1f} s",
+            flush=True,
+        )
+
+    def _heldout_nll(self) -> float:
+        """Mean response NLL of the held-out samples (never selectable); counted apart from training."""
+        from lead_ray.models.load import training_autocast
+        from lead_ray.models.loss import score_encoded
+
+        with training_autocast(self.device, self.autocast_dtype):
+            losses, _ = score_encoded(
+                self.plain.eval(),
+                self.holdout_enc,
+                self.tok.pad_token_id,
+                self.cfg.score.batch_tokens,
+                self.cfg.score.max_batch_size,
+            )
+        return float(np.nanmean(losses))
+
+    def _finish_run(self, next_round: int, metrics: dict) -> None:
+        """The final model's held-out NLL when the last round did not measure it, then the final report."""
+        ran = next_round > self.start_round
+        if self.rank == 0 and not ran:
+            print(
+                f"[lead-ray] nothing left to run: the checkpoint is at round {self.start_round} and "
+                f"selection.max_rounds = {self.selection.max_rounds}, or the budget is spent",
+                flush=True,
+            )
+        last = self.round_log[-1] if self.rank == 0 and self.round_log else None
+        if ran and last is not None and self.holdout_enc and self.cfg.eval.inloop_every and last["heldout_nll"] is None:
+            last["heldout_nll"] = metrics["heldout_nll"] = self._heldout_nll()
+            last["heldout_forward_samples"] = len(self.holdout_enc)
+        if self.tracker is not None:
+            self.tracker.finish()
+        final = {k: v for k, v in metrics.items() if k in ("mean_loss", "heldout_nll")}  # Tune reads the last report
+        self._report({**final, "round": -1, "rounds_done": next_round, "start_round": self.start_round}, next_round)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _broadcast(self, obj):
+        if self.world == 1:
             return obj
+        import torch.distributed as dist
+
         box = [obj]
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    for t in range(start_round, sc.max_rounds + 1):
-        plan = {"stop": True}
-        pool_s = 0.0
-        if sc.method == "rescore" and bcast(rank == 0 and t < sc.max_rounds and store.used_count() < budget):
-            # The costly iterative baseline: every round, every pool sample is scored by the current model.
-            t_pool = time.perf_counter()
-            if pool_enc is None:
-                everything = np.arange(config["pool_size"], dtype=np.int64)[rank::world]
-                pool_enc = (everything, [encode_conversation(tok, m, cfg.model.max_length) for m in rows.messages(everything)])
-            with training_autocast(device, autocast_dtype):
-                losses, _ = score_encoded(plain.eval(), pool_enc[1], tok.pad_token_id, cfg.score.batch_tokens,
-                                          cfg.score.max_batch_size)
-            ray.get(store.set_u_async(pool_enc[0], losses) + [store.handles[0].note_forward.remote(t, pool=len(losses))])
-            if world > 1:
-                dist.barrier()
-            pool_s = time.perf_counter() - t_pool
-        if rank == 0 and t < sc.max_rounds:
-            t_sel = time.perf_counter()
-            if static is not None:  # a static baseline: the next slice of the fixed subset
-                if t < len(static_rounds):
-                    index = static[static_rounds[t]]
-                    store.mark_used(index)
-                    plan = {"stop": False, "arm": -1, "p": [], "index": index, "eta": float(sched.get_last_lr()[0]),
-                            "delta": 0.0, "est": None}
-            else:
-                unique = store.used_count()
-                allowed = np.array([bool(quotas_for(store.eligible_counts(k, sc.use_cap), sc.rho, sc.min_per_group))
-                                    for k in range(n_arms)])
-                if unique < budget and allowed.any():
-                    eta = float(sched.get_last_lr()[0])
-                    arm, p = ray.get(bandit.draw.remote(allowed))
-                    est = ray.get(bandit.estimate.remote(arm, eta))
-                    index = store.select(arm, sc.rho, sc.use_cap, sc.min_per_group)
-                    u_sel, used_sel = store.peek(index)
-                    index = trim_to_budget(index, u_sel, used_sel == 0, budget - unique)  # the budget is a hard cap
-                    if sc.shuffle:
-                        index = index[ray.get(bandit.permutation.remote(len(index)))]
-                    store.mark_used(index)
-                    # U = L + ΔL̂′ smoothed (LEAD); the no-ΔL̂′ ablation and `rescore` use the loss alone
-                    delta = est.delta if sc.method == "lead" and sc.use_delta else 0.0
-                    plan = {"stop": False, "arm": arm, "p": p, "index": index, "eta": eta, "delta": delta, "est": est}
-            if not plan["stop"]:
-                np.save(run_dir / "selections" / f"round-{t:05d}.npy", plan["index"])
-                plan["selection_s"] = time.perf_counter() - t_sel + pool_s
-        plan = bcast(plan)
-        if plan["stop"]:
-            break
-        smooth_b = 0.0 if sc.method == "rescore" else sc.smoothing_b
+    def _report(self, metrics: dict, next_round: int) -> None:
+        """All ranks report (a barrier); rank 0 attaches the checkpoint: model, optimizer, selection state."""
+        import ray.train
+        import torch
 
-        # ---- train one pass over this worker's slice of the round
-        t_train = time.perf_counter()
-        index = plan["index"]
-        mine = index[rank::world]
-        n_micro = math.ceil(math.ceil(len(index) / world) / tc.micro_batch_size)  # equal on every rank (DDP)
-        refs, pending, buf_idx, buf_loss = [], 0, [], []
-        grad_sum, steps, forwarded, padding, optimizer_steps = None, 0, 0, 0, 0
-        read_s = push_s = 0.0  # bookkeeping inside the training pass, measured for bench/loop.py
-        t_read = time.perf_counter()
-        my_convs = rows.messages(mine) if len(mine) else rows.messages(index[:1])  # one read for the whole slice
-        read_s += time.perf_counter() - t_read
-        my_enc = [encode_conversation(tok, m, cfg.model.max_length) for m in my_convs]  # the slice, encoded once
-        model.train()
-        plain.train()
-        for j in range(n_micro):
-            chunk = mine[j * tc.micro_batch_size:(j + 1) * tc.micro_batch_size]
-            dummy = len(chunk) == 0  # this rank ran out: a zero-weight step keeps DDP's all-reduce in step
-            enc = my_enc[j * tc.micro_batch_size:(j + 1) * tc.micro_batch_size] if not dummy else my_enc[:1]
-            with training_autocast(device, autocast_dtype):
-                losses, _ = sample_losses(model, collate(enc, tok.pad_token_id))
-            forwarded += len(enc)
-            padding += len(enc) if dummy else 0
-            valid = ~torch.isnan(losses)
-            loss = losses[valid].mean() if valid.any() and not dummy else losses.nan_to_num(0.0).sum() * 0.0
-            (loss / accum).backward()
-            if not dummy:
-                buf_idx.append(chunk)
-                buf_loss.append(losses.detach().float().cpu().numpy())
-                if sum(len(b) for b in buf_idx) >= PUSH_EVERY or j == n_micro - 1:
-                    # U only matters for the next round's selection, so pushing in batches (one actor
-                    # call per PUSH_EVERY samples, not per micro-batch) changes nothing but the overhead.
-                    t_push = time.perf_counter()
-                    refs += store.apply_async(np.concatenate(buf_idx), np.concatenate(buf_loss), plan["delta"], smooth_b, t)
-                    buf_idx, buf_loss = [], []
-                    push_s += time.perf_counter() - t_push
-            pending += 1
-            if pending == accum or j == n_micro - 1:
-                if rank == 0 and dir_names:  # the step's gradient on the direction parameters (already all-reduced)
-                    g = torch.cat([dir_params[n].grad.detach().flatten().float() for n in dir_names
-                                   if dir_params[n].grad is not None])
-                    grad_sum = g if grad_sum is None else grad_sum + g
-                    steps += 1
-                opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
-                pending, optimizer_steps = 0, optimizer_steps + 1
-        t_push = time.perf_counter()
-        if buf_idx:  # this rank's last micro-batch was padding: flush what is left
-            refs += store.apply_async(np.concatenate(buf_idx), np.concatenate(buf_loss), plan["delta"], smooth_b, t)
-        refs.append(store.handles[0].note_forward.remote(t, forwarded, padding))
-        ray.get(refs)  # every update of this round has landed before the reward is read
-        push_s += time.perf_counter() - t_push
-        if world > 1:
-            dist.barrier()
-        train_s = time.perf_counter() - t_train
+        from lead_ray.online.actors import save_bandit
 
-        metrics = {"round": t, "rounds_done": t + 1}
-        if rank == 0:
-            t_finish = time.perf_counter()
-            direction = (grad_sum / steps).cpu().numpy() if grad_sum is not None else None
-            heldout, heldout_s = None, 0.0
-            if holdout_enc and cfg.eval.inloop_every and (t + 1) % cfg.eval.inloop_every == 0:
-                heldout_s = time.perf_counter()
-                with training_autocast(device, autocast_dtype):
-                    heldout = heldout_nll(plain, holdout_enc, tok, cfg, store, t)
-                heldout_s = time.perf_counter() - heldout_s  # evaluation, kept apart from selection bookkeeping
-            drop, loss_sum, n = store.round_sums(t)
-            est = plan["est"]
-            fwd, pad, pool_fwd, held_fwd = ray.get(store.handles[0].forward_counts.remote(t))
-            record = {"forward_samples": int(fwd), "padding_samples": int(pad), "pool_forward_samples": int(pool_fwd),
-                      "heldout_forward_samples": int(held_fwd), "heldout_nll": heldout,
-                      "round": t, "method": sc.method, "arm": plan["arm"], "p": plan["p"], "size": int(len(index)),
-                      "trained": int(n), "mean_loss": loss_sum / max(n, 1), "delta": plan["delta"],
-                      "beta": est.beta if est else None, "cos_phi": est.cos_phi if est else None,
-                      "d_k": est.d_k if est else None, "d_p": est.d_p if est else None, "eta": plan["eta"],
-                      "optimizer_steps": optimizer_steps, "unique": store.used_count(), "u_by_cluster": store.cluster_means(),
-                      "selection_s": plan["selection_s"], "train_s": train_s,
-                      "elapsed_s": time.perf_counter() - t_start}
-            reward = drop / max(n, 1)
-            record.update(read_s=read_s, push_s=push_s, heldout_s=heldout_s,
-                          finish_s=time.perf_counter() - t_finish - heldout_s)
-            p_arm = plan["p"][plan["arm"]] if plan["arm"] >= 0 else 1.0
-            normalised = ray.get(bandit.finish_round.remote(plan["arm"], p_arm, reward, direction, record))
-            tracker.log({**record, "reward_raw": reward, "reward_norm": normalised},
-                        store.peek(index)[0] if tracker.run is not None else None)
-            metrics.update(mean_loss=record["mean_loss"], reward=reward, **({"heldout_nll": heldout} if heldout is not None else {}))
-            last_metrics = {k: v for k, v in metrics.items() if k in ("mean_loss", "heldout_nll", "rounds_done")}
-            print(f"[lead-ray] {sc.method} round {t + 1}/{sc.max_rounds}: arm {plan['arm']} (p={p_arm:.3f}), "
-                  f"{len(index)} samples, mean loss {record['mean_loss']:.4f}, ΔL̂′ {plan['delta']:.2e}, "
-                  + (f"held-out NLL {heldout:.4f}, " if heldout is not None else "") +
-                  f"reward {reward:+.4f} (norm {normalised:+.3f}), unique {record['unique']}/{budget}, "
-                  f"select {plan['selection_s']:.2f} s, train {train_s:.1f} s", flush=True)
-        if (t + 1) % tc.checkpoint_every == 0:
-            _report(metrics, t + 1, rank, model, opt, sched, store, bandit, tok)
-    if rank == 0 and holdout_enc and cfg.eval.inloop_every and t > start_round:
-        last = ray.get(bandit.rounds.remote())[-1]  # the run ended between measurements: measure the final model
-        if last.get("heldout_nll") is None:
-            with training_autocast(device, autocast_dtype):
-                final = heldout_nll(plain, holdout_enc, tok, cfg, store, last["round"])
-            ray.get(bandit.amend_last.remote({"heldout_nll": final, "heldout_forward_samples": len(holdout_enc)}))
-            last_metrics["heldout_nll"] = final
-    if tracker is not None:
-        tracker.finish()
-    _report({**last_metrics, "round": -1, "start_round": start_round}, t, rank, model, opt, sched, store, bandit, tok)  # final state, always
+        if self.rank != 0:
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            self.plain.save_pretrained(tmp / "model", safe_serialization=True)  # the LoRA adapter, or the full model
+            self.tok.save_pretrained(tmp / "model")
+            trainable = {n: p.detach().cpu() for n, p in self.plain.named_parameters() if p.requires_grad}
+            torch.save(
+                {
+                    "trainable": trainable,
+                    "optimizer": self.opt.state_dict(),
+                    "scheduler": self.sched.state_dict(),
+                    "next_round": next_round,
+                },
+                tmp / "trainer.pt",
+            )
+            (tmp / "selection").mkdir()
+            self.store.save(tmp / "selection")  # the actors hand over bytes; this process writes them, on its node
+            save_bandit(self.bandit, tmp / "selection")
+            write_text_atomic(tmp / "selection" / ROUND_LOG, json.dumps(self.round_log))
+            write_manifest(tmp)
+            ray.train.report({**metrics, "next_round": next_round}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
-def heldout_nll(model, encoded, tok, cfg, store, round_: int) -> float:
-    """Mean response NLL of the held-out samples (never selectable), counted as held-out forwards."""
-    import ray
-    from lead_ray.models.loss import score_encoded
+class RoundPushes:
+    """A worker's (index, loss) pushes to the UtilityStore: batched, asynchronous, awaited at the round's end.
+    U only matters for the next round's selection, so one actor call per PUSH_EVERY samples (not per
+    micro-batch) changes nothing but the overhead."""
 
-    losses, _ = score_encoded(model.eval(), encoded, tok.pad_token_id, cfg.score.batch_tokens, cfg.score.max_batch_size)
-    ray.get(store.handles[0].note_forward.remote(round_, held_out=len(losses)))
-    return float(np.nanmean(losses))
+    def __init__(self, store, delta: float, smooth_b: float, round_: int):
+        self.store, self.delta, self.smooth_b, self.round = store, delta, smooth_b, round_
+        self.index, self.losses, self.refs, self.seconds = [], [], [], 0.0
+
+    def add(self, index: np.ndarray, losses: np.ndarray, last: bool) -> None:
+        self.index.append(index)
+        self.losses.append(losses)
+        if last or sum(len(i) for i in self.index) >= PUSH_EVERY:
+            self._push()
+
+    def _push(self) -> None:
+        t0 = time.perf_counter()
+        if self.index:
+            self.refs += self.store.apply_async(
+                np.concatenate(self.index), np.concatenate(self.losses), self.delta, self.smooth_b, self.round
+            )
+            self.index, self.losses = [], []
+        self.seconds += time.perf_counter() - t0
+
+    def finish(self) -> None:
+        """Flush what is left (this rank's last micro-batch may have been padding) and wait for every push."""
+        import ray
+
+        self._push()
+        t0 = time.perf_counter()
+        ray.get(self.refs)
+        self.seconds += time.perf_counter() - t0
 
 
 MANIFEST = "MANIFEST.json"
@@ -292,7 +562,14 @@ def verify_checkpoint(folder: Path) -> None:
     for rel, size in json.loads(manifest.read_text()).items():
         f = folder / rel
         if not f.is_file() or f.stat().st_size != size:
-            raise RuntimeError(f"checkpoint {folder}: {rel} is missing or truncated ({MANIFEST} says {size} bytes); not loading it")
+            raise RuntimeError(
+                f"checkpoint {folder}: {rel} is missing or truncated ({MANIFEST} says {size} bytes); not loading it"
+            )
+
+
+def read_round_log(checkpoint_dir: Path) -> list[dict]:
+    """The round log of a checkpoint (the final checkpoint holds every round of the run)."""
+    return json.loads((Path(checkpoint_dir) / "selection" / ROUND_LOG).read_text())
 
 
 def load_trainer_state(folder: Path) -> dict:
@@ -313,30 +590,6 @@ def shared_run_path(run_dir: Path, name: str) -> Path:
         raise FileNotFoundError(
             f"{path} was written by the driver but does not exist on this node ({socket.gethostname()}): on a "
             f"multi-node cluster, work_dir must be on storage that every node mounts at the same path "
-            f"(NFS/EFS, a ReadWriteMany volume); see README, 'Before your first GPU cluster run'")
+            f"(NFS/EFS, a ReadWriteMany volume); see README, 'Before your first GPU cluster run'"
+        )
     return path
-
-
-def _report(metrics: dict, next_round: int, rank: int, model, opt, sched, store, bandit, tok) -> None:
-    """All ranks report (a barrier); rank 0 attaches the checkpoint: model + optimizer + selection state."""
-    import ray.train
-    import torch
-
-    from lead_ray.online.actors import save_bandit
-
-    if rank != 0:
-        ray.train.report(metrics)
-        return
-    plain = model.module if hasattr(model, "module") else model
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        plain.save_pretrained(tmp / "model", safe_serialization=True)  # the LoRA adapter, or the full model
-        tok.save_pretrained(tmp / "model")
-        trainable = {n: p.detach().cpu() for n, p in plain.named_parameters() if p.requires_grad}
-        torch.save({"trainable": trainable, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "next_round": next_round}, tmp / "trainer.pt")
-        (tmp / "selection").mkdir()
-        store.save(tmp / "selection")  # the actors hand over bytes; this process writes them, on its own node
-        save_bandit(bandit, tmp / "selection")
-        write_manifest(tmp)
-        ray.train.report({**metrics, "next_round": next_round}, checkpoint=ray.train.Checkpoint.from_directory(tmp))

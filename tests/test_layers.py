@@ -1,0 +1,63 @@
+"""The package's import layers: a module imports only from layers below it (and from its own package).
+
+    core  <  config  <  files, stages, runtime  <  models, data  <  offline  <  online
+          <  eval, tune, report, export  <  cli          (jobs/ and bench/ sit on top)
+
+`core` is numpy-only (tests/test_core.py checks that); `online` must not import `report`: a run writes
+its numbers, the report reads them.
+"""
+
+import ast
+from pathlib import Path
+
+LAYERS = {
+    "core": 0,
+    "config": 1,
+    "files": 2,
+    "stages": 2,
+    "runtime": 2,
+    "models": 3,
+    "data": 3,
+    "offline": 4,
+    "online": 5,
+    "eval": 6,
+    "tune": 6,
+    "report": 6,
+    "export": 6,
+    "cli": 7,
+}
+PACKAGE = Path(__file__).resolve().parents[1] / "lead_ray"
+
+
+def unit(module: str) -> str:
+    """lead_ray.online.run → online; lead_ray.cli → cli."""
+    return module.split(".")[1]
+
+
+def imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}
+    return {m for m in names if m.startswith("lead_ray.")}
+
+
+def test_every_module_imports_only_from_layers_below_it():
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        if rel.name == "__init__" and len(rel.parts) == 2:
+            continue
+        me = rel.parts[1]
+        assert me in LAYERS, f"{rel}: a new top-level module; give it a layer in LAYERS"
+        for target in imports(path):
+            other = unit(target)
+            if other != me and LAYERS[other] >= LAYERS[me]:
+                wrong.append(f"{rel} imports {target} (layer {LAYERS[other]} ≥ {LAYERS[me]})")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_check_finds_an_upward_import(tmp_path):
+    fake = tmp_path / "m.py"
+    fake.write_text("from lead_ray.report import report\nimport lead_ray.core.bandit\n")
+    assert imports(fake) == {"lead_ray.report", "lead_ray.core.bandit"}
+    assert LAYERS[unit("lead_ray.report")] > LAYERS["online"]  # what online/run.py used to do
