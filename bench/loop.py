@@ -63,6 +63,7 @@ def synthetic_pool(work: Path, n: int, seed: int = 0) -> None:
             "messages": rng.choice(convs),
             "iu0": 5.0 + rng.random(),
             "ifd": rng.random(),
+            "n_response_tokens": rng.randrange(1, 400),
             "difficulty_cluster": rng.randrange(7),
             "task_cluster": rng.randrange(4),
         }

@@ -178,7 +178,7 @@ class ClusterConfig:
     hnsw_ef: int = _f(100, "hnswlib ef for construction and search.", ge=10)
 
 
-SELECTION_METHODS = ("lead", "random", "full", "ppl", "ifd", "rescore")
+SELECTION_METHODS = ("lead", "random", "full", "ppl", "ifd", "length", "rescore")
 
 
 @dataclass
@@ -186,8 +186,8 @@ class SelectionConfig:
     method: str = _f(
         "lead",
         "lead (bandit + IDU) or a baseline through the same trainer: random, full (whole pool), ppl (static top "
-        "IU₀), ifd (static top IFD < 1), rescore (re-score the whole pool every round, top loss in the bandit's "
-        "cluster).",
+        "IU₀), ifd (static top IFD < 1), length (static longest responses), rescore (re-score the whole pool "
+        "every round, top loss in the bandit's cluster).",
         choices=SELECTION_METHODS,
     )
     exp3_gamma: float = _f(0.1, "EXP3 exploration rate γ (the official code's --beta; spec D15).", gt=0, le=1)
@@ -247,6 +247,10 @@ class EvalConfig:
         "Folder holding gsm8k/, self_instruct_user_oriented/ and mmlu/ (relative paths: from the current folder).",
     )
     max_samples: int = _f(500, "Most samples per eval set (the first in file order); 0 = all.", ge=0)
+    set_sizes: dict[str, int] = _f(
+        {}, "Samples per named eval set, overriding max_samples for it (e.g. {gsm8k: 200, mmlu: 285}; 0 = all)."
+    )
+    generate_samples: int = _f(0, "GSM8K items (the first ones) generated for exact match; 0 = every one scored.", ge=0)
     mmlu_split: str = _f("test", "MMLU split scored.", choices=("dev", "val", "test"))
     generate: bool | None = _f(
         None, "GSM8K exact match by greedy generation: true, false, or null = unless the model is the tiny preset."

@@ -16,7 +16,7 @@ from tests.test_online import toy_config, toy_pool
     n=st.integers(1, 300),
     budget=st.integers(1, 400),
     seed=st.integers(0, 10),
-    method=st.sampled_from(["random", "ppl", "ifd"]),
+    method=st.sampled_from(["random", "ppl", "ifd", "length"]),
 )
 def test_static_subsets_respect_the_budget(n, budget, seed, method):
     rng = np.random.default_rng(seed)
@@ -24,10 +24,14 @@ def test_static_subsets_respect_the_budget(n, budget, seed, method):
     iu0[rng.random(n) < 0.1] = np.nan
     ifd = rng.uniform(0, 1.3, n)
     ifd[rng.random(n) < 0.1] = 0.0
-    chosen = static_subset(method, budget, np.random.default_rng(seed), iu0=iu0, ifd=ifd)
+    tokens = rng.integers(0, 50, n)  # many ties
+    chosen = static_subset(method, budget, np.random.default_rng(seed), iu0=iu0, ifd=ifd, response_tokens=tokens)
     assert len(chosen) == min(budget, n) and len(set(chosen.tolist())) == len(chosen)
     assert chosen.min() >= 0 and chosen.max() < n
-    again = static_subset(method, budget, np.random.default_rng(seed), iu0=iu0, ifd=ifd)
+    if method == "length":  # nothing left out is longer than anything taken
+        rest = np.setdiff1d(np.arange(n), chosen)
+        assert not len(rest) or tokens[rest].max() <= tokens[chosen].min()
+    again = static_subset(method, budget, np.random.default_rng(seed), iu0=iu0, ifd=ifd, response_tokens=tokens)
     assert chosen.tolist() == again.tolist()  # seeded
 
 
@@ -40,6 +44,8 @@ def test_ranked_baselines_take_the_top():
     assert sorted(static_subset("ifd", 4, rng, iu0=iu0, ifd=ifd)) == [0, 1, 2, 4]  # ... until the budget needs them
     assert sorted(static_subset("full", 1, rng, iu0=iu0, ifd=ifd)) == [0, 1, 2, 3, 4]
     assert static_subset("ppl", 3, rng, iu0=iu0, ifd=ifd, shuffle=False).tolist() == [1, 4, 3]
+    tokens = np.array([3, 90, 12, 90, 40])
+    assert static_subset("length", 3, rng, response_tokens=tokens, shuffle=False).tolist() == [1, 3, 4]
     with pytest.raises(ValueError, match="not a static method"):
         static_subset("lead", 1, rng, iu0=iu0)
 
@@ -56,7 +62,7 @@ def _rounds(work):
     return pq.read_table(work / "run" / "rounds.parquet").to_pylist()
 
 
-@pytest.mark.parametrize("method", ["random", "full"])
+@pytest.mark.parametrize("method", ["random", "full", "length"])
 def test_static_baseline_trains_exactly_its_subset(ray_session, tmp_path, method):
     toy_pool(tmp_path)
     cfg = toy_config(tmp_path, 1)
@@ -71,6 +77,8 @@ def test_static_baseline_trains_exactly_its_subset(ray_session, tmp_path, method
     seen = np.concatenate([np.load(tmp_path / "run" / "selections" / f"round-{t:05d}.npy") for t in range(4)])
     assert len(set(seen.tolist())) == len(seen) == expected  # each sample once
     assert all(r["forward_samples"] - r["padding_samples"] == r["size"] for r in rounds)
+    if method == "length":  # the toy pool's long answers are arm 1's 8 letters (arm 0 answers "pong")
+        assert all(np.load(tmp_path / "run" / "selections" / f"round-{t:05d}.npy").min() >= 80 for t in range(4))
 
 
 def test_rescore_scores_the_whole_pool_every_round_and_lead_never_does(ray_session, tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lead_ray.config import load_config
-from lead_ray.eval.evaluate import evaluate, summarise
+from lead_ray.eval.evaluate import evaluate, per_item, summarise
 from lead_ray.eval.sets import EvalDataError, final_number, load_sets, mmlu
 from lead_ray.models.load import materialize_model
 from tests.conftest import write_jsonl
@@ -65,6 +65,7 @@ def test_summaries():
     assert m["accuracy"] == 1.0 and m["nll"] == pytest.approx(0.75)
     m = summarise("gsm8k", [{"target": "4"}, {"target": "9"}], {"losses": [1.0, np.nan], "generated": ["= 4", "8"]})
     assert m["exact_match"] == 0.5 and m["nll"] == 1.0 and m["unscored"] == 1
+    assert per_item("mmlu", items, {"losses": [2, 1, 3, 4, 1, 2, 3, 0.5]}) == {"nll": [1.0, 0.5], "correct": [1.0, 1.0]}
 
 
 def test_in_process_and_ray_data_agree(ray_session, tmp_path):
@@ -95,3 +96,32 @@ def test_in_process_and_ray_data_agree(ray_session, tmp_path):
         json.loads((tmp_path / "local.json").read_text())["sets"]["mmlu"]["accuracy"]
         == local["sets"]["mmlu"]["accuracy"]
     )
+    # per-item scores beside it, in the same order in both modes: what paired comparisons read
+    items, items_ray = (json.loads((tmp_path / f).read_text()) for f in ("local_items.json", "ray_items.json"))
+    assert len(items["mmlu"]["correct"]) == 6 and len(items["gsm8k"]["exact_match"]) == 3
+    assert np.nanmean(items["holdout"]["nll"]) == pytest.approx(local["sets"]["holdout"]["nll"])
+    assert np.allclose(items["self_instruct"]["nll"], items_ray["self_instruct"]["nll"], rtol=1e-5, equal_nan=True)
+
+
+def test_mmlu_in_one_pass_reads_the_letter_a_full_forward_would_score(tmp_path):
+    """−log p(letter) from the prompt's last position equals that token's NLL in the whole conversation."""
+    import torch
+
+    from lead_ray.eval.evaluate import EvalWorker
+    from lead_ray.models.template import IGNORE, encode_conversation
+
+    cfg = load_config(None, ["model.max_length=128", "model.tiny.hidden_size=32", "model.tiny.intermediate_size=64"])
+    model = materialize_model(cfg.model, tmp_path / "base", 0)
+    worker = EvalWorker(str(model), None, cfg.model, 4096, 8, 4, 2)
+    items = mmlu(fake_eval_dir(tmp_path / "eval"), "test", 0)
+    got = np.array(worker.letter_nll(items)).reshape(-1, 4)
+    for q, it in enumerate(items):
+        for c, conv in enumerate(it["choices"]):
+            e = encode_conversation(worker.tok, conv, 1 << 30)
+            pos = next(i for i, x in enumerate(e.labels) if x != IGNORE)
+            with torch.inference_mode():
+                logits = worker.model(input_ids=torch.tensor([e.input_ids])).logits[0, pos - 1]
+            assert got[q, c] == pytest.approx(float(-torch.log_softmax(logits, -1)[e.input_ids[pos]]), abs=1e-4)
+    assert per_item("mmlu", items, {"losses": got.reshape(-1).tolist()})["correct"] == [
+        float(np.argmin(row) == it["answer"]) for row, it in zip(got, items)
+    ]

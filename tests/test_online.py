@@ -35,6 +35,7 @@ def toy_pool(work, n_per=80, seed=0):
                     "format": "alpaca",
                     "iu0": 5.6,
                     "ifd": 0.5,
+                    "n_response_tokens": len(answer) + 1,
                     "difficulty_cluster": arm,
                     "task_cluster": i % 2,
                     "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}],

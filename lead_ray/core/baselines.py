@@ -9,7 +9,9 @@ accounting as LEAD, so a baseline differs from LEAD only in *which* samples it t
   ppl     the `budget` samples with the highest IU₀ (initial loss = log perplexity of the response);
   ifd     the `budget` samples with the highest IFD among those with 0 < IFD < 1 (Cherry LLM /
           Superfiltering: IFD ≥ 1 means the instruction does not help, so those are left out);
-          IFD = 0 marks a sample that could not be scored and is taken last.
+          IFD = 0 marks a sample that could not be scored and is taken last;
+  length  the `budget` samples with the longest responses in tokens (within model.max_length): large
+          studies of instruction-data selection find response length a strong, stable baseline.
 The chosen subset is then shuffled (seeded), so a ranked baseline is not also a curriculum.
 """
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-STATIC_METHODS = ("random", "full", "ppl", "ifd")
+STATIC_METHODS = ("random", "full", "ppl", "ifd", "length")
 
 
 def _top(score: np.ndarray, k: int) -> np.ndarray:
@@ -34,9 +36,10 @@ def static_subset(
     iu0: np.ndarray | None = None,
     ifd: np.ndarray | None = None,
     shuffle: bool = True,
+    response_tokens: np.ndarray | None = None,
 ) -> np.ndarray:
     """The subset a static baseline trains, in training order (int64 dense indices, no repeats)."""
-    n = len(iu0) if iu0 is not None else len(ifd)
+    n = len(next(a for a in (iu0, ifd, response_tokens) if a is not None))
     k = min(budget, n)
     if method == "random":
         chosen = rng.permutation(n)[:k]
@@ -50,6 +53,8 @@ def static_subset(
         # valid samples by IFD first; then the rest (IFD ≥ 1 before unscored 0) only if the budget needs them
         rank = np.where(valid, ifd, np.where(ifd >= 1, -1.0 / np.maximum(ifd, 1.0), -2.0))
         chosen = _top(rank, k)
+    elif method == "length":
+        chosen = _top(np.asarray(response_tokens, np.float64), k)
     else:
         raise ValueError(f"not a static method: {method!r} (one of {', '.join(STATIC_METHODS)})")
     chosen = np.asarray(chosen, np.int64)

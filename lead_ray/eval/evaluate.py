@@ -4,8 +4,9 @@ Every NLL is the shared IU function (models/loss.py) over the response tokens of
 template, so eval numbers and selection utilities are the same quantity.
 
   NLL sets (holdout, gsm8k, self_instruct): mean over samples of the per-sample response NLL;
-  mmlu: each question as four conversations ending in one answer letter; the prediction is the letter
-        with the lowest NLL; reported: accuracy, and the NLL of the right letter;
+  mmlu: each question scored in one forward pass over its prompt: the prediction is the answer letter
+        (A-D) with the highest probability at the answer position; reported: accuracy, and the NLL
+        (−log p) of the right letter's token;
   gsm8k exact match (eval.generate): greedy decoding in batches, the final number vs the one after ####.
 
 Small jobs run in this process; above eval.ray_min_samples samples they run as a Ray Data job over an
@@ -110,39 +111,89 @@ class EvalWorker:
             out += self.tok.batch_decode(gen[:, width:], skip_special_tokens=True)
         return out
 
-    def process(self, name: str, items: list[dict], generate: bool = False) -> dict:
+    def letter_nll(self, items: list[dict]) -> list[float]:
+        """MMLU in one forward pass per question: −log p(letter) of each of the four answer letters, read
+        from the logits after the shared prompt (the letter token only; flattened, four per question)."""
+        import torch
+
+        from lead_ray.models.loss import collate, length_buckets
+        from lead_ray.models.template import IGNORE, Encoded, encode_conversation
+
+        prompts, letters = [], []
+        for it in items:
+            encs = [encode_conversation(self.tok, c, 1 << 30) for c in it["choices"]]
+            starts = [e.labels.index(next(x for x in e.labels if x != IGNORE)) for e in encs]
+            prompt = encs[0].input_ids[: starts[0]]
+            if any(e.input_ids[:s] != prompt for e, s in zip(encs, starts)):
+                raise ValueError("MMLU choices do not share their prompt: the template changed")
+            prompts.append(prompt[-self.model_cfg.max_length :])
+            letters.append([e.input_ids[s] for e, s in zip(encs, starts)])
+        out = np.full((len(items), 4), np.nan)
+        device = next(self.model.parameters()).device
+        with torch.inference_mode():
+            for idx in length_buckets([len(p) for p in prompts], self.batch_tokens, self.max_batch):
+                enc = [Encoded(prompts[i], [IGNORE] * len(prompts[i]), False, False) for i in idx]
+                batch = collate(enc, self.tok.pad_token_id, padding_side="left")  # last column = last prompt token
+                logits = (
+                    self.model(
+                        **{k: v.to(device) for k, v in batch.items() if k != "labels"},
+                        use_cache=False,
+                        logits_to_keep=1,
+                    )
+                    .logits[:, -1]
+                    .float()
+                )
+                logp = torch.log_softmax(logits, -1)
+                choice = torch.tensor([letters[i] for i in idx], device=device)
+                out[idx] = (-logp.gather(1, choice)).double().cpu().numpy()
+        return out.reshape(-1).tolist()
+
+    def process(self, name: str, items: list[dict], generate: int = 0) -> dict:
+        """Scores of one unit; `generate`: how many of its first items to answer by greedy generation."""
         if name == "mmlu":
-            flat = [c for it in items for c in it["choices"]]
-            return {"losses": self.nll(flat)}
+            return {"losses": self.letter_nll(items)}
         result = {"losses": self.nll([it["messages"] for it in items])}
         if generate:
-            result["generated"] = self.generate([it["messages"][:-1] for it in items])
+            result["generated"] = self.generate([it["messages"][:-1] for it in items[:generate]])
         return result
 
 
-def summarise(name: str, items: list[dict], parts: dict) -> dict:
-    """Metrics of one set from its per-item losses (and generations)."""
+def _to_generate(name: str, start: int, n: int, generate: bool, eval_cfg) -> int:
+    """How many items of the unit starting at `start` are generated (GSM8K's first generate_samples)."""
+    if not generate or name != "gsm8k":
+        return 0
+    end = min(n, eval_cfg.generate_samples or n)
+    return max(0, min(UNIT_ITEMS, end - start))
+
+
+def per_item(name: str, items: list[dict], parts: dict) -> dict[str, list]:
+    """Each item's scores, in the set's (deterministic) order, so two runs can be compared item by item:
+    nll (NaN where no response token fits), and for MMLU `correct`, for GSM8K generation `exact_match`."""
     losses = np.asarray(parts["losses"], np.float64)
     if name == "mmlu":
         by_q = losses.reshape(-1, 4)
-        answer = np.array([it["answer"] for it in items])
-        right = by_q[np.arange(len(items)), answer]
+        answer = np.array([it["answer"] for it in items], dtype=np.int64)
         pred = np.argmin(np.where(np.isnan(by_q), np.inf, by_q), 1)
-        return {
-            "n": len(items),
-            "accuracy": float((pred == answer).mean()),
-            "nll": float(np.nanmean(right)) if np.isfinite(right).any() else None,
-            "unscored": int(np.isnan(right).sum()),
-            "chance": 0.25,
-        }
+        return {"nll": by_q[np.arange(len(items)), answer].tolist(), "correct": (pred == answer).astype(float).tolist()}
+    scores = {"nll": losses.tolist()}
+    if "generated" in parts:
+        scores["exact_match"] = [float(final_number(g) == it["target"]) for g, it in zip(parts["generated"], items)]
+    return scores
+
+
+def summarise(name: str, items: list[dict], parts: dict) -> dict:
+    """Metrics of one set from its per-item scores."""
+    scores = per_item(name, items, parts)
+    nll = np.asarray(scores["nll"], np.float64)
     out = {
         "n": len(items),
-        "nll": float(np.nanmean(losses)) if np.isfinite(losses).any() else None,
-        "unscored": int(np.isnan(losses).sum()),
-    }  # no response token inside max_length
-    if "generated" in parts:
-        hits = [final_number(g) == it["target"] for g, it in zip(parts["generated"], items)]
-        out.update(exact_match=float(np.mean(hits)), n_generated=len(hits))
+        "nll": float(np.nanmean(nll)) if np.isfinite(nll).any() else None,
+        "unscored": int(np.isnan(nll).sum()),  # no response token inside max_length
+    }
+    if name == "mmlu":
+        out.update(accuracy=float(np.mean(scores["correct"])), chance=0.25)
+    if "exact_match" in scores:
+        out.update(exact_match=float(np.mean(scores["exact_match"])), n_generated=len(scores["exact_match"]))
     return out
 
 
@@ -167,7 +218,9 @@ def evaluate(
         model_dir = Path(json.loads(stats_file.read_text())["checkpoint"]) / "model"
     base_dir = materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)
     holdout = read_pool(cfg)[1]["messages"].to_pylist() if "holdout" in eval_cfg.sets else []
-    sets = load_sets(eval_cfg.sets, eval_cfg.data_dir, eval_cfg.max_samples, eval_cfg.mmlu_split, holdout)
+    sets = load_sets(
+        eval_cfg.sets, eval_cfg.data_dir, eval_cfg.max_samples, eval_cfg.mmlu_split, holdout, eval_cfg.set_sizes
+    )
     generate = eval_cfg.generate if eval_cfg.generate is not None else cfg.model.base != "tiny"
     ctor = {
         "model_dir": str(model_dir),
@@ -178,9 +231,9 @@ def evaluate(
         "max_new_tokens": eval_cfg.max_new_tokens,
         "generate_batch": eval_cfg.generate_batch_size,
     }
-    total = sum(len(v) * (4 if k == "mmlu" else 1) for k, v in sets.items())
+    total = sum(len(v) for v in sets.values())  # forward passes (one per MMLU question)
     units = [
-        {"name": k, "items": v[a : a + UNIT_ITEMS], "generate": generate and k == "gsm8k"}
+        {"name": k, "items": v[a : a + UNIT_ITEMS], "generate": _to_generate(k, a, len(v), generate, eval_cfg)}
         for k, v in sets.items()
         for a in range(0, len(v), UNIT_ITEMS)
     ]
@@ -210,4 +263,6 @@ def evaluate(
     dest = Path(out) if out else run_dir / "eval.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(report, indent=2) + "\n")
+    items = {k: per_item(k, sets[k], merged.get(k, {"losses": []})) for k in sets if sets[k]}
+    dest.with_name(dest.stem + "_items.json").write_text(json.dumps(items) + "\n")  # for paired comparisons
     return report

@@ -116,17 +116,27 @@ def mmlu(data_dir: Path, split: str, limit: int) -> list[dict]:
 
 
 def load_sets(
-    names: list[str], data_dir: str | Path, limit: int, mmlu_split: str, holdout: list[list[dict]]
+    names: list[str],
+    data_dir: str | Path,
+    limit: int,
+    mmlu_split: str,
+    holdout: list[list[dict]],
+    sizes: dict[str, int] | None = None,
 ) -> dict[str, list[dict]]:
+    """`limit` items per set, or `sizes[name]` for the sets it names (0 = all)."""
     data_dir = Path(data_dir)
+    unknown = set(sizes or {}) - set(names)
+    if unknown:
+        raise EvalDataError(f"eval.set_sizes names sets that are not in eval.sets: {', '.join(sorted(unknown))}")
     sets = {}
     for name in names:
+        n = (sizes or {}).get(name, limit)
         if name == "holdout":
-            sets[name] = [{"messages": m} for m in (holdout[:limit] if limit else holdout)]
+            sets[name] = [{"messages": m} for m in (holdout[:n] if n else holdout)]
         elif name == "gsm8k":
-            sets[name] = gsm8k(data_dir, limit)
+            sets[name] = gsm8k(data_dir, n)
         elif name == "self_instruct":
-            sets[name] = self_instruct(data_dir, limit)
+            sets[name] = self_instruct(data_dir, n)
         elif name == "mmlu":
-            sets[name] = mmlu(data_dir, mmlu_split, limit)
+            sets[name] = mmlu(data_dir, mmlu_split, n)
     return sets

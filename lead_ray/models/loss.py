@@ -44,16 +44,28 @@ def per_sample_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
     return total / n.clamp(min=1) + torch.where(n == 0, float("nan"), 0.0), n
 
 
-def sample_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward pass and IU per sample. Keeps the graph, so training backpropagates through the same call."""
+def sample_losses(
+    model, batch: dict[str, torch.Tensor], response_only: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward pass and IU per sample. Keeps the graph, so training backpropagates through the same call.
+
+    response_only: compute the LM head (hidden × vocabulary, the largest matmul of a small model) only
+    from the batch's first supervised position on, through Hugging Face's `logits_to_keep`; the prompt
+    positions before it predict no supervised token. For scoring; training keeps every position."""
     device = next(model.parameters()).device
+    labels = batch["labels"]
+    first = 0
+    if response_only:
+        supervised = (labels[:, 1:] != IGNORE).any(0).nonzero()
+        first = int(supervised[0]) if len(supervised) else labels.shape[1] - 1
     logits = model(
         input_ids=batch["input_ids"].to(device),
         attention_mask=batch["attention_mask"].to(device),
         position_ids=batch["position_ids"].to(device),
         use_cache=False,
+        **({"logits_to_keep": labels.shape[1] - first} if response_only else {}),
     ).logits
-    return per_sample_nll(logits, batch["labels"].to(device))
+    return per_sample_nll(logits, labels[:, first:].to(device))
 
 
 def masked_mean(losses: torch.Tensor, zero_weight: bool = False) -> torch.Tensor:
@@ -101,7 +113,7 @@ def score_encoded(
     batch_tokens = max(1, min(batch_tokens, LOGITS_BUDGET // vocab))  # a 128k vocabulary: 4k tokens a batch
     with torch.inference_mode():
         for idx in length_buckets([len(e.input_ids) for e in encoded], batch_tokens, max_batch):
-            loss, n = sample_losses(model, collate([encoded[i] for i in idx], pad_id))
+            loss, n = sample_losses(model, collate([encoded[i] for i in idx], pad_id), response_only=True)
             losses[idx] = loss.double().cpu().numpy()
             counts[idx] = n.cpu().numpy()
     return losses, counts

@@ -41,6 +41,7 @@ POOL_COLUMNS = [
     "messages",
     "iu0",
     "ifd",
+    "n_response_tokens",
     "difficulty_cluster",
     "task_cluster",
 ]
@@ -176,6 +177,7 @@ def _budget(cfg: Config, table: pa.Table) -> tuple[int, np.ndarray | None]:
         iu0=table["iu0"].to_numpy(zero_copy_only=False),
         ifd=table["ifd"].to_numpy(zero_copy_only=False),
         shuffle=selection.shuffle,
+        response_tokens=table["n_response_tokens"].to_numpy(zero_copy_only=False),
     )
     return len(order), order  # the subset is fixed now; the loop trains it in rounds
 

@@ -1,0 +1,394 @@
+"""Selection quality: does training on LEAD's subset beat training on a random subset of the same size?
+
+    python bench/quality.py                   # CPU regime, clean pool   → bench/results/quality.json
+    python bench/quality.py --noisy           # the same with 15% planted broken pairs → quality_noisy.json
+    python bench/quality.py --regime gpu      # one H100: bigger pool, 2.5% budget, full-size eval sets
+    python bench/quality.py --regime smoke    # tiny model, small pool and eval sets: checks this script
+
+1. Setup, once per regime and variant (cached; a changed setting is refused, not silently reused):
+   `prepare` over ../shared/data/pool (without noncommercial/), a slice stratified by source so that
+   GSM8K, code, role-play, tool use, self-instruct and T0 are all present, planted corruptions for
+   --noisy (bench/corrupt.py), then warmup, score and cluster.
+2. Every method and seed: `lead-ray run`, then `lead-ray eval` with per-item scores (eval_items.json).
+   A finished run is reused only when its config.yaml equals the one it would run with now.
+   The base model (before any online training) is evaluated once.
+3. Statistics (lead_ray/eval/stats.py): every method's mean per eval metric with a 95% interval over
+   seeds and items, and paired differences LEAD − random, LEAD − the best static baseline and
+   LEAD − full, per seed and pooled. With --noisy: the share of each method's picks that are planted.
+
+Settings are the regime's, fixed before any result is seen; nothing here is tuned on the eval sets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared"
+
+from bench.corrupt import CORRUPT_COLUMN, plant_pool  # noqa: E402
+from lead_ray.config import load_config, to_dict  # noqa: E402
+
+# (eval set, per-item score, higher is better)
+METRICS = [
+    ("holdout", "nll", False),
+    ("gsm8k", "nll", False),
+    ("gsm8k", "exact_match", True),
+    ("mmlu", "correct", True),
+    ("mmlu", "nll", False),
+    ("self_instruct", "nll", False),
+]
+DOWNSTREAM = ("gsm8k", "mmlu", "self_instruct")  # not the pool's own distribution
+STATIC = ("random", "length", "ifd", "ppl")
+SIGN = (
+    "difference = lead − other over the same eval items (per seed, then pooled over seeds and items); NLL: lower "
+    "is better, accuracy and exact match: higher is better; `better` names the winner, 'none' when the 95% "
+    "interval contains 0"
+)
+
+
+@dataclass
+class Regime:
+    config: str
+    rows: int  # rows of the stratified slice (before the held-out split and untrainable samples)
+    budget: float
+    seeds: tuple[int, ...]
+    every_seed: tuple[str, ...]
+    first_seed_only: tuple[str, ...]
+    eval_sizes: dict[str, int]  # 0 = the whole set
+    generate: int  # GSM8K items answered by generation for exact match (0 = none)
+    overrides: list[str] = field(default_factory=list)
+
+
+REGIMES = {
+    "cpu": Regime(
+        "configs/smollm2.yaml",
+        2000,
+        0.10,
+        (42, 43, 44),
+        ("lead", "random", "length"),
+        ("ifd", "ppl", "full"),
+        {"holdout": 0, "gsm8k": 200, "mmlu": 285, "self_instruct": 0},
+        100,
+        [
+            "model.max_length=256",
+            "warmup.fraction=0.1",
+            "warmup.epochs=1",
+            "eval.holdout_fraction=0.085",
+            "eval.holdout_max=200",
+            "selection.rho=0.1",
+            "cluster.task_k=4",
+            "eval.max_new_tokens=128",
+        ],
+    ),
+    "gpu": Regime(
+        "configs/smollm2.yaml",
+        24000,
+        0.025,
+        (42, 43, 44, 45, 46),
+        ("lead", "random", "length"),
+        ("ifd", "ppl", "full"),
+        {"holdout": 0, "gsm8k": 0, "mmlu": 0, "self_instruct": 0},
+        0,
+        [
+            "model.max_length=512",
+            "eval.holdout_fraction=0.02",
+            "eval.holdout_max=500",
+            "selection.rho=0.05",
+            "train.use_gpu=true",
+            "score.use_gpu=true",
+            "warmup.use_gpu=true",
+            "eval.use_gpu=true",
+            "model.dtype=auto",
+        ],
+    ),
+    "smoke": Regime(
+        "configs/demo.yaml",
+        500,
+        0.10,
+        (42,),
+        ("lead", "random", "length"),
+        ("ifd",),
+        {"holdout": 0, "gsm8k": 20, "mmlu": 57, "self_instruct": 20},
+        0,
+        [
+            "model.max_length=256",
+            "eval.holdout_fraction=0.1",
+            "selection.rho=0.2",
+            "cluster.task_k=2",
+            "cluster.difficulty_k=3",
+            "warmup.epochs=1",
+            "eval.generate=false",
+        ],
+    ),
+}
+
+
+def log(msg: str) -> None:
+    print(f"[quality] {msg}", file=sys.stderr, flush=True)
+
+
+def overrides(regime: Regime, work: Path, extra: list[str]) -> list[str]:
+    sizes = json.dumps(regime.eval_sizes)
+    return [
+        f"work_dir={work}",
+        f"eval.data_dir={SHARED / 'data' / 'eval'}",
+        f"eval.sets={json.dumps(list(regime.eval_sizes))}",
+        f"eval.set_sizes={sizes}",
+        f"eval.generate_samples={regime.generate}",
+        "eval.max_samples=0",
+        f"selection.budget_fraction={regime.budget}",
+        "train.checkpoint_every=100",
+        *regime.overrides,
+        *extra,
+    ]
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def source_groups(sources: list[str]) -> np.ndarray:
+    """Each row's source group: its file, or its folder when that holds many files (T0's 283 templates)."""
+    from lead_ray.report import collapsed_folders, source_group
+
+    collapsed = collapsed_folders(sources)
+    return np.array([source_group(s, collapsed) for s in sources])
+
+
+def stratified_slice(table: pa.Table, rows: int) -> pa.Table:
+    """`rows` rows spread over the source groups (a folder of many files is one group, e.g. T0): an equal
+    share each, a small group giving what it has and the rest going to the others. Within a group, the
+    first rows in id order (ids are content hashes: a uniform, reproducible sample)."""
+    table = table.sort_by("id")
+    groups = source_groups(table["source"].to_pylist())
+    names, sizes = np.unique(groups, return_counts=True)
+    take = np.zeros(len(names), int)
+    while take.sum() < min(rows, len(groups)):
+        open_ = take < sizes
+        share = max(1, (rows - take.sum()) // open_.sum())
+        take = np.where(open_, np.minimum(sizes, take + share), take)
+    keep = np.concatenate([np.flatnonzero(groups == g)[:k] for g, k in zip(names, take)])
+    return table.take(pa.array(np.sort(keep)))
+
+
+def setup(regime: Regime, variant: Path, full: Path, noisy: bool, extra: list[str]) -> dict:
+    """prepare (shared), slice, plant, warmup, score, cluster; the slice's composition and planted counts."""
+    from lead_ray.data.ingest import prepare
+    from lead_ray.offline.cluster import cluster
+    from lead_ray.offline.score import score
+    from lead_ray.offline.warmup import warmup
+
+    cfg = load_config(ROOT / regime.config, overrides(regime, variant, extra))
+    d = to_dict(cfg)
+    key = {"rows": regime.rows, "noisy": noisy, **{k: d[k] for k in ("seed", "model", "warmup", "score", "cluster")}}
+    recorded = variant / "setup.json"
+    if recorded.exists():
+        old = json.loads(recorded.read_text())
+        if old["key"] != key:
+            raise SystemExit(f"{variant} was set up with other settings ({recorded}); pass another --work")
+        return old["slice"]
+    if not (full / "prepared" / "prepare_stats.json").exists():
+        inputs = [
+            str(p) for p in sorted((SHARED / "data" / "pool").iterdir()) if p.is_dir() and p.name != "noncommercial"
+        ]
+        prepare(
+            load_config(ROOT / regime.config, overrides(regime, full, extra) + ["ingest.inputs=" + json.dumps(inputs)])
+        )
+    sliced = stratified_slice(pq.read_table(full / "prepared" / "pool"), regime.rows)
+    shutil.rmtree(variant / "prepared", ignore_errors=True)
+    (variant / "prepared" / "pool").mkdir(parents=True)
+    pq.write_table(sliced, variant / "prepared" / "pool" / "part-0.parquet")
+    names, counts = np.unique(source_groups(sliced["source"].to_pylist()), return_counts=True)
+    info = {"rows": sliced.num_rows, "by_source": {str(k): int(v) for k, v in zip(names, counts)}}
+    if noisy:
+        info["planted"] = plant_pool(variant / "prepared" / "pool", 0.15, seed=0)
+    for stage in (warmup, score, cluster):
+        log(f"setup {variant.name}: {stage.__name__}")
+        stage(cfg)
+    recorded.write_text(json.dumps({"key": key, "slice": info}, indent=1, default=str) + "\n")
+    return info
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def one_run(regime: Regime, variant: Path, method: str, seed: int, extra: list[str]) -> Path:
+    """A run and its evaluation, reused when its recorded config equals this one."""
+    from lead_ray.eval.evaluate import evaluate
+    from lead_ray.online.run import run
+
+    run_dir = variant / "runs" / f"{method}-s{seed}"
+    cfg = load_config(
+        ROOT / regime.config, overrides(regime, variant, extra) + [f"seed={seed}", f"selection.method={method}"]
+    )
+    saved = run_dir / "config.yaml"
+    if (run_dir / "eval_items.json").exists() and to_dict(load_config(saved)) == to_dict(cfg):
+        return run_dir
+    shutil.rmtree(run_dir, ignore_errors=True)
+    t0 = time.perf_counter()
+    run(cfg, run_dir)
+    evaluate(cfg, run_dir)
+    log(f"{variant.name}/{run_dir.name}: {time.perf_counter() - t0:.0f} s")
+    return run_dir
+
+
+def base_eval(regime: Regime, variant: Path, extra: list[str]) -> Path:
+    """The model before online training, on the same eval items."""
+    from lead_ray.eval.evaluate import evaluate
+    from lead_ray.models.load import materialize_model
+
+    cfg = load_config(ROOT / regime.config, overrides(regime, variant, extra))
+    out = variant / "base" / "eval.json"
+    if not (variant / "base" / "eval_items.json").exists():
+        base = materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)
+        evaluate(cfg, variant / "base", model_dir=base, out=out)
+    return out.parent
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def item_scores(run_dir: Path) -> dict[str, np.ndarray]:
+    items = json.loads((run_dir / "eval_items.json").read_text())
+    return {f"{s}_{m}": np.asarray(items[s][m], np.float64) for s, m, _ in METRICS if s in items and m in items[s]}
+
+
+def summarise_methods(runs: dict[str, dict[int, Path]], base: Path) -> dict:
+    from lead_ray.eval.stats import pooled_mean_ci
+
+    out = {}
+    for method, by_seed in runs.items():
+        scores = {seed: item_scores(d) for seed, d in by_seed.items()}
+        stats = [json.loads((d / "run_stats.json").read_text()) for d in by_seed.values()]
+        out[method] = {
+            "seeds": sorted(by_seed),
+            "sets": {k: pooled_mean_ci(np.stack([scores[s][k] for s in sorted(scores)])) for k in scores[min(scores)]},
+            "unique_selected": [s["unique_selected"] for s in stats],
+            "samples_trained": [s["samples_trained"] for s in stats],
+            "training_seconds": [s["training_seconds"] for s in stats],
+        }
+    out["base"] = {"seeds": [], "sets": {k: pooled_mean_ci(v[None]) for k, v in item_scores(base).items()}}
+    return out
+
+
+def paired(runs: dict[str, dict[int, Path]], methods: dict) -> dict:
+    from lead_ray.eval.stats import pooled_paired_diff
+
+    def compare(other: str, key: str, higher: bool) -> dict:
+        seeds = sorted(set(runs["lead"]) & set(runs[other]))
+        a = np.stack([item_scores(runs["lead"][s])[key] for s in seeds])
+        b = np.stack([item_scores(runs[other][s])[key] for s in seeds])
+        return {"vs": other, **pooled_paired_diff(a, b, higher, names=("lead", other))}
+
+    out = {"sign": SIGN, "lead_vs_random": {}, "lead_vs_best_static": {}, "lead_vs_full": {}}
+    for s, m, higher in METRICS:
+        key = f"{s}_{m}"
+        if key not in methods["lead"]["sets"]:
+            continue
+        if "random" in runs:
+            out["lead_vs_random"][key] = compare("random", key, higher)
+        static = [x for x in STATIC if x in runs]
+        if static:
+            best = (max if higher else min)(static, key=lambda x: methods[x]["sets"][key]["mean"])
+            out["lead_vs_best_static"][key] = compare(best, key, higher)
+        if "full" in runs:
+            out["lead_vs_full"][key] = compare("full", key, higher)
+    return out
+
+
+def corrupt_rates(variant: Path, runs: dict[str, dict[int, Path]], cfg) -> dict:
+    """Planted share among the selectable samples, and among each method's unique picks (all seeds)."""
+    from lead_ray.data.split import is_holdout
+
+    pool = pq.read_table(variant / "clustered" / "pool", columns=["id", CORRUPT_COLUMN])
+    selectable = pool.filter(pa.array(~is_holdout(pool["id"].to_pylist(), cfg.eval.holdout_fraction)))
+    label = dict(zip(selectable["id"].to_pylist(), selectable[CORRUPT_COLUMN].to_pylist()))
+    rates = {}
+    for method, by_seed in runs.items():
+        picks = [
+            i for d in by_seed.values() for i in pq.read_table(d / "selected.parquet", columns=["id"])["id"].to_pylist()
+        ]
+        rates[method] = float(np.mean([label[i] != "" for i in picks])) if picks else None
+    planted = float(np.mean([v != "" for v in label.values()]))
+    return {"corrupt_planted_rate": planted, "corrupt_pick_rate": rates}
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--regime", choices=sorted(REGIMES), default="cpu")
+    ap.add_argument("--noisy", action="store_true", help="plant 15%% broken pairs into the slice before scoring")
+    ap.add_argument("--seeds", help="comma-separated seeds (default: the regime's)")
+    ap.add_argument("--work", help="cache folder (default: bench/work/quality-<regime>)")
+    ap.add_argument(
+        "--result", help="bench/results/<name>.json (default: quality[_noisy], with the regime when not cpu)"
+    )
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every stage")
+    args = ap.parse_args()
+    regime = REGIMES[args.regime]
+    if args.seeds:
+        regime.seeds = tuple(int(s) for s in args.seeds.split(","))
+    work = Path(args.work or ROOT / "bench" / "work" / f"quality-{args.regime}").resolve()
+    variant = work / ("noisy" if args.noisy else "clean")
+    name = args.result or "quality" + ("_noisy" if args.noisy else "") + (
+        "" if args.regime == "cpu" else f"_{args.regime}"
+    )
+
+    from lead_ray.config import RayConfig
+    from lead_ray.runtime import init_ray
+
+    init_ray(RayConfig())
+    t0 = time.perf_counter()
+    slice_info = setup(regime, variant, work / "full", args.noisy, args.set)
+    t_setup = time.perf_counter() - t0
+    runs: dict[str, dict[int, Path]] = {}
+    for seed in regime.seeds:
+        for method in regime.every_seed + (regime.first_seed_only if seed == regime.seeds[0] else ()):
+            runs.setdefault(method, {})[seed] = one_run(regime, variant, method, seed, args.set)
+    base = base_eval(regime, variant, args.set)
+    methods = summarise_methods(runs, base)
+    cfg = load_config(ROOT / regime.config, overrides(regime, variant, args.set))
+    any_run = next(iter(runs["lead"].values()))
+    stats = json.loads((any_run / "run_stats.json").read_text())
+    result = {
+        "regime": args.regime,
+        "variant": variant.name,
+        "command": " ".join(sys.argv),
+        "config": regime.config,
+        "overrides": overrides(regime, Path("WORK"), args.set),
+        "seeds": list(regime.seeds),
+        "slice": slice_info,
+        "pool_selectable": stats["pool"],
+        "budget": stats["budget"],
+        "eval_sizes": {k: v["n"] for k, v in methods["base"]["sets"].items()},
+        "downstream_sets": list(DOWNSTREAM),
+        "methods": methods,
+        "paired": paired(runs, methods),
+        "seconds": {
+            "setup_this_invocation": round(t_setup, 1),
+            "total_this_invocation": round(time.perf_counter() - t0, 1),
+        },
+    }
+    if args.noisy:
+        result.update(corrupt_rates(variant, runs, cfg))
+    out = ROOT / "bench" / "results" / f"{name}.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({k: result[k] for k in ("pool_selectable", "budget", "eval_sizes")}, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
