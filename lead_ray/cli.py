@@ -272,7 +272,11 @@ def _cmd_prepare(args, overrides) -> None:
         overrides.append(f"ingest.format={args.format}")
     if args.strict:
         overrides.append("ingest.strict=true")
-    STAGES["prepare"](load_config(args.config, overrides))
+    cfg = load_config(args.config, overrides)
+    from lead_ray.data.plan import list_input_files
+
+    list_input_files(cfg.ingest.inputs)  # a missing input is named before Ray starts
+    STAGES["prepare"](cfg)
 
 
 def _cmd_stage(args, overrides) -> None:
@@ -342,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         from lead_ray.data.ingest import IngestError
         from lead_ray.eval.sets import EvalDataError
 
-        if isinstance(e, (IngestError, EvalDataError)):
+        # bad input, or a stage's input missing ("no clustered pool at X: run `lead-ray cluster` first")
+        if isinstance(e, (IngestError, EvalDataError, FileNotFoundError)):
             print(f"lead-ray: {e}", file=sys.stderr)
             return 1
         raise

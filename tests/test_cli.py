@@ -50,3 +50,16 @@ def test_export_copies_the_selection(tmp_path):
     assert main(["export", str(run_dir), "--out", str(tmp_path / "out"), "--min-use", "2"]) == 0
     assert (tmp_path / "out" / "selected.jsonl").read_text() == '{"instruction": "c", "output": "d"}\n'
     assert pq.read_table(tmp_path / "out" / "selected.parquet")["id"].to_pylist() == ["y"]
+
+
+def test_a_missing_input_is_one_line_naming_the_stage_that_makes_it(tmp_path, capsys):
+    from lead_ray.cli import main
+
+    assert main(["export", str(tmp_path / "not-a-run"), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err.strip()
+        == f"lead-ray: no selected subset at {tmp_path / 'not-a-run' / 'selected.parquet'}: run `lead-ray run` first"
+    )
+    assert main(["prepare", str(tmp_path / "no-such-file.jsonl")]) == 1  # named before Ray starts
+    assert "no-such-file.jsonl: no such file or folder" in capsys.readouterr().err

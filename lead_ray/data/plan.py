@@ -48,12 +48,10 @@ def list_input_files(inputs: list[str]) -> tuple[list[tuple[Path, str]], list[st
         root = Path(raw).resolve()  # tasks may run in another folder, or on another node of a shared FS
         if root.is_dir():
             for p in sorted(root.rglob("*")):
-                if p.is_file():
-                    (
-                        files.append((p, f"{root.name}/{p.relative_to(root).as_posix()}"))
-                        if _container(p)
-                        else skipped.append(str(p))
-                    )
+                if p.is_file() and _container(p):
+                    files.append((p, f"{root.name}/{p.relative_to(root).as_posix()}"))
+                elif p.is_file():
+                    skipped.append(str(p))
         elif root.is_file():
             if not _container(root):
                 raise IngestError(f"{root}: unsupported file type (expected {', '.join(SUFFIXES)}, optionally .gz)")
