@@ -190,10 +190,12 @@ class SelectionConfig:
         "every round, top loss in the bandit's cluster).",
         choices=SELECTION_METHODS,
     )
-    exp3_gamma: float = _f(0.1, "EXP3 exploration rate γ (the official code's --beta; spec D15).", gt=0, le=1)
+    exp3_gamma: float = _f(
+        0.1, "EXP3 exploration rate γ (the official code's --beta; ALGORITHM.md §10 D15).", gt=0, le=1
+    )
     smoothing_b: float = _f(0.1, "IDU smoothing b: U ← (1−b)(L + ΔL̂′) + b·U_prev (0 = no smoothing).", ge=0, le=1)
     rho: float = _f(0.015, "Share ρ of each task group's eligible samples taken per round (LEAD: 0.015).", gt=0, le=1)
-    min_per_group: int = _f(0, "Lift ⌊ρ·n_T⌋ to at least this many per task group (0 = the spec's rule).", ge=0)
+    min_per_group: int = _f(0, "Lift ⌊ρ·n_T⌋ to at least this many per task group (0 = ALGORITHM.md §7's rule).", ge=0)
     use_cap: int = _f(4, "Most times one sample may be selected (LEAD: 4; 1 = remove once used).", ge=1, le=255)
     budget_fraction: float = _f(
         0.025, "Stop once this share of the pool has been selected at least once (LEAD: 2.5%).", gt=0, le=1
@@ -206,9 +208,13 @@ class SelectionConfig:
         "How a round's difficulty cluster is chosen: EXP3, or uniformly at random (the 'no bandit' ablation).",
         choices=("exp3", "uniform"),
     )
-    shuffle: bool = _f(True, "Shuffle each round with a seeded RNG (spec D9); false keeps task-then-U order.")
+    shuffle: bool = _f(
+        True, "Shuffle each round with a seeded RNG (ALGORITHM.md §10 D9); false keeps task-then-U order."
+    )
     direction_visit: str = _f(
-        "latest", "Which visit of a cluster stores its update direction (spec D5).", choices=("latest", "first")
+        "latest",
+        "Which visit of a cluster stores its update direction (ALGORITHM.md §10 D5).",
+        choices=("latest", "first"),
     )
     direction_params: str = _f(
         "last_layer",

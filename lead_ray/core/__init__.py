@@ -1,4 +1,4 @@
 """The pure core of LEAD: IDU and ΔL̂′ (idu.py), EXP3 (bandit.py), in-cluster selection (select.py).
 
-numpy only: no Ray, no torch, no other lead_ray module. Read next to the spec (LEAD §5–7, §12).
+numpy only: no Ray, no torch, no other lead_ray module. Read next to docs/ALGORITHM.md (§5–7).
 """

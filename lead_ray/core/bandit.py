@@ -1,11 +1,11 @@
-"""EXP3 over the difficulty clusters (LEAD spec §6). Pure numpy; no Ray.
+"""EXP3 over the difficulty clusters (ALGORITHM.md §6). Pure numpy; no Ray.
 
-    p_k = (1 − γ) · w_k / Σ_j w_j + γ / K          (γ = exp3_gamma, 0.1; the code's `--beta`, D15)
+    p_k = (1 − γ) · w_k / Σ_j w_j + γ / K          (γ = exp3_gamma, 0.1; the code's `--beta`, ALGORITHM.md §10 D15)
     w_k ← w_k · exp( (γ/K) · r̂ / p_k )             for the pulled arm only
 
 Weights live in log space, so long runs never overflow. Rewards are min–max normalised over the
 history of raw rewards (including the new one) to [−1, 1]; the first reward is used raw, and an
-all-equal history maps to 0 instead of dividing by zero (D2).
+all-equal history maps to 0 instead of dividing by zero (ALGORITHM.md §10 D2).
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
-"""IDU: Instance-level Dynamic Uncertainty (LEAD spec §5). Pure numpy; no Ray, no torch.
+"""IDU: Instance-level Dynamic Uncertainty (ALGORITHM.md §5). Pure numpy; no Ray, no torch.
 
-For a sample x trained in round t (spec 5.2, smoothing applied as the paper says — D3):
+For a sample x trained in round t (ALGORITHM.md §5.2, smoothing applied as the paper says — §10 D3):
 
     U_t(x) = (1 − b) · [ L(θ_{t−1}, x) + ΔL̂′_t ] + b · U_prev(x)
 
 Samples not trained in round t keep U unchanged (never-trained ones keep IU₀).
 
-ΔL̂′_t predicts the loss change caused by the round's update (spec 5.3; D4, D7, D8). With g_k the
+ΔL̂′_t predicts the loss change caused by the round's update (ALGORITHM.md §5.3; §10 D4, D7, D8). With g_k the
 stored update direction of the chosen cluster k, g_p the previous round's direction, d = ‖g‖ and
 φ the angle between them:
 
@@ -47,7 +47,7 @@ def mixed_sq_norm(beta: float, d_k: float, d_p: float, cos_phi: float) -> float:
 
 @dataclass
 class DeltaEstimate:
-    """Everything spec §11.11 logs about one round's prediction."""
+    """Everything ALGORITHM.md §11 logs about one round's prediction."""
 
     delta: float  # ΔL̂′ ≤ 0
     beta: float  # β*
@@ -71,9 +71,9 @@ def predict_delta(eta: float, g_k: np.ndarray | None, g_p: np.ndarray | None) ->
 
 
 class DirectionMemory:
-    """The stored update directions: one per cluster, plus the previous round's (spec 5.3, 5.4).
+    """The stored update directions: one per cluster, plus the previous round's (ALGORITHM.md §5.3, §5.4).
 
-    `visit="latest"` replaces a cluster's direction on every visit (recommended, D5); `"first"`
+    `visit="latest"` replaces a cluster's direction on every visit (recommended, ALGORITHM.md §10 D5); `"first"`
     keeps the first one, as the official code does.
     """
 

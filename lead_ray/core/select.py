@@ -1,9 +1,9 @@
-"""The fine stage: which samples of the chosen cluster train next (LEAD spec §7). Pure numpy; no Ray.
+"""The fine stage: which samples of the chosen cluster train next (ALGORITHM.md §7). Pure numpy; no Ray.
 
 For every task group T of the chosen difficulty cluster, independently: take the eligible samples
 (use count below the cap), sort by U descending, ties by position (positions are dense indices in
 id order, so this is "ties by id"), keep the top ⌊ρ · n_T⌋. The round is the union over groups,
-then shuffled with a seeded RNG (D9; no RNG keeps the official code's order: task by task, U
+then shuffled with a seeded RNG (ALGORITHM.md §10 D9; no RNG keeps the official code's order: task by task, U
 descending).
 
 The same three steps serve one table and a table split into shards: per-group quotas from the

@@ -2,7 +2,7 @@
 
     IU(θ, x) = −(1/T) Σ_j log p_θ(y_j | x, y_<j)     over the T supervised (response) tokens
 
-computed with the next-token shift done right (LEAD spec 4.3 and D1: logits at position j predict
+computed with the next-token shift done right (ALGORITHM.md §4.3 and §10 D1: logits at position j predict
 token j+1). For a padded batch it returns one value per sample, equal to the single-sample value
 within float tolerance whatever the padding side, because padding is masked out of attention,
 positions restart at each sample's first real token, and padded labels are IGNORE.

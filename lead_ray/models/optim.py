@@ -1,6 +1,6 @@
 """The optimizer both training loops use: AdamW (weight decay 0) with LEAD's step-decay schedule.
 
-η_s = lr · decay^⌊s / every⌋       (spec 4.1 and 8; the official code's linear/warmup flags are dead)
+η_s = lr · decay^⌊s / every⌋       (ALGORITHM.md §4.1 and §8; the official code's linear/warmup flags are dead)
 """
 
 from __future__ import annotations

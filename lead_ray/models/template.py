@@ -1,4 +1,4 @@
-"""The one chat template used for IU₀ scoring, IFD, training and evaluation (LEAD spec D11).
+"""The one chat template used for IU₀ scoring, IFD, training and evaluation (LEAD ALGORITHM.md §10 D11).
 
 Tulu format, which LEAD's evaluation uses:
 

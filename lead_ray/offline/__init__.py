@@ -1,1 +1,1 @@
-"""The offline stages of LEAD (spec §4): warm-up training, scoring, clustering."""
+"""The offline stages of LEAD (ALGORITHM.md §4): warm-up training, scoring, clustering."""

@@ -1,9 +1,9 @@
-"""`lead-ray cluster`: difficulty clusters (bandit arms) × task groups, and near-duplicates (spec 4.4).
+"""`lead-ray cluster`: difficulty clusters (bandit arms) × task groups, and near-duplicates (ALGORITHM.md §4.4).
 
 1. Difficulty: k-means on the 1-D IFD score of the trainable samples, K = cluster.difficulty_k
    (LEAD: 7). Clusters are numbered by ascending centroid, so 0 is the easiest; the IFD = 0 samples
-   (invalid or > 1, spec D14) usually form their own cluster.
-2. Task groups inside each difficulty cluster (spec D6), by cluster.task_groups:
+   (invalid or > 1, ALGORITHM.md §10 D14) usually form their own cluster.
+2. Task groups inside each difficulty cluster (ALGORITHM.md §10 D6), by cluster.task_groups:
    * embedding (default; the paper's description): k-means on the prompt embeddings of up to
      cluster.fit_sample points of the cluster, then every point assigned to its nearest centroid
      through an hnswlib index over the centroids;

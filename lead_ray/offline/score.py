@@ -1,4 +1,4 @@
-"""`lead-ray score`: IU₀, IFD and prompt embeddings for every pool sample (LEAD spec 4.2–4.3).
+"""`lead-ray score`: IU₀, IFD and prompt embeddings for every pool sample (ALGORITHM.md §4.2–4.3).
 
     prepared/pool ──units (row-group slices)──► actor pool (models loaded once per actor) ──►
     scored/units/<unit>.parquet: the pool's columns + iu0, ifd, n_tokens, n_response_tokens,
@@ -7,10 +7,10 @@
 * IU₀(x) = IU(θ₀, x): mean response NLL under the **base** model (the loss function of models/loss.py).
 * IFD(x) = s_cond / s_uncond under the **warm-up** model: the last answer's loss given everything
   before it, over its loss alone (with its role tag). Set to 0 when > 1, not finite, or when the
-  answer is empty or truncated (spec 4.2, D14: such samples are kept and form the "zero" cluster).
+  answer is empty or truncated (ALGORITHM.md §4.2, §10 D14: such samples are kept and form the "zero" cluster).
 * embedding: all-MiniLM-L6-v2 of the prompt (everything before the last answer), truncated.
 * trainable = at least one supervised token survives truncation to model.max_length; the cluster
-  stage leaves the others out and counts them (spec 3: samples with no supervised token are dropped).
+  stage leaves the others out and counts them (ALGORITHM.md §3: samples with no supervised token are dropped).
 
 Samples are bucketed by token length under a padded-token budget, so padding wastes little compute.
 Each unit's output is written atomically; a rerun skips units already written (resumable).
@@ -34,7 +34,7 @@ EMBED_DIM = 384
 
 
 def ifd_scores(s_cond: np.ndarray, s_uncond: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """IFD = s_cond / s_uncond, with 0 wherever it is invalid or above 1 (spec 4.2)."""
+    """IFD = s_cond / s_uncond, with 0 wherever it is invalid or above 1 (ALGORITHM.md §4.2)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         ifd = s_cond / s_uncond
     bad = ~valid | ~np.isfinite(ifd) | (s_uncond <= 0) | (ifd > 1) | (ifd < 0)

@@ -1,4 +1,4 @@
-"""`lead-ray warmup`: fine-tune the base model on a random ~1% of the pool (LEAD spec 4.1).
+"""`lead-ray warmup`: fine-tune the base model on a random ~1% of the pool (ALGORITHM.md §4.1).
 
 The warm-up model is used only to score IFD; online training starts again from the base model.
 

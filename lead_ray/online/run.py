@@ -5,7 +5,7 @@ one `TorchTrainer.fit()` (train_loop.py), then writes into the run folder (work_
 
   selected.parquet     id, source, messages, final U, IU₀, use count, rounds picked, clusters
   rounds.parquet       one row per round: arm, p vector, size, mean loss, ΔL̂′, β*, cos φ, d_k, d_p,
-                       η, reward raw/normalised, unique count, selection / training seconds (spec 11.11)
+                       η, reward raw/normalised, unique count, selection / training seconds (ALGORITHM.md §11)
   selections/          the sample indices of every round
   run_stats.json       totals: rounds, unique selected, seconds in selection vs training, checkpoint
   config.yaml          the full config the run ran with (a resume checks it: only stop and hardware keys may change)

@@ -1,4 +1,4 @@
-"""The Ray Train worker loop: every worker runs every round of the LEAD selection (spec §8).
+"""The Ray Train worker loop: every worker runs every round of the LEAD selection (ALGORITHM.md §8).
 
 One round t, on all workers of the single long-running TorchTrainer:
   plan     rank 0 draws an arm from the BanditActor (EXP3), predicts ΔL̂′ from the stored directions at
@@ -10,13 +10,12 @@ One round t, on all workers of the single long-running TorchTrainer:
            applies U ← (1−b)(L + ΔL̂′) + b·U_prev;
   finish   rank 0 measures the round's update direction g: the mean gradient of the direction
            parameters (the last layer's trainable ones) over the round's optimizer steps, after DDP's
-           all-reduce (spec 5.3's "accumulated gradient at each optimizer step, averaged over the
-           round"; not Δθ/η, whose scale under Adam has nothing to do with the gradient's). It computes
-           the reward (mean U decrease over the trained samples), updates the bandit and appends the
-           round to the round log, which rank 0 owns and checkpoints.
+           all-reduce (ALGORITHM.md §5.3: not Δθ/η, whose scale under Adam has nothing to do with the
+           gradient's). It computes the reward (mean U decrease over the trained samples), updates the
+           bandit and appends the round to the round log, which rank 0 owns and checkpoints.
 Every `train.checkpoint_every` rounds all ranks report, rank 0 with a checkpoint holding the model, the
 optimizer and the whole selection state (UtilityStore, BanditActor, round log).
-No forward pass ever runs over samples that are not being trained (spec 11.10).
+No forward pass ever runs over samples that are not being trained (ALGORITHM.md §11).
 """
 
 from __future__ import annotations
@@ -87,7 +86,7 @@ class TrainedRound:
 
 
 def direction_params(model, which: str) -> dict:
-    """Trainable parameters whose change defines the update direction (spec 5.3: the last layer's)."""
+    """Trainable parameters whose change defines the update direction (ALGORITHM.md §5.3: the last layer's)."""
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if which == "all":
         return trainable
@@ -391,7 +390,7 @@ class RoundLoop:
         }
 
     def _round_record(self, t, plan, trained, counts, n, loss_sum, heldout) -> dict:
-        """One row of rounds.parquet (spec 11.11)."""
+        """One row of rounds.parquet (ALGORITHM.md §11)."""
         est = plan.estimate
         forwarded, padding, pool_forwards = counts
         return {
