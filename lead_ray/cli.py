@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from lead_ray.config import INPUT_FORMATS, ConfigError, load_config, reference_markdown, to_dict
+from lead_ray.config import INPUT_FORMATS, ConfigError, load_config, reference_markdown, resolve_paths, to_dict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
@@ -272,7 +272,7 @@ def _cmd_prepare(args, overrides) -> None:
         overrides.append(f"ingest.format={args.format}")
     if args.strict:
         overrides.append("ingest.strict=true")
-    cfg = load_config(args.config, overrides)
+    cfg = resolve_paths(load_config(args.config, overrides))
     from lead_ray.data.plan import list_input_files
 
     list_input_files(cfg.ingest.inputs)  # a missing input is named before Ray starts
@@ -283,7 +283,7 @@ def _cmd_stage(args, overrides) -> None:
     """warmup, score, cluster, run, tune, eval: the pipeline folder may be given with --work-dir."""
     if getattr(args, "work_dir", None):
         overrides.append("work_dir=" + json.dumps(args.work_dir))
-    cfg = load_config(args.config, overrides)
+    cfg = resolve_paths(load_config(args.config, overrides))  # before any worker or trial sees it
     if args.command == "run":
         STAGES["run"](cfg, args.resume or args.out, bool(args.resume))
     elif args.command == "eval":
@@ -313,6 +313,7 @@ def _cmd_pipeline(args, overrides) -> None:
     cfg = load_config(args.config or (DEMO_CONFIG if args.command == "demo" else None), overrides)
     if args.command == "demo":  # the demo's inputs are repo paths: resolve them to run from any folder
         cfg.ingest.inputs = [p if Path(p).exists() else str(REPO_ROOT / p) for p in cfg.ingest.inputs]
+    cfg = resolve_paths(cfg)
     for name in ("prepare", "warmup", "score", "cluster", "run"):
         STAGES[name](cfg)
     print(f"\n{args.command} finished; outputs under {cfg.work_dir}/")

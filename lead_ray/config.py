@@ -514,6 +514,25 @@ def _yaml_word(value) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def resolve_paths(cfg: Config, base: Path | None = None) -> Config:
+    """A copy whose relative paths (work_dir, ingest inputs and output, model and tokenizer files, the eval
+    data folder) are absolute, against `base` (default: the current folder). Commands do this before any
+    Ray worker, actor or Tune trial sees the config: those run in folders of their own."""
+    base = Path(base or Path.cwd())
+    out = copy.deepcopy(cfg)
+
+    def absolute(p: str) -> str:
+        return str((base / p).resolve()) if p and not Path(p).is_absolute() else p
+
+    out.work_dir = absolute(out.work_dir)
+    out.ingest.inputs = [absolute(p) for p in out.ingest.inputs]
+    out.ingest.out = absolute(out.ingest.out) if out.ingest.out else None
+    out.model.base = out.model.base if out.model.base == "tiny" else absolute(out.model.base)
+    out.model.tokenizer = out.model.tokenizer if out.model.tokenizer == "bytes" else absolute(out.model.tokenizer)
+    out.eval.data_dir = absolute(out.eval.data_dir)
+    return out
+
+
 def to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from lead_ray.config import Config, ConfigError, config_from_dict, to_dict
+from lead_ray.config import Config, ConfigError, config_from_dict, resolve_paths, to_dict
 
 TRIAL_CPU = 0.1  # the trial function only drives its TorchTrainer; the Train workers hold the CPUs
 DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint")
@@ -80,6 +80,8 @@ def tune_selection(cfg: Config) -> dict:
     from ray.tune.schedulers import ASHAScheduler
 
     from lead_ray.runtime import wants_gpu
+
+    cfg = resolve_paths(cfg)  # each trial runs in a folder of its own: relative paths would point there
 
     sweep = cfg.tune
     if sweep.metric == "heldout_nll" and (not cfg.eval.inloop_every or cfg.eval.holdout_fraction == 0):

@@ -6,6 +6,17 @@ from lead_ray.cli import DEMO_CONFIG, main
 from lead_ray.config import Config, ConfigError, load_config, reference_markdown, resume_conflicts, to_dict
 
 
+def test_relative_paths_resolve_against_the_current_folder(tmp_path, monkeypatch):
+    from lead_ray.config import resolve_paths
+
+    monkeypatch.chdir(tmp_path)
+    cfg = resolve_paths(load_config(None, ["work_dir=w", "ingest.inputs=[a.jsonl, /abs/b.jsonl]", "model.base=m.gguf"]))
+    assert cfg.work_dir == str(tmp_path / "w") and cfg.ingest.inputs == [str(tmp_path / "a.jsonl"), "/abs/b.jsonl"]
+    assert cfg.model.base == str(tmp_path / "m.gguf") and cfg.model.tokenizer == "bytes"
+    assert cfg.eval.data_dir == str((tmp_path / "../shared/data/eval").resolve())
+    assert resolve_paths(load_config()).model.base == "tiny"
+
+
 def test_defaults_and_demo_config_load():
     assert load_config() == Config()
     cfg = load_config(DEMO_CONFIG)

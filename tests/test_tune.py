@@ -8,9 +8,11 @@ from lead_ray.tune import param_space, tune_selection
 from tests.test_online import toy_config, toy_pool
 
 
-def test_grid_sweep_writes_best_config_table_and_plot(ray_session, tmp_path):
+def test_grid_sweep_writes_best_config_table_and_plot(ray_session, tmp_path, monkeypatch):
     toy_pool(tmp_path)
     cfg = toy_config(tmp_path, 1)
+    monkeypatch.chdir(tmp_path)
+    cfg.work_dir = "."  # relative, as a user types it: each trial runs in a folder of its own
     cfg.selection.max_rounds, cfg.train.checkpoint_every = 4, 1  # a report (and ASHA decision point) every round
     cfg.eval.holdout_fraction, cfg.eval.inloop_samples = 0.1, 16
     # two trials (each is a TorchTrainer run); both keys reach every trial's config
