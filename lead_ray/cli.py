@@ -94,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder")
     p.add_argument("--out", "-o", metavar="DIR", required=True, help="destination folder")
     p.add_argument("--min-use", type=int, default=1, help="keep samples selected at least this many times (default 1)")
+    p.add_argument(
+        "--to",
+        default="source",
+        metavar="FORMATS",
+        help="comma-separated: source (original records), messages (TRL), sharegpt and alpaca (LLaMA-Factory, with "
+        "dataset_info.json), hf (datasets.load_from_disk); default: source",
+    )
+    p.add_argument("--with-scores", action="store_true", help="add lead-ray's per-sample scores as columns")
 
     p = sub.add_parser(
         "tune",
@@ -299,10 +307,16 @@ def _cmd_report(args, overrides) -> None:
 
 
 def _cmd_export(args, overrides) -> None:
-    from lead_ray.export import export_run
+    from lead_ray.export import EXPORT_FORMATS, export_run
 
-    n = export_run(Path(args.run_dir), Path(args.out), args.min_use)
-    print(f"export: {n} samples to {args.out}/selected.jsonl and {args.out}/selected.parquet")
+    formats = tuple(f.strip() for f in args.to.split(",") if f.strip())
+    unknown = sorted(set(formats) - set(EXPORT_FORMATS))
+    if unknown:
+        raise ConfigError(
+            f"export --to: unknown format(s) {', '.join(unknown)}; choose from {', '.join(EXPORT_FORMATS)}"
+        )
+    n = export_run(Path(args.run_dir), Path(args.out), args.min_use, formats, args.with_scores)
+    print(f"export: {n} samples ({', '.join(formats)} and Parquet) to {args.out}/")
 
 
 def _cmd_pipeline(args, overrides) -> None:
