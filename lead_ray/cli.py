@@ -331,6 +331,24 @@ def _cmd_pipeline(args, overrides) -> None:
     for name in ("prepare", "warmup", "score", "cluster", "run"):
         STAGES[name](cfg)
     print(f"\n{args.command} finished; outputs under {cfg.work_dir}/")
+    if args.command == "demo":
+        _demo_ending(cfg)
+
+
+def _demo_ending(cfg) -> None:
+    """The demo's report, and what to run next on its outputs."""
+    from lead_ray.report import report
+
+    run_dir = cfg.stage_dir("run")
+    page = report([run_dir])
+    work = cfg.work_dir
+    print(
+        f"\nreport: {page}  (open it in a browser)\nnext:\n"
+        f"  lead-ray eval {run_dir} --work-dir {work} --set eval.max_samples=100   # held-out, GSM8K, MMLU, ...\n"
+        f"  lead-ray export {run_dir} --out {work}/export --to messages,sharegpt,alpaca   # for TRL / LLaMA-Factory\n"
+        f"  lead-ray tune --config configs/demo.yaml --work-dir {work}   # sweep smoothing and EXP3's gamma\n"
+        f"  lead-ray prepare your/data/ --config your.yaml   # then warmup, score, cluster, run: see README"
+    )
 
 
 COMMANDS = {

@@ -36,3 +36,6 @@ def test_demo_runs_every_stage_on_the_repo_sample(ray_session, tmp_path, capsys)
     assert pq.read_table(out / "run" / "rounds.parquet").num_rows == stats["rounds"]
     printed = capsys.readouterr().out
     assert "demo finished" in printed and "clustered pool:" in printed
+    # the demo ends with its report and the commands to run next
+    assert (out / "run" / "report.html").stat().st_size > 10_000
+    assert f"report: {out / 'run' / 'report.html'}" in printed and "lead-ray export" in printed
