@@ -55,7 +55,7 @@ def export_run(
     write_parquet_atomic(sel, out / "selected.parquet")
     if "source" in to:
         export_source_format(sel, out / "selected.jsonl")
-    rows = _rows(sel, with_scores)
+    rows = _rows(sel, with_scores) if set(to) - {"source"} else []
     if "messages" in to:
         write_bytes_atomic(out / "selected_messages.jsonl", b"".join(orjson.dumps(r) + b"\n" for r in rows))
     tool_formats = [f for f in ("sharegpt", "alpaca") if f in to]
