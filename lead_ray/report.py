@@ -34,6 +34,14 @@ def source_group(source: str, collapsed: set[str]) -> str:
     return folder + "/*" if folder in collapsed else source
 
 
+def short_name(name: str, width: int = 40) -> str:
+    """A source name that fits a plot label: both ends kept, the middle elided."""
+    if len(name) <= width:
+        return name
+    head = (width - 1) // 2
+    return name[:head] + "…" + name[-(width - 1 - head) :]
+
+
 def _png(fig) -> str:
     import matplotlib.pyplot as plt
 
@@ -141,7 +149,7 @@ def run_plots(run: dict) -> list[tuple[str, str]]:
         y = np.arange(len(names))
         ax.barh(y - 0.2, [pool[k] / n_pool for k in names], height=0.4, label="pool")
         ax.barh(y + 0.2, [run["selected_sources"].get(k, 0) / n_sel for k in names], height=0.4, label="selected")
-        ax.set_yticks(y, [k[-40:] for k in names], fontsize=7), ax.invert_yaxis(), ax.legend(fontsize=8)
+        ax.set_yticks(y, [short_name(k) for k in names], fontsize=7), ax.invert_yaxis(), ax.legend(fontsize=8)
         plots.append(("Source mix of the selected subset vs the pool", _png(fig)))
     return plots
 
