@@ -93,11 +93,11 @@ def plain_loop_tokens_per_s(run_dir: Path, base_dir: Path, cfg, device) -> dict:
     tokens = plain_s = 0.0
     for r in rounds:
         index = np.load(run_dir / "selections" / f"round-{r['round']:05d}.npy")
-        enc = [encode_conversation(tok, m, cfg.model.max_length) for m in rows.messages(index)]
-        tokens += sum(len(e.input_ids) for e in enc)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        t0 = time.perf_counter()
+        t0 = time.perf_counter()  # like lead-ray's train_s: reading and encoding the round count too
+        enc = [encode_conversation(tok, m, cfg.model.max_length) for m in rows.messages(index)]
+        tokens += sum(len(e.input_ids) for e in enc)
         for j in range(0, len(enc), micro):
             batch = {k: v.to(device) for k, v in collate(enc[j : j + micro], tok.pad_token_id).items()}
             with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
