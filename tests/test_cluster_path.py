@@ -92,7 +92,7 @@ def test_selection_actors_never_touch_the_callers_paths(ray_session, tmp_path):
 
 
 def test_a_run_folder_the_node_cannot_see_is_named(tmp_path):
-    from lead_ray.online.train_loop import shared_run_path
+    from lead_ray.online.checkpoint import shared_run_path
 
     (tmp_path / "rows").mkdir()
     assert shared_run_path(tmp_path, "rows") == tmp_path / "rows"
@@ -238,7 +238,7 @@ def test_a_checkpoint_written_on_a_gpu_resumes_on_a_cpu(tmp_path):
     """trainer.pt whose tensors are tagged cuda:0 (as a GPU worker writes them) loads on this CPU host."""
     import torch.serialization as serialization
 
-    from lead_ray.online.train_loop import load_trainer_state
+    from lead_ray.online.checkpoint import load_trainer_state
 
     def on_gpu0(storage):
         return "cuda:0"

@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
+from lead_ray.online.checkpoint import verify_checkpoint
 from lead_ray.online.run import run
-from lead_ray.online.train_loop import verify_checkpoint
 from tests.test_online import toy_config, toy_pool
 
 ROUNDS, KILL_AT = 8, 5

@@ -44,8 +44,8 @@ def test_training_on_cuda_is_bf16_autocast_over_float32_weights(tmp_path):
 def test_toy_run_on_one_gpu_checkpoints_state_a_cpu_can_load(ray_session, tmp_path):
     import pyarrow.parquet as pq
 
+    from lead_ray.online.checkpoint import load_trainer_state
     from lead_ray.online.run import run
-    from lead_ray.online.train_loop import load_trainer_state
     from tests.test_online import toy_config, toy_pool
 
     toy_pool(tmp_path)

@@ -30,7 +30,7 @@ import yaml
 from lead_ray.config import RESUME_MAY_CHANGE, Config, ConfigError, check_batch_sizes, resume_conflicts, to_dict
 from lead_ray.core.select import first_round_sizes
 from lead_ray.files import require, write_parquet_atomic, write_text_atomic
-from lead_ray.online.train_loop import read_round_log
+from lead_ray.online.checkpoint import read_round_log
 
 POOL_COLUMNS = [
     "id",

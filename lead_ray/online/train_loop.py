@@ -33,9 +33,15 @@ import numpy as np
 
 from lead_ray.config import Config
 from lead_ray.files import write_text_atomic
+from lead_ray.online.checkpoint import (
+    ROUND_LOG,
+    load_trainer_state,
+    shared_run_path,
+    verify_checkpoint,
+    write_manifest,
+)
 
 PUSH_EVERY = 1024  # samples per UtilityStore push from one worker
-ROUND_LOG = "rounds.json"  # the round log, in a checkpoint's selection/ folder
 
 
 @dataclass
@@ -542,53 +548,3 @@ class RoundPushes:
         t0 = time.perf_counter()
         ray.get(self.refs)
         self.seconds += time.perf_counter() - t0
-
-
-MANIFEST = "MANIFEST.json"
-
-
-def write_manifest(folder: Path) -> None:
-    """Every file of a checkpoint with its size, written last (write, then rename)."""
-    files = {str(f.relative_to(folder)): f.stat().st_size for f in sorted(folder.rglob("*")) if f.is_file()}
-    write_text_atomic(folder / MANIFEST, json.dumps(files, indent=1))
-
-
-def verify_checkpoint(folder: Path) -> None:
-    """Refuse a checkpoint that is incomplete: no manifest, or a file missing or of the wrong size."""
-    manifest = folder / MANIFEST
-    if not manifest.exists():
-        raise RuntimeError(f"checkpoint {folder} has no {MANIFEST}: it was not completely written; not loading it")
-    for rel, size in json.loads(manifest.read_text()).items():
-        f = folder / rel
-        if not f.is_file() or f.stat().st_size != size:
-            raise RuntimeError(
-                f"checkpoint {folder}: {rel} is missing or truncated ({MANIFEST} says {size} bytes); not loading it"
-            )
-
-
-def read_round_log(checkpoint_dir: Path) -> list[dict]:
-    """The round log of a checkpoint (the final checkpoint holds every round of the run)."""
-    return json.loads((Path(checkpoint_dir) / "selection" / ROUND_LOG).read_text())
-
-
-def load_trainer_state(folder: Path) -> dict:
-    """trainer.pt of a checkpoint, onto the CPU: it may have been written on a GPU, and be read on a host
-    without one (a resume with train.use_gpu=false) or by a worker whose GPU is not the writer's GPU 0.
-    load_state_dict then moves each tensor to its parameter's device."""
-    import torch
-
-    return torch.load(folder / "trainer.pt", map_location="cpu", weights_only=True)
-
-
-def shared_run_path(run_dir: Path, name: str) -> Path:
-    """A path under the run folder that the driver wrote; a clear error where this node cannot see it."""
-    path = run_dir / name
-    if not path.exists():
-        import socket
-
-        raise FileNotFoundError(
-            f"{path} was written by the driver but does not exist on this node ({socket.gethostname()}): on a "
-            f"multi-node cluster, work_dir must be on storage that every node mounts at the same path "
-            f"(NFS/EFS, a ReadWriteMany volume); see README, 'Before your first GPU cluster run'"
-        )
-    return path

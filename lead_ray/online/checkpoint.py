@@ -1,0 +1,66 @@
+"""A run's checkpoint as files: what rank 0 writes, what a restart and the driver read back.
+
+MANIFEST.json         every file of the checkpoint with its size, written last
+trainer.pt            trainable weights, optimizer, LR schedule, next round (loaded onto the CPU)
+model/                the LoRA adapter or full model (`save_pretrained`)
+selection/            the UtilityStore shards, the bandit, and the round log (rounds.json)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lead_ray.files import write_text_atomic
+
+ROUND_LOG = "rounds.json"  # the round log, in a checkpoint's selection/ folder
+
+
+MANIFEST = "MANIFEST.json"
+
+
+def write_manifest(folder: Path) -> None:
+    """Every file of a checkpoint with its size, written last (write, then rename)."""
+    files = {str(f.relative_to(folder)): f.stat().st_size for f in sorted(folder.rglob("*")) if f.is_file()}
+    write_text_atomic(folder / MANIFEST, json.dumps(files, indent=1))
+
+
+def verify_checkpoint(folder: Path) -> None:
+    """Refuse a checkpoint that is incomplete: no manifest, or a file missing or of the wrong size."""
+    manifest = folder / MANIFEST
+    if not manifest.exists():
+        raise RuntimeError(f"checkpoint {folder} has no {MANIFEST}: it was not completely written; not loading it")
+    for rel, size in json.loads(manifest.read_text()).items():
+        f = folder / rel
+        if not f.is_file() or f.stat().st_size != size:
+            raise RuntimeError(
+                f"checkpoint {folder}: {rel} is missing or truncated ({MANIFEST} says {size} bytes); not loading it"
+            )
+
+
+def read_round_log(checkpoint_dir: Path) -> list[dict]:
+    """The round log of a checkpoint (the final checkpoint holds every round of the run)."""
+    return json.loads((Path(checkpoint_dir) / "selection" / ROUND_LOG).read_text())
+
+
+def load_trainer_state(folder: Path) -> dict:
+    """trainer.pt of a checkpoint, onto the CPU: it may have been written on a GPU, and be read on a host
+    without one (a resume with train.use_gpu=false) or by a worker whose GPU is not the writer's GPU 0.
+    load_state_dict then moves each tensor to its parameter's device."""
+    import torch
+
+    return torch.load(folder / "trainer.pt", map_location="cpu", weights_only=True)
+
+
+def shared_run_path(run_dir: Path, name: str) -> Path:
+    """A path under the run folder that the driver wrote; a clear error where this node cannot see it."""
+    path = run_dir / name
+    if not path.exists():
+        import socket
+
+        raise FileNotFoundError(
+            f"{path} was written by the driver but does not exist on this node ({socket.gethostname()}): on a "
+            f"multi-node cluster, work_dir must be on storage that every node mounts at the same path "
+            f"(NFS/EFS, a ReadWriteMany volume); see README, 'Before your first GPU cluster run'"
+        )
+    return path
