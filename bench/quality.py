@@ -240,8 +240,11 @@ def one_run(regime: Regime, variant: Path, method: str, seed: int, extra: list[s
     shutil.rmtree(run_dir, ignore_errors=True)
     t0 = time.perf_counter()
     run(cfg, run_dir)
+    t1 = time.perf_counter()
     evaluate(cfg, run_dir)
-    log(f"{variant.name}/{run_dir.name}: {time.perf_counter() - t0:.0f} s")
+    seconds = {"run": round(t1 - t0, 1), "eval": round(time.perf_counter() - t1, 1)}
+    (run_dir / "bench_seconds.json").write_text(json.dumps(seconds) + "\n")
+    log(f"{variant.name}/{run_dir.name}: {seconds}")
     return run_dir
 
 
@@ -279,6 +282,7 @@ def summarise_methods(runs: dict[str, dict[int, Path]], base: Path) -> dict:
             "unique_selected": [s["unique_selected"] for s in stats],
             "samples_trained": [s["samples_trained"] for s in stats],
             "training_seconds": [s["training_seconds"] for s in stats],
+            "wall_seconds": [json.loads((d / "bench_seconds.json").read_text()) for d in by_seed.values()],
         }
     out["base"] = {"seeds": [], "sets": {k: pooled_mean_ci(v[None]) for k, v in item_scores(base).items()}}
     return out
@@ -356,16 +360,28 @@ def main() -> None:
     t0 = time.perf_counter()
     slice_info = setup(regime, variant, work / "full", args.noisy, args.set)
     t_setup = time.perf_counter() - t0
-    runs: dict[str, dict[int, Path]] = {}
-    for seed in regime.seeds:
-        for method in regime.every_seed + (regime.first_seed_only if seed == regime.seeds[0] else ()):
-            runs.setdefault(method, {})[seed] = one_run(regime, variant, method, seed, args.set)
     base = base_eval(regime, variant, args.set)
-    methods = summarise_methods(runs, base)
     cfg = load_config(ROOT / regime.config, overrides(regime, variant, args.set))
+    runs: dict[str, dict[int, Path]] = {}
+    for method, seed in run_order(regime):
+        runs.setdefault(method, {})[seed] = one_run(regime, variant, method, seed, args.set)
+        # a summary after every run: an interrupted benchmark still leaves what it measured, marked partial
+        write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t_setup)
+    write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t_setup, complete=True)
+
+
+def run_order(regime: Regime) -> list[tuple[str, int]]:
+    """The every-seed methods over all seeds first (the comparisons that matter), then the one-seed methods."""
+    order = [(method, seed) for seed in regime.seeds for method in regime.every_seed]
+    return order + [(method, regime.seeds[0]) for method in regime.first_seed_only]
+
+
+def write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t_setup, complete=False) -> None:
+    methods = summarise_methods(runs, base)
     any_run = next(iter(runs["lead"].values()))
     stats = json.loads((any_run / "run_stats.json").read_text())
     result = {
+        "complete": complete,
         "regime": args.regime,
         "variant": variant.name,
         "command": " ".join(sys.argv),
@@ -388,8 +404,9 @@ def main() -> None:
         result.update(corrupt_rates(variant, runs, cfg))
     out = ROOT / "bench" / "results" / f"{name}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps({k: result[k] for k in ("pool_selectable", "budget", "eval_sizes")}, indent=1))
-    print(f"wrote {out}")
+    if complete:
+        print(json.dumps({k: result[k] for k in ("pool_selectable", "budget", "eval_sizes")}, indent=1))
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":
