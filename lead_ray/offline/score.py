@@ -1,13 +1,16 @@
 """`lead-ray score`: IU₀, IFD and prompt embeddings for every pool sample (ALGORITHM.md §4.2–4.3).
 
     prepared/pool ──units (row-group slices)──► actor pool (models loaded once per actor) ──►
-    scored/units/<unit>.parquet: the pool's columns + iu0, ifd, n_tokens, n_response_tokens,
+    scored/units/<unit>.parquet: the pool's columns + iu0, ifd, ifd_raw, warm_loss, n_tokens, n_response_tokens,
                                  trainable, embedding
 
 * IU₀(x) = IU(θ₀, x): mean response NLL under the **base** model (the loss function of models/loss.py).
 * IFD(x) = s_cond / s_uncond under the **warm-up** model: the last answer's loss given everything
   before it, over its loss alone (with its role tag). Set to 0 when > 1, not finite, or when the
   answer is empty or truncated (ALGORITHM.md §4.2, §10 D14: such samples are kept and form the "zero" cluster).
+* ifd_raw: the same ratio before zeroing (above 1 kept; NaN where it cannot be computed).
+* warm_loss = s_cond, the warm-up model's loss on the last answer (NaN without a warm-up model): the
+  irreducible-loss proxy of `selection.utility: reducible`, a by-product of IFD, no extra forward pass.
 * embedding: all-MiniLM-L6-v2 of the prompt (everything before the last answer), truncated.
 * trainable = at least one supervised token survives truncation to model.max_length; the cluster
   stage leaves the others out and counts them (ALGORITHM.md §3: samples with no supervised token are dropped).
@@ -35,10 +38,17 @@ EMBED_DIM = 384
 
 def ifd_scores(s_cond: np.ndarray, s_uncond: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """IFD = s_cond / s_uncond, with 0 wherever it is invalid or above 1 (ALGORITHM.md §4.2)."""
+    raw = raw_ifd(s_cond, s_uncond, valid)
+    return np.where(np.isfinite(raw) & (raw <= 1), raw, 0.0).astype(np.float32)
+
+
+def raw_ifd(s_cond: np.ndarray, s_uncond: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """s_cond / s_uncond where it can be computed (above 1 included), NaN elsewhere: `cluster.ifd_above_one`
+    tells a mismatched pair (IFD > 1) from a sample whose IFD is merely unknown."""
     with np.errstate(divide="ignore", invalid="ignore"):
         ifd = s_cond / s_uncond
-    bad = ~valid | ~np.isfinite(ifd) | (s_uncond <= 0) | (ifd > 1) | (ifd < 0)
-    return np.where(bad, 0.0, ifd).astype(np.float32)
+    bad = ~valid | ~np.isfinite(ifd) | (s_uncond <= 0) | (ifd < 0)
+    return np.where(bad, np.nan, ifd).astype(np.float32)
 
 
 def plan_units(pool_dir: Path, unit_rows: int) -> list[dict]:
@@ -126,14 +136,18 @@ class UnitScorer:
             s_cond, n_cond = self.losses(self.warm, cond)
             s_uncond, _ = self.losses(self.warm, uncond)
             answer_whole = np.array([not (e.truncated or u.truncated) for e, u in zip(cond, uncond)])
+            ifd_raw = raw_ifd(s_cond, s_uncond, answer_whole & (n_cond > 0))
             ifd = ifd_scores(s_cond, s_uncond, answer_whole & (n_cond > 0))
         else:
             ifd = np.zeros(len(convs), np.float32)
+            s_cond = ifd_raw = np.full(len(convs), np.nan, np.float32)
         emb = self.embedder([prompt_text(c) for c in convs], self.score_cfg.embed_batch_size)
         trainable = np.array([e.n_supervised > 0 and not e.prompt_too_long for e in full])
         out = (
             table.append_column("iu0", pa.array(iu0.astype(np.float32)))
             .append_column("ifd", pa.array(ifd))
+            .append_column("ifd_raw", pa.array(ifd_raw))
+            .append_column("warm_loss", pa.array(np.asarray(s_cond, np.float32)))
             .append_column("n_tokens", pa.array([len(e.input_ids) for e in full], pa.int32()))
             .append_column("n_response_tokens", pa.array(n_resp.astype(np.int32)))
             .append_column("trainable", pa.array(trainable))
