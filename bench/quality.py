@@ -215,7 +215,10 @@ def setup(regime: Regime, variant: Path, full: Path, noisy: bool, extra: list[st
     info = {"rows": sliced.num_rows, "by_source": {str(k): int(v) for k, v in zip(names, counts)}}
     if noisy:
         info["planted"] = plant_pool(variant / "prepared" / "pool", 0.15, seed=0)
-    for stage in (warmup, score, cluster):
+    for stage in (warmup, score, cluster):  # score skips the units already written; cluster always reruns
+        if stage is warmup and (variant / "models" / "warmup_stats.json").exists():  # written after the model
+            log(f"setup {variant.name}: warmup already done")
+            continue
         log(f"setup {variant.name}: {stage.__name__}")
         stage(cfg)
     recorded.write_text(json.dumps({"key": key, "slice": info}, indent=1, default=str) + "\n")

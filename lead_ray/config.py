@@ -174,6 +174,19 @@ class ClusterConfig:
         0.97, "Cosine similarity at or above which two prompts are flagged near-duplicates.", gt=0, le=1
     )
     drop_near_dups: bool = _f(False, "Drop the later member of each near-duplicate pair (else only flag and count).")
+    difficulty_bins: str = _f(
+        "preset",
+        "How IFD is cut into arms: 'kmeans' (1-D k-means, the paper; arms of very uneven size) or 'quantile' "
+        "(equal-count bins, ties kept together); 'preset' takes selection.preset's choice.",
+        choices=("preset", "kmeans", "quantile"),
+    )
+    ifd_above_one: str = _f(
+        "preset",
+        "Pairs whose IFD exceeds 1 (the instruction does not help predict the response: often a mismatched pair): "
+        "'keep' them in the zero-IFD arm (the paper) or 'drop' them before clustering, counted in clusters.json; "
+        "'preset' takes selection.preset's choice.",
+        choices=("preset", "keep", "drop"),
+    )
     hnsw_m: int = _f(16, "hnswlib graph degree M.", ge=2)
     hnsw_ef: int = _f(100, "hnswlib ef for construction and search.", ge=10)
 
@@ -202,6 +215,35 @@ class SelectionConfig:
     )
     budget_samples: int = _f(0, "Unique-sample budget as a count; overrides budget_fraction when > 0.", ge=0)
     max_rounds: int = _f(20, "Stop after this many rounds (LEAD: 20).", ge=1)
+    preset: str = _f(
+        "paper",
+        "Sets every switch left at 'preset' (cluster.difficulty_bins, cluster.ifd_above_one, selection.reward_norm, "
+        "selection.delta, selection.utility): 'paper' = ALGORITHM.md as specified, 'robust' = lead-ray's remedies "
+        "(docs/BENCHMARKS.md measures both).",
+        choices=("paper", "robust"),
+    )
+    reward_norm: str = _f(
+        "preset",
+        "Bandit reward normalisation: 'minmax' over the whole history (the paper; every new maximum maps to +1) or "
+        "'window' (z-score against the previous selection.reward_window rewards, squashed by z/(1+|z|): "
+        "order-preserving, never saturates); 'preset' takes selection.preset's choice.",
+        choices=("preset", "minmax", "window"),
+    )
+    reward_window: int = _f(10, "Rewards the 'window' normalisation compares a new reward with.", ge=2)
+    delta: str = _f(
+        "preset",
+        "ΔL̂′ per 'round' (one scalar added to every sample, the paper) or per 'sample' (−η·⟨g(x), ĝ⟩ from the "
+        "training backward pass: each sample's own gradient on the direction parameters against the predicted "
+        "direction); 'preset' takes selection.preset's choice.",
+        choices=("preset", "round", "sample"),
+    )
+    utility: str = _f(
+        "preset",
+        "What selection ranks: 'idu' (U, the paper) or 'reducible' (U minus the warm-up model's loss on the answer, "
+        "computed by scoring for IFD: learnable, not yet learnt, not noise); 'preset' takes selection.preset's "
+        "choice.",
+        choices=("preset", "idu", "reducible"),
+    )
     use_delta: bool = _f(True, "Add the gradient-based ΔL̂′ to the loss in IDU (false: the 'no ΔL̂′' ablation).")
     arm_choice: str = _f(
         "exp3",

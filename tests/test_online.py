@@ -35,6 +35,7 @@ def toy_pool(work, n_per=80, seed=0):
                     "format": "alpaca",
                     "iu0": 5.6,
                     "ifd": 0.5,
+                    "warm_loss": 1.0 if arm == 0 else 5.0,  # the noise arm's loss is irreducible
                     "n_response_tokens": len(answer) + 1,
                     "difficulty_cluster": arm,
                     "task_cluster": i % 2,

@@ -70,6 +70,24 @@ def predict_delta(eta: float, g_k: np.ndarray | None, g_p: np.ndarray | None) ->
     return DeltaEstimate(-eta * mixed_sq_norm(beta, d_k, d_p, cos_phi), beta, cos_phi, d_k, d_p)
 
 
+def predicted_direction(g_k: np.ndarray | None, g_p: np.ndarray | None, beta: float) -> np.ndarray | None:
+    """ĝ = β g_k + (1 − β) g_p, the round direction ΔL̂′ extrapolates (None in round 1; g_p on a first visit).
+
+    Per-sample ΔL̂′ (`selection.delta: sample`, ALGORITHM.md §12) is −η⟨g(x), ĝ⟩ with g(x) the sample's own
+    gradient; averaged over a round whose mean gradient is ĝ it is the round value −η‖ĝ‖²."""
+    if g_p is None:
+        return None
+    if g_k is None:
+        return np.asarray(g_p, np.float32)
+    return (beta * np.asarray(g_k, np.float64) + (1.0 - beta) * np.asarray(g_p, np.float64)).astype(np.float32)
+
+
+def sample_delta(eta: float, products: np.ndarray) -> np.ndarray:
+    """Per-sample ΔL̂′(x) = −η⟨g(x), ĝ⟩ from the inner products ⟨g(x), ĝ⟩ (any sign: a sample whose gradient
+    opposes the round's direction is predicted to get worse)."""
+    return (-eta * np.asarray(products, np.float64)).astype(np.float32)
+
+
 class DirectionMemory:
     """The stored update directions: one per cluster, plus the previous round's (ALGORITHM.md §5.3, §5.4).
 
@@ -86,6 +104,9 @@ class DirectionMemory:
 
     def estimate(self, cluster: int, eta: float) -> DeltaEstimate:
         return predict_delta(eta, self.by_cluster.get(cluster), self.previous)
+
+    def direction(self, cluster: int, beta: float) -> np.ndarray | None:
+        return predicted_direction(self.by_cluster.get(cluster), self.previous, beta)
 
     def record(self, cluster: int, direction: np.ndarray) -> None:
         direction = np.asarray(direction, dtype=np.float32).copy()

@@ -5,6 +5,10 @@ id" is "ties broken by index". Per sample: U (float32), use count (uint8), last 
 last round (int32), difficulty cluster (int16), task group (int32): 19 bytes, plus 4 bytes of
 int32 position in the (cluster, task group) index that selection reads.
 
+With `selection.utility: reducible` the table also holds each sample's irreducible-loss floor (the warm-up
+model's loss on its answer; 4 more bytes) and ranks by U − floor instead of U (ALGORITHM.md §12); U itself,
+its updates and the reward are the same either way.
+
 A table may hold one contiguous range of the index space (`offset`), so a pool too large for one
 actor is split into shards by index range; shards answer in global indices.
 """
@@ -22,8 +26,11 @@ FIELDS = ("u", "use_count", "last_loss", "last_round", "cluster", "task")
 
 
 class UtilityTable:
-    def __init__(self, iu0: np.ndarray, cluster: np.ndarray, task: np.ndarray, offset: int = 0):
+    def __init__(
+        self, iu0: np.ndarray, cluster: np.ndarray, task: np.ndarray, offset: int = 0, floor: np.ndarray | None = None
+    ):
         self.offset = offset
+        self.floor = None if floor is None else np.nan_to_num(np.asarray(floor, np.float32), nan=0.0)
         self.u = np.asarray(iu0, np.float32).copy()
         self.use_count = np.zeros(len(self.u), np.uint8)
         self.last_loss = np.full(len(self.u), np.nan, np.float32)
@@ -46,18 +53,30 @@ class UtilityTable:
 
     def nbytes(self) -> int:
         """Memory of the selection state: the per-sample arrays and the group index."""
-        return sum(getattr(self, f).nbytes for f in FIELDS) + sum(
-            p.nbytes for groups in self._groups.values() for p in groups.values()
+        floor = 0 if self.floor is None else self.floor.nbytes
+        return (
+            sum(getattr(self, f).nbytes for f in FIELDS)
+            + floor
+            + sum(p.nbytes for groups in self._groups.values() for p in groups.values())
         )
+
+    def rank_key(self) -> np.ndarray:
+        """What selection ranks: U, or U − floor (the reducible part) when the table has a floor."""
+        return self.u if self.floor is None else self.u - self.floor
 
     # ------------------------------------------------------------------ updates
 
-    def apply(self, index: np.ndarray, losses: np.ndarray, delta: float, b: float, round_: int) -> tuple[float, int]:
-        """IDU update of trained samples; returns (Σ (U_before − U_after), count) for the reward."""
+    def apply(
+        self, index: np.ndarray, losses: np.ndarray, delta: float | np.ndarray, b: float, round_: int
+    ) -> tuple[float, int]:
+        """IDU update of trained samples; returns (Σ (U_before − U_after), count) for the reward.
+        `delta`: the round's ΔL̂′, or one per sample (`selection.delta: sample`)."""
         local = np.asarray(index, np.int64) - self.offset
         losses = np.asarray(losses, np.float32)
         ok = np.isfinite(losses)  # a sample with no supervised token keeps its U
         local, losses = local[ok], losses[ok]
+        if np.ndim(delta):
+            delta = np.asarray(delta, np.float32)[ok]
         before = self.u[local].copy()
         self.u[local] = idu_update(before, losses, delta, b)
         self.last_loss[local] = losses
@@ -91,10 +110,11 @@ class UtilityTable:
         """Per task group: (global indices, U) of its top quota eligible samples, best first."""
         out = {}
         groups = self._groups.get(int(cluster), {})
+        key = self.rank_key()
         for group, k in quotas.items():
             pos = groups.get(int(group), np.zeros(0, np.int32))
-            pos = top_k_by_u(self.u, pos[self.use_count[pos] < cap], k).astype(np.int64)
-            out[int(group)] = (pos + self.offset, self.u[pos].copy())
+            pos = top_k_by_u(key, pos[self.use_count[pos] < cap], k).astype(np.int64)
+            out[int(group)] = (pos + self.offset, key[pos].copy())
         return out
 
     def cluster_sums(self) -> dict[int, tuple[float, int]]:
@@ -112,13 +132,14 @@ class UtilityTable:
     def to_bytes(self) -> bytes:
         """The whole table as one .npz in memory: state crosses processes and nodes as bytes, never as a path."""
         buf = io.BytesIO()
-        np.savez(buf, offset=self.offset, **{f: getattr(self, f) for f in FIELDS})
+        floor = {} if self.floor is None else {"floor": self.floor}
+        np.savez(buf, offset=self.offset, **{f: getattr(self, f) for f in FIELDS}, **floor)
         return buf.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> UtilityTable:
         z = np.load(io.BytesIO(data), allow_pickle=False)
-        t = cls(z["u"], z["cluster"], z["task"], int(z["offset"]))
+        t = cls(z["u"], z["cluster"], z["task"], int(z["offset"]), z["floor"] if "floor" in z.files else None)
         for f in FIELDS:
             setattr(t, f, z[f].copy())
         t._index_groups()

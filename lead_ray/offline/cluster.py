@@ -29,7 +29,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lead_ray.config import ClusterConfig, Config
+from lead_ray.core import bins
 from lead_ray.files import require, write_parquet_atomic
+from lead_ray.presets import switches
 from lead_ray.stages import run_units
 
 NEIGHBOURS = 5  # nearest neighbours examined per point for near-duplicates
@@ -44,10 +46,15 @@ def kmeans_1d(values: np.ndarray, k: int, seed: int) -> np.ndarray:
     return np.sort(km.cluster_centers_.ravel())
 
 
-def assign_1d(values: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Nearest sorted centroid of each value (ties to the lower cluster)."""
-    bounds = (centroids[1:] + centroids[:-1]) / 2
-    return np.searchsorted(bounds, values, side="right").astype(np.int16)
+def difficulty_edges(ifd: np.ndarray, k: int, how: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(inner arm edges, each arm's centre) of the trainable samples' IFD: 1-D k-means (centre = centroid) or
+    equal-count quantile bins (centre = the arm's mean IFD); core/bins.py."""
+    if how == "kmeans":
+        centroids = kmeans_1d(ifd, k, seed)
+        return bins.kmeans_edges(centroids), centroids
+    edges = bins.quantile_edges(ifd, k)
+    arm = bins.assign(ifd, edges)
+    return edges, np.array([float(ifd[arm == a].mean()) for a in range(len(edges) + 1)])
 
 
 def centroid_index(centroids: np.ndarray, cluster_cfg: ClusterConfig):
@@ -106,7 +113,8 @@ def find_near_duplicates(units: list[str], cluster_cfg: ClusterConfig, out_path:
 def assign_unit(
     unit: str,
     out_dir: str,
-    centroids: list,
+    edges: list,
+    drop_ifd_above_one: bool,
     task_mode: str,
     task_centroids: dict,
     label_index: dict,
@@ -119,6 +127,11 @@ def assign_unit(
     n_in = t.num_rows
     t = t.filter(t["trainable"])
     not_trainable = n_in - t.num_rows
+    ifd_dropped = 0
+    if drop_ifd_above_one:  # cluster.ifd_above_one: drop (NaN = unknown IFD, kept)
+        keep = pc.invert(pc.fill_null(pc.greater(t["ifd_raw"], 1.0), False))
+        ifd_dropped = t.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
+        t = t.filter(keep)
     dups = pq.read_table(near_dups)
     dup_of = dict(zip(dups["id"].to_pylist(), dups["near_dup_of"].to_pylist()))
     dup_col = [dup_of.get(i) for i in t["id"].to_pylist()]
@@ -128,7 +141,7 @@ def assign_unit(
         keep = pc.is_null(t["near_dup_of"])
         dropped = t.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
         t = t.filter(keep)
-    difficulty = assign_1d(t["ifd"].to_numpy(zero_copy_only=False), np.array(centroids))
+    difficulty = bins.assign(t["ifd"].to_numpy(zero_copy_only=False), np.array(edges))
     if task_mode == "embedding":
         emb = (
             t["embedding"].combine_chunks().values.to_numpy().reshape(t.num_rows, -1)
@@ -154,6 +167,7 @@ def assign_unit(
         "rows_out": t.num_rows,
         "not_trainable": not_trainable,
         "near_dups_dropped": int(dropped),
+        "ifd_above_one_dropped": int(ifd_dropped),
         "pairs": pc.value_counts(
             pc.binary_join_element_wise(
                 pc.cast(t["difficulty_cluster"], pa.string()), pc.cast(t["task_cluster"], pa.string()), ":"
@@ -205,9 +219,20 @@ def cluster(cfg: Config) -> dict:
     (out / "pool").mkdir(parents=True, exist_ok=True)
     for old in (out / "pool").glob("*.parquet"):
         old.unlink()
-    small = pa.concat_tables([pq.read_table(u, columns=["ifd", "trainable"]) for u in units])
+    chosen = switches(cfg)
+    drop_above_one = chosen.ifd_above_one == "drop"
+    columns = ["ifd", "trainable"] + (["ifd_raw"] if drop_above_one else [])
+    missing = [c for c in columns if c not in pq.read_schema(units[0]).names]
+    if missing:
+        raise ValueError(
+            f"{units[0]} has no column {missing[0]}: it was scored by an older lead-ray; run `lead-ray score` "
+            "again (or --set cluster.ifd_above_one=keep)"
+        )
+    small = pa.concat_tables([pq.read_table(u, columns=columns) for u in units])
     ifd = small["ifd"].to_numpy(zero_copy_only=False)
     trainable = small["trainable"].to_numpy(zero_copy_only=False)
+    if drop_above_one:  # left out of the fit as they are left out of the pool
+        trainable = trainable & ~(np.nan_to_num(small["ifd_raw"].to_numpy(zero_copy_only=False), nan=0.0) > 1)
     if not trainable.any():
         raise ValueError("no trainable sample in the scored pool (every prompt fills model.max_length?)")
     if cluster_cfg.difficulty_k > int(trainable.sum()):
@@ -217,8 +242,8 @@ def cluster(cfg: Config) -> dict:
             f"'cluster.difficulty_k' = {cluster_cfg.difficulty_k} is larger than the pool's {int(trainable.sum())} "
             "trainable samples: lower it (or add data)"
         )
-    centroids = kmeans_1d(ifd[trainable], cluster_cfg.difficulty_k, cfg.seed)
-    difficulty_all = assign_1d(ifd, centroids)
+    edges, centroids = difficulty_edges(ifd[trainable], cluster_cfg.difficulty_k, chosen.difficulty_bins, cfg.seed)
+    difficulty_all = bins.assign(ifd, edges)
     label_index, task_fit = {}, {}
     if cluster_cfg.task_groups == "embedding":
         task_fit = _fit_task_centroids(units, difficulty_all, trainable, len(centroids), cluster_cfg, cfg.seed)
@@ -243,7 +268,8 @@ def cluster(cfg: Config) -> dict:
         assign_unit,
         {
             "out_dir": str(out / "pool"),
-            "centroids": centroids.tolist(),
+            "edges": edges.tolist(),
+            "drop_ifd_above_one": drop_above_one,
             "task_mode": cluster_cfg.task_groups,
             "task_centroids": task_fit.get("centroids", {}),
             "label_index": label_index,
@@ -260,14 +286,18 @@ def cluster(cfg: Config) -> dict:
             sizes.setdefault(k, {}).setdefault(j, 0)
             sizes[k][j] += pair["counts"]
     totals = {
-        key: sum(r[key] for r in results) for key in ("rows_in", "rows_out", "not_trainable", "near_dups_dropped")
+        key: sum(r[key] for r in results)
+        for key in ("rows_in", "rows_out", "not_trainable", "near_dups_dropped", "ifd_above_one_dropped")
     }
-    assert totals["rows_in"] == totals["rows_out"] + totals["not_trainable"] + totals["near_dups_dropped"]
+    assert totals["rows_in"] == sum(v for k, v in totals.items() if k != "rows_in")
     stats = {
         **totals,
         "difficulty_k": len(centroids),
         "difficulty_k_requested": cluster_cfg.difficulty_k,
+        "difficulty_bins": chosen.difficulty_bins,
         "difficulty_centroids": centroids.tolist(),
+        "difficulty_edges": edges.tolist(),
+        "ifd_above_one": chosen.ifd_above_one,
         "difficulty_sizes": {k: sum(v.values()) for k, v in sorted(sizes.items(), key=lambda kv: int(kv[0]))},
         "task_groups": cluster_cfg.task_groups,
         "task_sizes": {

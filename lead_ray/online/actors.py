@@ -54,13 +54,16 @@ def needs_state(method):
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class UtilityStore:
-    def __init__(self, iu0: np.ndarray, cluster: np.ndarray, task: np.ndarray, offset: int):
-        self.table = UtilityTable(iu0, cluster, task, offset)
+    def __init__(
+        self, iu0: np.ndarray, cluster: np.ndarray, task: np.ndarray, offset: int, floor: np.ndarray | None = None
+    ):
+        self.table = UtilityTable(iu0, cluster, task, offset, floor)
         self.state_lost = ray.get_runtime_context().was_current_actor_reconstructed
         self.rounds: dict[int, list[float]] = {}  # round → [Σ(U_before − U_after), Σ loss, n]: the reward's sums
 
     @needs_state
-    def apply(self, index, losses, delta: float, b: float, round_: int) -> int:
+    def apply(self, index, losses, delta, b: float, round_: int) -> int:
+        """`delta`: the round's ΔL̂′ or one per sample."""
         drop, n = self.table.apply(np.asarray(index), np.asarray(losses), delta, b, round_)
         losses = np.asarray(losses, np.float64)
         acc = self.rounds.setdefault(round_, [0.0, 0.0, 0])
@@ -100,6 +103,11 @@ class UtilityStore:
         return self.table.u[local].copy(), self.table.use_count[local].copy()
 
     @needs_state
+    def rank_keys(self, index) -> np.ndarray:
+        """What selection ranks these global indices by: U, or U − floor (`selection.utility: reducible`)."""
+        return self.table.rank_key()[np.asarray(index, np.int64) - self.table.offset].copy()
+
+    @needs_state
     def used_count(self) -> int:
         return int((self.table.use_count > 0).sum())
 
@@ -131,12 +139,21 @@ class UtilityClient:
 
     @classmethod
     def create(
-        cls, iu0: np.ndarray, cluster: np.ndarray, task: np.ndarray, shards: int, name: str | None = None
+        cls,
+        iu0: np.ndarray,
+        cluster: np.ndarray,
+        task: np.ndarray,
+        shards: int,
+        name: str | None = None,
+        floor: np.ndarray | None = None,
     ) -> UtilityClient:
-        """`name`: the stores are named actors `{name}-{shard}` (findable with ray.get_actor, e.g. by operators)."""
+        """`name`: the stores are named actors `{name}-{shard}` (findable with ray.get_actor, e.g. by operators).
+        `floor`: the irreducible-loss floor per sample (`selection.utility: reducible`), or None."""
         bounds = np.linspace(0, len(iu0), shards + 1).astype(int).tolist()
         handles = [
-            UtilityStore.options(name=f"{name}-{s}" if name else None).remote(iu0[a:b], cluster[a:b], task[a:b], a)
+            UtilityStore.options(name=f"{name}-{s}" if name else None).remote(
+                iu0[a:b], cluster[a:b], task[a:b], a, None if floor is None else floor[a:b]
+            )
             for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))
         ]
         return cls(handles, bounds)
@@ -148,8 +165,14 @@ class UtilityClient:
             if mine.any():
                 yield h, index[mine], [a[mine] for a in arrays]
 
-    def apply_async(self, index: np.ndarray, losses: np.ndarray, delta: float, b: float, round_: int) -> list:
-        """Fire-and-forget pushes (one per shard touched); the caller waits on the refs before the round ends."""
+    def apply_async(self, index: np.ndarray, losses: np.ndarray, delta, b: float, round_: int) -> list:
+        """Fire-and-forget pushes (one per shard touched); the caller waits on the refs before the round ends.
+        `delta`: the round's ΔL̂′ (a float) or one per sample (an array, split with the samples)."""
+        if np.ndim(delta):
+            split = self._split(np.asarray(index), np.asarray(losses), np.asarray(delta))
+            return [
+                h.apply.remote(part, part_losses, part_delta, b, round_) for h, part, (part_losses, part_delta) in split
+            ]
         return [
             h.apply.remote(part, part_losses, delta, b, round_)
             for h, part, (part_losses,) in self._split(np.asarray(index), np.asarray(losses))
@@ -204,6 +227,17 @@ class UtilityClient:
                 u[mine], used[mine] = ray.get(h.peek.remote(index[mine]))
         return u, used
 
+    def rank_keys(self, index: np.ndarray) -> np.ndarray:
+        """What selection ranks these global indices by (U, or U − floor), in their order."""
+        index = np.asarray(index, np.int64)
+        keys = np.zeros(len(index), np.float32)
+        shard = np.searchsorted(self.bounds, index, side="right") - 1
+        for s, h in enumerate(self.handles):
+            mine = np.flatnonzero(shard == s)
+            if len(mine):
+                keys[mine] = ray.get(h.rank_keys.remote(index[mine]))
+        return keys
+
     def used_count(self) -> int:
         return sum(ray.get([h.used_count.remote() for h in self.handles]))
 
@@ -248,10 +282,19 @@ class BanditActor:
     `arm_choice="uniform"` (the no-bandit ablation) draws arms uniformly from the allowed ones and
     leaves the EXP3 weights untouched; everything else is the same."""
 
-    def __init__(self, n_arms: int, gamma: float, visit: str, seed: int, arm_choice: str = "exp3"):
+    def __init__(
+        self,
+        n_arms: int,
+        gamma: float,
+        visit: str,
+        seed: int,
+        arm_choice: str = "exp3",
+        reward_norm: str = "minmax",
+        reward_window: int = 10,
+    ):
         self.state_lost = ray.get_runtime_context().was_current_actor_reconstructed
         self.arm_choice = arm_choice
-        self.bandit = Exp3Bandit(n_arms, gamma)
+        self.bandit = Exp3Bandit(n_arms, gamma, reward_norm, reward_window)
         self.directions = DirectionMemory(visit)
         self.rng = np.random.default_rng(seed)
 
@@ -271,6 +314,11 @@ class BanditActor:
     @needs_state
     def estimate(self, arm: int, eta: float):
         return self.directions.estimate(arm, eta)
+
+    @needs_state
+    def direction(self, arm: int, beta: float) -> np.ndarray | None:
+        """ĝ = β g_arm + (1 − β) g_previous, for per-sample ΔL̂′ (None before the first round's direction)."""
+        return self.directions.direction(arm, beta)
 
     @needs_state
     def finish_round(self, arm: int, p_arm: float, raw_reward: float, direction: np.ndarray | None) -> float:

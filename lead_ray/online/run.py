@@ -31,6 +31,7 @@ from lead_ray.config import RESUME_MAY_CHANGE, Config, ConfigError, check_batch_
 from lead_ray.core.select import first_round_sizes
 from lead_ray.files import require, write_parquet_atomic, write_text_atomic
 from lead_ray.online.checkpoint import read_round_log
+from lead_ray.presets import switches
 
 POOL_COLUMNS = [
     "id",
@@ -56,7 +57,14 @@ def read_pool(cfg: Config) -> tuple[pa.Table, pa.Table]:
     from lead_ray.data.split import is_holdout
 
     pool_dir = require(cfg.stage_dir("clustered") / "pool", "*.parquet", "clustered pool", "cluster")
-    table = pq.read_table(pool_dir, columns=POOL_COLUMNS).sort_by("id")
+    columns = POOL_COLUMNS + (["warm_loss"] if switches(cfg).utility == "reducible" else [])
+    missing = [c for c in columns if c not in pq.read_schema(next(iter(sorted(pool_dir.glob("*.parquet"))))).names]
+    if missing:
+        raise ConfigError(
+            f"{pool_dir} has no column {', '.join(missing)}: it was scored by an older lead-ray; run `lead-ray score` "
+            "and `lead-ray cluster` again (or --set selection.utility=idu)"
+        )
+    table = pq.read_table(pool_dir, columns=columns).sort_by("id")
     held = is_holdout(table["id"].to_pylist(), cfg.eval.holdout_fraction)
     holdout = table.filter(pa.array(held)).slice(0, cfg.eval.holdout_max)
     table = table.filter(pa.array(~held))
@@ -127,6 +135,7 @@ def run(
         workers=cfg.train.num_workers,
         use_gpu=scaling["use_gpu"],
         store_shards=cfg.selection.store_shards,
+        switches=switches(cfg).to_dict(),
         state_bytes_per_sample=state_bytes / max(table.num_rows, 1),
         checkpoint=result.checkpoint.path,
         fit_seconds=round(t_fit, 2),
@@ -204,7 +213,7 @@ def _start_actors(cfg: Config, table: pa.Table, name: str):
     """The UtilityStore shard(s) and the BanditActor of this run, as named actors."""
     from lead_ray.online.actors import BanditActor, UtilityClient
 
-    selection = cfg.selection
+    selection, chosen = cfg.selection, switches(cfg)
     for stale in [f"utility-{name}-{i}" for i in range(selection.store_shards)] + [f"bandit-{name}"]:
         _kill_named(stale)  # left by an earlier attempt of this run in the same Ray session
     cluster = table["difficulty_cluster"].to_numpy().astype(np.int16)
@@ -214,10 +223,17 @@ def _start_actors(cfg: Config, table: pa.Table, name: str):
         table["task_cluster"].to_numpy().astype(np.int32),
         selection.store_shards,
         name=f"utility-{name}",
+        floor=table["warm_loss"].to_numpy(zero_copy_only=False) if chosen.utility == "reducible" else None,
     )
     n_arms = int(cluster.max()) + 1
     bandit = BanditActor.options(name=f"bandit-{name}").remote(
-        n_arms, selection.exp3_gamma, selection.direction_visit, cfg.seed, selection.arm_choice
+        n_arms,
+        selection.exp3_gamma,
+        selection.direction_visit,
+        cfg.seed,
+        selection.arm_choice,
+        chosen.reward_norm,
+        selection.reward_window,
     )
     return store, bandit, n_arms
 

@@ -7,7 +7,8 @@ One round t, on all workers of the single long-running TorchTrainer:
   train    each worker trains one pass over its slice of the round (micro-batches, gradient
            accumulation, DDP), takes each sample's IU from the training forward pass itself (the
            shared loss function), and pushes (index, loss) to the UtilityStore asynchronously, which
-           applies U ← (1−b)(L + ΔL̂′) + b·U_prev;
+           applies U ← (1−b)(L + ΔL̂′) + b·U_prev; with `selection.delta: sample` ΔL̂′ is each sample's
+           −η⟨g(x), ĝ⟩, from the same backward pass (models/ghost.py);
   finish   rank 0 measures the round's update direction g: the mean gradient of the direction
            parameters (the last layer's trainable ones) over the round's optimizer steps, after DDP's
            all-reduce (ALGORITHM.md §5.3: not Δθ/η, whose scale under Adam has nothing to do with the
@@ -40,6 +41,7 @@ from lead_ray.online.checkpoint import (
     verify_checkpoint,
     write_manifest,
 )
+from lead_ray.presets import switches
 
 PUSH_EVERY = 1024  # samples per UtilityStore push from one worker
 
@@ -73,9 +75,10 @@ class RoundPlan:
     arm: int  # -1: a static baseline's slice, no arm pulled
     p: list[float]
     eta: float  # learning rate at the start of the round
-    delta: float  # ΔL̂′ added to every trained sample's loss
+    delta: float  # ΔL̂′ added to every trained sample's loss (per-sample mode: the round's value, logged only)
     estimate: Any  # core.idu.DeltaEstimate, or None
     selection_s: float
+    direction: np.ndarray | None = None  # ĝ, for per-sample ΔL̂′ (None: the round's value applies)
 
 
 @dataclass
@@ -89,6 +92,8 @@ class TrainedRound:
     train_s: float
     read_s: float
     push_s: float
+    sample_deltas: np.ndarray | None = None  # this worker's per-sample ΔL̂′ (per-sample mode)
+    ghost_s: float = 0.0  # seconds in the per-sample inner products (measured on the CPU only)
 
 
 def direction_params(model, which: str) -> dict:
@@ -120,6 +125,7 @@ class RoundLoop:
 
         self.s, self.cfg = settings, settings.cfg
         self.selection, self.training = self.cfg.selection, self.cfg.train
+        self.switches = switches(self.cfg)
         torch.set_num_threads(settings.threads)
         torch.manual_seed(self.cfg.seed)
         ctx = ray.train.get_context()
@@ -177,11 +183,17 @@ class RoundLoop:
     def _setup_distributed(self) -> None:
         import ray.train.torch
 
+        from lead_ray.models.ghost import GhostProducts, linear_params
+
         names = list(direction_params(self.model, self.selection.direction_params))
         self.model = ray.train.torch.prepare_model(self.model)
         self.plain = self.model.module if hasattr(self.model, "module") else self.model  # without DDP
         params = dict(self.plain.named_parameters())
         self.dir_params = {n: params[n] for n in names}
+        self.ghost = None
+        if self.switches.delta == "sample" and self.selection.method == "lead" and self.selection.use_delta:
+            self.dir_params = linear_params(self.plain, self.dir_params)  # the same set for g and every g(x)
+            self.ghost = GhostProducts(self.plain, self.dir_params)
 
     def _setup_round_inputs(self) -> None:
         from lead_ray.core.baselines import round_slices
@@ -288,14 +300,16 @@ class RoundLoop:
         arm, p = ray.get(self.bandit.draw.remote(allowed))
         estimate = ray.get(self.bandit.estimate.remote(arm, eta))
         index = self.store.select(arm, sel.rho, sel.use_cap, sel.min_per_group)
-        u, used = self.store.peek(index)
-        index = trim_to_budget(index, u, used == 0, self.s.budget - unique)  # the budget is a hard cap
+        used = self.store.peek(index)[1]
+        keys = self.store.rank_keys(index)  # U, or U − floor (selection.utility: reducible)
+        index = trim_to_budget(index, keys, used == 0, self.s.budget - unique)  # the budget is a hard cap
         if sel.shuffle:
             index = index[ray.get(self.bandit.permutation.remote(len(index)))]
         self.store.mark_used(index)
         # U = L + ΔL̂′ smoothed (LEAD); the no-ΔL̂′ ablation and `rescore` use the loss alone
         delta = estimate.delta if sel.method == "lead" and sel.use_delta else 0.0
-        return RoundPlan(index, arm, p, eta, delta, estimate, 0.0)
+        direction = ray.get(self.bandit.direction.remote(arm, estimate.beta)) if self.ghost is not None else None
+        return RoundPlan(index, arm, p, eta, delta, estimate, 0.0, direction)
 
     def _train_round(self, t: int, plan: RoundPlan) -> TrainedRound:
         """One pass over this worker's slice of the round; each sample's loss goes to the store."""
@@ -311,6 +325,10 @@ class RoundLoop:
         read_s = time.perf_counter() - t_read
         encoded = [encode_conversation(self.tok, m, self.cfg.model.max_length) for m in convs]  # once per round
         pushes = RoundPushes(self.store, plan.delta, self.smooth_b, t)
+        per_sample = self.ghost is not None and plan.direction is not None
+        if self.ghost is not None:
+            self.ghost.set_direction(plan.direction, self.device)
+            ghost_s0 = self.ghost.seconds
         grad_sum, steps, forwarded, padding, optimizer_steps = None, 0, 0, 0, 0
         self.model.train()
         self.plain.train()
@@ -319,8 +337,9 @@ class RoundLoop:
             padded = len(chunk) == 0  # this rank ran out: a zero-weight step keeps DDP's all-reduce in step
             losses = self._loss_step(encoded[j * micro : (j + 1) * micro] if not padded else encoded[:1], padded)
             forwarded, padding = forwarded + len(losses), padding + (len(losses) if padded else 0)
+            deltas = self._sample_deltas(losses, plan.eta) if per_sample else None
             if not padded:
-                pushes.add(chunk, losses, last=j == n_micro - 1)
+                pushes.add(chunk, losses, last=j == n_micro - 1, deltas=deltas)
             if (j + 1) % self.accum == 0 or j == n_micro - 1:
                 g = self._direction_gradient()
                 if g is not None:
@@ -332,8 +351,24 @@ class RoundLoop:
             dist.barrier()
         direction = (grad_sum / steps).cpu().numpy() if grad_sum is not None else None
         return TrainedRound(
-            forwarded, padding, optimizer_steps, direction, time.perf_counter() - t0, read_s, pushes.seconds
+            forwarded,
+            padding,
+            optimizer_steps,
+            direction,
+            time.perf_counter() - t0,
+            read_s,
+            pushes.seconds,
+            np.concatenate(pushes.all_deltas) if per_sample and pushes.all_deltas else None,
+            self.ghost.seconds - ghost_s0 if self.ghost is not None else 0.0,
         )
+
+    def _sample_deltas(self, losses: np.ndarray, eta: float) -> np.ndarray:
+        """Per-sample ΔL̂′ = −η⟨g(x), ĝ⟩ of the micro-batch just backpropagated (NaN-loss samples: weight 0)."""
+        from lead_ray.core.idu import sample_delta
+
+        valid = np.isfinite(losses)
+        weights = np.where(valid, 1.0 / (max(int(valid.sum()), 1) * self.accum), 0.0)  # masked_mean's / accum
+        return sample_delta(eta, self.ghost.collect(weights))
 
     def _loss_step(self, encoded: list, padded: bool):
         """Forward and backward of one micro-batch; returns each sample's IU (detached, on the CPU)."""
@@ -408,6 +443,10 @@ class RoundLoop:
             "trained": int(n),
             "mean_loss": loss_sum / max(n, 1),
             "delta": plan.delta,
+            "delta_mode": "sample" if trained.sample_deltas is not None else "round",
+            "delta_sample_mean": float(trained.sample_deltas.mean()) if trained.sample_deltas is not None else None,
+            "delta_sample_sd": float(trained.sample_deltas.std()) if trained.sample_deltas is not None else None,
+            "ghost_s": trained.ghost_s,
             "beta": est.beta if est else None,
             "cos_phi": est.cos_phi if est else None,
             "d_k": est.d_k if est else None,
@@ -523,21 +562,27 @@ class RoundPushes:
 
     def __init__(self, store, delta: float, smooth_b: float, round_: int):
         self.store, self.delta, self.smooth_b, self.round = store, delta, smooth_b, round_
-        self.index, self.losses, self.refs, self.seconds = [], [], [], 0.0
+        self.index, self.losses, self.deltas, self.refs, self.seconds = [], [], [], [], 0.0
+        self.all_deltas: list[np.ndarray] = []  # per-sample mode: every delta pushed, for the round log
 
-    def add(self, index: np.ndarray, losses: np.ndarray, last: bool) -> None:
+    def add(self, index: np.ndarray, losses: np.ndarray, last: bool, deltas: np.ndarray | None = None) -> None:
+        """`deltas`: per-sample ΔL̂′ of these samples (None: the round's value)."""
         self.index.append(index)
         self.losses.append(losses)
+        if deltas is not None:
+            self.deltas.append(deltas)
+            self.all_deltas.append(deltas)
         if last or sum(len(i) for i in self.index) >= PUSH_EVERY:
             self._push()
 
     def _push(self) -> None:
         t0 = time.perf_counter()
         if self.index:
+            delta = np.concatenate(self.deltas) if self.deltas else self.delta
             self.refs += self.store.apply_async(
-                np.concatenate(self.index), np.concatenate(self.losses), self.delta, self.smooth_b, self.round
+                np.concatenate(self.index), np.concatenate(self.losses), delta, self.smooth_b, self.round
             )
-            self.index, self.losses = [], []
+            self.index, self.losses, self.deltas = [], [], []
         self.seconds += time.perf_counter() - t0
 
     def finish(self) -> None:

@@ -1,0 +1,98 @@
+"""Per-sample ΔL̂′: the ghost inner products equal ⟨∇L(x), ĝ⟩ computed with autograd one sample at a time."""
+
+import numpy as np
+import pytest
+import torch
+
+from lead_ray.config import load_config
+from lead_ray.core.idu import predicted_direction, sample_delta
+from lead_ray.models.ghost import GhostProducts
+from lead_ray.models.load import apply_lora, load_model, materialize_model
+from lead_ray.models.loss import collate, masked_mean, sample_losses
+from lead_ray.models.template import encode_conversation
+from lead_ray.online.train_loop import direction_params
+
+CONVS = [
+    [
+        {"role": "user", "content": f"question {i} " * (i + 1)},
+        {"role": "assistant", "content": f"answer {i}" * (3 - i % 3)},
+    ]
+    for i in range(5)
+]
+
+
+def small_model(tmp_path, lora: bool):
+    cfg = load_config(None, ["model.tiny.hidden_size=32", "model.tiny.intermediate_size=64", "model.max_length=160"])
+    folder = materialize_model(cfg.model, tmp_path / "base", seed=0)
+    model, tok = load_model(folder, cfg.model, torch.device("cpu"), master_float32=True)
+    if lora:
+        model = apply_lora(model, cfg.train.lora)
+        for name, p in model.named_parameters():  # LoRA B starts at 0; move it so every product is nonzero
+            if "lora_B" in name:
+                torch.nn.init.normal_(p, std=0.1)
+    model.train()
+    for m in model.modules():  # dropout off: the per-sample reference must see the same function
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    return model, tok, [encode_conversation(tok, c, cfg.model.max_length) for c in CONVS]
+
+
+def reference_products(model, tok, encoded, params, hat) -> np.ndarray:
+    out = []
+    for e in encoded:
+        model.zero_grad(set_to_none=True)
+        losses, _ = sample_losses(model, collate([e], tok.pad_token_id))
+        losses[0].backward()
+        g = torch.cat([p.grad.flatten() for p in params.values()])
+        out.append(float(g @ torch.as_tensor(hat)))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("lora", [True, False])
+def test_ghost_products_equal_per_example_autograd(tmp_path, lora):
+    torch.manual_seed(0)
+    model, tok, encoded = small_model(tmp_path, lora)
+    params = direction_params(model, "last_layer")
+    if not lora:  # a full model's last layer also holds norm scales: the ghost path covers linear layers only
+        params = {n: p for n, p in params.items() if "norm" not in n}
+        for n, p in model.named_parameters():
+            p.requires_grad_(n in params)
+    hat = np.random.default_rng(0).normal(size=sum(p.numel() for p in params.values())).astype(np.float32)
+    expected = reference_products(model, tok, encoded, params, hat)
+
+    ghost = GhostProducts(model, params)
+    ghost.set_direction(hat, torch.device("cpu"))
+    model.zero_grad(set_to_none=True)
+    accum = 2
+    losses, _ = sample_losses(model, collate(encoded, tok.pad_token_id))
+    (masked_mean(losses) / accum).backward()
+    got = ghost.collect(np.full(len(encoded), 1.0 / (len(encoded) * accum)))
+    assert np.all(np.abs(expected) > 1e-6), expected
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+    # and the batch's gradient is the mean of the per-sample ones, so the mean product is ⟨g_batch, ĝ⟩
+    g_batch = torch.cat([p.grad.flatten() for p in params.values()]) * accum
+    assert float(g_batch @ torch.as_tensor(hat)) == pytest.approx(got.mean(), rel=1e-4)
+    # no direction: no hook work, zeros
+    ghost.set_direction(None, torch.device("cpu"))
+    losses, _ = sample_losses(model, collate(encoded, tok.pad_token_id))
+    masked_mean(losses).backward()
+    assert not ghost.collect(np.ones(len(encoded))).any()
+
+
+def test_ghost_refuses_non_linear_direction_parameters(tmp_path):
+    model, _, _ = small_model(tmp_path, lora=False)
+    with pytest.raises(ValueError, match="linear layers"):
+        GhostProducts(model, direction_params(model, "last_layer"))  # includes the norm scales
+
+
+def test_sample_delta_averages_to_the_round_value():
+    """−η⟨g(x), ĝ⟩ averaged over samples whose mean gradient is ĝ is the round's −η‖ĝ‖²."""
+    rng = np.random.default_rng(1)
+    g_k, g_p = rng.normal(size=50), rng.normal(size=50)
+    hat = predicted_direction(g_k, g_p, 0.3)
+    per_sample = rng.normal(size=(8, 50))
+    per_sample += hat - per_sample.mean(0)  # a round whose mean gradient is exactly ĝ
+    deltas = sample_delta(0.01, per_sample @ hat)
+    assert deltas.mean() == pytest.approx(-0.01 * float(hat @ hat), rel=1e-4)
+    assert predicted_direction(None, None, 0.5) is None
+    np.testing.assert_array_equal(predicted_direction(None, g_p, 0.5), g_p.astype(np.float32))

@@ -1,0 +1,172 @@
+"""Robust LEAD's switches (ALGORITHM.md §12), each against the paper's behaviour, and the presets."""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lead_ray.config import load_config
+from lead_ray.core import bins
+from lead_ray.core.bandit import Exp3Bandit, normalise_reward, normalise_reward_window
+from lead_ray.core.utility import UtilityTable
+from lead_ray.presets import PRESETS, switches
+
+# ----------------------------------------------------------------------------- presets
+
+
+def test_presets_resolve_and_an_explicit_key_wins():
+    assert switches(load_config(None)) == PRESETS["paper"]
+    assert switches(load_config(None, ["selection.preset=robust"])) == PRESETS["robust"]
+    one_off = switches(load_config(None, ["selection.preset=robust", "selection.delta=round"]))
+    assert one_off.delta == "round" and one_off.utility == "reducible"
+    # the config keeps 'preset' as written, so a Tune trial that changes the preset moves every switch
+    from lead_ray.config import config_from_dict, to_dict
+
+    saved = to_dict(load_config(None))
+    assert saved["selection"]["delta"] == "preset"
+    assert switches(config_from_dict(saved, ["selection.preset=robust"])) == PRESETS["robust"]
+
+
+# ----------------------------------------------------------------------------- quantile bins
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0, 1, allow_nan=False), min_size=1, max_size=300, unique=True), st.integers(1, 12))
+def test_quantile_bins_are_equal_within_one_for_distinct_values(values, k):
+    values = np.array(values)
+    arms = bins.assign(values, bins.quantile_edges(values, k))
+    sizes = np.bincount(arms)
+    assert len(sizes) == min(k, len(values)) and sizes.min() >= 1
+    assert sizes.max() - sizes.min() <= 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.7, 0.9]), min_size=1, max_size=200), st.integers(1, 8))
+def test_quantile_bins_keep_tied_values_together_and_leave_no_arm_empty(values, k):
+    values = np.array(values)
+    arms = bins.assign(values, bins.quantile_edges(values, k))
+    for v in np.unique(values):
+        assert len(np.unique(arms[values == v])) == 1
+    assert np.array_equal(np.unique(arms), np.arange(arms.max() + 1))  # arms 0..K'-1, none empty
+    assert np.all(np.diff(arms[np.argsort(values, kind="stable")]) >= 0)  # arms are ordered by IFD
+
+
+def test_kmeans_edges_assign_to_the_nearest_centroid():
+    centroids = np.array([0.1, 0.4, 0.9])
+    values = np.random.default_rng(0).uniform(0, 1, 500)  # none exactly halfway (that one: the upper arm)
+    nearest = np.abs(values[:, None] - centroids[None]).argmin(1)
+    assert np.array_equal(bins.assign(values, bins.kmeans_edges(centroids)), nearest)
+
+
+# ----------------------------------------------------------------------------- reward normalisation
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.floats(-10, 10, allow_nan=False), min_size=2, max_size=30),
+    st.floats(-20, 20, allow_nan=False),
+    st.floats(1e-3, 5),
+)
+def test_window_normalisation_is_strictly_increasing_for_any_history(history, raw, step):
+    if np.std(history[-10:]) < 1e-6:
+        return
+    low, high = normalise_reward_window(history, raw, 10), normalise_reward_window(history, raw + step, 10)
+    assert -1 < low < high < 1
+
+
+def test_a_rising_sequence_still_tells_arms_apart():
+    """Arms 0 and 1 alternate; rewards rise every round and arm 0's rise more. Min–max maps every reward to +1
+    (each is a new maximum) so EXP3 cannot tell the arms apart; the window normalisation can."""
+    raw = [0.1 * t + (0.05 if t % 2 == 0 else 0.0) for t in range(20)]
+    minmax, window = [], []
+    for t, r in enumerate(raw):
+        minmax.append(normalise_reward(raw[:t], r))
+        window.append(normalise_reward_window(raw[:t], r, 10))
+    assert set(minmax[1:]) == {1.0}
+    arm0, arm1 = np.mean(window[2::2]), np.mean(window[3::2])
+    assert arm0 > arm1 + 0.05, (arm0, arm1)
+    for norm, favoured in (("minmax", False), ("window", True)):
+        bandit = Exp3Bandit(2, gamma=0.1, reward_norm=norm)
+        for t, r in enumerate(raw):
+            arm = t % 2
+            bandit.update(arm, r, bandit.probabilities()[arm])
+        p = bandit.probabilities()
+        assert (p[0] > p[1]) == favoured, (norm, p)  # min–max even leans to the worse arm here
+
+
+def test_bandit_state_keeps_its_normalisation():
+    bandit = Exp3Bandit(3, 0.2, reward_norm="window", window=5)
+    restored = Exp3Bandit.from_state(json.loads(json.dumps(bandit.state_dict())))
+    assert (restored.reward_norm, restored.window) == ("window", 5)
+    old = bandit.state_dict()
+    del old["reward_norm"], old["window"]  # a checkpoint written before the switch existed
+    assert Exp3Bandit.from_state(old).reward_norm == "minmax"
+
+
+# ----------------------------------------------------------------------------- reducible utility
+
+
+def test_reducible_ranks_by_u_minus_the_floor_and_keeps_u():
+    u = np.array([5.0, 4.0, 3.0, 2.0], np.float32)
+    floor = np.array([4.9, 1.0, 2.5, np.nan], np.float32)  # sample 0: hard but irreducible (noise)
+    cluster, task = np.zeros(4, np.int16), np.zeros(4, np.int32)
+    paper = UtilityTable(u, cluster, task)
+    reducible = UtilityTable(u, cluster, task, floor=floor)
+    assert paper.top_k(0, {0: 2}, cap=4)[0][0].tolist() == [0, 1]
+    picked, keys = reducible.top_k(0, {0: 2}, cap=4)[0]
+    assert picked.tolist() == [1, 3] and keys.tolist() == pytest.approx([3.0, 2.0])  # NaN floor = 0
+    reducible.apply(np.array([1]), np.array([1.5]), -0.1, 0.0, 0)
+    assert reducible.u[1] == pytest.approx(1.4)  # U itself follows IDU as always
+    again = UtilityTable.from_bytes(reducible.to_bytes())
+    assert np.array_equal(again.floor, reducible.floor)
+    assert reducible.nbytes() == paper.nbytes() + 16
+
+
+def test_per_sample_deltas_enter_idu_one_by_one():
+    table = UtilityTable(np.full(3, 2.0, np.float32), np.zeros(3, np.int16), np.zeros(3, np.int32))
+    table.apply(np.array([0, 1, 2]), np.array([1.0, 1.0, np.nan]), np.array([-0.5, 0.25, 9.0]), 0.0, 0)
+    assert table.u.tolist() == [0.5, 1.25, 2.0]  # the NaN-loss sample keeps U whatever its delta
+
+
+# ----------------------------------------------------------------------------- whole runs on the toy pool
+
+
+def test_paper_preset_reproduces_the_stored_toy_run(ray_session, tmp_path):
+    """The stored run was made before any switch existed (tests/paper_run.py)."""
+    from lead_ray.online.run import run
+    from tests.paper_run import FIXTURE, fingerprint
+    from tests.test_online import toy_config, toy_pool
+
+    toy_pool(tmp_path)
+    run(toy_config(tmp_path, 1))
+    got, stored = fingerprint(tmp_path / "run"), json.loads(FIXTURE.read_text())
+    assert [(r["arm"], r["index"]) for r in got["rounds"]] == [(r["arm"], r["index"]) for r in stored["rounds"]]
+    assert got["selected_ids"] == stored["selected_ids"]
+    for key in ("delta", "mean_loss"):
+        np.testing.assert_allclose([r[key] for r in got["rounds"]], [r[key] for r in stored["rounds"]], rtol=1e-5)
+    np.testing.assert_allclose(got["u"], stored["u"], rtol=1e-5)
+
+
+def test_robust_preset_runs_with_per_sample_deltas_and_no_extra_forward(ray_session, tmp_path):
+    import pyarrow.parquet as pq
+
+    from lead_ray.online.run import run
+    from tests.test_online import toy_config, toy_pool
+
+    toy_pool(tmp_path)
+    cfg = toy_config(tmp_path, 1)
+    cfg.selection.preset = "robust"
+    stats = run(cfg)
+    assert stats["switches"] == PRESETS["robust"].to_dict()
+    rounds = pq.read_table(tmp_path / "run" / "rounds.parquet").to_pylist()
+    for r in rounds:  # reducible and per-sample ΔL̂′ add no forward pass: the model saw only the round's samples
+        assert r["forward_samples"] - r["padding_samples"] == r["size"] == r["trained"]
+    assert rounds[0]["delta_mode"] == "round" and rounds[0]["delta"] == 0.0  # no direction before round 1 ends
+    later = [r for r in rounds[1:] if r["delta_mode"] == "sample"]
+    assert len(later) == len(rounds) - 1
+    assert all(r["delta_sample_sd"] > 0 for r in later)  # the samples of a round get different ΔL̂′
+    assert all(r["ghost_s"] < r["train_s"] for r in later)
+    # the noise arm's samples carry a high irreducible floor: ranked by U − floor, the learnable arm wins
+    assert sum(r["arm"] == 0 for r in rounds) >= 5
