@@ -51,8 +51,19 @@ METRICS = [
 ]
 DOWNSTREAM = ("gsm8k", "mmlu", "self_instruct")  # not the pool's own distribution
 STATIC = ("random", "length", "ifd", "ppl")
+# Robust LEAD (ALGORITHM.md §12): the robust preset, and the paper with one switch on (each switch's own effect)
+VARIANTS = {
+    "lead-robust": ["selection.preset=robust"],
+    "lead+quantile": ["cluster.difficulty_bins=quantile"],
+    "lead+drop": ["cluster.ifd_above_one=drop"],
+    "lead+window": ["selection.reward_norm=window"],
+    "lead+sample": ["selection.delta=sample"],
+    "lead+reducible": ["selection.utility=reducible"],
+}
+CLUSTER_KEYS = ("cluster.difficulty_bins", "cluster.ifd_above_one")
 SIGN = (
-    "difference = lead − other over the same eval items (per seed, then pooled over seeds and items); NLL: lower "
+    "difference = first − second of the pair's name (lead_vs_random: lead − random; robust_vs_paper: lead-robust − "
+    "lead) over the same eval items (per seed, then pooled over seeds and items); NLL: lower "
     "is better, accuracy and exact match: higher is better; `better` names the winner, 'none' when the 95% "
     "interval contains 0"
 )
@@ -66,6 +77,7 @@ class Regime:
     seeds: tuple[int, ...]
     every_seed: tuple[str, ...]
     first_seed_only: tuple[str, ...]
+    ablations: tuple[str, ...]  # VARIANTS run on every seed, after the methods above
     eval_sizes: dict[str, int]  # 0 = the whole set
     generate: int  # GSM8K items answered by generation for exact match (0 = none)
     overrides: list[str] = field(default_factory=list)
@@ -77,8 +89,9 @@ REGIMES = {
         2000,
         0.10,
         (42, 43, 44),
-        ("lead", "random", "length"),
+        ("lead", "random", "length", "lead-robust"),
         ("ifd", "ppl", "full"),
+        ("lead+quantile", "lead+drop", "lead+window", "lead+sample", "lead+reducible"),
         {"holdout": 0, "gsm8k": 200, "mmlu": 285, "self_instruct": 0},
         100,
         [
@@ -99,8 +112,9 @@ REGIMES = {
         24000,
         0.025,
         (42, 43, 44, 45, 46),
-        ("lead", "random", "length"),
+        ("lead", "random", "length", "lead-robust"),
         ("ifd", "ppl", "full"),
+        ("lead+quantile", "lead+drop", "lead+window", "lead+sample", "lead+reducible"),
         {"holdout": 0, "gsm8k": 0, "mmlu": 0, "self_instruct": 0},
         0,
         [
@@ -120,8 +134,9 @@ REGIMES = {
         500,
         0.10,
         (42,),
-        ("lead", "random", "length"),
+        ("lead", "random", "length", "lead-robust"),
         ("ifd",),
+        (),
         {"holdout": 0, "gsm8k": 20, "mmlu": 57, "self_instruct": 20},
         0,
         [
@@ -228,15 +243,49 @@ def setup(regime: Regime, variant: Path, full: Path, noisy: bool, extra: list[st
 # ----------------------------------------------------------------------------- runs
 
 
+def method_settings(method: str) -> tuple[str, list[str]]:
+    """(selection.method, extra overrides) of a benchmark method: a baseline, `lead`, or a Robust LEAD variant."""
+    return ("lead", VARIANTS[method]) if method in VARIANTS else (method, [])
+
+
+def clustered_work(variant: Path, cfg) -> Path:
+    """The work_dir whose clustered pool a run reads: the variant's own, or (cluster switches away from the
+    paper) a sibling sharing prepared/, models/ and scored/ whose pool is clustered with those switches."""
+    from lead_ray.offline.cluster import cluster
+    from lead_ray.presets import PRESETS, switches
+
+    chosen, paper = switches(cfg), PRESETS["paper"]
+    if (chosen.difficulty_bins, chosen.ifd_above_one) == (paper.difficulty_bins, paper.ifd_above_one):
+        return variant
+    work = variant / "clusterings" / f"{chosen.difficulty_bins}-{chosen.ifd_above_one}"
+    work.mkdir(parents=True, exist_ok=True)
+    for shared in ("prepared", "models", "scored"):
+        if not (work / shared).exists():
+            (work / shared).symlink_to(variant / shared, target_is_directory=True)
+    if not (work / "clustered" / "clusters.json").exists():
+        log(f"clustering {work.name}")
+        cluster(_rebased(cfg, work))
+    return work
+
+
+def _rebased(cfg, work: Path):
+    from lead_ray.config import config_from_dict
+
+    return config_from_dict(to_dict(cfg), [f"work_dir={work}"])
+
+
 def one_run(regime: Regime, variant: Path, method: str, seed: int, extra: list[str]) -> Path:
     """A run and its evaluation, reused when its recorded config equals this one."""
     from lead_ray.eval.evaluate import evaluate
     from lead_ray.online.run import run
 
     run_dir = variant / "runs" / f"{method}-s{seed}"
-    cfg = load_config(
-        ROOT / regime.config, overrides(regime, variant, extra) + [f"seed={seed}", f"selection.method={method}"]
-    )
+    selection_method, switches = method_settings(method)
+    settings = overrides(regime, variant, extra) + [f"seed={seed}", f"selection.method={selection_method}", *switches]
+    cfg = load_config(ROOT / regime.config, settings)
+    work = clustered_work(variant, cfg)
+    if work != variant:
+        cfg = load_config(ROOT / regime.config, settings + [f"work_dir={work}"])
     saved = run_dir / "config.yaml"
     if (run_dir / "eval_items.json").exists() and to_dict(load_config(saved)) == to_dict(cfg):
         return run_dir
@@ -244,7 +293,7 @@ def one_run(regime: Regime, variant: Path, method: str, seed: int, extra: list[s
     t0 = time.perf_counter()
     run(cfg, run_dir)
     t1 = time.perf_counter()
-    evaluate(cfg, run_dir)
+    evaluate(_rebased(cfg, variant), run_dir)  # the variant's held-out items, the same for every method
     seconds = {"run": round(t1 - t0, 1), "eval": round(time.perf_counter() - t1, 1)}
     (run_dir / "bench_seconds.json").write_text(json.dumps(seconds) + "\n")
     log(f"{variant.name}/{run_dir.name}: {seconds}")
@@ -291,28 +340,32 @@ def summarise_methods(runs: dict[str, dict[int, Path]], base: Path) -> dict:
     return out
 
 
-def paired(runs: dict[str, dict[int, Path]], methods: dict) -> dict:
+def paired(runs: dict[str, dict[int, Path]], methods: dict, default: str = "lead") -> dict:
+    """Paired differences over the same eval items and seeds. `default`: the method `lead` now means."""
     from lead_ray.eval.stats import pooled_paired_diff
 
-    def compare(other: str, key: str, higher: bool) -> dict:
-        seeds = sorted(set(runs["lead"]) & set(runs[other]))
-        a = np.stack([item_scores(runs["lead"][s])[key] for s in seeds])
+    def compare(one: str, other: str, key: str, higher: bool) -> dict:
+        seeds = sorted(set(runs[one]) & set(runs[other]))
+        a = np.stack([item_scores(runs[one][s])[key] for s in seeds])
         b = np.stack([item_scores(runs[other][s])[key] for s in seeds])
-        return {"vs": other, **pooled_paired_diff(a, b, higher, names=("lead", other))}
+        return {"vs": other, **pooled_paired_diff(a, b, higher, names=(one, other))}
 
-    out = {"sign": SIGN, "lead_vs_random": {}, "lead_vs_best_static": {}, "lead_vs_full": {}}
+    pairs = {"lead_vs_random": ("lead", "random"), "lead_vs_full": ("lead", "full")}
+    pairs |= {"robust_vs_paper": ("lead-robust", "lead"), "default_vs_random": (default, "random")}
+    pairs |= {f"{v}_vs_paper": (v, "lead") for v in VARIANTS if v != "lead-robust"}
+    out = {"sign": SIGN, "lead_vs_best_static": {}}
+    out |= {name: {} for name in pairs}
     for s, m, higher in METRICS:
         key = f"{s}_{m}"
         if key not in methods["lead"]["sets"]:
             continue
-        if "random" in runs:
-            out["lead_vs_random"][key] = compare("random", key, higher)
+        for name, (one, other) in pairs.items():
+            if one in runs and other in runs:
+                out[name][key] = compare(one, other, key, higher)
         static = [x for x in STATIC if x in runs]
         if static:
             best = (max if higher else min)(static, key=lambda x: methods[x]["sets"][key]["mean"])
-            out["lead_vs_best_static"][key] = compare(best, key, higher)
-        if "full" in runs:
-            out["lead_vs_full"][key] = compare("full", key, higher)
+            out["lead_vs_best_static"][key] = compare("lead", best, key, higher)
     return out
 
 
@@ -376,7 +429,8 @@ def main() -> None:
 def run_order(regime: Regime) -> list[tuple[str, int]]:
     """The every-seed methods over all seeds first (the comparisons that matter), then the one-seed methods."""
     order = [(method, seed) for seed in regime.seeds for method in regime.every_seed]
-    return order + [(method, regime.seeds[0]) for method in regime.first_seed_only]
+    order += [(method, regime.seeds[0]) for method in regime.first_seed_only]
+    return order + [(method, seed) for method in regime.ablations for seed in regime.seeds]
 
 
 def write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t_setup, complete=False) -> None:
@@ -397,6 +451,7 @@ def write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t
         "eval_sizes": {k: v["n"] for k, v in methods["base"]["sets"].items()},
         "downstream_sets": list(DOWNSTREAM),
         "methods": methods,
+        "default_preset": cfg.selection.preset,
         "paired": paired(runs, methods),
         "seconds": {
             "setup_this_invocation": round(t_setup, 1),
