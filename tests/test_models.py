@@ -1,5 +1,6 @@
 """The one chat template and the one loss (LEAD spec §12 'IU / loss'), on the tiny preset."""
 
+import json
 import random
 
 import numpy as np
@@ -136,6 +137,12 @@ def test_tiny_preset_is_reproducible_and_materialised_once(tmp_path):
     assert materialize_model(cfg.model, tmp_path / "a", seed=3) == a
     assert (a / "model.safetensors").stat().st_mtime_ns == stamp
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
+    # another model in the same folder is built, not the old one silently reused
+    bigger = load_config(None, ["model.tiny.hidden_size=64", "model.tiny.intermediate_size=128"])
+    materialize_model(bigger.model, tmp_path / "a", seed=3)
+    assert json.loads((a / "config.json").read_text())["hidden_size"] == 64
+    materialize_model(cfg.model, tmp_path / "a", seed=4)  # another seed: other weights
+    assert (a / "model.safetensors").read_bytes() != (b / "model.safetensors").read_bytes()
     with pytest.raises(FileNotFoundError, match="neither 'tiny', a .gguf file, nor an HF folder"):
         materialize_model(load_config(None, ["model.base=/nonexistent"]).model, tmp_path / "c", seed=0)
 

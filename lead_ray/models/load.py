@@ -9,6 +9,8 @@ see identical weights, GGUF's slow de-quantisation happens once, and weights are
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import torch
@@ -63,8 +65,9 @@ def materialize_model(model_cfg: ModelConfig, dest: str | Path, seed: int) -> Pa
                 f"model.base: {model_cfg.base} is neither 'tiny', a .gguf file, nor an HF folder with config.json"
             )
         return Path(model_cfg.base)  # already an HF folder: load it in place
-    if (dest / DONE).exists():
-        return dest
+    source = _source_key(model_cfg, seed)
+    if (dest / DONE).exists() and (dest / DONE).read_text() == source:
+        return dest  # built from the same model.base (and tiny settings): reuse; anything else is rebuilt
     from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
     if model_cfg.base == "tiny":
@@ -102,8 +105,16 @@ def materialize_model(model_cfg: ModelConfig, dest: str | Path, seed: int) -> Pa
     with atomic_path(dest) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        (tmp / DONE).write_text("ok\n")
+        (tmp / DONE).write_text(source)
     return dest
+
+
+def _source_key(model_cfg: ModelConfig, seed: int) -> str:
+    """What a materialised base model was built from, recorded in its DONE marker."""
+    key = {"base": model_cfg.base, "tokenizer": model_cfg.tokenizer}
+    if model_cfg.base == "tiny":
+        key |= {"tiny": dataclasses.asdict(model_cfg.tiny), "max_length": model_cfg.max_length, "seed": seed}
+    return json.dumps(key, sort_keys=True) + "\n"
 
 
 def compute_dtype(dtype: str, device: torch.device) -> torch.dtype:
