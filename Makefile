@@ -7,7 +7,7 @@ PY    := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.lead-ray-installed
 
-.PHONY: setup demo test lint bench docs
+.PHONY: setup demo test lint bench docs browser
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -19,8 +19,16 @@ $(STAMP): pyproject.toml
 demo: setup
 	WANDB_MODE=offline $(VENV)/bin/lead-ray demo
 
-test: setup lint
+test: setup lint browser
 	WANDB_MODE=offline $(PY) -m pytest -q
+
+# A real browser for the report test: Debian's chromium, installed when root and apt-get are there;
+# without it that one test is skipped and says why.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } ; } || \
+	echo "no chromium (not root, or no apt-get): the browser test of the report will be skipped"
 
 lint: setup   # ruff: the rules and the 120-column format in pyproject.toml
 	$(VENV)/bin/ruff check .

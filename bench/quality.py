@@ -105,6 +105,7 @@ REGIMES = {
             "eval.max_new_tokens=128",
             # bf16 weights score 2.0x faster than float32 on this CPU, mean NLL within 0.1% (bench/results/scorer.json)
             "model.dtype=bfloat16",
+            "score.unit_rows=250",  # a scoring actor lost mid-unit (it happened: OOM) redoes 250 rows, not 2,000
         ],
     ),
     "gpu": Regime(
@@ -268,6 +269,16 @@ def clustered_work(variant: Path, cfg) -> Path:
     return work
 
 
+def paper_budget(variant: Path, cfg) -> int:
+    """The unique-sample budget a run on the variant's own clustered pool gets (budget_fraction × selectable)."""
+    import math
+
+    from lead_ray.online.run import read_pool
+
+    selectable, _ = read_pool(_rebased(cfg, variant))
+    return max(1, math.ceil(cfg.selection.budget_fraction * selectable.num_rows))
+
+
 def _rebased(cfg, work: Path):
     from lead_ray.config import config_from_dict
 
@@ -284,8 +295,9 @@ def one_run(regime: Regime, variant: Path, method: str, seed: int, extra: list[s
     settings = overrides(regime, variant, extra) + [f"seed={seed}", f"selection.method={selection_method}", *switches]
     cfg = load_config(ROOT / regime.config, settings)
     work = clustered_work(variant, cfg)
-    if work != variant:
-        cfg = load_config(ROOT / regime.config, settings + [f"work_dir={work}"])
+    if work != variant:  # the same number of unique samples as on the paper's pool, however many were dropped
+        budget = paper_budget(variant, cfg)
+        cfg = load_config(ROOT / regime.config, settings + [f"work_dir={work}", f"selection.budget_samples={budget}"])
     saved = run_dir / "config.yaml"
     if (run_dir / "eval_items.json").exists() and to_dict(load_config(saved)) == to_dict(cfg):
         return run_dir

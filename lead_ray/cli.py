@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from lead_ray.config import INPUT_FORMATS, ConfigError, load_config, reference_markdown, resolve_paths, to_dict
+from lead_ray.console import set_verbose, verbose
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
@@ -27,6 +28,16 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _verbose_arg(p: argparse.ArgumentParser, default) -> None:
+    p.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        default=default,
+        help="Ray's own logs and progress output, and a traceback on failure (or LEAD_RAY_VERBOSE=1)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lead-ray",
@@ -35,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
             "every stage takes --config FILE and --set KEY=VALUE overrides."
         ),
     )
+    _verbose_arg(parser, False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -143,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the effective config, or the reference of every key")
     p.add_argument("--reference", action="store_true", help="print the config reference as Markdown")
     _config_args(p)
+    for command in sub.choices.values():  # --verbose after the command as well as before it
+        _verbose_arg(command, argparse.SUPPRESS)
     return parser
 
 
@@ -369,21 +383,35 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        set_verbose(True)
     try:
         COMMANDS[args.command](args, list(getattr(args, "overrides", [])))
         return 0
     except ConfigError as e:
         print(f"lead-ray: config error: {e}", file=sys.stderr)
         return 2
-    except Exception as e:  # noqa: BLE001 - a clean one-line message for known input errors
-        from lead_ray.data.ingest import IngestError
-        from lead_ray.eval.sets import EvalDataError
+    except Exception as e:  # noqa: BLE001 - one clear line; the traceback under --verbose
+        if verbose():
+            raise
+        print(f"lead-ray: {failure_line(e)}", file=sys.stderr)
+        return 1
 
-        # bad input, or a stage's input missing ("no clustered pool at X: run `lead-ray cluster` first")
-        if isinstance(e, (IngestError, EvalDataError, FileNotFoundError)):
-            print(f"lead-ray: {e}", file=sys.stderr)
-            return 1
-        raise
+
+def failure_line(e: Exception) -> str:
+    """A failure in one line: known input errors as they are; anything else as its type and the last line of
+    its message (a Ray task error carries the remote traceback before it), pointing at --verbose."""
+    from lead_ray.data.ingest import IngestError
+    from lead_ray.eval.sets import EvalDataError
+
+    # bad input, or a stage's input missing ("no clustered pool at X: run `lead-ray cluster` first")
+    if isinstance(e, (IngestError, EvalDataError, FileNotFoundError)):
+        return str(e)
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    if len(last) > 400:
+        last = last[:400] + " …"
+    return f"{type(e).__name__}: {last} (run again with --verbose for the traceback)"
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 
@@ -28,15 +27,17 @@ def init_ray(rc: RayConfig) -> None:
 
     if ray.is_initialized():
         return
+    from lead_ray.console import quiet_ray_libraries, ray_init_kwargs, worker_env
+
     address = rc.address or os.environ.get("RAY_ADDRESS")
-    kwargs = dict(runtime_env={"env_vars": WORKER_ENV}, logging_level=logging.WARNING, log_to_driver=True)
+    env = {**WORKER_ENV, **worker_env()}
+    kwargs = dict(runtime_env={"env_vars": env}, log_to_driver=True, **ray_init_kwargs())
     if address:
         ray.init(address=address, **kwargs)
     else:
         mem = rc.object_store_memory_mb and rc.object_store_memory_mb * 2**20
         ray.init(address="local", num_cpus=rc.num_cpus, object_store_memory=mem, **kwargs)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = os.environ.get("LEAD_RAY_PROGRESS", "1") != "0"
+    quiet_ray_libraries()
 
 
 # ----------------------------------------------------------------------------- GPUs: asked for, never guessed

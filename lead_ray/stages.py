@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
+from lead_ray.console import Progress
+
 
 def _dataset(items: list[dict]):
     import ray
@@ -65,4 +67,9 @@ def run_units_on_actors(
         num_cpus=num_cpus,
         num_gpus=num_gpus,
     )
-    return [orjson.loads(r["result"]) for r in ds.take_all()]
+    progress = Progress(worker_cls.__name__, len(items), "units")
+    results = []
+    for row in ds.iter_rows():  # streamed: a progress line as units finish
+        results.append(orjson.loads(row["result"]))
+        progress.update()
+    return results

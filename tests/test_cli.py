@@ -63,3 +63,21 @@ def test_a_missing_input_is_one_line_naming_the_stage_that_makes_it(tmp_path, ca
     )
     assert main(["prepare", str(tmp_path / "no-such-file.jsonl")]) == 1  # named before Ray starts
     assert "no-such-file.jsonl: no such file or folder" in capsys.readouterr().err
+
+
+def test_a_failure_is_one_line_and_the_traceback_waits_for_verbose(tmp_path, capsys, monkeypatch):
+    from lead_ray import cli
+
+    def broken(args, overrides):
+        raise RuntimeError("remote traceback line\n  File x\nValueError: the actual cause")
+
+    monkeypatch.setitem(cli.COMMANDS, "report", broken)
+    monkeypatch.delenv("LEAD_RAY_VERBOSE", raising=False)
+    assert cli.main(["report", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["lead-ray: RuntimeError: ValueError: the actual cause (run again with --verbose for the traceback)"]
+    with pytest.raises(RuntimeError):
+        cli.main(["--verbose", "report", str(tmp_path)])
+    monkeypatch.setenv("LEAD_RAY_VERBOSE", "0")
+    with pytest.raises(RuntimeError):
+        cli.main(["report", str(tmp_path), "--verbose"])  # after the command too

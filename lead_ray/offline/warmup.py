@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from lead_ray.config import Config, check_batch_sizes
+from lead_ray.console import quiet_train_worker, train_logging
 from lead_ray.data.split import hash_fraction, is_holdout
 from lead_ray.files import atomic_path, require
 
@@ -43,6 +44,7 @@ def warmup_loop(loop_config: dict) -> None:
     from lead_ray.models.optim import build_optimizer
     from lead_ray.models.template import encode_conversation
 
+    quiet_train_worker()
     torch.set_num_threads(loop_config["threads"])
     torch.manual_seed(loop_config["seed"])
     ctx = ray.train.get_context()
@@ -145,7 +147,9 @@ def warmup(cfg: Config) -> dict:
         scaling_config=ScalingConfig(**scaling),
         # A fresh run name every time: reusing one would silently resume an old run.
         run_config=RunConfig(
-            name=f"warmup-{uuid.uuid4().hex[:8]}", storage_path=str(Path(cfg.work_dir, "ray_train").resolve())
+            **train_logging(),
+            name=f"warmup-{uuid.uuid4().hex[:8]}",
+            storage_path=str(Path(cfg.work_dir, "ray_train").resolve()),
         ),
         datasets={"train": ds},
     )

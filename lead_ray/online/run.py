@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from lead_ray.config import RESUME_MAY_CHANGE, Config, ConfigError, check_batch_sizes, resume_conflicts, to_dict
+from lead_ray.console import train_logging
 from lead_ray.core.select import first_round_sizes
 from lead_ray.files import require, write_parquet_atomic, write_text_atomic
 from lead_ray.online.checkpoint import read_round_log
@@ -259,6 +260,7 @@ def _trainer(cfg: Config, settings, scaling: dict, callbacks: list | None):
         train_loop_config={"settings": settings},
         scaling_config=ScalingConfig(**scaling),
         run_config=RunConfig(
+            **train_logging(),
             name=settings.run_name,
             storage_path=str(Path(settings.run_dir) / "ray_train"),
             failure_config=FailureConfig(max_failures=cfg.train.max_failures),

@@ -110,6 +110,9 @@ def direction_params(model, which: str) -> dict:
 
 def lead_train_loop(config: dict) -> None:
     """The function every Ray Train worker runs (`train_loop_config={"settings": LoopSettings}`)."""
+    from lead_ray.console import quiet_train_worker
+
+    quiet_train_worker()
     RoundLoop(config["settings"]).train()
 
 
@@ -475,9 +478,18 @@ class RoundLoop:
             f"(p={p_arm:.3f}), "
             f"{r['size']} samples, mean loss {r['mean_loss']:.4f}, ΔL̂′ {plan.delta:.2e}, {held}"
             f"reward {r['reward_raw']:+.4f} (norm {r['reward_norm']:+.3f}), unique {r['unique']}/{self.s.budget}, "
-            f"select {r['selection_s']:.2f} s, train {r['train_s']:.1f} s",
+            f"select {r['selection_s']:.2f} s, train {r['train_s']:.1f} s, ETA {self._eta(r):.0f} s",
             flush=True,
         )
+
+    def _eta(self, r: dict) -> float:
+        """Seconds left: the mean round time so far × the rounds left, by max_rounds or by the budget's pace."""
+        done = r["round"] + 1 - self.start_round
+        left = self.selection.max_rounds - r["round"] - 1
+        new_per_round = r["unique"] / (r["round"] + 1)  # never-selected samples a round adds, on average
+        if self.s.static_order is None and new_per_round > 0:
+            left = min(left, math.ceil((self.s.budget - r["unique"]) / new_per_round))
+        return r["elapsed_s"] / max(done, 1) * max(left, 0)
 
     def _heldout_nll(self) -> float:
         """Mean response NLL of the held-out samples (never selectable); counted apart from training."""

@@ -1,0 +1,81 @@
+"""Markdown tables of a bench/quality.py result, for docs/BENCHMARKS.md (numbers copied from the JSON, never typed).
+
+python bench/quality_tables.py bench/results/quality.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+COLUMNS = [
+    ("holdout_nll", "held-out NLL ↓"),
+    ("gsm8k_nll", "GSM8K NLL ↓"),
+    ("gsm8k_exact_match", "GSM8K EM ↑"),
+    ("mmlu_correct", "MMLU acc ↑"),
+    ("mmlu_nll", "MMLU NLL ↓"),
+    ("self_instruct_nll", "self-instruct NLL ↓"),
+]
+
+
+def cell(entry: dict | None, digits: int = 3) -> str:
+    if not entry:
+        return "–"
+    lo, hi = entry["ci"]
+    return f"{entry['mean']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def methods_table(result: dict) -> str:
+    keys = [k for k, _ in COLUMNS if k in result["methods"]["base"]["sets"]]
+    head = "| method | seeds | " + " | ".join(t for k, t in COLUMNS if k in keys) + " |"
+    lines = [head, "|" + "---|" * (len(keys) + 2)]
+    order = ["base"] + [m for m in result["methods"] if m != "base"]
+    for name in order:
+        m = result["methods"][name]
+        seeds = ",".join(str(s) for s in m["seeds"]) or "–"
+        lines.append(f"| {name} | {seeds} | " + " | ".join(cell(m["sets"].get(k)) for k in keys) + " |")
+    return "\n".join(lines)
+
+
+def paired_table(result: dict) -> str:
+    pairs = [p for p in result["paired"] if p != "sign" and result["paired"][p]]
+    keys = [k for k, _ in COLUMNS if any(k in result["paired"][p] for p in pairs)]
+    lines = ["| pair | " + " | ".join(t for k, t in COLUMNS if k in keys) + " |", "|" + "---|" * (len(keys) + 1)]
+    for p in pairs:
+        row = []
+        for k in keys:
+            e = result["paired"][p].get(k)
+            row.append("–" if not e else f"{e['mean']:+.3f} [{e['ci'][0]:+.3f}, {e['ci'][1]:+.3f}] **{e['better']}**")
+        vs = next((e["vs"] for e in result["paired"][p].values() if "vs" in e), "")
+        lines.append(f"| {p} (vs {vs}) | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def corrupt_table(result: dict) -> str:
+    if "corrupt_pick_rate" not in result:
+        return ""
+    lines = [
+        f"planted share of the selectable pool: {result['corrupt_planted_rate']:.3f}",
+        "",
+        "| method | corrupt share of picks |",
+        "|---|---|",
+    ]
+    for m, r in result["corrupt_pick_rate"].items():
+        lines.append(f"| {m} | {'–' if r is None else f'{r:.3f}'} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    result = json.loads(Path(sys.argv[1]).read_text())
+    print(
+        f"complete: {result.get('complete')}; pool_selectable {result['pool_selectable']}, budget {result['budget']}, "
+        f"eval sizes {result['eval_sizes']}\n"
+    )
+    print(methods_table(result), "\n")
+    print(paired_table(result), "\n")
+    print(corrupt_table(result))
+
+
+if __name__ == "__main__":
+    main()
