@@ -398,6 +398,51 @@ def corrupt_rates(variant: Path, runs: dict[str, dict[int, Path]], cfg) -> dict:
     return {"corrupt_planted_rate": planted, "corrupt_pick_rate": rates}
 
 
+# ----------------------------------------------------------------------------- cache across machines
+
+CACHE = ROOT / "bench" / "cache"
+# What a later session needs to go on without redoing setup (scoring is most of its time) or finished runs:
+# the scored and clustered pool and each run's config, selection and per-item eval scores. Not the models:
+# the base model is rebuilt from the GGUF file, and runs need no warm-up model.
+PACKED = [
+    "setup.json",
+    "models/warmup_stats.json",
+    "prepared",
+    "scored",
+    "clustered",
+    "base/eval.json",
+    "base/eval_items.json",
+    "runs/*/config.yaml",
+    "runs/*/run_stats.json",
+    "runs/*/bench_seconds.json",
+    "runs/*/eval.json",
+    "runs/*/eval_items.json",
+    "runs/*/selected.parquet",
+    "runs/*/rounds.parquet",
+    "clusterings/*/clustered",
+]
+
+
+def pack(variant: Path, out: Path) -> None:
+    import tarfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(out, "w:gz") as tar:
+        for pattern in PACKED:
+            for path in sorted(variant.glob(pattern)):
+                tar.add(path, arcname=str(path.relative_to(variant)))
+    log(f"packed {variant} into {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+
+
+def unpack(packed: Path, variant: Path) -> None:
+    import tarfile
+
+    log(f"unpacking {packed} into {variant}: its setup and finished runs are reused")
+    variant.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(packed) as tar:
+        tar.extractall(variant, filter="data")
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -410,6 +455,7 @@ def main() -> None:
     ap.add_argument(
         "--result", help="bench/results/<name>.json (default: quality[_noisy], with the regime when not cpu)"
     )
+    ap.add_argument("--pack", action="store_true", help=f"store the finished setup and runs in {CACHE.name}/ and stop")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every stage")
     args = ap.parse_args()
     regime = REGIMES[args.regime]
@@ -417,6 +463,11 @@ def main() -> None:
         regime.seeds = tuple(int(s) for s in args.seeds.split(","))
     work = Path(args.work or ROOT / "bench" / "work" / f"quality-{args.regime}").resolve()
     variant = work / ("noisy" if args.noisy else "clean")
+    packed = CACHE / f"quality-{args.regime}-{variant.name}.tar.gz"
+    if args.pack:
+        return pack(variant, packed)
+    if not (variant / "setup.json").exists() and packed.exists():
+        unpack(packed, variant)
     name = args.result or "quality" + ("_noisy" if args.noisy else "") + (
         "" if args.regime == "cpu" else f"_{args.regime}"
     )
