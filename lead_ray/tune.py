@@ -52,6 +52,16 @@ def trial_config(base: dict, params: dict) -> Config:
     return config_from_dict(base, [f"{key}={json.dumps(value)}" for key, value in params.items()], origin="tune trial")
 
 
+def _own_clustering(base: Config, trial: Config, params: dict) -> bool:
+    """A trial re-clusters when it sets a cluster.* key, or a selection.preset that changes the cluster switches."""
+    from lead_ray.presets import switches
+
+    def clustering(c: Config) -> tuple:
+        return switches(c).difficulty_bins, switches(c).ifd_above_one
+
+    return any(k.startswith("cluster.") for k in params) or clustering(base) != clustering(trial)
+
+
 def lead_trial(params: dict, base: dict, cpu_share: float) -> None:
     """One Tune trial: (re-cluster if asked, then) a whole lead-ray run reporting every round."""
     import ray.tune
@@ -61,7 +71,7 @@ def lead_trial(params: dict, base: dict, cpu_share: float) -> None:
 
     cfg = trial_config(base, params)
     trial_dir = Path(ray.tune.get_context().get_trial_dir())
-    if any(k.startswith("cluster.") for k in params):  # its own clustering of the shared scores
+    if _own_clustering(config_from_dict(base), cfg, params):  # its own clustering of the shared scores
         from lead_ray.offline.cluster import cluster
 
         for stage in ("prepared", "models", "scored"):

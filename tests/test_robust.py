@@ -170,3 +170,31 @@ def test_robust_preset_runs_with_per_sample_deltas_and_no_extra_forward(ray_sess
     assert all(r["ghost_s"] < r["train_s"] for r in later)
     # the noise arm's samples carry a high irreducible floor: ranked by U − floor, the learnable arm wins
     assert sum(r["arm"] == 0 for r in rounds) >= 5
+
+
+def test_a_run_refuses_a_pool_clustered_with_other_switches(tmp_path):
+    from lead_ray.config import ConfigError
+    from lead_ray.online.run import check_clustering
+
+    (tmp_path / "clustered").mkdir()
+    summary = tmp_path / "clustered" / "clusters.json"
+    summary.write_text(json.dumps({"rows_in": 10}))  # clustered before the switches existed: the paper's
+    check_clustering(load_config(None, [f"work_dir={tmp_path}"]))
+    with pytest.raises(ConfigError, match="cluster.difficulty_bins=kmeans"):
+        check_clustering(load_config(None, [f"work_dir={tmp_path}", "selection.preset=robust"]))
+    summary.write_text(json.dumps({"difficulty_bins": "quantile", "ifd_above_one": "drop"}))
+    check_clustering(load_config(None, [f"work_dir={tmp_path}", "selection.preset=robust"]))
+
+
+def test_a_tune_trial_that_changes_the_preset_reclusters():
+    from lead_ray.tune import _own_clustering
+
+    paper = load_config(None)
+    robust = load_config(None, ["selection.preset=robust"])
+    assert _own_clustering(paper, robust, {"selection.preset": "robust"})
+    assert not _own_clustering(paper, paper, {"selection.smoothing_b": 0.3})
+    assert _own_clustering(paper, paper, {"cluster.task_k": 2})
+    only_bandit = load_config(
+        None, ["selection.preset=robust", "cluster.difficulty_bins=kmeans", "cluster.ifd_above_one=keep"]
+    )
+    assert not _own_clustering(paper, only_bandit, {"selection.preset": "robust"})

@@ -32,7 +32,7 @@ from lead_ray.console import train_logging
 from lead_ray.core.select import first_round_sizes
 from lead_ray.files import require, write_parquet_atomic, write_text_atomic
 from lead_ray.online.checkpoint import read_round_log
-from lead_ray.presets import switches
+from lead_ray.presets import PRESETS, switches
 
 POOL_COLUMNS = [
     "id",
@@ -58,6 +58,7 @@ def read_pool(cfg: Config) -> tuple[pa.Table, pa.Table]:
     from lead_ray.data.split import is_holdout
 
     pool_dir = require(cfg.stage_dir("clustered") / "pool", "*.parquet", "clustered pool", "cluster")
+    check_clustering(cfg)
     columns = POOL_COLUMNS + (["warm_loss"] if switches(cfg).utility == "reducible" else [])
     missing = [c for c in columns if c not in pq.read_schema(next(iter(sorted(pool_dir.glob("*.parquet"))))).names]
     if missing:
@@ -71,6 +72,23 @@ def read_pool(cfg: Config) -> tuple[pa.Table, pa.Table]:
     table = table.filter(pa.array(~held))
     table = table.append_column("index", pa.array(np.arange(table.num_rows, dtype=np.int64)))
     return table, holdout
+
+
+def check_clustering(cfg: Config) -> None:
+    """The clustered pool must have been made with this config's cluster switches (a preset changes them too)."""
+    summary = cfg.stage_dir("clustered") / "clusters.json"
+    if not summary.exists():
+        return
+    made = json.loads(summary.read_text())
+    wanted = switches(cfg)
+    for key in ("difficulty_bins", "ifd_above_one"):
+        had = made.get(key, getattr(PRESETS["paper"], key))  # a pool clustered before the switches: the paper's
+        if had != getattr(wanted, key):
+            raise ConfigError(
+                f"the clustered pool in {summary.parent} was made with cluster.{key}={had}, this run asks for "
+                f"{getattr(wanted, key)} (selection.preset={cfg.selection.preset}): run `lead-ray cluster` with this "
+                f"config first, or --set cluster.{key}={had}"
+            )
 
 
 def run(
