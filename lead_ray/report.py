@@ -120,7 +120,10 @@ def run_plots(run: dict) -> list[tuple[str, str]]:
     ax.bar(t, [r["reward_raw"] for r in rounds], color="tab:blue", alpha=0.6, label="raw (mean U decrease)")
     ax.plot(t, [r["reward_norm"] for r in rounds], color="tab:red", marker="o", label="normalised")
     ax.set_xlabel("round"), ax.legend(fontsize=8)
-    plots.append(("Reward: raw and min-max normalised", _png(fig)))
+    norm = {"minmax": "min–max over the history", "window": "z-score over a window"}.get(
+        run.get("stats", {}).get("switches", {}).get("reward_norm", "minmax"), "normalised"
+    )
+    plots.append((f"Reward: raw, and normalised ({norm}) as EXP3 used it", _png(fig)))
     if rounds and rounds[0].get("u_by_cluster"):
         fig, ax = _figure("Mean U (IDU) of each difficulty cluster, after each round")
         u = np.array([r["u_by_cluster"] for r in rounds], dtype=float)
