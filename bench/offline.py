@@ -13,7 +13,7 @@ Everything is measured in this one run, on this machine, and written to bench/re
 2. IU₀ scoring tokens/s (the shared loss, length-bucketed, no gradients) for the tiny preset and for
    SmolLM2-135M-Instruct (GGUF, de-quantised to float32) on a small slice of the pool.
 3. Task clustering cost at N = 10k, 100k, 1M synthetic 384-d unit vectors: k-means fit on a
-   20k sample + hnswlib nearest-centroid assignment of all N, and the 1-D difficulty k-means on N
+   20k sample + exact nearest-centroid (argmin) assignment of all N, and the 1-D difficulty k-means on N
    scalars; each N in a fresh subprocess so its peak RSS (VmHWM) is its own. Near-duplicate k-NN build cost
    at 10k and 100k.
 4. Task-cluster quality on ../shared/data/pool: prompts sampled per ground-truth class (source group,
@@ -220,7 +220,7 @@ def clustering_cost_child(n: int, near_dups: bool) -> dict:
     from sklearn.cluster import KMeans
 
     from lead_ray.config import ClusterConfig
-    from lead_ray.offline.cluster import centroid_index, kmeans_1d, nearest
+    from lead_ray.offline.cluster import kmeans_1d, nearest
 
     cc = ClusterConfig()
     rng = np.random.default_rng(0)
@@ -240,7 +240,7 @@ def clustering_cost_child(n: int, near_dups: bool) -> dict:
     cents = KMeans(n_clusters=cc.task_k, n_init=3, random_state=0).fit(sample).cluster_centers_.astype(np.float32)
     out["task_fit_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    labels = nearest(centroid_index(cents, cc), x)
+    labels = nearest(cents, x)
     out["assign_s"] = time.perf_counter() - t
     out["kmeans_assign_s"] = out["task_fit_s"] + out["assign_s"]
     exact = ((x[:20000, None, :] - cents[None]) ** 2).sum(-1).argmin(1)
@@ -287,8 +287,7 @@ def bench_quality(records, per_class: int, seed: int = 0) -> dict:
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score
 
-    from lead_ray.config import ClusterConfig
-    from lead_ray.offline.cluster import centroid_index, nearest
+    from lead_ray.offline.cluster import nearest
     from lead_ray.offline.score import PromptEmbedder
 
     rng = random.Random(seed)
@@ -304,7 +303,7 @@ def bench_quality(records, per_class: int, seed: int = 0) -> dict:
         x = embedder([r[0] for r in picked], EMBED_BATCH)
         k = len(by)
         cents = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(x).cluster_centers_.astype(np.float32)
-        pred = nearest(centroid_index(cents, ClusterConfig()), x)
+        pred = nearest(cents, x)
         rand = np.random.default_rng(seed).integers(0, k, len(picked))
 
         def purity(p, truth=truth):

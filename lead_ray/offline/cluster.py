@@ -57,22 +57,17 @@ def difficulty_edges(ifd: np.ndarray, k: int, how: str, seed: int) -> tuple[np.n
     return edges, np.array([float(ifd[arm == a].mean()) for a in range(len(edges) + 1)])
 
 
-def centroid_index(centroids: np.ndarray, cluster_cfg: ClusterConfig):
-    """An hnswlib index over a set of centroids (L2), for nearest-centroid assignment."""
-    import hnswlib
-
-    index = hnswlib.Index(space="l2", dim=centroids.shape[1])
-    index.init_index(
-        max_elements=len(centroids), M=cluster_cfg.hnsw_m, ef_construction=cluster_cfg.hnsw_ef, random_seed=0
-    )
-    index.add_items(centroids.astype(np.float32), np.arange(len(centroids)))
-    index.set_ef(max(cluster_cfg.hnsw_ef, len(centroids)))
-    return index
-
-
-def nearest(index, points: np.ndarray) -> np.ndarray:
-    labels, _ = index.knn_query(points.astype(np.float32), k=1, num_threads=1)
-    return labels[:, 0].astype(np.int32)
+def nearest(centroids: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Index of each point's nearest centroid (L2; ties to the lower index): an exact argmin over a few dozen
+    centroids, in blocks so memory stays at block × centroids. No ANN index is needed at this size."""
+    centroids = np.asarray(centroids, np.float32)
+    c_sq = (centroids * centroids).sum(1)
+    out = np.empty(len(points), np.int32)
+    for start in range(0, len(points), 65536):
+        block = np.asarray(points[start : start + 65536], np.float32)
+        d = c_sq[None, :] - 2.0 * block @ centroids.T  # ‖x‖² is the same for every centroid: left out
+        out[start : start + len(block)] = d.argmin(1)
+    return out
 
 
 def find_near_duplicates(units: list[str], cluster_cfg: ClusterConfig, out_path: str) -> dict:
@@ -152,7 +147,7 @@ def assign_unit(
         for k in np.unique(difficulty):
             rows = np.flatnonzero(difficulty == k)
             cents = np.array(task_centroids[str(k)], dtype=np.float32)
-            task[rows] = nearest(centroid_index(cents, cluster_cfg), emb[rows])
+            task[rows] = nearest(cents, emb[rows])
     else:
         labels = t[task_mode].to_pylist()
         task = np.array([label_index[str(v)] for v in labels], np.int32)
