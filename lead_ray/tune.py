@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from lead_ray.config import Config, ConfigError, config_from_dict, resolve_paths, to_dict
+from lead_ray.console import verbose
 
 TRIAL_CPU = 0.1  # the trial function only drives its TorchTrainer; the Train workers hold the CPUs
 DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint")
@@ -141,7 +142,12 @@ def tune_selection(cfg: Config) -> dict:
             search_alg=search_alg,
             max_concurrent_trials=concurrent,
         ),
-        run_config=tune.RunConfig(name=name, storage_path=str(cfg.stage_dir("tune")), callbacks=_callbacks(cfg, out)),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=str(cfg.stage_dir("tune")),
+            callbacks=_callbacks(cfg, out),
+            verbose=2 if verbose() else 1,  # quiet: Tune's status lines, not a results table every few seconds
+        ),
     )
     results = tuner.fit()
     rows = []
