@@ -278,7 +278,10 @@ def paper_budget(variant: Path, cfg) -> int:
 
     from lead_ray.online.run import read_pool
 
-    selectable, _ = read_pool(_rebased(cfg, variant))
+    from lead_ray.config import config_from_dict
+
+    paper = ["selection.preset=paper", "cluster.difficulty_bins=preset", "cluster.ifd_above_one=preset"]
+    selectable, _ = read_pool(config_from_dict(to_dict(cfg), [f"work_dir={variant}", *paper]))
     return max(1, math.ceil(cfg.selection.budget_fraction * selectable.num_rows))
 
 
