@@ -276,9 +276,8 @@ def paper_budget(variant: Path, cfg) -> int:
     """The unique-sample budget a run on the variant's own clustered pool gets (budget_fraction × selectable)."""
     import math
 
-    from lead_ray.online.run import read_pool
-
     from lead_ray.config import config_from_dict
+    from lead_ray.online.run import read_pool
 
     paper = ["selection.preset=paper", "cluster.difficulty_bins=preset", "cluster.ifd_above_one=preset"]
     selectable, _ = read_pool(config_from_dict(to_dict(cfg), [f"work_dir={variant}", *paper]))
