@@ -58,7 +58,6 @@ def read_pool(cfg: Config) -> tuple[pa.Table, pa.Table]:
     from lead_ray.data.split import is_holdout
 
     pool_dir = require(cfg.stage_dir("clustered") / "pool", "*.parquet", "clustered pool", "cluster")
-    check_clustering(cfg)
     columns = POOL_COLUMNS + (["warm_loss"] if switches(cfg).utility == "reducible" else [])
     missing = [c for c in columns if c not in pq.read_schema(next(iter(sorted(pool_dir.glob("*.parquet"))))).names]
     if missing:
@@ -112,6 +111,7 @@ def run(
 
     t0 = time.perf_counter()
     check_batch_sizes(cfg.train, cfg.train.num_workers, "train")  # here, not in each worker's retries
+    check_clustering(cfg)  # the selection must run on the arms its switches ask for (eval reads any clustering)
     table, holdout = read_pool(cfg)
     run_dir = Path(run_dir or cfg.stage_dir("run")).resolve()
     name = _open_run_folder(cfg, run_dir, resume)
