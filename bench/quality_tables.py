@@ -46,9 +46,11 @@ def paired_table(result: dict) -> str:
         row = []
         for k in keys:
             e = result["paired"][p].get(k)
-            row.append("–" if not e else f"{e['mean']:+.3f} [{e['ci'][0]:+.3f}, {e['ci'][1]:+.3f}] **{e['better']}**")
-        vs = next((e["vs"] for e in result["paired"][p].values() if "vs" in e), "")
-        lines.append(f"| {p} (vs {vs}) | " + " | ".join(row) + " |")
+            vs = f" (vs {e['vs']})" if e and p == "lead_vs_best_static" else ""  # the best one differs per column
+            row.append(
+                "–" if not e else f"{e['mean']:+.3f} [{e['ci'][0]:+.3f}, {e['ci'][1]:+.3f}] **{e['better']}**{vs}"
+            )
+        lines.append(f"| {p} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
