@@ -72,7 +72,8 @@ def test_a_failure_is_one_line_and_the_traceback_waits_for_verbose(tmp_path, cap
         raise RuntimeError("remote traceback line\n  File x\nValueError: the actual cause")
 
     monkeypatch.setitem(cli.COMMANDS, "report", broken)
-    monkeypatch.delenv("LEAD_RAY_VERBOSE", raising=False)
+    # setenv first: monkeypatch then restores the variable as it was before the test, although --verbose sets it
+    monkeypatch.setenv("LEAD_RAY_VERBOSE", "0")
     assert cli.main(["report", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["lead-ray: RuntimeError: ValueError: the actual cause (run again with --verbose for the traceback)"]

@@ -485,7 +485,8 @@ class RoundLoop:
     def _eta(self, r: dict) -> float:
         """Seconds left: the mean round time so far × the rounds left, by max_rounds or by the budget's pace."""
         done = r["round"] + 1 - self.start_round
-        left = self.selection.max_rounds - r["round"] - 1
+        rounds = len(self.static_rounds) if self.static_rounds is not None else self.selection.max_rounds
+        left = rounds - r["round"] - 1
         new_per_round = r["unique"] / (r["round"] + 1)  # never-selected samples a round adds, on average
         if self.s.static_order is None and new_per_round > 0:
             left = min(left, math.ceil((self.s.budget - r["unique"]) / new_per_round))
