@@ -50,7 +50,9 @@ METRICS = [
     ("self_instruct", "nll", False),
 ]
 DOWNSTREAM = ("gsm8k", "mmlu", "self_instruct")  # not the pool's own distribution
-STATIC = ("random", "length", "ifd", "ppl")
+STATIC = ("random", "random-x2", "length", "ifd", "ppl")
+# a baseline with other settings: random twice over its subset trains as many samples as LEAD, which revisits
+BASELINE_VARIANTS = {"random-x2": ("random", ["selection.static_passes=2"])}
 # Robust LEAD (ALGORITHM.md §12): the robust preset, and the paper with one switch on (each switch's own effect)
 VARIANTS = {
     "lead-robust": ["selection.preset=robust"],
@@ -89,7 +91,7 @@ REGIMES = {
         2000,
         0.10,
         (42, 43, 44),
-        ("lead", "random", "length", "lead-robust"),
+        ("lead", "random", "random-x2", "length", "lead-robust"),
         ("ifd", "ppl", "full"),
         ("lead+quantile", "lead+drop", "lead+window", "lead+sample", "lead+reducible"),
         {"holdout": 0, "gsm8k": 200, "mmlu": 285, "self_instruct": 0},
@@ -116,7 +118,7 @@ REGIMES = {
         24000,
         0.025,
         (42, 43, 44, 45, 46),
-        ("lead", "random", "length", "lead-robust"),
+        ("lead", "random", "random-x2", "length", "lead-robust"),
         ("ifd", "ppl", "full"),
         ("lead+quantile", "lead+drop", "lead+window", "lead+sample", "lead+reducible"),
         {"holdout": 0, "gsm8k": 0, "mmlu": 0, "self_instruct": 0},
@@ -138,7 +140,7 @@ REGIMES = {
         500,
         0.10,
         (42,),
-        ("lead", "random", "length", "lead-robust"),
+        ("lead", "random", "random-x2", "length", "lead-robust"),
         ("ifd",),
         (),
         {"holdout": 0, "gsm8k": 20, "mmlu": 57, "self_instruct": 20},
@@ -249,6 +251,8 @@ def setup(regime: Regime, variant: Path, full: Path, noisy: bool, extra: list[st
 
 def method_settings(method: str) -> tuple[str, list[str]]:
     """(selection.method, extra overrides) of a benchmark method: a baseline, `lead`, or a Robust LEAD variant."""
+    if method in BASELINE_VARIANTS:
+        return BASELINE_VARIANTS[method]
     return ("lead", VARIANTS[method]) if method in VARIANTS else (method, [])
 
 
@@ -367,7 +371,8 @@ def paired(runs: dict[str, dict[int, Path]], methods: dict, default: str = "lead
         b = np.stack([item_scores(runs[other][s])[key] for s in seeds])
         return {"vs": other, **pooled_paired_diff(a, b, higher, names=(one, other))}
 
-    pairs = {"lead_vs_random": ("lead", "random"), "lead_vs_full": ("lead", "full")}
+    pairs = {"lead_vs_random": ("lead", "random"), "lead_vs_random_x2": ("lead", "random-x2")}
+    pairs |= {"lead_vs_full": ("lead", "full")}
     pairs |= {"robust_vs_paper": ("lead-robust", "lead"), "default_vs_random": (default, "random")}
     pairs |= {f"{v}_vs_paper": (v, "lead") for v in VARIANTS if v != "lead-robust"}
     out = {"sign": SIGN, "lead_vs_best_static": {}}

@@ -215,6 +215,13 @@ class SelectionConfig:
     )
     budget_samples: int = _f(0, "Unique-sample budget as a count; overrides budget_fraction when > 0.", ge=0)
     max_rounds: int = _f(20, "Stop after this many rounds (LEAD: 20).", ge=1)
+    static_passes: int = _f(
+        1,
+        "Passes a static baseline (random, ppl, ifd, length, full) makes over its fixed subset, reshuffled each pass "
+        "(when selection.shuffle): 2 matches the training compute of a LEAD run that revisits its samples about twice "
+        "(run_stats.json: samples_trained).",
+        ge=1,
+    )
     preset: str = _f(
         "paper",
         "Sets every switch left at 'preset' (cluster.difficulty_bins, cluster.ifd_above_one, selection.reward_norm, "

@@ -62,23 +62,29 @@ def _rounds(work):
     return pq.read_table(work / "run" / "rounds.parquet").to_pylist()
 
 
-@pytest.mark.parametrize("method", ["random", "full", "length"])
-def test_static_baseline_trains_exactly_its_subset(ray_session, tmp_path, method):
+@pytest.mark.parametrize("method,passes", [("random", 2), ("full", 1), ("length", 1)])
+def test_static_baseline_trains_exactly_its_subset(ray_session, tmp_path, method, passes):
     toy_pool(tmp_path)
     cfg = toy_config(tmp_path, 1)
     cfg.selection.method, cfg.selection.budget_fraction, cfg.selection.max_rounds = method, 0.25, 4
-    cfg.train.batch_size = cfg.train.micro_batch_size = 2  # 40 / 4 rounds = 10 per round, already whole batches
+    cfg.selection.static_passes = passes  # random: twice over its subset, the compute-matched control
+    cfg.train.batch_size = cfg.train.micro_batch_size = 2  # 40·passes / 4 rounds: already whole batches
     stats = run(cfg)
     expected = 160 if method == "full" else 40  # 25% of the toy pool's 160
     assert stats["budget"] == expected and stats["unique_selected"] == expected
-    assert stats["samples_trained"] == expected and stats["pool_forward_samples"] == 0
+    assert stats["samples_trained"] == expected * passes and stats["pool_forward_samples"] == 0
     rounds = _rounds(tmp_path)
     assert [r["round"] for r in rounds] == list(range(4)) and all(r["arm"] == -1 for r in rounds)
-    seen = np.concatenate([np.load(tmp_path / "run" / "selections" / f"round-{t:05d}.npy") for t in range(4)])
-    assert len(set(seen.tolist())) == len(seen) == expected  # each sample once
+    per_round = [np.load(tmp_path / "run" / "selections" / f"round-{t:05d}.npy") for t in range(4)]
+    seen = np.concatenate(per_round)
+    assert len(seen) == expected * passes and len(set(seen.tolist())) == expected
+    passes_seen = [seen[p * expected : (p + 1) * expected] for p in range(passes)]
+    assert all(len(set(one.tolist())) == expected for one in passes_seen)  # each pass covers the subset once
+    if passes > 1:
+        assert not np.array_equal(passes_seen[0], passes_seen[1])  # reshuffled
     assert all(r["forward_samples"] - r["padding_samples"] == r["size"] for r in rounds)
     if method == "length":  # the toy pool's long answers are arm 1's 8 letters (arm 0 answers "pong")
-        assert all(np.load(tmp_path / "run" / "selections" / f"round-{t:05d}.npy").min() >= 80 for t in range(4))
+        assert all(one.min() >= 80 for one in per_round)
 
 
 def test_rescore_scores_the_whole_pool_every_round_and_lead_never_does(ray_session, tmp_path):

@@ -207,7 +207,10 @@ def _budget(cfg: Config, table: pa.Table) -> tuple[int, np.ndarray | None]:
         shuffle=selection.shuffle,
         response_tokens=table["n_response_tokens"].to_numpy(zero_copy_only=False),
     )
-    return len(order), order  # the subset is fixed now; the loop trains it in rounds
+    rng = np.random.default_rng([cfg.seed, 8])
+    later = selection.static_passes - 1
+    passes = [order] + [rng.permutation(order) if selection.shuffle else order for _ in range(later)]
+    return len(order), np.concatenate(passes)  # the subset is fixed now; the loop trains it in rounds
 
 
 def _check_round_sizes(cfg: Config, table: pa.Table) -> dict[int, int]:
