@@ -281,11 +281,11 @@ def paper_budget(variant: Path, cfg) -> int:
     import math
 
     from lead_ray.config import config_from_dict
-    from lead_ray.online.run import read_pool
+    from lead_ray.online.pool import index_pool
 
     paper = ["selection.preset=paper", "cluster.difficulty_bins=preset", "cluster.ifd_above_one=preset"]
-    selectable, _ = read_pool(config_from_dict(to_dict(cfg), [f"work_dir={variant}", *paper]))
-    return max(1, math.ceil(cfg.selection.budget_fraction * selectable.num_rows))
+    selectable = index_pool(config_from_dict(to_dict(cfg), [f"work_dir={variant}", *paper])).size
+    return max(1, math.ceil(cfg.selection.budget_fraction * selectable))
 
 
 def _rebased(cfg, work: Path):

@@ -174,6 +174,13 @@ class ClusterConfig:
         0.97, "Cosine similarity at or above which two prompts are flagged near-duplicates.", gt=0, le=1
     )
     drop_near_dups: bool = _f(False, "Drop the later member of each near-duplicate pair (else only flag and count).")
+    near_dup_partition_rows: int = _f(
+        500_000,
+        "Most points one near-duplicate search holds: a larger pool is split into ⌈N / this⌉ partitions by k-means on "
+        "the prompt embeddings and searched one partition per task (pairs across partitions are missed: "
+        "docs/SCALING.md measures how many); a pool at or under this size gets one search over all points.",
+        ge=2,
+    )
     difficulty_bins: str = _f(
         "preset",
         "How IFD is cut into arms: 'kmeans' (1-D k-means, the paper; arms of very uneven size) or 'quantile' "

@@ -69,7 +69,7 @@ def test_a_pool_is_planted_once_in_place(tmp_path):
 def test_selection_never_reads_the_planted_label(tmp_path):
     """The run reads a fixed column list without the label, and no lead_ray module names it."""
     from lead_ray.config import load_config
-    from lead_ray.online.run import POOL_COLUMNS, read_pool
+    from lead_ray.online.pool import POOL_COLUMNS, read_pool
 
     sources = [
         p for p in (Path(__file__).resolve().parents[1] / "lead_ray").rglob("*.py") if CORRUPT_COLUMN in p.read_text()

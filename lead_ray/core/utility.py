@@ -60,9 +60,11 @@ class UtilityTable:
             + sum(p.nbytes for groups in self._groups.values() for p in groups.values())
         )
 
-    def rank_key(self) -> np.ndarray:
-        """What selection ranks: U, or U − floor (the reducible part) when the table has a floor."""
-        return self.u if self.floor is None else self.u - self.floor
+    def rank_key(self, local: np.ndarray) -> np.ndarray:
+        """What selection ranks, at these local positions: U, or U − floor (the reducible part) when the
+        table has a floor. Computed for the positions asked only: a round touches one cluster."""
+        u = self.u[local]
+        return u if self.floor is None else u - self.floor[local]
 
     # ------------------------------------------------------------------ updates
 
@@ -110,11 +112,12 @@ class UtilityTable:
         """Per task group: (global indices, U) of its top quota eligible samples, best first."""
         out = {}
         groups = self._groups.get(int(cluster), {})
-        key = self.rank_key()
         for group, k in quotas.items():
             pos = groups.get(int(group), np.zeros(0, np.int32))
-            pos = top_k_by_u(key, pos[self.use_count[pos] < cap], k).astype(np.int64)
-            out[int(group)] = (pos + self.offset, key[pos].copy())
+            candidates = pos[self.use_count[pos] < cap].astype(np.int64)  # ascending: ties go to the smaller index
+            key = self.rank_key(candidates)
+            best = top_k_by_u(key, np.arange(len(candidates)), k)
+            out[int(group)] = (candidates[best] + self.offset, key[best])
         return out
 
     def cluster_sums(self) -> dict[int, tuple[float, int]]:

@@ -204,7 +204,7 @@ def evaluate(
     import ray
 
     from lead_ray.models.load import materialize_model
-    from lead_ray.online.run import read_pool
+    from lead_ray.online.pool import index_pool, read_holdout
     from lead_ray.runtime import plan_actors
     from lead_ray.stages import run_units_on_actors
 
@@ -217,7 +217,7 @@ def evaluate(
             raise FileNotFoundError(f"{run_dir}: no run_stats.json (finish `lead-ray run` first, or pass --model)")
         model_dir = Path(json.loads(stats_file.read_text())["checkpoint"]) / "model"
     base_dir = materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)
-    holdout = read_pool(cfg)[1]["messages"].to_pylist() if "holdout" in eval_cfg.sets else []
+    holdout = read_holdout(cfg, index_pool(cfg))["messages"].to_pylist() if "holdout" in eval_cfg.sets else []
     sets = load_sets(
         eval_cfg.sets, eval_cfg.data_dir, eval_cfg.max_samples, eval_cfg.mmlu_split, holdout, eval_cfg.set_sizes
     )

@@ -8,9 +8,10 @@
      cluster.fit_sample points of the cluster, then every point assigned to its nearest centroid
      through an hnswlib index over the centroids;
    * source or task: the input file, or the ground-truth label (the official code's choice).
-3. Near-duplicates: an hnswlib k-NN pass over all prompt embeddings flags each sample whose
-   cosine similarity to an *earlier* sample (pool order) is at least cluster.near_dup_threshold;
-   they are counted, and dropped when cluster.drop_near_dups.
+3. Near-duplicates (neardup.py): an hnswlib k-NN search flags each sample whose cosine similarity to an
+   *earlier* sample (pool order) is at least cluster.near_dup_threshold; over all prompt embeddings at once,
+   or, past cluster.near_dup_partition_rows points, within k-means partitions of them, one Ray task each.
+   They are counted, and dropped when cluster.drop_near_dups.
 
 Output: clustered/pool/*.parquet (the scored rows, minus the embedding, plus difficulty_cluster,
 task_cluster, near_dup_of), clustered/near_dups.parquet, and clusters.json. Counts add up:
@@ -31,10 +32,9 @@ import pyarrow.parquet as pq
 from lead_ray.config import ClusterConfig, Config
 from lead_ray.core import bins
 from lead_ray.files import require, write_parquet_atomic
+from lead_ray.offline.neardup import find_near_duplicates, sample_rows, unit_flags
 from lead_ray.presets import switches
 from lead_ray.stages import run_units
-
-NEIGHBOURS = 5  # nearest neighbours examined per point for near-duplicates
 
 
 def kmeans_1d(values: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -70,56 +70,23 @@ def nearest(centroids: np.ndarray, points: np.ndarray) -> np.ndarray:
     return out
 
 
-def find_near_duplicates(units: list[str], cluster_cfg: ClusterConfig, out_path: str) -> dict:
-    """Stage body (one task): k-NN over all trainable embeddings; write (id, near_dup_of, similarity)."""
-    import hnswlib
-
-    ids, vecs = [], []
-    for u in units:
-        t = pq.read_table(u, columns=["id", "embedding", "trainable"])
-        t = t.filter(t["trainable"])
-        ids += t["id"].to_pylist()
-        vecs.append(t["embedding"].combine_chunks().values.to_numpy().reshape(t.num_rows, -1))
-    found = {"id": [], "near_dup_of": [], "similarity": []}
-    if ids:
-        x = np.concatenate(vecs).astype(np.float32)
-        index = hnswlib.Index(space="ip", dim=x.shape[1])
-        index.init_index(max_elements=len(x), M=cluster_cfg.hnsw_m, ef_construction=cluster_cfg.hnsw_ef, random_seed=0)
-        index.add_items(x, np.arange(len(x)))
-        index.set_ef(max(cluster_cfg.hnsw_ef, NEIGHBOURS + 1))
-        k = min(NEIGHBOURS + 1, len(x))
-        labels, dist = index.knn_query(x, k=k)
-        labels = labels.astype(np.int64)  # hnswlib returns uint64 labels
-        sim = 1.0 - dist  # hnswlib's 'ip' distance is 1 - dot; vectors are unit length
-        for i in range(len(x)):
-            earlier = [(s, j) for j, s in zip(labels[i], sim[i]) if j < i and s >= cluster_cfg.near_dup_threshold]
-            if earlier:
-                s, j = max(earlier, key=lambda p: (p[0], -p[1]))
-                found["id"].append(ids[i]), found["near_dup_of"].append(ids[j]), found["similarity"].append(float(s))
-    write_parquet_atomic(
-        pa.table(
-            found, schema=pa.schema([("id", pa.string()), ("near_dup_of", pa.string()), ("similarity", pa.float32())])
-        ),
-        Path(out_path),
-    )
-    return {"points": len(ids), "near_duplicates": len(found["id"])}
-
-
 def assign_unit(
     unit: str,
+    unit_no: int,
     out_dir: str,
     edges: list,
     drop_ifd_above_one: bool,
     task_mode: str,
     task_centroids: dict,
     label_index: dict,
-    near_dups: str,
+    near_dups: str,  # the clustered folder: its near_dups/u<unit>/ hold this unit's flags
     drop: bool,
     cluster_cfg: ClusterConfig,
 ) -> dict:
     """Stage body: label one scored unit with its clusters and write it to clustered/pool."""
     t = pq.read_table(unit)
     n_in = t.num_rows
+    t = t.append_column("near_dup_of", unit_flags(Path(near_dups), unit_no, n_in))
     t = t.filter(t["trainable"])
     not_trainable = n_in - t.num_rows
     ifd_dropped = 0
@@ -127,10 +94,6 @@ def assign_unit(
         keep = pc.invert(pc.fill_null(pc.greater(t["ifd_raw"], 1.0), False))
         ifd_dropped = t.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
         t = t.filter(keep)
-    dups = pq.read_table(near_dups)
-    dup_of = dict(zip(dups["id"].to_pylist(), dups["near_dup_of"].to_pylist()))
-    dup_col = [dup_of.get(i) for i in t["id"].to_pylist()]
-    t = t.append_column("near_dup_of", pa.array(dup_col, pa.string()))
     dropped = 0
     if drop:
         keep = pc.is_null(t["near_dup_of"])
@@ -185,15 +148,7 @@ def _fit_task_centroids(units, difficulty_all, trainable_all, k_diff, cluster_cf
         if len(members):
             chosen[k] = np.sort(rng.choice(members, size=min(cluster_cfg.fit_sample, len(members)), replace=False))
     wanted = np.concatenate(list(chosen.values())) if chosen else np.zeros(0, np.int64)
-    sample = {}
-    offset = 0
-    for u in units:  # stream the units, keeping only the sampled rows' embeddings
-        n = pq.ParquetFile(u).metadata.num_rows
-        local = wanted[(wanted >= offset) & (wanted < offset + n)] - offset
-        if len(local):
-            emb = pq.read_table(u, columns=["embedding"])["embedding"].combine_chunks().values.to_numpy().reshape(n, -1)
-            sample.update(zip(local + offset, emb[local]))
-        offset += n
+    sample = sample_rows(units, wanted)  # streams the units, keeping only the sampled rows' embeddings
     centroids, inertia = {}, {}
     for k, rows in chosen.items():
         x = np.stack([sample[r] for r in rows]).astype(np.float64)
@@ -225,7 +180,7 @@ def cluster(cfg: Config) -> dict:
         )
     small = pa.concat_tables([pq.read_table(u, columns=columns) for u in units])
     ifd = small["ifd"].to_numpy(zero_copy_only=False)
-    trainable = small["trainable"].to_numpy(zero_copy_only=False)
+    trainable = points = small["trainable"].to_numpy(zero_copy_only=False)  # points: what near-dup search sees
     if drop_above_one:  # left out of the fit as they are left out of the pool
         trainable = trainable & ~(np.nan_to_num(small["ifd_raw"].to_numpy(zero_copy_only=False), nan=0.0) > 1)
     if not trainable.any():
@@ -251,15 +206,9 @@ def cluster(cfg: Config) -> dict:
             }
         )
         label_index = {v: i for i, v in enumerate(labels)}
-    dups_path = out / "near_dups.parquet"
-    dup_stats = run_units(
-        [{"units": units}],
-        find_near_duplicates,
-        {"cluster_cfg": cluster_cfg, "out_path": str(dups_path)},
-        "NearDuplicates",
-    )[0]
+    dup_stats = find_near_duplicates(units, points, cluster_cfg, cfg.seed, out)
     results = run_units(
-        [{"unit": u} for u in units],
+        [{"unit": u, "unit_no": k} for k, u in enumerate(units)],
         assign_unit,
         {
             "out_dir": str(out / "pool"),
@@ -268,7 +217,7 @@ def cluster(cfg: Config) -> dict:
             "task_mode": cluster_cfg.task_groups,
             "task_centroids": task_fit.get("centroids", {}),
             "label_index": label_index,
-            "near_dups": str(dups_path),
+            "near_dups": str(out),
             "drop": cluster_cfg.drop_near_dups,
             "cluster_cfg": cluster_cfg,
         },
@@ -303,6 +252,8 @@ def cluster(cfg: Config) -> dict:
         "task_fit_points": task_fit.get("fit_points"),
         "task_labels": label_index or None,
         "near_duplicates": dup_stats["near_duplicates"],
+        "near_dup_partitions": dup_stats["near_dup_partitions"],
+        "near_dup_largest_partition": dup_stats["near_dup_largest_partition"],
         "near_dup_threshold": cluster_cfg.near_dup_threshold,
         "seconds": round(time.perf_counter() - t0, 2),
     }

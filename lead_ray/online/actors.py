@@ -103,9 +103,11 @@ class UtilityStore:
         return self.table.u[local].copy(), self.table.use_count[local].copy()
 
     @needs_state
-    def rank_keys(self, index) -> np.ndarray:
-        """What selection ranks these global indices by: U, or U − floor (`selection.utility: reducible`)."""
-        return self.table.rank_key()[np.asarray(index, np.int64) - self.table.offset].copy()
+    def ranking(self, index) -> tuple[np.ndarray, np.ndarray]:
+        """(rank key, use count) of these global indices; the key is U, or U − floor (`selection.utility:
+        reducible`)."""
+        local = np.asarray(index, np.int64) - self.table.offset
+        return self.table.rank_key(local), self.table.use_count[local].copy()
 
     @needs_state
     def used_count(self) -> int:
@@ -227,16 +229,16 @@ class UtilityClient:
                 u[mine], used[mine] = ray.get(h.peek.remote(index[mine]))
         return u, used
 
-    def rank_keys(self, index: np.ndarray) -> np.ndarray:
-        """What selection ranks these global indices by (U, or U − floor), in their order."""
+    def ranking(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rank key, use count) of these global indices, in their order: one call per shard touched."""
         index = np.asarray(index, np.int64)
-        keys = np.zeros(len(index), np.float32)
+        keys, used = np.zeros(len(index), np.float32), np.zeros(len(index), np.uint8)
         shard = np.searchsorted(self.bounds, index, side="right") - 1
         for s, h in enumerate(self.handles):
             mine = np.flatnonzero(shard == s)
             if len(mine):
-                keys[mine] = ray.get(h.rank_keys.remote(index[mine]))
-        return keys
+                keys[mine], used[mine] = ray.get(h.ranking.remote(index[mine]))
+        return keys, used
 
     def used_count(self) -> int:
         return sum(ray.get([h.used_count.remote() for h in self.handles]))

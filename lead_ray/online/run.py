@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from lead_ray.config import RESUME_MAY_CHANGE, Config, ConfigError, check_batch_sizes, resume_conflicts, to_dict
@@ -33,44 +32,6 @@ from lead_ray.core.select import first_round_sizes
 from lead_ray.files import require, write_parquet_atomic, write_text_atomic
 from lead_ray.online.checkpoint import read_round_log
 from lead_ray.presets import PRESETS, switches
-
-POOL_COLUMNS = [
-    "id",
-    "source",
-    "file",
-    "line",
-    "format",
-    "messages",
-    "iu0",
-    "ifd",
-    "n_response_tokens",
-    "difficulty_cluster",
-    "task_cluster",
-]
-
-
-def read_pool(cfg: Config) -> tuple[pa.Table, pa.Table]:
-    """(selectable pool, held-out split) of the clustered pool, each sorted by id.
-
-    The held-out split (eval.holdout_fraction, by id hash) is never selectable; `lead-ray eval` and the
-    in-loop held-out NLL read it. The selectable rows get the dense `index` the UtilityStore uses.
-    """
-    from lead_ray.data.split import is_holdout
-
-    pool_dir = require(cfg.stage_dir("clustered") / "pool", "*.parquet", "clustered pool", "cluster")
-    columns = POOL_COLUMNS + (["warm_loss"] if switches(cfg).utility == "reducible" else [])
-    missing = [c for c in columns if c not in pq.read_schema(next(iter(sorted(pool_dir.glob("*.parquet"))))).names]
-    if missing:
-        raise ConfigError(
-            f"{pool_dir} has no column {', '.join(missing)}: it was scored by an older lead-ray; run `lead-ray score` "
-            "and `lead-ray cluster` again (or --set selection.utility=idu)"
-        )
-    table = pq.read_table(pool_dir, columns=columns).sort_by("id")
-    held = is_holdout(table["id"].to_pylist(), cfg.eval.holdout_fraction)
-    holdout = table.filter(pa.array(held)).slice(0, cfg.eval.holdout_max)
-    table = table.filter(pa.array(~held))
-    table = table.append_column("index", pa.array(np.arange(table.num_rows, dtype=np.int64)))
-    return table, holdout
 
 
 def check_clustering(cfg: Config) -> None:
@@ -105,6 +66,7 @@ def run(
     import ray
 
     from lead_ray.models.load import materialize_model
+    from lead_ray.online.pool import index_pool, read_selection
     from lead_ray.online.rows import write_round_rows
     from lead_ray.online.train_loop import LoopSettings
     from lead_ray.runtime import train_scaling
@@ -112,10 +74,11 @@ def run(
     t0 = time.perf_counter()
     check_batch_sizes(cfg.train, cfg.train.num_workers, "train")  # here, not in each worker's retries
     check_clustering(cfg)  # the selection must run on the arms its switches ask for (eval reads any clustering)
-    table, holdout = read_pool(cfg)
+    pool = index_pool(cfg)
+    table = read_selection(cfg, pool)  # per-sample selection columns only: the conversations stay on disk
     run_dir = Path(run_dir or cfg.stage_dir("run")).resolve()
     name = _open_run_folder(cfg, run_dir, resume)
-    write_round_rows(table, run_dir / "rows")
+    write_round_rows(pool.files, pool.index_of_row, table["difficulty_cluster"].to_numpy(), run_dir / "rows")
     budget, static_order = _budget(cfg, table)
     first_round = _check_round_sizes(cfg, table)
     store, bandit, n_arms = _start_actors(cfg, table, name)
@@ -134,7 +97,7 @@ def run(
         bandit=bandit,
         **_initial_state(store, bandit),
         static_order=static_order,
-        holdout=holdout["messages"].to_pylist()[: cfg.eval.inloop_samples] if cfg.eval.inloop_every else [],
+        holdout=_inloop_holdout(cfg, pool),
     )
     result = _trainer(cfg, settings, scaling, callbacks).fit()
     t_fit = time.perf_counter() - t0
@@ -149,7 +112,7 @@ def run(
         method=cfg.selection.method,
         pool=table.num_rows,
         first_round_sizes=first_round,
-        holdout=holdout.num_rows,
+        holdout=len(pool.holdout_ids),
         resumed_from_round=(result.metrics or {}).get("start_round"),
         workers=cfg.train.num_workers,
         use_gpu=scaling["use_gpu"],
@@ -163,6 +126,15 @@ def run(
     )
     write_text_atomic(run_dir / "run_stats.json", json.dumps(stats, indent=2) + "\n")
     return stats
+
+
+def _inloop_holdout(cfg: Config, pool) -> list:
+    """The held-out conversations the loop scores after a round (none when eval.inloop_every is 0)."""
+    from lead_ray.online.pool import read_holdout
+
+    if not cfg.eval.inloop_every:
+        return []
+    return read_holdout(cfg, pool)["messages"].to_pylist()[: cfg.eval.inloop_samples]
 
 
 def _open_run_folder(cfg: Config, run_dir: Path, resume: bool) -> str:
@@ -188,6 +160,18 @@ def _open_run_folder(cfg: Config, run_dir: Path, resume: bool) -> str:
     write_text_atomic(state_file, json.dumps({"train_run_name": name}) + "\n")
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     return name
+
+
+def _rounds_picked(run_dir: Path, rounds: list[dict], chosen: np.ndarray) -> pa.Array:
+    """For each chosen index (sorted), the rounds that picked it, as a list column."""
+    picks = [np.load(run_dir / "selections" / f"round-{r['round']:05d}.npy") for r in rounds]
+    index = np.concatenate(picks) if picks else np.zeros(0, np.int64)
+    round_of = np.repeat([r["round"] for r in rounds], [len(p) for p in picks]).astype(np.int32)
+    index, round_of = index[np.isin(index, chosen)], round_of[np.isin(index, chosen)]
+    order = np.lexsort((round_of, index))
+    counts = np.bincount(np.searchsorted(chosen, index[order]), minlength=len(chosen))[: len(chosen)]
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(round_of[order], pa.int32()))
 
 
 def _budget(cfg: Config, table: pa.Table) -> tuple[int, np.ndarray | None]:
@@ -300,16 +284,19 @@ def _kill_named(name: str) -> None:
 
 
 def write_outputs(run_dir: Path, table: pa.Table, cols: dict, rounds: list[dict], budget: int) -> dict:
-    picked_in: dict[int, list[int]] = {}
-    for r in rounds:
-        for i in np.load(run_dir / "selections" / f"round-{r['round']:05d}.npy").tolist():
-            picked_in.setdefault(i, []).append(r["round"])
+    """selected.parquet (the chosen rows read back from rows/, with their scores) and rounds.parquet."""
+    from lead_ray.online.pool import ROW_COLUMNS
+    from lead_ray.online.rows import RoundRows
+
     chosen = np.flatnonzero(cols["use_count"] > 0)
-    sel = table.take(pa.array(chosen))
+    scores = table.select([c for c in table.column_names if c not in ROW_COLUMNS]).take(pa.array(chosen))
+    sel = RoundRows(run_dir / "rows").read(chosen, ROW_COLUMNS).drop_columns(["index"])
+    for name in scores.column_names:
+        sel = sel.append_column(name, scores[name])
     sel = (
         sel.append_column("u", pa.array(cols["u"][chosen]))
         .append_column("use_count", pa.array(cols["use_count"][chosen].astype(np.int32)))
-        .append_column("rounds", pa.array([picked_in.get(int(i), []) for i in chosen], pa.list_(pa.int32())))
+        .append_column("rounds", _rounds_picked(run_dir, rounds, chosen))
     )
     write_parquet_atomic(sel, run_dir / "selected.parquet")
     log = pa.Table.from_pylist(rounds) if rounds else pa.table({})

@@ -288,24 +288,16 @@ class RoundLoop:
     def _plan_bandit(self) -> RoundPlan | None:
         import ray
 
-        from lead_ray.core.select import quotas_for, trim_to_budget
+        from lead_ray.online.plan import allowed_arms, pick_samples
 
         sel, unique = self.selection, self.store.used_count()
-        allowed = np.array(
-            [
-                bool(quotas_for(self.store.eligible_counts(k, sel.use_cap), sel.rho, sel.min_per_group))
-                for k in range(self.s.n_arms)
-            ]
-        )
+        allowed = allowed_arms(self.store, self.s.n_arms, sel)
         if unique >= self.s.budget or not allowed.any():
             return None
         eta = float(self.sched.get_last_lr()[0])
         arm, p = ray.get(self.bandit.draw.remote(allowed))
         estimate = ray.get(self.bandit.estimate.remote(arm, eta))
-        index = self.store.select(arm, sel.rho, sel.use_cap, sel.min_per_group)
-        used = self.store.peek(index)[1]
-        keys = self.store.rank_keys(index)  # U, or U − floor (selection.utility: reducible)
-        index = trim_to_budget(index, keys, used == 0, self.s.budget - unique)  # the budget is a hard cap
+        index = pick_samples(self.store, arm, sel, self.s.budget - unique)
         if sel.shuffle:
             index = index[ray.get(self.bandit.permutation.remote(len(index)))]
         self.store.mark_used(index)

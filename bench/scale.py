@@ -1,0 +1,361 @@
+"""Scale benchmark: the stages that used to hold the whole pool in one process, at growing pool sizes.
+
+    python bench/scale.py [--run-sizes 1000000,3000000,10000000]
+
+Each (stage, size) runs in a fresh subprocess, so its peak RSS (VmHWM) is its own; a sampler thread in
+it polls every process of its Ray session for the largest one. Synthetic pools are made from Arrow
+buffers (no Python object per row), reproducibly from the seed, and cached in bench/work/scale/ by
+(size, seed, MAKER_VERSION). Results go to bench/results/scale.json, merged per stage and size.
+
+run: the driver's work before the first round and per round, with the conversations on disk:
+  index (ids read, held-out hash, id sort), selection columns read, rows streamed into per-cluster
+  files, UtilityStore shards and BanditActor started, then ROUNDS bandit rounds of the store side
+  (allowed arms, the arm's stratified top-ρ, budget cut, mark used: `select_round_s`) and one worker's
+  read of a round's conversations (`read_round_s`). Training itself does not depend on the pool size
+  and is measured by bench/loop.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "bench" / "work" / "scale"
+RESULT = ROOT / "bench" / "results" / "scale.json"
+MAKER_VERSION = 1
+ROUNDS = 5
+FILE_ROWS = 1_000_000
+SOURCES = ["gsm8k", "code", "roleplay", "toolformer", "self_instruct", "t0"]
+
+
+def log(msg: str) -> None:
+    print(f"[scale] {msg}", file=sys.stderr, flush=True)
+
+
+def vm_hwm_mb(pid: str = "self") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class RaySampler(threading.Thread):
+    """Largest RSS of any process below this one (raylet, GCS, workers, actors), polled."""
+
+    def __init__(self, every: float = 0.2):
+        super().__init__(daemon=True)
+        self.every, self.peak_mb, self.peak_name, self.stop = every, 0.0, "", threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self.stop.is_set():
+            for proc in me.children(recursive=True):
+                try:
+                    rss = proc.memory_info().rss / 2**20
+                    if rss > self.peak_mb:
+                        self.peak_mb, self.peak_name = rss, " ".join(proc.cmdline()[:1])[:60]
+                except Exception:  # gone between listing and reading
+                    pass
+            self.stop.wait(self.every)
+
+
+# ----------------------------------------------------------------------------- synthetic pools
+
+
+def _strings(rng: np.random.Generator, lengths: np.ndarray):
+    """A StringArray of random lowercase text with these lengths, built from one buffer."""
+    import pyarrow as pa
+
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    data = rng.integers(97, 123, int(offsets[-1]), dtype=np.uint8)
+    data[rng.random(len(data)) < 0.17] = 32  # words
+    return pa.LargeStringArray.from_buffers(len(lengths), pa.py_buffer(offsets), pa.py_buffer(data.tobytes()))
+
+
+def _messages(rng: np.random.Generator, n: int):
+    """[user, assistant] per row; prompt and response lengths log-normal (medians ~180 and ~420 chars)."""
+    import pyarrow as pa
+
+    prompt = np.clip(rng.lognormal(np.log(180), 0.8, n), 8, 4000).astype(np.int64)
+    response = np.clip(rng.lognormal(np.log(420), 0.9, n), 4, 8000).astype(np.int64)
+    content = _strings(rng, np.stack([prompt, response], 1).ravel())
+    role = pa.DictionaryArray.from_arrays(pa.array(np.tile([0, 1], n), pa.int8()), pa.array(["user", "assistant"]))
+    turns = pa.StructArray.from_arrays([role.cast(pa.string()), content.cast(pa.string())], ["role", "content"])
+    return pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32)), turns)
+
+
+def make_run_pool(n: int, seed: int) -> Path:
+    """A clustered pool of n rows (POOL_COLUMNS), FILE_ROWS a file, ids in shuffled order across files."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    work, rng = WORK / f"run-{n}-s{seed}-v{MAKER_VERSION}", np.random.default_rng(seed)
+    if (work / "DONE").exists():  # made before, with these settings
+        return work
+    pool = work / "clustered" / "pool"
+    pool.mkdir(parents=True, exist_ok=True)
+    order = rng.permutation(n)
+    for k, start in enumerate(range(0, n, FILE_ROWS)):
+        ids = order[start : start + FILE_ROWS]
+        m = len(ids)
+        table = pa.table(
+            {
+                "id": pa.array(np.char.add("syn-", np.char.zfill(ids.astype(str), 9)).astype(object), pa.string()),
+                "source": pa.array(np.array(SOURCES, dtype=object)[rng.integers(0, len(SOURCES), m)], pa.string()),
+                "file": pa.array(["synthetic.jsonl"] * m, pa.string()),
+                "line": pa.array(ids + 1),
+                "format": pa.array(["messages"] * m, pa.string()),
+                "messages": _messages(rng, m),
+                "iu0": pa.array(rng.gamma(2.0, 0.7, m)),
+                "ifd": pa.array(np.clip(rng.normal(0.7, 0.2, m), 0, None)),
+                "n_response_tokens": pa.array(rng.integers(4, 1024, m)),
+                "difficulty_cluster": pa.array(rng.integers(0, 5, m)),
+                "task_cluster": pa.array(rng.integers(0, 8, m)),
+            }
+        )
+        pq.write_table(table, pool / f"part-{k:05d}.parquet", row_group_size=8192)
+    (work / "DONE").write_text("")
+    return work
+
+
+def _embeddings(rng: np.random.Generator, n: int, dim: int = 384, dup_share: float = 0.05) -> np.ndarray:
+    """Unit vectors around 64 topic centres; dup_share of them near copies (cosine > 0.99) of an earlier one."""
+    centres = rng.normal(size=(64, dim)).astype(np.float32)
+    x = centres[rng.integers(0, 64, n)] + 1.2 * rng.normal(size=(n, dim)).astype(np.float32)
+    dups = np.flatnonzero(rng.random(n) < dup_share)
+    dups = dups[dups > 0]
+    x[dups] = x[(rng.random(len(dups)) * dups).astype(np.int64)] + 0.01 * rng.normal(size=(len(dups), dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def make_scored_units(n: int, seed: int, unit_rows: int = 50_000) -> Path:
+    """What `lead-ray score` leaves for n samples (scored/units/*.parquet), without the conversations."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    work, rng = WORK / f"cluster-{n}-s{seed}-v{MAKER_VERSION}", np.random.default_rng(seed)
+    if (work / "DONE").exists():
+        return work
+    units = work / "scored" / "units"
+    units.mkdir(parents=True, exist_ok=True)
+    for k, start in enumerate(range(0, n, unit_rows)):
+        m = min(unit_rows, n - start)
+        ifd_raw = np.clip(rng.normal(0.75, 0.25, m), 0.05, None)
+        table = pa.table(
+            {
+                "id": pa.array([f"syn-{i:09d}" for i in range(start, start + m)]),
+                "source": pa.array(np.array(SOURCES, dtype=object)[rng.integers(0, len(SOURCES), m)], pa.string()),
+                "iu0": pa.array(rng.gamma(2.0, 0.7, m)),
+                "ifd_raw": pa.array(ifd_raw),
+                "ifd": pa.array(np.where(ifd_raw > 1, 0.0, ifd_raw)),
+                "warm_loss": pa.array(rng.gamma(2.0, 0.5, m)),
+                "n_response_tokens": pa.array(rng.integers(4, 1024, m)),
+                "trainable": pa.array(rng.random(m) > 0.01),
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(_embeddings(rng, m).ravel()), 384),
+            }
+        )
+        pq.write_table(table, units / f"unit-{k:05d}.parquet", row_group_size=8192)
+    (work / "DONE").write_text("")
+    return work
+
+
+# ----------------------------------------------------------------------------- stages (in a subprocess)
+
+
+def measure_cluster(n: int, seed: int) -> dict:
+    from lead_ray.config import load_config
+    from lead_ray.offline.cluster import cluster
+    from lead_ray.runtime import init_ray
+
+    t_make = time.perf_counter()
+    work = make_scored_units(n, seed)
+    make_s = time.perf_counter() - t_make
+    cfg = load_config(ROOT / "configs" / "smollm2.yaml", [f"work_dir={work}"])
+    init_ray(cfg.ray)
+    sampler = RaySampler()
+    sampler.start()
+    base_mb = vm_hwm_mb()
+    t0 = time.perf_counter()
+    stats = cluster(cfg)
+    seconds = time.perf_counter() - t0
+    sampler.stop.set()
+    return {
+        "rows": n,
+        "make_units_s": round(make_s, 1),
+        "seconds": round(seconds, 1),
+        "rows_per_s": round(n / seconds),
+        "near_duplicates": stats["near_duplicates"],
+        "near_dup_partitions": stats["near_dup_partitions"],
+        "near_dup_largest_partition": stats["near_dup_largest_partition"],
+        "difficulty_sizes": stats["difficulty_sizes"],
+        "driver_baseline_rss_mb": round(base_mb, 1),
+        "driver_peak_rss_mb": round(vm_hwm_mb(), 1),
+        "max_process_rss_mb": round(sampler.peak_mb, 1),
+        "max_process": sampler.peak_name,
+    }
+
+
+def measure_neardup(n: int, seed: int) -> dict:
+    """Recall of the partitioned search against the single search over the same n points."""
+    import pyarrow.parquet as pq
+
+    from lead_ray.config import load_config
+    from lead_ray.offline.neardup import find_near_duplicates
+    from lead_ray.runtime import init_ray
+
+    work = make_scored_units(n, seed)
+    units = sorted(str(p) for p in (work / "scored" / "units").glob("*.parquet"))
+    trainable = np.concatenate([pq.read_table(u, columns=["trainable"])["trainable"].to_numpy() for u in units])
+    cfg = load_config(ROOT / "configs" / "smollm2.yaml", [f"work_dir={work}"])
+    init_ray(cfg.ray)
+    out, found = {"rows": n}, {}
+    for parts in (1, 5, 20):
+        cfg.cluster.near_dup_partition_rows = -(-int(trainable.sum()) // parts)
+        t0 = time.perf_counter()
+        stats = find_near_duplicates(units, trainable, cfg.cluster, seed, work / f"neardup-{parts}")
+        flags = pq.read_table(work / f"neardup-{parts}" / "near_dups.parquet", columns=["id", "near_dup_of"])
+        found[parts] = set(zip(flags["id"].to_pylist(), flags["near_dup_of"].to_pylist()))
+        out[f"partitions_{parts}"] = {
+            **stats,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "recall_vs_global": round(len(found[parts] & found[1]) / max(len(found[1]), 1), 4),
+            "flagged_ids_recall_vs_global": round(
+                len({i for i, _ in found[parts]} & {i for i, _ in found[1]}) / max(len(found[1]), 1), 4
+            ),
+        }
+    return out
+
+
+def measure_run(n: int, seed: int) -> dict:
+    import ray
+
+    from lead_ray.config import load_config
+    from lead_ray.online.actors import UtilityClient
+    from lead_ray.online.plan import allowed_arms, pick_samples
+    from lead_ray.online.pool import index_pool, read_selection
+    from lead_ray.online.rows import RoundRows, write_round_rows
+    from lead_ray.runtime import init_ray
+
+    t_make = time.perf_counter()
+    work = make_run_pool(n, seed)
+    make_s = time.perf_counter() - t_make
+    cfg = load_config(ROOT / "configs" / "smollm2.yaml", [f"work_dir={work}", "selection.store_shards=2"])
+    init_ray(cfg.ray)
+    sampler = RaySampler()
+    sampler.start()
+    base_mb = vm_hwm_mb()
+    steps: dict[str, float] = {}
+
+    def timed(name, fn):
+        t0 = time.perf_counter()
+        out = fn()
+        steps[name] = round(time.perf_counter() - t0, 3)
+        return out
+
+    pool = timed("index_s", lambda: index_pool(cfg))
+    table = timed("read_selection_s", lambda: read_selection(cfg, pool))
+    cluster = table["difficulty_cluster"].to_numpy()
+    run_dir = work / "run"
+    timed("write_rows_s", lambda: write_round_rows(pool.files, pool.index_of_row, cluster, run_dir / "rows"))
+    store = timed(
+        "start_store_s",
+        lambda: UtilityClient.create(
+            table["iu0"].to_numpy().astype(np.float32),
+            cluster.astype(np.int16),
+            table["task_cluster"].to_numpy().astype(np.int32),
+            cfg.selection.store_shards,
+            name=f"scale-{n}",
+        ),
+    )
+    n_arms = int(cluster.max()) + 1
+    budget = int(np.ceil(cfg.selection.budget_fraction * pool.size))
+    rng, rows = np.random.default_rng(seed), RoundRows(run_dir / "rows")
+    select_s, read_s, sizes = [], [], []
+    for _ in range(ROUNDS):
+        t0 = time.perf_counter()
+        allowed = allowed_arms(store, n_arms, cfg.selection)
+        arm = int(rng.choice(np.flatnonzero(allowed)))
+        index = pick_samples(store, arm, cfg.selection, budget - store.used_count())
+        store.mark_used(index)
+        select_s.append(time.perf_counter() - t0)
+        t1 = time.perf_counter()
+        rows.messages(index[: max(1, len(index) // cfg.train.num_workers)])  # one worker's share
+        read_s.append(time.perf_counter() - t1)
+        sizes.append(len(index))
+        ray.get(store.apply_async(index, rng.gamma(2.0, 0.5, len(index)).astype(np.float32), 0.0, 0.1, 0))
+    sampler.stop.set()
+    rows_bytes = sum(f.stat().st_size for f in (run_dir / "rows").glob("rows-*.parquet"))
+    return {
+        "rows": n,
+        "selectable": pool.size,
+        "make_pool_s": round(make_s, 1),
+        **steps,
+        "first_round_ready_s": round(sum(steps.values()), 2),
+        "select_round_s": round(float(np.mean(select_s)), 3),
+        "select_round_s_max": round(float(np.max(select_s)), 3),
+        "read_round_s": round(float(np.mean(read_s)), 3),
+        "round_sizes": sizes,
+        "store_shards": cfg.selection.store_shards,
+        "state_mb": round(store.nbytes() / 2**20, 1),
+        "rows_mb_on_disk": round(rows_bytes / 2**20, 1),
+        "pool_mb_on_disk": round(sum(f.stat().st_size for f in pool.files) / 2**20, 1),
+        "driver_baseline_rss_mb": round(base_mb, 1),
+        "driver_peak_rss_mb": round(vm_hwm_mb(), 1),
+        "max_process_rss_mb": round(sampler.peak_mb, 1),
+        "max_process": sampler.peak_name,
+    }
+
+
+STAGES = {"run": measure_run, "cluster": measure_cluster, "neardup": measure_neardup}
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def in_subprocess(stage: str, n: int, seed: int) -> dict:
+    cmd = [sys.executable, __file__, "--one", stage, str(n), str(seed)]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if out.returncode:
+        sys.stderr.write(out.stderr[-4000:])
+        raise SystemExit(f"{stage} at {n}: exit {out.returncode}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run-sizes", default="1000000,3000000,10000000")
+    ap.add_argument("--cluster-sizes", default="300000,1000000,3000000")
+    ap.add_argument("--neardup-sizes", default="100000")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--one", nargs=3, metavar=("STAGE", "N", "SEED"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        stage, n, seed = args.one
+        print(json.dumps(STAGES[stage](int(n), int(seed))))
+        return
+    result = json.loads(RESULT.read_text()) if RESULT.exists() else {}
+    result["machine"] = (
+        f"{os.cpu_count()} cores, {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB"
+    )
+    for stage, sizes in (("run", args.run_sizes), ("neardup", args.neardup_sizes), ("cluster", args.cluster_sizes)):
+        for n in [int(s) for s in sizes.split(",") if s]:
+            log(f"{stage} at {n:,}")
+            result.setdefault(stage, {})[str(n)] = in_subprocess(stage, n, args.seed)
+            log(json.dumps(result[stage][str(n)]))
+            RESULT.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""The clustered pool as `lead-ray run` sees it: per-sample selection arrays in the driver, the rows on disk.
+
+No process holds the pool's conversations. The driver reads the `id` column once to give every
+selectable sample its dense `index` (id order; the held-out split, by id hash, is never selectable),
+then only the narrow columns selection needs (SELECTION_COLUMNS). The conversations stay in Parquet:
+rows.py streams them into files a round reads by index, and the run's outputs read back only the
+selected rows. At 10M samples the driver holds ~30 bytes a sample (docs/SCALING.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from lead_ray.config import Config, ConfigError
+from lead_ray.data.split import is_holdout
+from lead_ray.files import require
+from lead_ray.presets import switches
+
+ROW_COLUMNS = ["id", "source", "file", "line", "format", "messages"]  # read by index, never held whole
+SELECTION_COLUMNS = ["source", "iu0", "ifd", "n_response_tokens", "difficulty_cluster", "task_cluster"]
+POOL_COLUMNS = list(dict.fromkeys(ROW_COLUMNS + SELECTION_COLUMNS))
+HASH_CHUNK = 200_000  # ids turned into Python strings at a time for the held-out hash
+
+
+@dataclass
+class PoolIndex:
+    files: list[Path]  # the clustered pool's files, in the order every reader walks them
+    index_of_row: np.ndarray  # per row of `files` (concatenated): its dense index, or -1 (held out)
+    selectable_rows: np.ndarray  # row numbers of the selectable samples, in index (= id) order
+    holdout_ids: list[str]  # the first eval.holdout_max held-out ids, in id order
+
+    @property
+    def size(self) -> int:
+        return len(self.selectable_rows)
+
+
+def selection_columns(cfg: Config) -> list[str]:
+    return SELECTION_COLUMNS + (["warm_loss"] if switches(cfg).utility == "reducible" else [])
+
+
+def pool_files(cfg: Config) -> list[Path]:
+    """The clustered pool's Parquet files, checked for every column this config reads."""
+    pool_dir = require(cfg.stage_dir("clustered") / "pool", "*.parquet", "clustered pool", "cluster")
+    files = sorted(pool_dir.glob("*.parquet"))
+    names = pq.read_schema(files[0]).names
+    missing = [c for c in POOL_COLUMNS + selection_columns(cfg) if c not in names]
+    if missing:
+        raise ConfigError(
+            f"{pool_dir} has no column {', '.join(dict.fromkeys(missing))}: it was scored by an older lead-ray; run "
+            "`lead-ray score` and `lead-ray cluster` again (or --set selection.utility=idu)"
+        )
+    return files
+
+
+def _read(files: list[Path], columns: list[str]) -> pa.Table:
+    return pa.concat_tables([pq.read_table(f, columns=columns) for f in files])
+
+
+def holdout_flags(ids: pa.ChunkedArray, fraction: float) -> np.ndarray:
+    """is_holdout over an Arrow column, a chunk of Python strings at a time."""
+    flags = np.empty(len(ids), dtype=bool)
+    for start in range(0, len(ids), HASH_CHUNK):
+        flags[start : start + HASH_CHUNK] = is_holdout(ids.slice(start, HASH_CHUNK).to_pylist(), fraction)
+    return flags
+
+
+def index_pool(cfg: Config) -> PoolIndex:
+    """Dense indices in id order for the selectable rows; the held-out split's first ids."""
+    files = pool_files(cfg)
+    ids = _read(files, ["id"])["id"]
+    order = pc.sort_indices(ids).to_numpy()  # stable: equal ids keep file order
+    held = holdout_flags(ids, cfg.eval.holdout_fraction)[order]
+    selectable_rows = order[~held]
+    holdout_ids = ids.take(pa.array(order[held][: cfg.eval.holdout_max])).to_pylist()
+    index_of_row = np.full(len(ids), -1, dtype=np.int64)
+    index_of_row[selectable_rows] = np.arange(len(selectable_rows))
+    return PoolIndex(files, index_of_row, selectable_rows, holdout_ids)
+
+
+def read_selection(cfg: Config, pool: PoolIndex) -> pa.Table:
+    """The selection columns of the selectable samples in index order, plus `index` (`source` dictionary-encoded)."""
+    table = _read(pool.files, selection_columns(cfg)).take(pa.array(pool.selectable_rows))
+    table = table.set_column(0, "source", pc.dictionary_encode(table["source"]))
+    return table.append_column("index", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+
+
+def read_holdout(cfg: Config, pool: PoolIndex) -> pa.Table:
+    """The held-out split's rows (POOL_COLUMNS), in id order."""
+    wanted = pa.array(pool.holdout_ids).cast(pq.read_schema(pool.files[0]).field("id").type)
+    parts = [pq.read_table(f, columns=POOL_COLUMNS, filters=pc.field("id").isin(wanted)) for f in pool.files]
+    table = pa.concat_tables(parts).sort_by("id")
+    return table.slice(0, cfg.eval.holdout_max)
+
+
+def read_pool(cfg: Config) -> tuple[pa.Table, pa.Table]:
+    """(selection columns of the selectable samples, held-out rows): what a run and the evaluation read."""
+    pool = index_pool(cfg)
+    return read_selection(cfg, pool), read_holdout(cfg, pool)
