@@ -1,6 +1,7 @@
 """Scale benchmark: the stages that used to hold the whole pool in one process, at growing pool sizes.
 
-    python bench/scale.py [--run-sizes 1000000,3000000,10000000]
+    python bench/scale.py [--run-sizes 1000000,3000000,10000000] [--cluster-sizes 300000,1000000,3000000]
+                          [--neardup-sizes 100000] [--prepare-copies 26]
 
 Each (stage, size) runs in a fresh subprocess, so its peak RSS (VmHWM) is its own; a sampler thread in
 it polls every process of its Ray session for the largest one. Synthetic pools are made from Arrow
@@ -13,6 +14,11 @@ run: the driver's work before the first round and per round, with the conversati
   (allowed arms, the arm's stratified top-ρ, budget cut, mark used: `select_round_s`) and one worker's
   read of a round's conversations (`read_round_s`). Training itself does not depend on the pool size
   and is measured by bench/loop.py.
+neardup: the partitioned near-duplicate search against the single search over the same points (1, 5 and
+  20 partitions): recall = pairs the partitioned search finds / pairs the single search finds.
+cluster: `lead-ray cluster` end to end on synthetic scored units (384-d embeddings with 5% planted near
+  copies, IFD, trainable), the default config (its near_dup_partition_rows decides the partitions).
+prepare: bench/ingest.py on K physical copies of the shared pool (its marginal rows/s, driver peak RSS).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "work" / "scale"
 RESULT = ROOT / "bench" / "results" / "scale.json"
-MAKER_VERSION = 1
+MAKER_VERSION = 2
 ROUNDS = 5
 FILE_ROWS = 1_000_000
 SOURCES = ["gsm8k", "code", "roleplay", "toolformer", "self_instruct", "t0"]
@@ -78,8 +84,8 @@ def _strings(rng: np.random.Generator, lengths: np.ndarray):
     import pyarrow as pa
 
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    data = rng.integers(97, 123, int(offsets[-1]), dtype=np.uint8)
-    data[rng.random(len(data)) < 0.17] = 32  # words
+    alphabet = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz      ", np.uint8)  # 6 of 32: words of ~4 letters
+    data = alphabet[rng.integers(0, 32, int(offsets[-1]), dtype=np.uint8)]
     return pa.LargeStringArray.from_buffers(len(lengths), pa.py_buffer(offsets), pa.py_buffer(data.tobytes()))
 
 
@@ -130,12 +136,14 @@ def make_run_pool(n: int, seed: int) -> Path:
 
 
 def _embeddings(rng: np.random.Generator, n: int, dim: int = 384, dup_share: float = 0.05) -> np.ndarray:
-    """Unit vectors around 64 topic centres; dup_share of them near copies (cosine > 0.99) of an earlier one."""
+    """Unit vectors around 64 topic centres; dup_share of them near copies of an earlier one."""
     centres = rng.normal(size=(64, dim)).astype(np.float32)
     x = centres[rng.integers(0, 64, n)] + 1.2 * rng.normal(size=(n, dim)).astype(np.float32)
     dups = np.flatnonzero(rng.random(n) < dup_share)
     dups = dups[dups > 0]
-    x[dups] = x[(rng.random(len(dups)) * dups).astype(np.int64)] + 0.01 * rng.normal(size=(len(dups), dim))
+    # noise 0.3 per dimension: cosine to the original ~0.98, just above cluster.near_dup_threshold (0.97), so
+    # a pair can straddle a partition boundary (real paraphrases sit in tighter topic clusters than these)
+    x[dups] = x[(rng.random(len(dups)) * dups).astype(np.int64)] + 0.3 * rng.normal(size=(len(dups), dim))
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
@@ -178,9 +186,7 @@ def measure_cluster(n: int, seed: int) -> dict:
     from lead_ray.offline.cluster import cluster
     from lead_ray.runtime import init_ray
 
-    t_make = time.perf_counter()
     work = make_scored_units(n, seed)
-    make_s = time.perf_counter() - t_make
     cfg = load_config(ROOT / "configs" / "smollm2.yaml", [f"work_dir={work}"])
     init_ray(cfg.ray)
     sampler = RaySampler()
@@ -192,7 +198,6 @@ def measure_cluster(n: int, seed: int) -> dict:
     sampler.stop.set()
     return {
         "rows": n,
-        "make_units_s": round(make_s, 1),
         "seconds": round(seconds, 1),
         "rows_per_s": round(n / seconds),
         "near_duplicates": stats["near_duplicates"],
@@ -237,6 +242,11 @@ def measure_neardup(n: int, seed: int) -> dict:
     return out
 
 
+def _answering(store):
+    store.used_count()
+    return store
+
+
 def measure_run(n: int, seed: int) -> dict:
     import ray
 
@@ -247,9 +257,7 @@ def measure_run(n: int, seed: int) -> dict:
     from lead_ray.online.rows import RoundRows, write_round_rows
     from lead_ray.runtime import init_ray
 
-    t_make = time.perf_counter()
-    work = make_run_pool(n, seed)
-    make_s = time.perf_counter() - t_make
+    work = make_run_pool(n, seed)  # made by the parent: this process's peak RSS is the stage's own
     cfg = load_config(ROOT / "configs" / "smollm2.yaml", [f"work_dir={work}", "selection.store_shards=2"])
     init_ray(cfg.ray)
     sampler = RaySampler()
@@ -269,13 +277,15 @@ def measure_run(n: int, seed: int) -> dict:
     run_dir = work / "run"
     timed("write_rows_s", lambda: write_round_rows(pool.files, pool.index_of_row, cluster, run_dir / "rows"))
     store = timed(
-        "start_store_s",
-        lambda: UtilityClient.create(
-            table["iu0"].to_numpy().astype(np.float32),
-            cluster.astype(np.int16),
-            table["task_cluster"].to_numpy().astype(np.int32),
-            cfg.selection.store_shards,
-            name=f"scale-{n}",
+        "start_store_s",  # until the shards have built their group index and answer
+        lambda: _answering(
+            UtilityClient.create(
+                table["iu0"].to_numpy().astype(np.float32),
+                cluster.astype(np.int16),
+                table["task_cluster"].to_numpy().astype(np.int32),
+                cfg.selection.store_shards,
+                name=f"scale-{n}",
+            )
         ),
     )
     n_arms = int(cluster.max()) + 1
@@ -299,7 +309,6 @@ def measure_run(n: int, seed: int) -> dict:
     return {
         "rows": n,
         "selectable": pool.size,
-        "make_pool_s": round(make_s, 1),
         **steps,
         "first_round_ready_s": round(sum(steps.values()), 2),
         "select_round_s": round(float(np.mean(select_s)), 3),
@@ -317,7 +326,31 @@ def measure_run(n: int, seed: int) -> dict:
     }
 
 
+def measure_prepare(copies: int, seed: int) -> dict:
+    """`prepare` on `copies` physical copies of the shared pool (bench/ingest.py; its marginal rate)."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "ingest.py"), "--scale", str(copies)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    if out.returncode:
+        raise SystemExit(f"bench/ingest.py: exit {out.returncode}\n{out.stderr[-3000:]}")
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    return {
+        "rows": got["scaled"]["rows"],
+        "copies": copies,
+        "rows_per_s": got["scaled"]["marginal_rows_per_s"],
+        "rows_per_s_note": "marginal: (copies - 1) × pool rows over the time the copies took beyond one pool",
+        "seconds": got["scaled"]["seconds"],
+        "driver_peak_rss_mb": got["driver_peak_rss_mb"],
+        "all_processes_peak_rss_mb": got["peak_rss_mb"],
+    }
+
+
 STAGES = {"run": measure_run, "cluster": measure_cluster, "neardup": measure_neardup}
+MAKERS = {"run": make_run_pool, "cluster": make_scored_units, "neardup": make_scored_units}
 
 
 # ----------------------------------------------------------------------------- driver
@@ -337,6 +370,7 @@ def main() -> None:
     ap.add_argument("--run-sizes", default="1000000,3000000,10000000")
     ap.add_argument("--cluster-sizes", default="300000,1000000,3000000")
     ap.add_argument("--neardup-sizes", default="100000")
+    ap.add_argument("--prepare-copies", type=int, default=26, help="copies of the shared pool for prepare (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--one", nargs=3, metavar=("STAGE", "N", "SEED"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -351,9 +385,16 @@ def main() -> None:
     for stage, sizes in (("run", args.run_sizes), ("neardup", args.neardup_sizes), ("cluster", args.cluster_sizes)):
         for n in [int(s) for s in sizes.split(",") if s]:
             log(f"{stage} at {n:,}")
-            result.setdefault(stage, {})[str(n)] = in_subprocess(stage, n, args.seed)
+            t0 = time.perf_counter()
+            MAKERS[stage](n, args.seed)  # cached: seconds only when made now
+            made_s = round(time.perf_counter() - t0, 1)
+            result.setdefault(stage, {})[str(n)] = {**in_subprocess(stage, n, args.seed), "make_data_s": made_s}
             log(json.dumps(result[stage][str(n)]))
             RESULT.write_text(json.dumps(result, indent=1) + "\n")
+    if args.prepare_copies:
+        log(f"prepare on {args.prepare_copies} copies of the shared pool")
+        result["prepare"] = measure_prepare(args.prepare_copies, args.seed)
+        RESULT.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result))
 
 

@@ -84,10 +84,26 @@ def index_pool(cfg: Config) -> PoolIndex:
 
 
 def read_selection(cfg: Config, pool: PoolIndex) -> pa.Table:
-    """The selection columns of the selectable samples in index order, plus `index` (`source` dictionary-encoded)."""
-    table = _read(pool.files, selection_columns(cfg)).take(pa.array(pool.selectable_rows))
-    table = table.set_column(0, "source", pc.dictionary_encode(table["source"]))
-    return table.append_column("index", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+    """The selection columns of the selectable samples in index order, plus `index`. Integers narrowed and
+    `source` dictionary-encoded file by file, then gathered a column at a time: the peak is one copy of
+    the narrow columns plus one column."""
+    table = pa.concat_tables([_narrow(pq.read_table(f, columns=selection_columns(cfg))) for f in pool.files])
+    rows, columns = pa.array(pool.selectable_rows), {}
+    for name in table.column_names:
+        columns[name] = table[name].take(rows)
+        table = table.drop_columns([name])  # the unordered column is freed once gathered
+    columns["index"] = pa.array(np.arange(len(pool.selectable_rows), dtype=np.int64))
+    return pa.table(columns)
+
+
+NARROW_TYPES = {"n_response_tokens": pa.int32(), "difficulty_cluster": pa.int16(), "task_cluster": pa.int32()}
+
+
+def _narrow(table: pa.Table) -> pa.Table:
+    for name, kind in NARROW_TYPES.items():
+        table = table.set_column(table.schema.get_field_index(name), name, table[name].cast(kind))
+    source = table.schema.get_field_index("source")
+    return table.set_column(source, "source", pc.dictionary_encode(table["source"]))
 
 
 def read_holdout(cfg: Config, pool: PoolIndex) -> pa.Table:

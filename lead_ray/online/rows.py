@@ -82,7 +82,8 @@ def write_round_rows(files: list[Path], index_of_row: np.ndarray, cluster: np.nd
     positions = np.full(len(cluster), -1, np.int64)
     row0 = 0
     for f in files:
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=BATCH_ROWS, columns=ROW_COLUMNS):
+        # pre_buffer=False: pyarrow would otherwise buffer every column chunk of the file (the whole pool file)
+        for batch in pq.ParquetFile(f, pre_buffer=False).iter_batches(batch_size=BATCH_ROWS, columns=ROW_COLUMNS):
             index = index_of_row[row0 : row0 + batch.num_rows]
             row0 += batch.num_rows
             keep = index >= 0
