@@ -242,6 +242,14 @@ def measure_neardup(n: int, seed: int) -> dict:
     return out
 
 
+def _read_round(folder: str, index: np.ndarray) -> float:
+    from lead_ray.online.rows import RoundRows
+
+    t0 = time.perf_counter()
+    RoundRows(folder).messages(index)
+    return time.perf_counter() - t0
+
+
 def _answering(store):
     store.used_count()
     return store
@@ -254,7 +262,7 @@ def measure_run(n: int, seed: int) -> dict:
     from lead_ray.online.actors import UtilityClient
     from lead_ray.online.plan import allowed_arms, pick_samples
     from lead_ray.online.pool import index_pool, read_selection
-    from lead_ray.online.rows import RoundRows, write_round_rows
+    from lead_ray.online.rows import write_round_rows
     from lead_ray.runtime import init_ray
 
     work = make_run_pool(n, seed)  # made by the parent: this process's peak RSS is the stage's own
@@ -264,11 +272,13 @@ def measure_run(n: int, seed: int) -> dict:
     sampler.start()
     base_mb = vm_hwm_mb()
     steps: dict[str, float] = {}
+    peaks: dict[str, float] = {}
 
     def timed(name, fn):
         t0 = time.perf_counter()
         out = fn()
         steps[name] = round(time.perf_counter() - t0, 3)
+        peaks[name.removesuffix("_s")] = round(vm_hwm_mb(), 1)  # the driver's peak so far, after this step
         return out
 
     pool = timed("index_s", lambda: index_pool(cfg))
@@ -290,7 +300,8 @@ def measure_run(n: int, seed: int) -> dict:
     )
     n_arms = int(cluster.max()) + 1
     budget = int(np.ceil(cfg.selection.budget_fraction * pool.size))
-    rng, rows = np.random.default_rng(seed), RoundRows(run_dir / "rows")
+    rng, workers = np.random.default_rng(seed), cfg.train.num_workers
+    read_round = ray.remote(num_cpus=0)(_read_round)
     select_s, read_s, sizes = [], [], []
     for _ in range(ROUNDS):
         t0 = time.perf_counter()
@@ -299,9 +310,8 @@ def measure_run(n: int, seed: int) -> dict:
         index = pick_samples(store, arm, cfg.selection, budget - store.used_count())
         store.mark_used(index)
         select_s.append(time.perf_counter() - t0)
-        t1 = time.perf_counter()
-        rows.messages(index[: max(1, len(index) // cfg.train.num_workers)])  # one worker's share
-        read_s.append(time.perf_counter() - t1)
+        # one worker's share, read where a worker would read it: in another process than the driver
+        read_s.append(ray.get(read_round.remote(str(run_dir / "rows"), index[: max(1, len(index) // workers)])))
         sizes.append(len(index))
         ray.get(store.apply_async(index, rng.gamma(2.0, 0.5, len(index)).astype(np.float32), 0.0, 0.1, 0))
     sampler.stop.set()
@@ -323,6 +333,7 @@ def measure_run(n: int, seed: int) -> dict:
         "driver_peak_rss_mb": round(vm_hwm_mb(), 1),
         "max_process_rss_mb": round(sampler.peak_mb, 1),
         "max_process": sampler.peak_name,
+        "driver_peak_rss_mb_after": peaks,
     }
 
 

@@ -21,6 +21,7 @@ from lead_ray.files import atomic_path
 GROUP = 64
 FILE_ROWS = GROUP * 1024
 BATCH_ROWS = 8192
+READ_GROUPS = 256  # row groups a read decodes at once (16,384 rows) before keeping only the asked ones
 
 
 class _ClusterWriter:
@@ -118,7 +119,8 @@ class RoundRows:
 
     def _file(self, cluster: int, part: int) -> pq.ParquetFile:
         if (cluster, part) not in self.files:
-            self.files[cluster, part] = pq.ParquetFile(self.folder / f"rows-{cluster:04d}-{part:05d}.parquet")
+            path = self.folder / f"rows-{cluster:04d}-{part:05d}.parquet"
+            self.files[cluster, part] = pq.ParquetFile(path, pre_buffer=False)  # buffers only the groups read
         return self.files[cluster, part]
 
     def read(self, index: np.ndarray, columns: list[str] | None = None) -> pa.Table:
@@ -128,10 +130,14 @@ class RoundRows:
         cluster = np.searchsorted(self.offsets, pos, side="right") - 1
         local = pos - self.offsets[cluster]
         found = []
+        wanted = pa.array(index)
         for (k, part), rows in _by_file(cluster, local):
             groups = np.unique(rows % FILE_ROWS // GROUP).tolist()
-            t = self._file(k, part).read_row_groups(groups, columns=None if columns is None else [*columns, "index"])
-            found.append(t.filter(pc.is_in(t["index"], pa.array(index))))
+            for start in range(0, len(groups), READ_GROUPS):  # a bounded slice of the file at a time
+                t = self._file(k, part).read_row_groups(
+                    groups[start : start + READ_GROUPS], columns=None if columns is None else [*columns, "index"]
+                )
+                found.append(t.filter(pc.is_in(t["index"], wanted)))
         if not found:
             return pq.read_schema(next(self.folder.glob("rows-*.parquet"))).empty_table()
         table = pa.concat_tables(found)
