@@ -467,6 +467,7 @@ def main() -> None:
     )
     ap.add_argument("--pack", action="store_true", help=f"store the finished setup and runs in {CACHE.name}/ and stop")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every stage")
+    ap.add_argument("--report", action="store_true", help="write the result from the finished runs only; run none")
     args = ap.parse_args()
     regime = REGIMES[args.regime]
     if args.seeds:
@@ -492,11 +493,15 @@ def main() -> None:
     base = base_eval(regime, variant, args.set)
     cfg = load_config(ROOT / regime.config, overrides(regime, variant, args.set))
     runs: dict[str, dict[int, Path]] = {}
+    skipped = 0
     for method, seed in run_order(regime):
+        if args.report and not (variant / "runs" / f"{method}-s{seed}" / "eval_items.json").exists():
+            skipped += 1
+            continue
         runs.setdefault(method, {})[seed] = one_run(regime, variant, method, seed, args.set)
         # a summary after every run: an interrupted benchmark still leaves what it measured, marked partial
         write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t_setup)
-    write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t_setup, complete=True)
+    write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t_setup, complete=skipped == 0)
 
 
 def run_order(regime: Regime) -> list[tuple[str, int]]:
