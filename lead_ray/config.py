@@ -175,7 +175,7 @@ class ClusterConfig:
     )
     drop_near_dups: bool = _f(False, "Drop the later member of each near-duplicate pair (else only flag and count).")
     near_dup_partition_rows: int = _f(
-        500_000,
+        20_000,
         "Most points one near-duplicate search holds: a larger pool is split into ⌈N / this⌉ partitions by k-means on "
         "the prompt embeddings and searched one partition per task (pairs across partitions are missed: "
         "docs/SCALING.md measures how many); a pool at or under this size gets one search over all points.",

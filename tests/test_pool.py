@@ -59,24 +59,28 @@ def test_index_is_id_order_of_the_selectable_rows_and_the_holdout_is_the_hash_sp
 
 
 @settings(max_examples=15, deadline=None)
-@given(n=st.integers(1, 400), files=st.integers(1, 4), seed=st.integers(0, 1000), file_groups=st.integers(1, 3))
-def test_round_rows_give_back_exactly_the_asked_rows(tmp_path_factory, n, files, seed, file_groups):
-    with pytest.MonkeyPatch.context() as patch:  # small groups and files: every boundary is crossed
+@given(n=st.integers(1, 400), files=st.integers(1, 4), seed=st.integers(0, 1000))
+def test_round_rows_give_back_exactly_the_asked_rows(tmp_path_factory, n, files, seed):
+    with pytest.MonkeyPatch.context() as patch:  # small groups and batches: every boundary is crossed
         patch.setattr(rows_module, "GROUP", 4)
-        patch.setattr(rows_module, "FILE_ROWS", 4 * file_groups)
         patch.setattr(rows_module, "BATCH_ROWS", 7)
-        _check_round_rows(tmp_path_factory.mktemp("pool"), n, files, seed, file_groups)
+        patch.setattr(rows_module, "READ_GROUPS", 3)
+        _check_round_rows(tmp_path_factory.mktemp("pool"), n, files, seed)
 
 
-def _check_round_rows(work, n, files, seed, file_groups):
+def _check_round_rows(work, n, files, seed):
     table, cfg = clustered_pool(work, n, files, seed)
     pool = index_pool(cfg)
     selection = read_selection(cfg, pool)
-    write_round_rows(pool.files, pool.index_of_row, selection["difficulty_cluster"].to_numpy(), work / "rows")
-    for f in (work / "rows").glob("rows-*.parquet"):  # whole row groups of GROUP, but a cluster's last
+    cluster = selection["difficulty_cluster"].to_numpy()
+    write_round_rows(pool.files, pool.index_of_row, cluster, work / "rows", tasks=False)
+    written = sorted((work / "rows").glob("rows-*.parquet"))
+    assert {int(f.name.split("-")[1]) for f in written} == set(cluster.tolist())  # one cluster per file
+    for f in written:  # whole row groups of GROUP, but a file's last
         meta = pq.ParquetFile(f).metadata
         sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
-        assert all(s == 4 for s in sizes[:-1]) and sum(sizes) <= 4 * file_groups
+        assert all(s == 4 for s in sizes[:-1]) and 0 < sizes[-1] <= 4
+    assert not list((work / "rows").glob("row_index.npy"))  # the tasks' scratch inputs are gone
     if not pool.size:  # all held out
         return
     asked = np.random.default_rng(seed).permutation(pool.size)[: max(1, pool.size // 3)]

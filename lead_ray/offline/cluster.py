@@ -159,6 +159,55 @@ def _fit_task_centroids(units, difficulty_all, trainable_all, k_diff, cluster_cf
     return {"centroids": centroids, "inertia": inertia, "fit_points": {str(k): len(v) for k, v in chosen.items()}}
 
 
+def _read_scores(units: list[str], drop_above_one: bool, difficulty_k: int):
+    """(IFD, near-dup points = trainable, clustered = trainable and not dropped for IFD > 1) of every row."""
+    columns = ["ifd", "trainable"] + (["ifd_raw"] if drop_above_one else [])
+    missing = [c for c in columns if c not in pq.read_schema(units[0]).names]
+    if missing:
+        raise ValueError(
+            f"{units[0]} has no column {missing[0]}: it was scored by an older lead-ray; run `lead-ray score` "
+            "again (or --set cluster.ifd_above_one=keep)"
+        )
+    small = pa.concat_tables([pq.read_table(u, columns=columns) for u in units])
+    ifd = small["ifd"].to_numpy(zero_copy_only=False)
+    trainable = points = small["trainable"].to_numpy(zero_copy_only=False)
+    if drop_above_one:  # left out of the fit as they are left out of the pool
+        trainable = trainable & ~(np.nan_to_num(small["ifd_raw"].to_numpy(zero_copy_only=False), nan=0.0) > 1)
+    if not trainable.any():
+        raise ValueError("no trainable sample in the scored pool (every prompt fills model.max_length?)")
+    if difficulty_k > int(trainable.sum()):
+        from lead_ray.config import ConfigError
+
+        raise ConfigError(
+            f"'cluster.difficulty_k' = {difficulty_k} is larger than the pool's {int(trainable.sum())} "
+            "trainable samples: lower it (or add data)"
+        )
+    return ifd, points, trainable
+
+
+def _task_labels(units: list[str], column: str) -> dict[str, int]:
+    """Task group of each distinct label (`cluster.task_groups: source | task`), in sorted order."""
+    labels = sorted({str(v) for u in units for v in pq.read_table(u, columns=[column])[column].to_pylist()})
+    return {v: i for i, v in enumerate(labels)}
+
+
+def _add_up(results: list[dict]) -> tuple[dict, dict]:
+    """(row counts summed over units, which must add up; samples per difficulty cluster and task group)."""
+    sizes: dict[str, dict[str, int]] = {}
+    for r in results:
+        for pair in r["pairs"]:
+            k, j = pair["values"].split(":")
+            sizes.setdefault(k, {}).setdefault(j, 0)
+            sizes[k][j] += pair["counts"]
+    totals = {
+        key: sum(r[key] for r in results)
+        for key in ("rows_in", "rows_out", "not_trainable", "near_dups_dropped", "ifd_above_one_dropped")
+    }
+    assert totals["rows_in"] == sum(v for k, v in totals.items() if k != "rows_in")
+    by_number = sorted(sizes.items(), key=lambda kv: int(kv[0]))
+    return totals, {k: dict(sorted(v.items(), key=lambda kv: int(kv[0]))) for k, v in by_number}
+
+
 def cluster(cfg: Config) -> dict:
     """Cluster the scored pool; write clustered/pool, near_dups.parquet and clusters.json."""
     t0 = time.perf_counter()
@@ -171,41 +220,14 @@ def cluster(cfg: Config) -> dict:
         old.unlink()
     chosen = switches(cfg)
     drop_above_one = chosen.ifd_above_one == "drop"
-    columns = ["ifd", "trainable"] + (["ifd_raw"] if drop_above_one else [])
-    missing = [c for c in columns if c not in pq.read_schema(units[0]).names]
-    if missing:
-        raise ValueError(
-            f"{units[0]} has no column {missing[0]}: it was scored by an older lead-ray; run `lead-ray score` "
-            "again (or --set cluster.ifd_above_one=keep)"
-        )
-    small = pa.concat_tables([pq.read_table(u, columns=columns) for u in units])
-    ifd = small["ifd"].to_numpy(zero_copy_only=False)
-    trainable = points = small["trainable"].to_numpy(zero_copy_only=False)  # points: what near-dup search sees
-    if drop_above_one:  # left out of the fit as they are left out of the pool
-        trainable = trainable & ~(np.nan_to_num(small["ifd_raw"].to_numpy(zero_copy_only=False), nan=0.0) > 1)
-    if not trainable.any():
-        raise ValueError("no trainable sample in the scored pool (every prompt fills model.max_length?)")
-    if cluster_cfg.difficulty_k > int(trainable.sum()):
-        from lead_ray.config import ConfigError
-
-        raise ConfigError(
-            f"'cluster.difficulty_k' = {cluster_cfg.difficulty_k} is larger than the pool's {int(trainable.sum())} "
-            "trainable samples: lower it (or add data)"
-        )
+    ifd, points, trainable = _read_scores(units, drop_above_one, cluster_cfg.difficulty_k)
     edges, centroids = difficulty_edges(ifd[trainable], cluster_cfg.difficulty_k, chosen.difficulty_bins, cfg.seed)
     difficulty_all = bins.assign(ifd, edges)
     label_index, task_fit = {}, {}
     if cluster_cfg.task_groups == "embedding":
         task_fit = _fit_task_centroids(units, difficulty_all, trainable, len(centroids), cluster_cfg, cfg.seed)
     else:
-        labels = sorted(
-            {
-                str(v)
-                for u in units
-                for v in pq.read_table(u, columns=[cluster_cfg.task_groups])[cluster_cfg.task_groups].to_pylist()
-            }
-        )
-        label_index = {v: i for i, v in enumerate(labels)}
+        label_index = _task_labels(units, cluster_cfg.task_groups)
     dup_stats = find_near_duplicates(units, points, cluster_cfg, cfg.seed, out)
     results = run_units(
         [{"unit": u, "unit_no": k} for k, u in enumerate(units)],
@@ -223,17 +245,7 @@ def cluster(cfg: Config) -> dict:
         },
         "AssignClusters",
     )
-    sizes: dict[str, dict[str, int]] = {}
-    for r in results:
-        for pair in r["pairs"]:
-            k, j = pair["values"].split(":")
-            sizes.setdefault(k, {}).setdefault(j, 0)
-            sizes[k][j] += pair["counts"]
-    totals = {
-        key: sum(r[key] for r in results)
-        for key in ("rows_in", "rows_out", "not_trainable", "near_dups_dropped", "ifd_above_one_dropped")
-    }
-    assert totals["rows_in"] == sum(v for k, v in totals.items() if k != "rows_in")
+    totals, sizes = _add_up(results)
     stats = {
         **totals,
         "difficulty_k": len(centroids),
@@ -242,12 +254,9 @@ def cluster(cfg: Config) -> dict:
         "difficulty_centroids": centroids.tolist(),
         "difficulty_edges": edges.tolist(),
         "ifd_above_one": chosen.ifd_above_one,
-        "difficulty_sizes": {k: sum(v.values()) for k, v in sorted(sizes.items(), key=lambda kv: int(kv[0]))},
+        "difficulty_sizes": {k: sum(v.values()) for k, v in sizes.items()},
         "task_groups": cluster_cfg.task_groups,
-        "task_sizes": {
-            k: dict(sorted(v.items(), key=lambda kv: int(kv[0])))
-            for k, v in sorted(sizes.items(), key=lambda kv: int(kv[0]))
-        },
+        "task_sizes": sizes,
         "task_kmeans_inertia": task_fit.get("inertia"),
         "task_fit_points": task_fit.get("fit_points"),
         "task_labels": label_index or None,

@@ -1,14 +1,16 @@
 """Reading a round's rows without scanning the pool, and without any process holding it.
 
 Before training, the run streams the clustered pool's ROW_COLUMNS (pool.py) into files of one
-difficulty cluster each (`rows-<cluster>-<part>.parquet`), in Parquet row groups of exactly GROUP rows,
-plus `positions.npy` (index → position) and `offsets.npy` (first position of each cluster). A round
-draws from one cluster, so a worker reads only row groups of that cluster that hold its samples.
-The stream holds one batch and fewer than GROUP rows per cluster at a time.
+difficulty cluster each, one Ray task per pool file (`rows-<cluster>-<pool file>.parquet`, row groups of
+exactly GROUP rows but a file's last), then writes `positions.npy` (index → position in the (cluster,
+pool file) order) and `layout.json` (each file's first position). A round draws from one cluster, so a
+worker reads only row groups of that cluster that hold its samples. A task holds one batch and fewer
+than GROUP rows per cluster at a time; the driver holds the positions and one file's `index` column.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,131 +18,137 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lead_ray.files import atomic_path
+from lead_ray.files import atomic_path, write_text_atomic
 
 GROUP = 64
-FILE_ROWS = GROUP * 1024
 BATCH_ROWS = 8192
 READ_GROUPS = 256  # row groups a read decodes at once (16,384 rows) before keeping only the asked ones
 
 
 class _ClusterWriter:
-    """One cluster's files: rows arrive in any batch sizes and leave in whole row groups of GROUP."""
+    """One cluster's rows from one pool file: rows arrive in any batch sizes, leave in row groups of GROUP."""
 
-    def __init__(self, folder: Path, cluster: int):
-        self.folder, self.cluster = folder, cluster
-        self.rows = 0  # rows taken so far (positions within the cluster)
-        self.written = 0
+    def __init__(self, path: Path, schema: pa.Schema):
+        self.writer = pq.ParquetWriter(path, schema, write_statistics=False)
         self.pending: list[pa.Table] = []
-        self.writer: pq.ParquetWriter | None = None
-        self.schema: pa.Schema | None = None
+        self.buffered = 0
 
     def add(self, part: pa.Table) -> None:
         self.pending.append(part)
-        self.rows += part.num_rows
-        if self.rows - self.written >= GROUP:
-            self._flush(final=False)
+        self.buffered += part.num_rows
+        if self.buffered >= GROUP:
+            self._flush(self.buffered // GROUP * GROUP)
 
-    def _flush(self, final: bool) -> None:
-        buffered = pa.concat_tables(self.pending)
-        take = buffered.num_rows if final else buffered.num_rows // GROUP * GROUP
-        while take:  # never across a file boundary: a file holds FILE_ROWS rows
-            n = min(take, FILE_ROWS - self.written % FILE_ROWS)
-            self._writer().write_table(buffered.slice(0, n), row_group_size=GROUP)
-            buffered, take, self.written = buffered.slice(n), take - n, self.written + n
-            if self.written % FILE_ROWS == 0:
-                self._close()
-        self.pending = [buffered] if buffered.num_rows else []
-
-    def _writer(self) -> pq.ParquetWriter:
-        if self.writer is None:
-            name = f"rows-{self.cluster:04d}-{self.written // FILE_ROWS:05d}.parquet"
-            self.writer = pq.ParquetWriter(self.folder / name, self.schema, write_statistics=False)
-        return self.writer
-
-    def _close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+    def _flush(self, n: int) -> None:
+        rows = pa.concat_tables(self.pending)
+        self.writer.write_table(rows.slice(0, n), row_group_size=GROUP)
+        rest = rows.slice(n)
+        self.pending, self.buffered = ([rest] if rest.num_rows else []), rest.num_rows
 
     def finish(self) -> None:
-        if self.pending:
-            self._flush(final=True)
-        self._close()
+        if self.buffered:
+            self._flush(self.buffered)
+        self.writer.close()
 
 
-def write_round_rows(files: list[Path], index_of_row: np.ndarray, cluster: np.ndarray, folder: Path) -> None:
-    """Stream the pool files' rows into per-cluster files. index_of_row: per row of `files` (concatenated),
-    its dense index or -1 (not selectable); cluster: the difficulty cluster of each index."""
+def stream_pool_file(path: str, part: int, row0: int, folder: str) -> dict:
+    """Stage body: one pool file's selectable rows into per-cluster files (rows-<cluster>-<part>.parquet).
+    row0: the file's first row in the pool's row numbering (folder/row_index.npy maps it to an index)."""
     from lead_ray.online.pool import ROW_COLUMNS
 
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in [*folder.glob("rows-*.parquet"), *folder.glob("*.npy")]:  # the .npy files, written last, mark done
-        old.unlink()
-    cluster = np.asarray(cluster, np.int64)
-    offsets = np.concatenate([[0], np.cumsum(np.bincount(cluster, minlength=1))]).astype(np.int64)
-    writers = [_ClusterWriter(folder, k) for k in range(len(offsets) - 1)]
-    # int32 below 2³¹ samples: every worker holds this array (400 MB at 100M samples instead of 800)
-    positions = np.full(len(cluster), -1, np.int32 if len(cluster) < 2**31 else np.int64)
-    row0 = 0
-    for f in files:
-        # pre_buffer=False: pyarrow would otherwise buffer every column chunk of the file (the whole pool file)
-        for batch in pq.ParquetFile(f, pre_buffer=False).iter_batches(batch_size=BATCH_ROWS, columns=ROW_COLUMNS):
-            index = index_of_row[row0 : row0 + batch.num_rows]
-            row0 += batch.num_rows
-            keep = index >= 0
-            rows = pa.Table.from_batches([batch]).filter(pa.array(keep))
-            rows = rows.append_column("index", pa.array(index[keep]))
-            _route(rows, cluster[index[keep]], writers, offsets, positions)
-    for writer in writers:
+    folder = Path(folder)
+    index_of_row = np.load(folder / "row_index.npy", mmap_mode="r")
+    cluster = np.load(folder / "index_cluster.npy", mmap_mode="r")
+    writers: dict[int, _ClusterWriter] = {}
+    # pre_buffer=False: pyarrow would otherwise buffer every column chunk of the file at once
+    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=BATCH_ROWS, columns=ROW_COLUMNS):
+        index = np.asarray(index_of_row[row0 : row0 + batch.num_rows])
+        row0 += batch.num_rows
+        keep = index >= 0
+        rows = pa.Table.from_batches([batch]).filter(pa.array(keep))
+        rows = rows.append_column("index", pa.array(index[keep]))
+        of = np.asarray(cluster[index[keep]])
+        for k in np.unique(of).tolist():
+            if k not in writers:
+                writers[k] = _ClusterWriter(folder / f"rows-{k:04d}-{part:05d}.parquet", rows.schema)
+            writers[k].add(rows.filter(pa.array(of == k)))
+    for writer in writers.values():
         writer.finish()
+    return {"clusters": sorted(writers)}
+
+
+def write_round_rows(
+    files: list[Path], index_of_row: np.ndarray, cluster: np.ndarray, folder: Path, tasks: bool = True
+) -> None:
+    """Stream the pool files' rows into per-cluster files, one Ray task per pool file (tasks=False: in this
+    process). index_of_row: per row of `files` (concatenated), its dense index or -1 (not selectable);
+    cluster: the difficulty cluster of each index."""
+    from lead_ray.stages import run_units
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in [*folder.glob("rows-*.parquet"), *folder.glob("*.npy"), *folder.glob("layout.json")]:
+        old.unlink()  # positions.npy, written last, marks the folder complete
+    np.save(folder / "row_index.npy", np.asarray(index_of_row, np.int64))
+    np.save(folder / "index_cluster.npy", np.asarray(cluster, np.int32))
+    row0 = np.concatenate([[0], np.cumsum([pq.ParquetFile(f).metadata.num_rows for f in files])])
+    items = [{"path": str(f), "part": j, "row0": int(row0[j])} for j, f in enumerate(files)]
+    if tasks:
+        run_units(items, stream_pool_file, {"folder": str(folder)}, "WriteRoundRows")
+    else:
+        for item in items:
+            stream_pool_file(**item, folder=str(folder))
+    _write_positions(folder, len(cluster))
+    for scratch in ("row_index.npy", "index_cluster.npy"):
+        (folder / scratch).unlink()
+
+
+def _write_positions(folder: Path, n: int) -> None:
+    """positions.npy (index → position) and layout.json (file names and first positions), in (cluster, part)
+    order, from each written file's `index` column."""
+    # int32 below 2³¹ samples: every worker holds this array (400 MB at 100M samples instead of 800)
+    positions = np.full(n, -1, np.int32 if n < 2**31 else np.int64)
+    names, starts, start = [], [], 0
+    for path in sorted(folder.glob("rows-*.parquet")):
+        index = pq.read_table(path, columns=["index"])["index"].to_numpy()
+        positions[index] = start + np.arange(len(index))
+        names.append(path.name)
+        starts.append(start)
+        start += len(index)
     assert (positions >= 0).all(), "a selectable index never came by in the pool files"
-    for name, array in (("offsets", offsets), ("positions", positions)):
-        with atomic_path(folder / f"{name}.npy") as tmp, open(tmp, "wb") as out:
-            np.save(out, array)
-
-
-def _route(rows: pa.Table, cluster_of_row: np.ndarray, writers: list[_ClusterWriter], offsets, positions) -> None:
-    index = rows["index"].to_numpy()
-    for k in np.unique(cluster_of_row):
-        mine = cluster_of_row == k
-        part = rows.filter(pa.array(mine))
-        writer = writers[int(k)]
-        writer.schema = part.schema
-        positions[index[mine]] = offsets[k] + writer.rows + np.arange(part.num_rows)
-        writer.add(part)
+    write_text_atomic(folder / "layout.json", json.dumps({"files": names, "starts": starts}) + "\n")
+    with atomic_path(folder / "positions.npy") as tmp, open(tmp, "wb") as out:
+        np.save(out, positions)
 
 
 class RoundRows:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         self.positions = np.load(self.folder / "positions.npy")
-        self.offsets = np.load(self.folder / "offsets.npy")
-        self.files: dict[tuple[int, int], pq.ParquetFile] = {}
+        layout = json.loads((self.folder / "layout.json").read_text())
+        self.names, self.starts = layout["files"], np.asarray(layout["starts"], np.int64)
+        self.files: dict[int, pq.ParquetFile] = {}
 
-    def _file(self, cluster: int, part: int) -> pq.ParquetFile:
-        if (cluster, part) not in self.files:
-            path = self.folder / f"rows-{cluster:04d}-{part:05d}.parquet"
-            self.files[cluster, part] = pq.ParquetFile(path, pre_buffer=False)  # buffers only the groups read
-        return self.files[cluster, part]
+    def _file(self, k: int) -> pq.ParquetFile:
+        if k not in self.files:  # pre_buffer=False: buffers only the row groups read
+            self.files[k] = pq.ParquetFile(self.folder / self.names[k], pre_buffer=False)
+        return self.files[k]
 
     def read(self, index: np.ndarray, columns: list[str] | None = None) -> pa.Table:
         """The rows of the given indices, in that order (only the row groups holding them are read)."""
         index = np.asarray(index, np.int64)
         pos = self.positions[index].astype(np.int64)
-        cluster = np.searchsorted(self.offsets, pos, side="right") - 1
-        local = pos - self.offsets[cluster]
-        found = []
-        wanted = pa.array(index)
-        for (k, part), rows in _by_file(cluster, local):
-            groups = np.unique(rows % FILE_ROWS // GROUP).tolist()
+        file = np.searchsorted(self.starts, pos, side="right") - 1
+        group = (pos - self.starts[file]) // GROUP
+        found, wanted = [], pa.array(index)
+        for k in np.unique(file).tolist():
+            groups = np.unique(group[file == k]).tolist()
             for start in range(0, len(groups), READ_GROUPS):  # a bounded slice of the file at a time
-                t = self._file(k, part).read_row_groups(
+                t = self._file(k).read_row_groups(
                     groups[start : start + READ_GROUPS], columns=None if columns is None else [*columns, "index"]
                 )
                 found.append(t.filter(pc.is_in(t["index"], wanted)))
         if not found:
-            return pq.read_schema(next(self.folder.glob("rows-*.parquet"))).empty_table()
+            return pq.read_schema(self.folder / self.names[0]).empty_table()
         table = pa.concat_tables(found)
         got = table["index"].to_numpy()
         order = np.argsort(got, kind="stable")
@@ -149,11 +157,3 @@ class RoundRows:
     def messages(self, index: np.ndarray) -> list[list[dict]]:
         """The conversations of the given indices, in that order."""
         return self.read(index, ["messages"])["messages"].to_pylist()
-
-
-def _by_file(cluster: np.ndarray, local: np.ndarray):
-    """((cluster, part), local positions) for every file the positions fall in."""
-    part = local // FILE_ROWS
-    keys = np.stack([cluster, part], axis=1)
-    for k, p in np.unique(keys, axis=0).tolist():
-        yield (k, p), local[(cluster == k) & (part == p)]
