@@ -213,7 +213,7 @@ def setup(regime: Regime, variant: Path, full: Path, noisy: bool, extra: list[st
     from lead_ray.offline.warmup import warmup
 
     cfg = load_config(ROOT / regime.config, overrides(regime, variant, extra))
-    d = to_dict(cfg)
+    d = _without_no_effect(to_dict(cfg))
     key = {"rows": regime.rows, "noisy": noisy, **{k: d[k] for k in ("seed", "model", "warmup", "score", "cluster")}}
     recorded = variant / "setup.json"
     if recorded.exists():
@@ -326,12 +326,15 @@ def one_run(regime: Regime, variant: Path, method: str, seed: int, extra: list[s
 NO_EFFECT = {"cluster": ("near_dup_partition_rows",)}
 
 
-def same_run(saved, cfg) -> bool:
-    a, b = to_dict(saved), to_dict(cfg)
+def _without_no_effect(d: dict) -> dict:
     for section, keys in NO_EFFECT.items():
         for key in keys:
-            a[section].pop(key, None), b[section].pop(key, None)
-    return a == b
+            d[section].pop(key, None)
+    return d
+
+
+def same_run(saved, cfg) -> bool:
+    return _without_no_effect(to_dict(saved)) == _without_no_effect(to_dict(cfg))
 
 
 def base_eval(regime: Regime, variant: Path, extra: list[str]) -> Path:

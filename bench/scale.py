@@ -402,6 +402,9 @@ def main() -> None:
             result.setdefault(stage, {})[str(n)] = {**in_subprocess(stage, n, args.seed), "make_data_s": made_s}
             log(json.dumps(result[stage][str(n)]))
             RESULT.write_text(json.dumps(result, indent=1) + "\n")
+    at_100k = result.get("neardup", {}).get("100000")
+    if at_100k:  # the default partition size (cluster.near_dup_partition_rows: 20,000) makes 5 partitions here
+        result["neardup_recall_vs_global"] = at_100k["partitions_5"]["recall_vs_global"]
     if args.prepare_copies:
         log(f"prepare on {args.prepare_copies} copies of the shared pool")
         result["prepare"] = measure_prepare(args.prepare_copies, args.seed)
