@@ -385,6 +385,11 @@ class TrainConfig(TrainingSettings):
         "= always).",
         ge=-1,
     )
+    placement_resources: dict[str, float] = _f(
+        {},
+        "Custom Ray resources (as `ray start --resources` declares them) that each Train worker, UtilityStore shard "
+        "and the BanditActor of a run request, to keep them on chosen nodes (e.g. {trainer: 0.01}); {} = anywhere.",
+    )
 
 
 @dataclass
@@ -605,6 +610,7 @@ RESUME_MAY_CHANGE = {
     "train.micro_batch_size",
     "train.checkpoint_every",
     "train.max_failures",
+    "train.placement_resources",
 }
 RESUME_SECTIONS = ("seed", "work_dir", "model", "selection", "train")
 

@@ -57,7 +57,8 @@ def train_scaling(ts: TrainingSettings, cluster: dict, cpu_share: float | None =
     use_gpu = wants_gpu(ts.use_gpu, cluster)
     cpus = cpu_share or cluster.get("CPU", 1)
     per_worker = 1 if use_gpu else max(0.5, (cpus - 0.5) / ts.num_workers)
-    return {"num_workers": ts.num_workers, "use_gpu": use_gpu, "resources_per_worker": {"CPU": per_worker}}
+    placed = getattr(ts, "placement_resources", {})  # train.placement_resources: keep workers on chosen nodes
+    return {"num_workers": ts.num_workers, "use_gpu": use_gpu, "resources_per_worker": {"CPU": per_worker, **placed}}
 
 
 @dataclass

@@ -148,12 +148,14 @@ class UtilityClient:
         shards: int,
         name: str | None = None,
         floor: np.ndarray | None = None,
+        resources: dict | None = None,
     ) -> UtilityClient:
         """`name`: the stores are named actors `{name}-{shard}` (findable with ray.get_actor, e.g. by operators).
-        `floor`: the irreducible-loss floor per sample (`selection.utility: reducible`), or None."""
+        `floor`: the irreducible-loss floor per sample (`selection.utility: reducible`), or None.
+        `resources`: custom resources every shard requests (`train.placement_resources`)."""
         bounds = np.linspace(0, len(iu0), shards + 1).astype(int).tolist()
         handles = [
-            UtilityStore.options(name=f"{name}-{s}" if name else None).remote(
+            UtilityStore.options(name=f"{name}-{s}" if name else None, resources=resources or {}).remote(
                 iu0[a:b], cluster[a:b], task[a:b], a, None if floor is None else floor[a:b]
             )
             for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))

@@ -230,9 +230,10 @@ def _start_actors(cfg: Config, table: pa.Table, name: str):
         selection.store_shards,
         name=f"utility-{name}",
         floor=table["warm_loss"].to_numpy(zero_copy_only=False) if chosen.utility == "reducible" else None,
+        resources=cfg.train.placement_resources,
     )
     n_arms = int(cluster.max()) + 1
-    bandit = BanditActor.options(name=f"bandit-{name}").remote(
+    bandit = BanditActor.options(name=f"bandit-{name}", resources=cfg.train.placement_resources).remote(
         n_arms,
         selection.exp3_gamma,
         selection.direction_visit,
