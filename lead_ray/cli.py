@@ -49,6 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     _verbose_arg(parser, False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _add_offline_commands(sub)
+    _add_selection_commands(sub)
+    _add_tool_commands(sub)
+    for command in sub.choices.values():  # --verbose after the command as well as before it
+        _verbose_arg(command, argparse.SUPPRESS)
+    return parser
+
+
+def _add_offline_commands(sub) -> None:
+    """prepare, warmup, score, cluster: the pool and what selection reads from it."""
     p = sub.add_parser(
         "prepare",
         help="ingest instruction files into a de-duplicated Parquet pool",
@@ -70,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--work-dir", "-w", metavar="DIR", help="pipeline folder (default: work_dir)")
         _config_args(p)
 
+
+def _add_selection_commands(sub) -> None:
+    """run, eval, export: the selection, its model's evaluation, and its subset."""
     p = sub.add_parser(
         "run",
         help="the online LEAD selection: one Ray Train run over all rounds",
@@ -115,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--with-scores", action="store_true", help="add lead-ray's per-sample scores as columns")
 
+
+def _add_tool_commands(sub) -> None:
+    """tune, report, pipeline, demo, config."""
     p = sub.add_parser(
         "tune",
         help="Ray Tune sweep of selection knobs (tune.space), one lead-ray run per trial",
@@ -155,9 +171,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the effective config, or the reference of every key")
     p.add_argument("--reference", action="store_true", help="print the config reference as Markdown")
     _config_args(p)
-    for command in sub.choices.values():  # --verbose after the command as well as before it
-        _verbose_arg(command, argparse.SUPPRESS)
-    return parser
 
 
 def _prepare(cfg) -> dict:
