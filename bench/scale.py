@@ -405,6 +405,7 @@ def main() -> None:
     at_100k = result.get("neardup", {}).get("100000")
     if at_100k:  # the default partition size (cluster.near_dup_partition_rows: 20,000) makes 5 partitions here
         result["neardup_recall_vs_global"] = at_100k["partitions_5"]["recall_vs_global"]
+        RESULT.write_text(json.dumps(result, indent=1) + "\n")
     if args.prepare_copies:
         log(f"prepare on {args.prepare_copies} copies of the shared pool")
         result["prepare"] = measure_prepare(args.prepare_copies, args.seed)

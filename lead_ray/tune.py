@@ -88,9 +88,6 @@ def lead_trial(params: dict, base: dict, cpu_share: float) -> None:
 def tune_selection(cfg: Config) -> dict:
     import ray
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-
-    from lead_ray.runtime import wants_gpu
 
     cfg = resolve_paths(cfg)  # each trial runs in a folder of its own: relative paths would point there
 
@@ -100,31 +97,8 @@ def tune_selection(cfg: Config) -> dict:
     for key in sweep.space:  # fail fast on a key the config does not have
         _check_key(cfg, key)
     space = param_space(sweep.space, sweep.search)
-    cluster = ray.cluster_resources()
-    gpus, cpus = cluster.get("GPU", 0), cluster.get("CPU", 1)
-    per_trial = cfg.train.num_workers
-    if wants_gpu(cfg.train.use_gpu, cluster):  # GPU trials: as many as the GPUs there are now (at least one)
-        concurrent = sweep.max_concurrent or max(1, int(gpus // per_trial))
-    else:
-        concurrent = sweep.max_concurrent or max(1, int(cpus // (per_trial + 0.5)))
-    # Half of a trial's CPU share goes to its Train workers: a trial that ASHA stops releases its worker
-    # group only after a while, and the next trial's group must fit beside it.
-    cpu_share = max(0.6, cpus / concurrent / 2)
-    search_alg = None
-    if sweep.search == "optuna":
-        from ray.tune.search import ConcurrencyLimiter
-        from ray.tune.search.optuna import OptunaSearch
-
-        search_alg = ConcurrencyLimiter(
-            OptunaSearch(metric=sweep.metric, mode="min", seed=cfg.seed), max_concurrent=concurrent
-        )
-    scheduler = (
-        ASHAScheduler(
-            time_attr="rounds_done", max_t=cfg.selection.max_rounds, grace_period=sweep.grace_rounds, reduction_factor=2
-        )
-        if sweep.asha
-        else None
-    )
+    concurrent, cpu_share = _trial_shares(cfg, ray.cluster_resources())
+    search_alg, scheduler = _search(cfg, concurrent)
     name = f"tune-{uuid.uuid4().hex[:8]}"  # a fresh name: reusing one would resume an old sweep
     out = cfg.stage_dir("tune") / name
     base = to_dict(cfg)
@@ -150,18 +124,7 @@ def tune_selection(cfg: Config) -> dict:
         ),
     )
     results = tuner.fit()
-    rows = []
-    for r in results:
-        m = r.metrics or {}
-        rows.append(
-            {
-                **{k: r.config.get(k) for k in sweep.space},
-                sweep.metric: m.get(sweep.metric),
-                "rounds_done": m.get("rounds_done"),
-                "error": str(r.error)[:200] if r.error else None,
-                "trial_dir": r.path,
-            }
-        )
+    rows = _trial_rows(results, sweep)
     best = results.get_best_result(metric=sweep.metric, mode="min", scope="last", filter_nan_and_inf=True)
     best_cfg = trial_config(base, {k: best.config[k] for k in sweep.space})
     out.mkdir(parents=True, exist_ok=True)
@@ -180,6 +143,58 @@ def tune_selection(cfg: Config) -> dict:
         "best": {k: best.config[k] for k in sweep.space},
         "best_metric": best.metrics.get(sweep.metric),
     }
+
+
+def _trial_shares(cfg: Config, cluster: dict) -> tuple[int, float]:
+    """(trials at once, the CPUs each trial's Train workers may take)."""
+    from lead_ray.runtime import wants_gpu
+
+    sweep, per_trial = cfg.tune, cfg.train.num_workers
+    gpus, cpus = cluster.get("GPU", 0), cluster.get("CPU", 1)
+    if wants_gpu(cfg.train.use_gpu, cluster):  # GPU trials: as many as the GPUs there are now (at least one)
+        concurrent = sweep.max_concurrent or max(1, int(gpus // per_trial))
+    else:
+        concurrent = sweep.max_concurrent or max(1, int(cpus // (per_trial + 0.5)))
+    # Half of a trial's CPU share goes to its Train workers: a trial that ASHA stops releases its worker
+    # group only after a while, and the next trial's group must fit beside it.
+    return concurrent, max(0.6, cpus / concurrent / 2)
+
+
+def _search(cfg: Config, concurrent: int):
+    """(search algorithm or None for grid/random, ASHA on rounds_done or None)."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    sweep, search_alg = cfg.tune, None
+    if sweep.search == "optuna":
+        from ray.tune.search import ConcurrencyLimiter
+        from ray.tune.search.optuna import OptunaSearch
+
+        search_alg = ConcurrencyLimiter(
+            OptunaSearch(metric=sweep.metric, mode="min", seed=cfg.seed), max_concurrent=concurrent
+        )
+    if not sweep.asha:
+        return search_alg, None
+    rounds = cfg.selection.max_rounds
+    return search_alg, ASHAScheduler(
+        time_attr="rounds_done", max_t=rounds, grace_period=sweep.grace_rounds, reduction_factor=2
+    )
+
+
+def _trial_rows(results, sweep) -> list[dict]:
+    """One row per trial: its knobs, the metric, rounds done, error."""
+    rows = []
+    for r in results:
+        m = r.metrics or {}
+        rows.append(
+            {
+                **{k: r.config.get(k) for k in sweep.space},
+                sweep.metric: m.get(sweep.metric),
+                "rounds_done": m.get("rounds_done"),
+                "error": str(r.error)[:200] if r.error else None,
+                "trial_dir": r.path,
+            }
+        )
+    return rows
 
 
 def _callbacks(cfg: Config, out: Path) -> list:
