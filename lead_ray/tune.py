@@ -14,7 +14,9 @@ knobs.png (the metric against each knob).
 from __future__ import annotations
 
 import json
+import math
 import os
+import sys
 import uuid
 from pathlib import Path
 
@@ -125,6 +127,8 @@ def tune_selection(cfg: Config) -> dict:
     )
     results = tuner.fit()
     rows = _trial_rows(results, sweep)
+    for line in failed_trials(rows, sweep.metric):  # one line per failed trial; all failed: one clear error
+        print(f"[lead-ray] {line}", file=sys.stderr, flush=True)
     best = results.get_best_result(metric=sweep.metric, mode="min", scope="last", filter_nan_and_inf=True)
     best_cfg = trial_config(base, {k: best.config[k] for k in sweep.space})
     out.mkdir(parents=True, exist_ok=True)
@@ -180,6 +184,27 @@ def _search(cfg: Config, concurrent: int):
     )
 
 
+class TrialsFailed(RuntimeError):
+    pass
+
+
+def failed_trials(rows: list[dict], metric: str) -> list[str]:
+    """One line per trial that errored, naming it, its knobs and the last line of its error. Raises
+    TrialsFailed (one line) when no trial reported a finite metric, instead of Tune's "No best trial found"."""
+    lines = []
+    for r in rows:
+        if r["error"]:
+            own = (metric, "rounds_done", "error", "trial_dir")
+            knobs = ", ".join(f"{k}={v}" for k, v in r.items() if k not in own)
+            last = [x.strip() for x in r["error"].splitlines() if x.strip()][-1:] or [""]
+            lines.append(f"trial {Path(r['trial_dir'] or '?').name} ({knobs}) failed: {last[0]}")
+    finite = [r for r in rows if r[metric] is not None and math.isfinite(r[metric])]
+    if not finite:
+        first = lines[0] if lines else "no trial reported " + metric
+        raise TrialsFailed(f"none of the {len(rows)} trials finished with a {metric}; {first}")
+    return lines
+
+
 def _trial_rows(results, sweep) -> list[dict]:
     """One row per trial: its knobs, the metric, rounds done, error."""
     rows = []
@@ -190,7 +215,7 @@ def _trial_rows(results, sweep) -> list[dict]:
                 **{k: r.config.get(k) for k in sweep.space},
                 sweep.metric: m.get(sweep.metric),
                 "rounds_done": m.get("rounds_done"),
-                "error": str(r.error)[:200] if r.error else None,
+                "error": str(r.error)[-400:] if r.error else None,  # the end holds the cause
                 "trial_dir": r.path,
             }
         )

@@ -59,3 +59,16 @@ def test_optuna_5_works_with_ray_optunasearch(ray_session, tmp_path):
     )
     best = tuner.fit().get_best_result()
     assert abs(best.config["x"] - 0.3) < 0.2
+
+
+def test_failed_trials_are_one_line_each_and_all_failed_is_one_clear_error():
+    from lead_ray.tune import TrialsFailed, failed_trials
+
+    def row(b, nll, error=None):
+        return {"selection.smoothing_b": b, "heldout_nll": nll, "rounds_done": 2, "error": error, "trial_dir": f"/{b}"}
+
+    traceback = "Traceback (most recent call last):\n  File x\nFileNotFoundError: no clustered pool at runs/demo"
+    lines = failed_trials([row(0.0, 3.1), row(0.3, None, traceback)], "heldout_nll")
+    assert lines == ["trial 0.3 (selection.smoothing_b=0.3) failed: FileNotFoundError: no clustered pool at runs/demo"]
+    with pytest.raises(TrialsFailed, match=r"none of the 2 trials finished with a heldout_nll; trial 0\.0 .*no clus"):
+        failed_trials([row(0.0, None, traceback), row(0.3, float("nan"), None)], "heldout_nll")
