@@ -222,25 +222,22 @@ class UtilityClient:
 
     def peek(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(U, use count) of these global indices, in their order."""
-        index = np.asarray(index, np.int64)
-        u, used = np.zeros(len(index), np.float32), np.zeros(len(index), np.uint8)
-        shard = np.searchsorted(self.bounds, index, side="right") - 1
-        for s, h in enumerate(self.handles):
-            mine = np.flatnonzero(shard == s)
-            if len(mine):
-                u[mine], used[mine] = ray.get(h.peek.remote(index[mine]))
-        return u, used
+        return self._per_sample("peek", index)
 
     def ranking(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(rank key, use count) of these global indices, in their order: one call per shard touched."""
+        """(rank key, use count) of these global indices, in their order."""
+        return self._per_sample("ranking", index)
+
+    def _per_sample(self, method: str, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A shard method's (float32, uint8) answer per index: one call per shard touched, in the indices' order."""
         index = np.asarray(index, np.int64)
-        keys, used = np.zeros(len(index), np.float32), np.zeros(len(index), np.uint8)
+        values, used = np.zeros(len(index), np.float32), np.zeros(len(index), np.uint8)
         shard = np.searchsorted(self.bounds, index, side="right") - 1
         for s, h in enumerate(self.handles):
             mine = np.flatnonzero(shard == s)
             if len(mine):
-                keys[mine], used[mine] = ray.get(h.ranking.remote(index[mine]))
-        return keys, used
+                values[mine], used[mine] = ray.get(getattr(h, method).remote(index[mine]))
+        return values, used
 
     def used_count(self) -> int:
         return sum(ray.get([h.used_count.remote() for h in self.handles]))
