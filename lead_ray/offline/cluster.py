@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from lead_ray.config import ClusterConfig, Config
 from lead_ray.core import bins
 from lead_ray.files import require, write_parquet_atomic
-from lead_ray.offline.neardup import find_near_duplicates, sample_rows, unit_flags
+from lead_ray.offline.neardup import embeddings, find_near_duplicates, sample_rows, unit_flags
 from lead_ray.presets import switches
 from lead_ray.stages import run_units
 
@@ -101,11 +101,7 @@ def assign_unit(
         t = t.filter(keep)
     difficulty = bins.assign(t["ifd"].to_numpy(zero_copy_only=False), np.array(edges))
     if task_mode == "embedding":
-        emb = (
-            t["embedding"].combine_chunks().values.to_numpy().reshape(t.num_rows, -1)
-            if t.num_rows
-            else np.zeros((0, 1))
-        )
+        emb = embeddings(t)
         task = np.zeros(t.num_rows, np.int32)
         for k in np.unique(difficulty):
             rows = np.flatnonzero(difficulty == k)
