@@ -205,7 +205,7 @@ def stratified_slice(table: pa.Table, rows: int) -> pa.Table:
     return table.take(pa.array(np.sort(keep)))
 
 
-def setup(regime: Regime, variant: Path, full: Path, noisy: bool, extra: list[str]) -> dict:
+def setup(regime: Regime, variant: Path, full: Path, corrupt: float, extra: list[str]) -> dict:
     """prepare (shared), slice, plant, warmup, score, cluster; the slice's composition and planted counts."""
     from lead_ray.data.ingest import prepare
     from lead_ray.offline.cluster import cluster
@@ -214,7 +214,12 @@ def setup(regime: Regime, variant: Path, full: Path, noisy: bool, extra: list[st
 
     cfg = load_config(ROOT / regime.config, overrides(regime, variant, extra))
     d = _without_no_effect(to_dict(cfg))
-    key = {"rows": regime.rows, "noisy": noisy, **{k: d[k] for k in ("seed", "model", "warmup", "score", "cluster")}}
+    key = {
+        "rows": regime.rows,
+        "noisy": corrupt > 0,
+        **({"corrupt": corrupt} if corrupt else {}),
+        **{k: d[k] for k in ("seed", "model", "warmup", "score", "cluster")},
+    }
     recorded = variant / "setup.json"
     if recorded.exists():
         old = json.loads(recorded.read_text())
@@ -234,8 +239,8 @@ def setup(regime: Regime, variant: Path, full: Path, noisy: bool, extra: list[st
     pq.write_table(sliced, variant / "prepared" / "pool" / "part-0.parquet")
     names, counts = np.unique(source_groups(sliced["source"].to_pylist()), return_counts=True)
     info = {"rows": sliced.num_rows, "by_source": {str(k): int(v) for k, v in zip(names, counts)}}
-    if noisy:
-        info["planted"] = plant_pool(variant / "prepared" / "pool", 0.15, seed=0)
+    if corrupt:
+        info["planted"] = plant_pool(variant / "prepared" / "pool", corrupt, seed=0)
     for stage in (warmup, score, cluster):  # score skips the units already written; cluster always reruns
         if stage is warmup and (variant / "models" / "warmup_stats.json").exists():  # written after the model
             log(f"setup {variant.name}: warmup already done")
@@ -475,7 +480,8 @@ def unpack(packed: Path, variant: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--regime", choices=sorted(REGIMES), default="cpu")
-    ap.add_argument("--noisy", action="store_true", help="plant 15%% broken pairs into the slice before scoring")
+    ap.add_argument("--noisy", action="store_true", help="plant broken pairs into the slice before scoring")
+    ap.add_argument("--corrupt", type=float, default=0.15, metavar="F", help="with --noisy: the planted share")
     ap.add_argument("--seeds", help="comma-separated seeds (default: the regime's)")
     ap.add_argument("--work", help="cache folder (default: bench/work/quality-<regime>)")
     ap.add_argument(
@@ -484,6 +490,7 @@ def main() -> None:
     ap.add_argument("--pack", action="store_true", help=f"store the finished setup and runs in {CACHE.name}/ and stop")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every stage")
     ap.add_argument("--report", action="store_true", help="write the result from the finished runs only; run none")
+    ap.add_argument("--methods", help="comma-separated methods to run, in the regime's order (default: all)")
     args = ap.parse_args()
     regime = REGIMES[args.regime]
     if args.seeds:
@@ -504,13 +511,23 @@ def main() -> None:
 
     init_ray(RayConfig())
     t0 = time.perf_counter()
-    slice_info = setup(regime, variant, work / "full", args.noisy, args.set)
+    slice_info = setup(regime, variant, work / "full", args.corrupt if args.noisy else 0.0, args.set)
     t_setup = time.perf_counter() - t0
     base = base_eval(regime, variant, args.set)
     cfg = load_config(ROOT / regime.config, overrides(regime, variant, args.set))
     runs: dict[str, dict[int, Path]] = {}
     skipped = 0
-    for method, seed in run_order(regime):
+    order = run_order(regime)
+    if args.methods:
+        chosen = args.methods.split(",")
+        unknown = sorted(set(chosen) - {method for method, _ in order})
+        if unknown:
+            raise SystemExit(f"--methods: no method {unknown} in the {args.regime} regime")
+        if "lead" not in chosen:
+            raise SystemExit("--methods must include lead: every comparison is made against it")
+        skipped += sum(method not in chosen for method, _ in order)
+        order = [(method, seed) for method, seed in order if method in chosen]
+    for method, seed in order:
         run_dir = variant / "runs" / f"{method}-s{seed}"
         if args.report:  # the finished runs as they are: nothing is started or redone
             if (run_dir / "eval_items.json").exists():
