@@ -326,13 +326,16 @@ def one_run(regime: Regime, variant: Path, method: str, seed: int, extra: list[s
     return run_dir
 
 
-# keys that cannot change a run of this benchmark: the slices are far smaller than any near-duplicate
-# partition (one search over all points), and runs cached before the key existed must stay valid
+# keys that cannot change a run of this benchmark (and runs cached before a key existed must stay valid):
+# the slices are far smaller than any near-duplicate partition (one search over all points), and while
+# near-duplicates are kept, how they are searched changes only their flags, which selection never reads
 NO_EFFECT = {"cluster": ("near_dup_partition_rows",)}
+NO_EFFECT_WHILE_KEPT = {"cluster": ("near_dup_search",)}
 
 
 def _without_no_effect(d: dict) -> dict:
-    for section, keys in NO_EFFECT.items():
+    ignored = [NO_EFFECT] + ([NO_EFFECT_WHILE_KEPT] if not d["cluster"].get("drop_near_dups", False) else [])
+    for section, keys in (pair for table in ignored for pair in table.items()):
         for key in keys:
             d[section].pop(key, None)
     return d

@@ -208,6 +208,7 @@ def measure_cluster(n: int, seed: int) -> dict:
         "driver_peak_rss_mb": round(vm_hwm_mb(), 1),
         "max_process_rss_mb": round(sampler.peak_mb, 1),
         "max_process": sampler.peak_name,
+        "step_seconds": stats["step_seconds"],
     }
 
 

@@ -194,6 +194,13 @@ class ClusterConfig:
         "'preset' takes selection.preset's choice.",
         choices=("preset", "keep", "drop"),
     )
+    near_dup_search: str = _f(
+        "auto",
+        "How a near-duplicate partition is searched: 'exact' (every earlier point, blocked matrix products: cost "
+        "grows with points², no pair missed), 'hnsw' (hnswlib k-NN over NEIGHBOURS = 5 neighbours: approximate) "
+        "or 'auto' (exact up to 32,768 points in a partition, hnsw above).",
+        choices=("auto", "exact", "hnsw"),
+    )
     hnsw_m: int = _f(16, "hnswlib graph degree M.", ge=2)
     hnsw_ef: int = _f(100, "hnswlib ef for construction and search.", ge=10)
 

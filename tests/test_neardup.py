@@ -7,7 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lead_ray.config import load_config
-from lead_ray.offline.neardup import earlier_matches, find_near_duplicates, unit_flags
+from lead_ray.offline.neardup import (
+    earlier_matches,
+    exact_earlier,
+    find_near_duplicates,
+    hnsw_earlier,
+    search_method,
+    unit_flags,
+)
 
 
 @settings(max_examples=80, deadline=None)
@@ -27,8 +34,8 @@ def test_earlier_matches_is_the_best_earlier_neighbour_above_the_threshold(n, k,
     assert got == [(float(expected[i][0]), int(expected[i][1])) for i in rows]
 
 
-def scored_units(folder, units: int = 3, per_unit: int = 400, dim: int = 16, seed: int = 0):
-    """Unit files of clustered unit vectors, every 10th a near copy of an earlier one; and the exact pairs."""
+def scored_units_arrays(units: int = 3, per_unit: int = 400, dim: int = 16, seed: int = 0):
+    """(units, trainable, x): clustered unit vectors, every 10th a near copy of an earlier one."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(8, dim))
     x = centres[rng.integers(0, 8, units * per_unit)] + 0.6 * rng.normal(size=(units * per_unit, dim))
@@ -38,7 +45,12 @@ def scored_units(folder, units: int = 3, per_unit: int = 400, dim: int = 16, see
         x[i] = x[j] + 1e-3 * rng.normal(size=dim)
         planted[i] = j
     x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-    trainable = rng.random(len(x)) > 0.05
+    return units, rng.random(len(x)) > 0.05, x
+
+
+def scored_units(folder, units: int = 3, per_unit: int = 400, dim: int = 16, seed: int = 0):
+    """Unit files of scored_units_arrays; (paths, trainable, x)."""
+    _, trainable, x = scored_units_arrays(units, per_unit, dim, seed)
     paths = []
     folder.mkdir(parents=True)
     for u in range(units):
@@ -65,6 +77,31 @@ def exact_pairs(x: np.ndarray, trainable: np.ndarray, threshold: float) -> dict[
         if len(earlier):
             pairs[int(points[a])] = int(points[earlier[np.argmax(sim[a, earlier])]])
     return pairs
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 9), st.integers(0, 10_000))
+def test_exact_search_is_the_brute_force_rule_across_blocks(n, block, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3)).astype(np.float32)
+    x[rng.random(n) < 0.3] = x[0]  # exact copies of the first point: ties go to the earliest
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    found, of, sim = exact_earlier(x, 0.9, block=block)
+    dots = x @ x.T
+    expected = {i for i in range(1, n) if dots[i, :i].max() >= 0.9}
+    assert found.tolist() == sorted(expected)
+    for i, j, s in zip(found, of, sim):  # the most similar earlier point (copies: equal up to float rounding)
+        assert j < i and abs(s - dots[i, j]) < 1e-5 and dots[i, j] >= dots[i, :i].max() - 1e-5
+
+
+def test_hnsw_and_exact_search_flag_the_brute_force_points():
+    units, trainable, x = scored_units_arrays()
+    points = np.flatnonzero(trainable)
+    expected = {int(np.flatnonzero(points == i)[0]) for i in exact_pairs(x, trainable, 0.99)}
+    cfg = load_config(None, ["cluster.near_dup_threshold=0.99"])
+    assert set(exact_earlier(x[points], 0.99)[0].tolist()) == expected
+    assert set(hnsw_earlier(x[points], cfg.cluster)[0].tolist()) == expected
+    assert [search_method("auto", n) for n in (2, 32_768, 32_769)] == ["exact", "exact", "hnsw"]
 
 
 def flagged(out) -> dict[str, str]:

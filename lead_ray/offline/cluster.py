@@ -6,11 +6,12 @@
 2. Task groups inside each difficulty cluster (ALGORITHM.md §10 D6), by cluster.task_groups:
    * embedding (default; the paper's description): k-means on the prompt embeddings of up to
      cluster.fit_sample points of the cluster, then every point assigned to its nearest centroid
-     through an hnswlib index over the centroids;
+     (an exact argmin);
    * source or task: the input file, or the ground-truth label (the official code's choice).
-3. Near-duplicates (neardup.py): an hnswlib k-NN search flags each sample whose cosine similarity to an
-   *earlier* sample (pool order) is at least cluster.near_dup_threshold; over all prompt embeddings at once,
-   or, past cluster.near_dup_partition_rows points, within k-means partitions of them, one Ray task each.
+3. Near-duplicates (neardup.py): an exact search (or, for big partitions, an hnswlib k-NN search) flags
+   each sample whose cosine similarity to an *earlier* sample (pool order) is at least
+   cluster.near_dup_threshold; over all prompt embeddings at once, or, past cluster.near_dup_partition_rows
+   points, within k-means partitions of them, one Ray task each.
    They are counted, and dropped when cluster.drop_near_dups.
 
 Output: clustered/pool/*.parquet (the scored rows, minus the embedding, plus difficulty_cluster,
@@ -35,6 +36,19 @@ from lead_ray.files import require, write_parquet_atomic
 from lead_ray.offline.neardup import embeddings, find_near_duplicates, sample_rows, unit_flags
 from lead_ray.presets import switches
 from lead_ray.stages import run_units
+
+
+class Steps:
+    """Wall seconds of each named step, in the order they finish (clusters.json: step_seconds)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def done(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._last, 2)
+        self._last = now
 
 
 def kmeans_1d(values: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -216,15 +230,19 @@ def cluster(cfg: Config) -> dict:
         old.unlink()
     chosen = switches(cfg)
     drop_above_one = chosen.ifd_above_one == "drop"
+    step = Steps()
     ifd, points, trainable = _read_scores(units, drop_above_one, cluster_cfg.difficulty_k)
+    step.done("read_scores")
     edges, centroids = difficulty_edges(ifd[trainable], cluster_cfg.difficulty_k, chosen.difficulty_bins, cfg.seed)
     difficulty_all = bins.assign(ifd, edges)
+    step.done("difficulty_bins")
     label_index, task_fit = {}, {}
     if cluster_cfg.task_groups == "embedding":
         task_fit = _fit_task_centroids(units, difficulty_all, trainable, len(centroids), cluster_cfg, cfg.seed)
     else:
         label_index = _task_labels(units, cluster_cfg.task_groups)
-    dup_stats = find_near_duplicates(units, points, cluster_cfg, cfg.seed, out)
+    step.done("task_groups_fit")
+    dup_stats = find_near_duplicates(units, points, cluster_cfg, cfg.seed, out, step)
     results = run_units(
         [{"unit": u, "unit_no": k} for k, u in enumerate(units)],
         assign_unit,
@@ -241,6 +259,7 @@ def cluster(cfg: Config) -> dict:
         },
         "AssignClusters",
     )
+    step.done("assign")
     totals, sizes = _add_up(results)
     stats = {
         **totals,
@@ -259,8 +278,10 @@ def cluster(cfg: Config) -> dict:
         "near_duplicates": dup_stats["near_duplicates"],
         "near_dup_partitions": dup_stats["near_dup_partitions"],
         "near_dup_largest_partition": dup_stats["near_dup_largest_partition"],
+        "near_dup_search": dup_stats["near_dup_search"],
         "near_dup_threshold": cluster_cfg.near_dup_threshold,
         "seconds": round(time.perf_counter() - t0, 2),
+        "step_seconds": step.seconds,
     }
     (out / "clusters.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats
