@@ -14,8 +14,9 @@ run: the driver's work before the first round and per round, with the conversati
   (allowed arms, the arm's stratified top-ρ, budget cut, mark used: `select_round_s`) and one worker's
   read of a round's conversations (`read_round_s`). Training itself does not depend on the pool size
   and is measured by bench/loop.py.
-neardup: the partitioned near-duplicate search against the single search over the same points (1, 5 and
-  20 partitions): recall = pairs the partitioned search finds / pairs the single search finds.
+neardup: the partitioned near-duplicate search (5 and 20 partitions, exact within each) and the single
+  hnswlib search against the single exact search over the same points: recall = pairs found / pairs the
+  single exact search finds.
 cluster: `lead-ray cluster` end to end on synthetic scored units (384-d embeddings with 5% planted near
   copies, IFD, trainable), the default config (its near_dup_partition_rows decides the partitions).
 prepare: bench/ingest.py on K physical copies of the shared pool (its marginal rows/s, driver peak RSS).
@@ -213,7 +214,8 @@ def measure_cluster(n: int, seed: int) -> dict:
 
 
 def measure_neardup(n: int, seed: int) -> dict:
-    """Recall of the partitioned search against the single search over the same n points."""
+    """Recall of the partitioned search (default settings: exact within each partition) against the single
+    exact search over the same n points, and of the single hnswlib search against it."""
     import pyarrow.parquet as pq
 
     from lead_ray.config import load_config
@@ -226,21 +228,26 @@ def measure_neardup(n: int, seed: int) -> dict:
     cfg = load_config(ROOT / "configs" / "smollm2.yaml", [f"work_dir={work}"])
     init_ray(cfg.ray)
     out, found = {"rows": n}, {}
-    for parts in (1, 5, 20):
+    for name, parts, search in (("partitions_1", 1, "exact"), ("partitions_1_hnsw", 1, "hnsw"), *PARTITIONED):
         cfg.cluster.near_dup_partition_rows = -(-int(trainable.sum()) // parts)
+        cfg.cluster.near_dup_search = search
         t0 = time.perf_counter()
-        stats = find_near_duplicates(units, trainable, cfg.cluster, seed, work / f"neardup-{parts}")
-        flags = pq.read_table(work / f"neardup-{parts}" / "near_dups.parquet", columns=["id", "near_dup_of"])
-        found[parts] = set(zip(flags["id"].to_pylist(), flags["near_dup_of"].to_pylist()))
-        out[f"partitions_{parts}"] = {
+        stats = find_near_duplicates(units, trainable, cfg.cluster, seed, work / f"neardup-{name}")
+        flags = pq.read_table(work / f"neardup-{name}" / "near_dups.parquet", columns=["id", "near_dup_of"])
+        found[name] = set(zip(flags["id"].to_pylist(), flags["near_dup_of"].to_pylist()))
+        reference = found["partitions_1"]
+        out[name] = {
             **stats,
             "seconds": round(time.perf_counter() - t0, 1),
-            "recall_vs_global": round(len(found[parts] & found[1]) / max(len(found[1]), 1), 4),
+            "recall_vs_global": round(len(found[name] & reference) / max(len(reference), 1), 4),
             "flagged_ids_recall_vs_global": round(
-                len({i for i, _ in found[parts]} & {i for i, _ in found[1]}) / max(len(found[1]), 1), 4
+                len({i for i, _ in found[name]} & {i for i, _ in reference}) / max(len(reference), 1), 4
             ),
         }
     return out
+
+
+PARTITIONED = (("partitions_5", 5, "auto"), ("partitions_20", 20, "auto"))  # the default search within each
 
 
 def _read_round(folder: str, index: np.ndarray) -> float:
