@@ -37,21 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 
-from bench.corrupt import CORRUPT_COLUMN, plant_pool  # noqa: E402
+from bench.corrupt import plant_pool  # noqa: E402
+from bench.quality_cache import CACHE, pack, unpack  # noqa: E402
+from bench.quality_stats import DOWNSTREAM, corrupt_rates, paired, summarise_methods  # noqa: E402
 from lead_ray.config import load_config, to_dict  # noqa: E402
 
-# (eval set, per-item score, higher is better)
-METRICS = [
-    ("holdout", "nll", False),
-    ("gsm8k", "nll", False),
-    ("gsm8k", "exact_match", True),
-    ("mmlu", "correct", True),
-    ("mmlu", "nll", False),
-    ("self_instruct", "nll", False),
-]
-DOWNSTREAM = ("gsm8k", "mmlu", "self_instruct")  # not the pool's own distribution
-STATIC = ("random", "random-x2", "length", "ifd", "ppl")
-# a baseline with other settings: random twice over its subset trains as many samples as LEAD, which revisits
 BASELINE_VARIANTS = {"random-x2": ("random", ["selection.static_passes=2"])}
 # Robust LEAD (ALGORITHM.md §12): the robust preset, and the paper with one switch on (each switch's own effect)
 VARIANTS = {
@@ -62,13 +52,6 @@ VARIANTS = {
     "lead+sample": ["selection.delta=sample"],
     "lead+reducible": ["selection.utility=reducible"],
 }
-CLUSTER_KEYS = ("cluster.difficulty_bins", "cluster.ifd_above_one")
-SIGN = (
-    "difference = first − second of the pair's name (lead_vs_random: lead − random; robust_vs_paper: lead-robust − "
-    "lead) over the same eval items (per seed, then pooled over seeds and items); NLL: lower "
-    "is better, accuracy and exact match: higher is better; `better` names the winner, 'none' when the 95% "
-    "interval contains 0"
-)
 
 
 @dataclass
@@ -358,125 +341,6 @@ def base_eval(regime: Regime, variant: Path, extra: list[str]) -> Path:
     return out.parent
 
 
-# ----------------------------------------------------------------------------- statistics
-
-
-def item_scores(run_dir: Path) -> dict[str, np.ndarray]:
-    items = json.loads((run_dir / "eval_items.json").read_text())
-    return {f"{s}_{m}": np.asarray(items[s][m], np.float64) for s, m, _ in METRICS if s in items and m in items[s]}
-
-
-def summarise_methods(runs: dict[str, dict[int, Path]], base: Path) -> dict:
-    from lead_ray.eval.stats import pooled_mean_ci
-
-    out = {}
-    for method, by_seed in runs.items():
-        scores = {seed: item_scores(d) for seed, d in by_seed.items()}
-        stats = [json.loads((d / "run_stats.json").read_text()) for d in by_seed.values()]
-        out[method] = {
-            "seeds": sorted(by_seed),
-            "sets": {k: pooled_mean_ci(np.stack([scores[s][k] for s in sorted(scores)])) for k in scores[min(scores)]},
-            "unique_selected": [s["unique_selected"] for s in stats],
-            "samples_trained": [s["samples_trained"] for s in stats],
-            "training_seconds": [s["training_seconds"] for s in stats],
-            "wall_seconds": [json.loads((d / "bench_seconds.json").read_text()) for d in by_seed.values()],
-        }
-    out["base"] = {"seeds": [], "sets": {k: pooled_mean_ci(v[None]) for k, v in item_scores(base).items()}}
-    return out
-
-
-def paired(runs: dict[str, dict[int, Path]], methods: dict, default: str = "lead") -> dict:
-    """Paired differences over the same eval items and seeds. `default`: the method `lead` now means."""
-    from lead_ray.eval.stats import pooled_paired_diff
-
-    def compare(one: str, other: str, key: str, higher: bool) -> dict:
-        seeds = sorted(set(runs[one]) & set(runs[other]))
-        a = np.stack([item_scores(runs[one][s])[key] for s in seeds])
-        b = np.stack([item_scores(runs[other][s])[key] for s in seeds])
-        return {"vs": other, **pooled_paired_diff(a, b, higher, names=(one, other))}
-
-    pairs = {"lead_vs_random": ("lead", "random"), "lead_vs_random_x2": ("lead", "random-x2")}
-    pairs |= {"lead_vs_full": ("lead", "full")}
-    pairs |= {"robust_vs_paper": ("lead-robust", "lead"), "default_vs_random": (default, "random")}
-    pairs |= {f"{v}_vs_paper": (v, "lead") for v in VARIANTS if v != "lead-robust"}
-    out = {"sign": SIGN, "lead_vs_best_static": {}}
-    out |= {name: {} for name in pairs}
-    for s, m, higher in METRICS:
-        key = f"{s}_{m}"
-        if key not in methods["lead"]["sets"]:
-            continue
-        for name, (one, other) in pairs.items():
-            if one in runs and other in runs:
-                out[name][key] = compare(one, other, key, higher)
-        static = [x for x in STATIC if x in runs]
-        if static:
-            best = (max if higher else min)(static, key=lambda x: methods[x]["sets"][key]["mean"])
-            out["lead_vs_best_static"][key] = compare("lead", best, key, higher)
-    return out
-
-
-def corrupt_rates(variant: Path, runs: dict[str, dict[int, Path]], cfg) -> dict:
-    """Planted share among the selectable samples, and among each method's unique picks (all seeds)."""
-    from lead_ray.data.split import is_holdout
-
-    pool = pq.read_table(variant / "clustered" / "pool", columns=["id", CORRUPT_COLUMN])
-    selectable = pool.filter(pa.array(~is_holdout(pool["id"].to_pylist(), cfg.eval.holdout_fraction)))
-    label = dict(zip(selectable["id"].to_pylist(), selectable[CORRUPT_COLUMN].to_pylist()))
-    rates = {}
-    for method, by_seed in runs.items():
-        picks = [
-            i for d in by_seed.values() for i in pq.read_table(d / "selected.parquet", columns=["id"])["id"].to_pylist()
-        ]
-        rates[method] = float(np.mean([label[i] != "" for i in picks])) if picks else None
-    planted = float(np.mean([v != "" for v in label.values()]))
-    return {"corrupt_planted_rate": planted, "corrupt_pick_rate": rates}
-
-
-# ----------------------------------------------------------------------------- cache across machines
-
-CACHE = ROOT / "bench" / "cache"
-# What a later session needs to go on without redoing setup (scoring is most of its time) or finished runs:
-# the scored and clustered pool and each run's config, selection and per-item eval scores. Not the models:
-# the base model is rebuilt from the GGUF file, and runs need no warm-up model.
-PACKED = [
-    "setup.json",
-    "models/warmup_stats.json",
-    "prepared",
-    "scored",
-    "clustered",
-    "base/eval.json",
-    "base/eval_items.json",
-    "runs/*/config.yaml",
-    "runs/*/run_stats.json",
-    "runs/*/bench_seconds.json",
-    "runs/*/eval.json",
-    "runs/*/eval_items.json",
-    "runs/*/selected.parquet",
-    "runs/*/rounds.parquet",
-    "clusterings/*/clustered",
-]
-
-
-def pack(variant: Path, out: Path) -> None:
-    import tarfile
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(out, "w:gz") as tar:
-        for pattern in PACKED:
-            for path in sorted(variant.glob(pattern)):
-                tar.add(path, arcname=str(path.relative_to(variant)))
-    log(f"packed {variant} into {out} ({out.stat().st_size / 2**20:.1f} MiB)")
-
-
-def unpack(packed: Path, variant: Path) -> None:
-    import tarfile
-
-    log(f"unpacking {packed} into {variant}: its setup and finished runs are reused")
-    variant.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(packed) as tar:
-        tar.extractall(variant, filter="data")
-
-
 # ----------------------------------------------------------------------------- main
 
 
@@ -544,6 +408,14 @@ def main() -> None:
     write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t_setup, complete=skipped == 0)
 
 
+def comparisons(default: str = "lead") -> dict[str, tuple[str, str]]:
+    """The paired comparisons reported (name: (one, other)). `default`: the method `lead` now means."""
+    pairs = {"lead_vs_random": ("lead", "random"), "lead_vs_random_x2": ("lead", "random-x2")}
+    pairs |= {"lead_vs_full": ("lead", "full")}
+    pairs |= {"robust_vs_paper": ("lead-robust", "lead"), "default_vs_random": (default, "random")}
+    return pairs | {f"{v}_vs_paper": (v, "lead") for v in VARIANTS if v != "lead-robust"}
+
+
 def run_order(regime: Regime) -> list[tuple[str, int]]:
     """The every-seed methods over all seeds first (the comparisons that matter), then the one-seed methods."""
     order = [(method, seed) for seed in regime.seeds for method in regime.every_seed]
@@ -570,7 +442,7 @@ def write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t
         "downstream_sets": list(DOWNSTREAM),
         "methods": methods,
         "default_preset": cfg.selection.preset,
-        "paired": paired(runs, methods),
+        "paired": paired(runs, methods, comparisons()),
         "seconds": {
             "setup_this_invocation": round(t_setup, 1),
             "total_this_invocation": round(time.perf_counter() - t0, 1),

@@ -45,7 +45,7 @@ def main() -> None:
 
     init_ray(RayConfig())
     t0 = time.perf_counter()
-    slice_info = setup(regime, work / "pool", work / "full", False, [])
+    slice_info = setup(regime, work / "pool", work / "full", 0.0, [])
     t_setup = time.perf_counter() - t0
     rows = {}
     for method in ("lead", "rescore"):  # side by side in this invocation

@@ -1,0 +1,55 @@
+"""bench/quality.py's cache across machines: a variant's setup and finished runs packed into bench/cache/."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def log(msg: str) -> None:
+    print(f"[quality] {msg}", file=sys.stderr, flush=True)
+
+
+CACHE = ROOT / "bench" / "cache"
+# What a later session needs to go on without redoing setup (scoring is most of its time) or finished runs:
+# the scored and clustered pool and each run's config, selection and per-item eval scores. Not the models:
+# the base model is rebuilt from the GGUF file, and runs need no warm-up model.
+PACKED = [
+    "setup.json",
+    "models/warmup_stats.json",
+    "prepared",
+    "scored",
+    "clustered",
+    "base/eval.json",
+    "base/eval_items.json",
+    "runs/*/config.yaml",
+    "runs/*/run_stats.json",
+    "runs/*/bench_seconds.json",
+    "runs/*/eval.json",
+    "runs/*/eval_items.json",
+    "runs/*/selected.parquet",
+    "runs/*/rounds.parquet",
+    "clusterings/*/clustered",
+]
+
+
+def pack(variant: Path, out: Path) -> None:
+    import tarfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(out, "w:gz") as tar:
+        for pattern in PACKED:
+            for path in sorted(variant.glob(pattern)):
+                tar.add(path, arcname=str(path.relative_to(variant)))
+    log(f"packed {variant} into {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+
+
+def unpack(packed: Path, variant: Path) -> None:
+    import tarfile
+
+    log(f"unpacking {packed} into {variant}: its setup and finished runs are reused")
+    variant.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(packed) as tar:
+        tar.extractall(variant, filter="data")

@@ -1,0 +1,102 @@
+"""bench/quality.py's statistics: per-method means with 95% intervals, paired differences, corrupt-pick rates.
+
+The resampling itself is lead_ray/eval/stats.py (tested there); this module arranges the per-item scores
+each run's evaluation wrote (eval_items.json) into the shapes bench/results/quality*.json holds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bench.corrupt import CORRUPT_COLUMN
+
+# (eval set, per-item score, higher is better)
+METRICS = [
+    ("holdout", "nll", False),
+    ("gsm8k", "nll", False),
+    ("gsm8k", "exact_match", True),
+    ("mmlu", "correct", True),
+    ("mmlu", "nll", False),
+    ("self_instruct", "nll", False),
+]
+DOWNSTREAM = ("gsm8k", "mmlu", "self_instruct")  # not the pool's own distribution
+STATIC = ("random", "random-x2", "length", "ifd", "ppl")
+SIGN = (
+    "difference = first − second of the pair's name (lead_vs_random: lead − random; robust_vs_paper: lead-robust − "
+    "lead) over the same eval items (per seed, then pooled over seeds and items); NLL: lower "
+    "is better, accuracy and exact match: higher is better; `better` names the winner, 'none' when the 95% "
+    "interval contains 0"
+)
+
+
+def item_scores(run_dir: Path) -> dict[str, np.ndarray]:
+    items = json.loads((run_dir / "eval_items.json").read_text())
+    return {f"{s}_{m}": np.asarray(items[s][m], np.float64) for s, m, _ in METRICS if s in items and m in items[s]}
+
+
+def summarise_methods(runs: dict[str, dict[int, Path]], base: Path) -> dict:
+    from lead_ray.eval.stats import pooled_mean_ci
+
+    out = {}
+    for method, by_seed in runs.items():
+        scores = {seed: item_scores(d) for seed, d in by_seed.items()}
+        stats = [json.loads((d / "run_stats.json").read_text()) for d in by_seed.values()]
+        out[method] = {
+            "seeds": sorted(by_seed),
+            "sets": {k: pooled_mean_ci(np.stack([scores[s][k] for s in sorted(scores)])) for k in scores[min(scores)]},
+            "unique_selected": [s["unique_selected"] for s in stats],
+            "samples_trained": [s["samples_trained"] for s in stats],
+            "training_seconds": [s["training_seconds"] for s in stats],
+            "wall_seconds": [json.loads((d / "bench_seconds.json").read_text()) for d in by_seed.values()],
+        }
+    out["base"] = {"seeds": [], "sets": {k: pooled_mean_ci(v[None]) for k, v in item_scores(base).items()}}
+    return out
+
+
+def paired(runs: dict[str, dict[int, Path]], methods: dict, pairs: dict[str, tuple[str, str]]) -> dict:
+    """Paired differences over the same eval items and seeds: each of `pairs` (name: (one, other)) whose two
+    methods both ran, and LEAD against the best static baseline of each metric."""
+    from lead_ray.eval.stats import pooled_paired_diff
+
+    def compare(one: str, other: str, key: str, higher: bool) -> dict:
+        seeds = sorted(set(runs[one]) & set(runs[other]))
+        a = np.stack([item_scores(runs[one][s])[key] for s in seeds])
+        b = np.stack([item_scores(runs[other][s])[key] for s in seeds])
+        return {"vs": other, **pooled_paired_diff(a, b, higher, names=(one, other))}
+
+    out = {"sign": SIGN, "lead_vs_best_static": {}}
+    out |= {name: {} for name in pairs}
+    for s, m, higher in METRICS:
+        key = f"{s}_{m}"
+        if key not in methods["lead"]["sets"]:
+            continue
+        for name, (one, other) in pairs.items():
+            if one in runs and other in runs:
+                out[name][key] = compare(one, other, key, higher)
+        static = [x for x in STATIC if x in runs]
+        if static:
+            best = (max if higher else min)(static, key=lambda x: methods[x]["sets"][key]["mean"])
+            out["lead_vs_best_static"][key] = compare("lead", best, key, higher)
+    return out
+
+
+def corrupt_rates(variant: Path, runs: dict[str, dict[int, Path]], cfg) -> dict:
+    """Planted share among the selectable samples, and among each method's unique picks (all seeds)."""
+    from lead_ray.data.split import is_holdout
+
+    pool = pq.read_table(variant / "clustered" / "pool", columns=["id", CORRUPT_COLUMN])
+    selectable = pool.filter(pa.array(~is_holdout(pool["id"].to_pylist(), cfg.eval.holdout_fraction)))
+    label = dict(zip(selectable["id"].to_pylist(), selectable[CORRUPT_COLUMN].to_pylist()))
+    rates = {}
+    for method, by_seed in runs.items():
+        picks = [
+            i for d in by_seed.values() for i in pq.read_table(d / "selected.parquet", columns=["id"])["id"].to_pylist()
+        ]
+        rates[method] = float(np.mean([label[i] != "" for i in picks])) if picks else None
+    planted = float(np.mean([v != "" for v in label.values()]))
+    return {"corrupt_planted_rate": planted, "corrupt_pick_rate": rates}
