@@ -65,10 +65,8 @@ def run(
     """
     import ray
 
-    from lead_ray.models.load import materialize_model
     from lead_ray.online.pool import index_pool, read_selection
     from lead_ray.online.rows import write_round_rows
-    from lead_ray.online.train_loop import LoopSettings
     from lead_ray.runtime import train_scaling
 
     t0 = time.perf_counter()
@@ -83,22 +81,7 @@ def run(
     first_round = _check_round_sizes(cfg, table)
     store, bandit, n_arms = _start_actors(cfg, table, name)
     scaling = train_scaling(cfg.train, ray.cluster_resources(), cpu_share)
-    settings = LoopSettings(
-        cfg=cfg,
-        run_dir=str(run_dir),
-        base_dir=str(materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)),
-        run_name=name,
-        n_arms=n_arms,
-        budget=budget,
-        pool_size=table.num_rows,
-        threads=max(1, round(scaling["resources_per_worker"]["CPU"])),
-        store_handles=store.handles,
-        store_bounds=store.bounds,
-        bandit=bandit,
-        **_initial_state(store, bandit),
-        static_order=static_order,
-        holdout=_inloop_holdout(cfg, pool),
-    )
+    settings = _loop_settings(cfg, run_dir, name, pool, table, (store, bandit, n_arms), budget, static_order, scaling)
     result = _trainer(cfg, settings, scaling, callbacks).fit()
     t_fit = time.perf_counter() - t0
     with result.checkpoint.as_directory() as final:  # the final checkpoint holds every round's record
@@ -126,6 +109,30 @@ def run(
     )
     write_text_atomic(run_dir / "run_stats.json", json.dumps(stats, indent=2) + "\n")
     return stats
+
+
+def _loop_settings(cfg: Config, run_dir: Path, name: str, pool, table, actors, budget, static_order, scaling):
+    """What every Train worker's loop is given: the run's settings, the actors' handles and their state now."""
+    from lead_ray.models.load import materialize_model
+    from lead_ray.online.train_loop import LoopSettings
+
+    store, bandit, n_arms = actors
+    return LoopSettings(
+        cfg=cfg,
+        run_dir=str(run_dir),
+        base_dir=str(materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)),
+        run_name=name,
+        n_arms=n_arms,
+        budget=budget,
+        pool_size=table.num_rows,
+        threads=max(1, round(scaling["resources_per_worker"]["CPU"])),
+        store_handles=store.handles,
+        store_bounds=store.bounds,
+        bandit=bandit,
+        **_initial_state(store, bandit),
+        static_order=static_order,
+        holdout=_inloop_holdout(cfg, pool),
+    )
 
 
 def _inloop_holdout(cfg: Config, pool) -> list:
