@@ -114,16 +114,7 @@ def assign_unit(
         dropped = t.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
         t = t.filter(keep)
     difficulty = bins.assign(t["ifd"].to_numpy(zero_copy_only=False), np.array(edges))
-    if task_mode == "embedding":
-        emb = embeddings(t)
-        task = np.zeros(t.num_rows, np.int32)
-        for k in np.unique(difficulty):
-            rows = np.flatnonzero(difficulty == k)
-            cents = np.array(task_centroids[str(k)], dtype=np.float32)
-            task[rows] = nearest(cents, emb[rows])
-    else:
-        labels = t[task_mode].to_pylist()
-        task = np.array([label_index[str(v)] for v in labels], np.int32)
+    task = task_groups(t, difficulty, task_mode, task_centroids, label_index)
     t = (
         t.drop_columns(["embedding", "trainable"])
         .append_column("difficulty_cluster", pa.array(difficulty, pa.int16()))
@@ -144,6 +135,19 @@ def assign_unit(
         if t.num_rows
         else [],
     }
+
+
+def task_groups(t: pa.Table, difficulty: np.ndarray, task_mode: str, task_centroids: dict, label_index: dict):
+    """Each row's task group inside its difficulty cluster: the nearest of that cluster's embedding centroids,
+    or the index of its source/task label."""
+    if task_mode != "embedding":
+        return np.array([label_index[str(v)] for v in t[task_mode].to_pylist()], np.int32)
+    emb = embeddings(t)
+    task = np.zeros(t.num_rows, np.int32)
+    for k in np.unique(difficulty):
+        rows = np.flatnonzero(difficulty == k)
+        task[rows] = nearest(np.array(task_centroids[str(k)], dtype=np.float32), emb[rows])
+    return task
 
 
 def _fit_task_centroids(units, difficulty_all, trainable_all, k_diff, cluster_cfg: ClusterConfig, seed: int) -> dict:
