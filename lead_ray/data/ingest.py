@@ -135,36 +135,14 @@ def parse_chunk(pieces: list[Piece], chunk: int, staging: str, max_chars: int, b
             n_rows = rows_in(record, fmt) if fmt else 1
             c["input_rows"] += n_rows
             try:
-                if err is not None:
-                    raise err
-                if not isinstance(record, dict):
-                    raise Reject("not_an_object", None, f"a record must be a JSON object, got {type(record).__name__}")
-                if fmt is None:
-                    raise Reject(
-                        "unknown_format",
-                        None,
-                        f"cannot tell the format from keys {sorted(record)[:8]}; set ingest.format",
-                    )
-                conversations = READERS[fmt](record)
-                samples = [normalise(conv, max_chars) for conv in conversations]
+                samples = _samples_of(record, err, fmt, max_chars)
             except Reject as r:
                 if strict:  # stop this chunk here; the driver reports the earliest chunk's error
                     where = f"field '{r.field}'" if r.field else "record"
                     return {"chunk": chunk, "strict_error": f"{piece.path}:{line}: {where}: {r.message} [{r.reason}]"}
                 c["rejected"] += n_rows
                 c["reject:" + r.reason] += n_rows
-                rejects.append(
-                    {
-                        "file": piece.path,
-                        "source": piece.source,
-                        "line": line,
-                        "field": r.field,
-                        "reason": r.reason,
-                        "message": r.message,
-                        "rows": n_rows,
-                        "excerpt": _excerpt(raw if raw is not None else record),
-                    }
-                )
+                rejects.append(_reject_row(piece, line, r, n_rows, raw if raw is not None else record))
                 continue
             task = record.get("task", record.get("category"))
             for messages, prompt_chars, response_chars, cut in samples:
@@ -181,9 +159,46 @@ def parse_chunk(pieces: list[Piece], chunk: int, staging: str, max_chars: int, b
                 cols["response_chars"].append(response_chars)
                 cols["_order"].append(piece.file_index << _LINE_BITS | line)
             c["parsed"] += len(samples)
-    table = pa.table(cols, schema=_STAGING_SCHEMA)
+    _write_chunk(pa.table(cols, schema=_STAGING_SCHEMA), rejects, staging, chunk, buckets)
+    return {
+        "chunk": chunk,
+        "counts": {s: dict(c) for s, c in counts.items()},
+        "trimmed_turns": trimmed,
+        "task_seconds": time.perf_counter() - t0,
+    }
+
+
+def _samples_of(record, err: Reject | None, fmt: str | None, max_chars: int) -> list:
+    """The normalised samples of one parsed record; Reject when it cannot give any."""
+    if err is not None:
+        raise err
+    if not isinstance(record, dict):
+        raise Reject("not_an_object", None, f"a record must be a JSON object, got {type(record).__name__}")
+    if fmt is None:
+        raise Reject(
+            "unknown_format", None, f"cannot tell the format from keys {sorted(record)[:8]}; set ingest.format"
+        )
+    return [normalise(conv, max_chars) for conv in READERS[fmt](record)]
+
+
+def _reject_row(piece: Piece, line: int, r: Reject, n_rows: int, raw) -> dict:
+    """One line of rejects.jsonl: where, which field, why, and an excerpt of the input."""
+    return {
+        "file": piece.path,
+        "source": piece.source,
+        "line": line,
+        "field": r.field,
+        "reason": r.reason,
+        "message": r.message,
+        "rows": n_rows,
+        "excerpt": _excerpt(raw),
+    }
+
+
+def _write_chunk(table: pa.Table, rejects: list[dict], staging: str, chunk: int, buckets: int) -> None:
+    """A chunk's accepted rows, split by id bucket (stage 2 de-duplicates one bucket at a time); its rejects."""
     if table.num_rows:
-        bucket_of = np.array([int(i[:8], 16) % buckets for i in cols["id"]], dtype=np.int64)
+        bucket_of = np.array([int(i[:8], 16) % buckets for i in table["id"].to_pylist()], dtype=np.int64)
         for b in np.unique(bucket_of):
             folder = Path(staging, f"b={b:05d}")
             folder.mkdir(parents=True, exist_ok=True)
@@ -192,12 +207,6 @@ def parse_chunk(pieces: list[Piece], chunk: int, staging: str, max_chars: int, b
         folder = Path(staging, "rejects")
         folder.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(folder / f"c={chunk:06d}.jsonl", b"".join(orjson.dumps(r) + b"\n" for r in rejects))
-    return {
-        "chunk": chunk,
-        "counts": {s: dict(c) for s, c in counts.items()},
-        "trimmed_turns": trimmed,
-        "task_seconds": time.perf_counter() - t0,
-    }
 
 
 # ----------------------------------------------------------------------------- stage 2: dedup
