@@ -100,6 +100,25 @@ def warmup_loop(loop_config: dict) -> None:
             ray.train.report(metrics)
 
 
+def _warmup_sample(cfg: Config, pool: Path):
+    """The warm-up rows (a seeded share of the pool, never a held-out one), materialised before training: a
+    few thousand rows, and no read task then competes with the workers for CPUs."""
+    import ray
+
+    def keep(batch):
+        return batch.filter(
+            in_sample(batch["id"].to_pylist(), cfg.seed, cfg.warmup.fraction, cfg.eval.holdout_fraction)
+        )
+
+    return (
+        ray.data.read_parquet(str(pool))
+        .select_columns(["id", "messages"])
+        .map_batches(keep, batch_format="pyarrow")
+        .limit(cfg.warmup.max_samples)
+        .materialize()
+    )
+
+
 def warmup(cfg: Config) -> dict:
     """Train the warm-up model; write work_dir/models/warmup and warmup_stats.json."""
     import ray
@@ -115,19 +134,7 @@ def warmup(cfg: Config) -> dict:
     pool = require(cfg.stage_dir("prepared") / "pool", "*.parquet", "pool", "prepare")
     base = materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)
 
-    def keep(batch):
-        return batch.filter(
-            in_sample(batch["id"].to_pylist(), cfg.seed, warmup_cfg.fraction, cfg.eval.holdout_fraction)
-        )
-
-    # Materialised before training: a few thousand rows, and no read task competes with the workers for CPUs.
-    ds = (
-        ray.data.read_parquet(str(pool))
-        .select_columns(["id", "messages"])
-        .map_batches(keep, batch_format="pyarrow")
-        .limit(warmup_cfg.max_samples)
-        .materialize()
-    )
+    ds = _warmup_sample(cfg, pool)
     n = ds.count()
     if n == 0:
         raise ValueError(
