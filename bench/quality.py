@@ -39,7 +39,7 @@ SHARED = ROOT.parent / "shared"
 
 from bench.corrupt import plant_pool  # noqa: E402
 from bench.quality_cache import CACHE, pack, unpack  # noqa: E402
-from bench.quality_stats import DOWNSTREAM, corrupt_rates, paired, summarise_methods  # noqa: E402
+from bench.quality_stats import DOWNSTREAM, corrupt_rates, paired, source_mix, summarise_methods  # noqa: E402
 from lead_ray.config import load_config, to_dict  # noqa: E402
 
 BASELINE_VARIANTS = {"random-x2": ("random", ["selection.static_passes=2"])}
@@ -443,6 +443,7 @@ def write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t
         "methods": methods,
         "default_preset": cfg.selection.preset,
         "paired": paired(runs, methods, comparisons()),
+        "source_mix": source_mix(runs),
         "seconds": {
             "setup_this_invocation": round(t_setup, 1),
             "total_this_invocation": round(time.perf_counter() - t0, 1),

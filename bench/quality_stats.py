@@ -100,3 +100,19 @@ def corrupt_rates(variant: Path, runs: dict[str, dict[int, Path]], cfg) -> dict:
         rates[method] = float(np.mean([label[i] != "" for i in picks])) if picks else None
     planted = float(np.mean([v != "" for v in label.values()]))
     return {"corrupt_planted_rate": planted, "corrupt_pick_rate": rates}
+
+
+def source_mix(runs: dict[str, dict[int, Path]]) -> dict:
+    """Each method's unique picks by source group (pooled over its seeds), as shares: what it chose to train."""
+    from bench.quality import source_groups
+
+    mix = {}
+    for method, by_seed in runs.items():
+        sources = [
+            s
+            for d in by_seed.values()
+            for s in pq.read_table(d / "selected.parquet", columns=["source"])["source"].to_pylist()
+        ]
+        names, counts = np.unique(source_groups(sources), return_counts=True) if sources else ([], [])
+        mix[method] = {str(k): round(int(v) / len(sources), 4) for k, v in zip(names, counts)}
+    return mix
