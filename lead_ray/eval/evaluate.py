@@ -197,6 +197,24 @@ def summarise(name: str, items: list[dict], parts: dict) -> dict:
     return out
 
 
+def _final_model(run_dir: Path) -> Path:
+    """The model a finished run ended with (its final checkpoint's)."""
+    stats_file = run_dir / "run_stats.json"
+    if not stats_file.exists():
+        raise FileNotFoundError(f"{run_dir}: no run_stats.json (finish `lead-ray run` first, or pass --model)")
+    return Path(json.loads(stats_file.read_text())["checkpoint"]) / "model"
+
+
+def _merge_units(units: list[dict], results: list[dict]) -> dict[str, dict]:
+    """Per eval set, each per-item field's values in item order (units are slices of a set, in order)."""
+    merged: dict[str, dict] = {}
+    for unit, result in zip(units, results):
+        fields = merged.setdefault(unit["name"], {})
+        for key, values in result.items():
+            fields.setdefault(key, []).extend(values)
+    return merged
+
+
 def evaluate(
     cfg: Config, run_dir: str | Path | None = None, model_dir: str | Path | None = None, out: str | Path | None = None
 ) -> dict:
@@ -211,11 +229,7 @@ def evaluate(
     t0 = time.perf_counter()
     eval_cfg = cfg.eval
     run_dir = Path(run_dir or cfg.stage_dir("run")).resolve()
-    if model_dir is None:
-        stats_file = run_dir / "run_stats.json"
-        if not stats_file.exists():
-            raise FileNotFoundError(f"{run_dir}: no run_stats.json (finish `lead-ray run` first, or pass --model)")
-        model_dir = Path(json.loads(stats_file.read_text())["checkpoint"]) / "model"
+    model_dir = model_dir or _final_model(run_dir)
     base_dir = materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)
     holdout = read_holdout(cfg, index_pool(cfg))["messages"].to_pylist() if "holdout" in eval_cfg.sets else []
     sets = load_sets(
@@ -247,11 +261,7 @@ def evaluate(
         worker = EvalWorker(**ctor)
         results = [worker.process(**u) for u in units]
         mode = "in_process"
-    merged: dict[str, dict] = {}
-    for u, r in zip(units, results):
-        m = merged.setdefault(u["name"], {})
-        for k, v in r.items():
-            m.setdefault(k, []).extend(v)
+    merged = _merge_units(units, results)
     report = {
         "model": str(model_dir),
         "mode": mode,
