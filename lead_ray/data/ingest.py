@@ -265,31 +265,9 @@ def prepare(cfg: Config, run_stage=None) -> dict:
     for old in pool.glob("part-*.parquet"):
         old.unlink()
 
-    items = [{"pieces": [vars(p) for p in c], "chunk": i} for i, c in enumerate(chunks)]
-    kw = {
-        "staging": str(staging),
-        "max_chars": ingest_cfg.max_sample_chars,
-        "buckets": buckets,
-        "strict": ingest_cfg.strict,
-    }
-    parsed = sorted(run_stage(items, _parse_task, kw, "ParseChunks"), key=lambda r: r["chunk"])
-    errors = [r["strict_error"] for r in parsed if "strict_error" in r]
-    if errors:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise IngestError(errors[0])
+    parsed = _parse_stage(run_stage, chunks, staging, buckets, ingest_cfg)
     t_parse = time.perf_counter()
-    present = sorted(int(p.name[2:]) for p in staging.glob("b=*"))
-    deduped = (
-        run_stage(
-            [{"bucket": b} for b in present],
-            dedup_bucket,
-            {"staging": str(staging), "pool": str(pool), "rows_per_file": ingest_cfg.rows_per_file},
-            "DedupBuckets",
-        )
-        if present
-        else []
-    )
-
+    deduped = _dedup_stage(run_stage, staging, pool, ingest_cfg.rows_per_file)
     stats = _merge_stats(parsed, deduped)
     stats["task_seconds"] = {"parse": round(sum(r["task_seconds"] for r in parsed), 3)}
     _merge_rejects(staging, out / "rejects.jsonl")
@@ -305,6 +283,32 @@ def prepare(cfg: Config, run_stage=None) -> dict:
         raise IngestError(f"internal error: counts do not add up: {stats}")  # never expected; checked anyway
     (out / "prepare_stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
     return stats
+
+
+def _parse_stage(run_stage, chunks: list, staging: Path, buckets: int, ingest_cfg) -> list[dict]:
+    """Stage 1 over every chunk; the first strict-mode error (in chunk order) is raised."""
+    items = [{"pieces": [vars(p) for p in c], "chunk": i} for i, c in enumerate(chunks)]
+    kw = {
+        "staging": str(staging),
+        "max_chars": ingest_cfg.max_sample_chars,
+        "buckets": buckets,
+        "strict": ingest_cfg.strict,
+    }
+    parsed = sorted(run_stage(items, _parse_task, kw, "ParseChunks"), key=lambda r: r["chunk"])
+    errors = [r["strict_error"] for r in parsed if "strict_error" in r]
+    if errors:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise IngestError(errors[0])
+    return parsed
+
+
+def _dedup_stage(run_stage, staging: Path, pool: Path, rows_per_file: int) -> list[dict]:
+    """Stage 2 over every id bucket stage 1 wrote to."""
+    present = sorted(int(p.name[2:]) for p in staging.glob("b=*"))
+    if not present:
+        return []
+    kw = {"staging": str(staging), "pool": str(pool), "rows_per_file": rows_per_file}
+    return run_stage([{"bucket": b} for b in present], dedup_bucket, kw, "DedupBuckets")
 
 
 def _merge_stats(parsed: list[dict], deduped: list[dict]) -> dict:
