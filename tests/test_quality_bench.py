@@ -1,4 +1,4 @@
-"""bench/quality.py's pure parts: the stratified slice covers every source."""
+"""bench/quality.py's pure parts: the stratified slice covers every source; picks counted by source group."""
 
 import pyarrow as pa
 
@@ -15,3 +15,24 @@ def test_stratified_slice_gives_every_source_its_share():
     assert got.count("gsm8k/train.jsonl") == 135 and sum(s.startswith("t0_train_50k/") for s in got) == 135
     assert sliced["id"].to_pylist() == sorted(sliced["id"].to_pylist())
     assert stratified_slice(table, 10_000).num_rows == len(sources)  # asks for more than there is
+
+
+def test_source_mix_pools_each_methods_picks_over_its_seeds(tmp_path):
+    import pyarrow.parquet as pq
+
+    from bench.quality_stats import source_mix
+
+    picks = {
+        ("lead", 1): ["gsm8k/train.jsonl"] * 3 + ["t0_train_50k/task_1.jsonl"],
+        ("lead", 2): [f"t0_train_50k/task_{i}.jsonl" for i in range(20)] * 2,  # many files: one group
+        ("random", 1): ["gsm8k/train.jsonl", "self_instruct/seed_tasks.jsonl"],
+    }
+    runs: dict = {}
+    for (method, seed), sources in picks.items():
+        folder = tmp_path / f"{method}-{seed}"
+        folder.mkdir()
+        pq.write_table(pa.table({"source": sources}), folder / "selected.parquet")
+        runs.setdefault(method, {})[seed] = folder
+    mix = source_mix(runs)
+    assert mix["lead"] == {"gsm8k/train.jsonl": round(3 / 44, 4), "t0_train_50k/*": round(41 / 44, 4)}
+    assert mix["random"] == {"gsm8k/train.jsonl": 0.5, "self_instruct/seed_tasks.jsonl": 0.5}
