@@ -39,7 +39,14 @@ SHARED = ROOT.parent / "shared"
 
 from bench.corrupt import plant_pool  # noqa: E402
 from bench.quality_cache import CACHE, pack, unpack  # noqa: E402
-from bench.quality_stats import DOWNSTREAM, corrupt_rates, paired, source_mix, summarise_methods  # noqa: E402
+from bench.quality_stats import (  # noqa: E402
+    DOWNSTREAM,
+    clean_holdout,
+    corrupt_rates,
+    paired,
+    source_mix,
+    summarise_methods,
+)
 from lead_ray.config import load_config, to_dict  # noqa: E402
 
 BASELINE_VARIANTS = {"random-x2": ("random", ["selection.static_passes=2"])}
@@ -424,7 +431,8 @@ def run_order(regime: Regime) -> list[tuple[str, int]]:
 
 
 def write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t_setup, complete=False) -> None:
-    methods = summarise_methods(runs, base)
+    clean = clean_holdout(variant, cfg) if args.noisy else None
+    methods = summarise_methods(runs, base, clean)
     any_run = next(iter(runs["lead"].values()))
     stats = json.loads((any_run / "run_stats.json").read_text())
     result = {
@@ -442,7 +450,7 @@ def write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t
         "downstream_sets": list(DOWNSTREAM),
         "methods": methods,
         "default_preset": cfg.selection.preset,
-        "paired": paired(runs, methods, comparisons()),
+        "paired": paired(runs, methods, comparisons(), clean),
         "source_mix": source_mix(runs),
         "seconds": {
             "setup_this_invocation": round(t_setup, 1),

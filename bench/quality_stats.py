@@ -23,6 +23,7 @@ METRICS = [
     ("mmlu", "correct", True),
     ("mmlu", "nll", False),
     ("self_instruct", "nll", False),
+    ("holdout_clean", "nll", False),  # noisy pool: the held-out items that were not planted
 ]
 DOWNSTREAM = ("gsm8k", "mmlu", "self_instruct")  # not the pool's own distribution
 STATIC = ("random", "random-x2", "length", "ifd", "ppl")
@@ -34,17 +35,23 @@ SIGN = (
 )
 
 
-def item_scores(run_dir: Path) -> dict[str, np.ndarray]:
+def item_scores(run_dir: Path, clean: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per-item scores by metric key; with `clean` (the held-out items that were not planted), also
+    holdout_clean_nll."""
     items = json.loads((run_dir / "eval_items.json").read_text())
+    if clean is not None:
+        if len(items["holdout"]["nll"]) != len(clean):
+            raise ValueError(f"{run_dir}: {len(items['holdout']['nll'])} held-out items, {len(clean)} labels")
+        items["holdout_clean"] = {"nll": np.asarray(items["holdout"]["nll"])[clean]}
     return {f"{s}_{m}": np.asarray(items[s][m], np.float64) for s, m, _ in METRICS if s in items and m in items[s]}
 
 
-def summarise_methods(runs: dict[str, dict[int, Path]], base: Path) -> dict:
+def summarise_methods(runs: dict[str, dict[int, Path]], base: Path, clean: np.ndarray | None = None) -> dict:
     from lead_ray.eval.stats import pooled_mean_ci
 
     out = {}
     for method, by_seed in runs.items():
-        scores = {seed: item_scores(d) for seed, d in by_seed.items()}
+        scores = {seed: item_scores(d, clean) for seed, d in by_seed.items()}
         stats = [json.loads((d / "run_stats.json").read_text()) for d in by_seed.values()]
         out[method] = {
             "seeds": sorted(by_seed),
@@ -54,19 +61,19 @@ def summarise_methods(runs: dict[str, dict[int, Path]], base: Path) -> dict:
             "training_seconds": [s["training_seconds"] for s in stats],
             "wall_seconds": [json.loads((d / "bench_seconds.json").read_text()) for d in by_seed.values()],
         }
-    out["base"] = {"seeds": [], "sets": {k: pooled_mean_ci(v[None]) for k, v in item_scores(base).items()}}
+    out["base"] = {"seeds": [], "sets": {k: pooled_mean_ci(v[None]) for k, v in item_scores(base, clean).items()}}
     return out
 
 
-def paired(runs: dict[str, dict[int, Path]], methods: dict, pairs: dict[str, tuple[str, str]]) -> dict:
+def paired(runs: dict, methods: dict, pairs: dict[str, tuple[str, str]], clean: np.ndarray | None = None) -> dict:
     """Paired differences over the same eval items and seeds: each of `pairs` (name: (one, other)) whose two
     methods both ran, and LEAD against the best static baseline of each metric."""
     from lead_ray.eval.stats import pooled_paired_diff
 
     def compare(one: str, other: str, key: str, higher: bool) -> dict:
         seeds = sorted(set(runs[one]) & set(runs[other]))
-        a = np.stack([item_scores(runs[one][s])[key] for s in seeds])
-        b = np.stack([item_scores(runs[other][s])[key] for s in seeds])
+        a = np.stack([item_scores(runs[one][s], clean)[key] for s in seeds])
+        b = np.stack([item_scores(runs[other][s], clean)[key] for s in seeds])
         return {"vs": other, **pooled_paired_diff(a, b, higher, names=(one, other))}
 
     out = {"sign": SIGN, "lead_vs_best_static": {}}
@@ -83,6 +90,18 @@ def paired(runs: dict[str, dict[int, Path]], methods: dict, pairs: dict[str, tup
             best = (max if higher else min)(static, key=lambda x: methods[x]["sets"][key]["mean"])
             out["lead_vs_best_static"][key] = compare("lead", best, key, higher)
     return out
+
+
+def clean_holdout(variant: Path, cfg) -> np.ndarray:
+    """Per held-out eval item (id order, as the evaluation reads them), whether it was left unplanted."""
+    from lead_ray.config import config_from_dict, to_dict
+    from lead_ray.online.pool import index_pool
+
+    pool_cfg = config_from_dict(to_dict(cfg), [f"work_dir={variant}"])
+    ids = index_pool(pool_cfg).holdout_ids
+    prepared = pq.read_table(variant / "prepared" / "pool", columns=["id", CORRUPT_COLUMN])
+    label = dict(zip(prepared["id"].to_pylist(), prepared[CORRUPT_COLUMN].to_pylist()))
+    return np.array([label[i] == "" for i in ids])
 
 
 def corrupt_rates(variant: Path, runs: dict[str, dict[int, Path]], cfg) -> dict:
