@@ -111,14 +111,23 @@ def corrupt_rates(variant: Path, runs: dict[str, dict[int, Path]], cfg) -> dict:
     pool = pq.read_table(variant / "clustered" / "pool", columns=["id", CORRUPT_COLUMN])
     selectable = pool.filter(pa.array(~is_holdout(pool["id"].to_pylist(), cfg.eval.holdout_fraction)))
     label = dict(zip(selectable["id"].to_pylist(), selectable[CORRUPT_COLUMN].to_pylist()))
-    rates = {}
+    kinds = sorted({v for v in label.values() if v})
+    rates, by_kind = {}, {}
     for method, by_seed in runs.items():
         picks = [
-            i for d in by_seed.values() for i in pq.read_table(d / "selected.parquet", columns=["id"])["id"].to_pylist()
+            label[i]
+            for d in by_seed.values()
+            for i in pq.read_table(d / "selected.parquet", columns=["id"])["id"].to_pylist()
         ]
-        rates[method] = float(np.mean([label[i] != "" for i in picks])) if picks else None
-    planted = float(np.mean([v != "" for v in label.values()]))
-    return {"corrupt_planted_rate": planted, "corrupt_pick_rate": rates}
+        rates[method] = float(np.mean([k != "" for k in picks])) if picks else None
+        by_kind[method] = {k: round(picks.count(k) / max(len(picks), 1), 4) for k in kinds}
+    values = list(label.values())
+    return {
+        "corrupt_planted_rate": float(np.mean([v != "" for v in values])),
+        "corrupt_planted_by_kind": {k: round(values.count(k) / len(values), 4) for k in kinds},
+        "corrupt_pick_rate": rates,
+        "corrupt_pick_by_kind": by_kind,
+    }
 
 
 def source_mix(runs: dict[str, dict[int, Path]]) -> dict:
