@@ -419,7 +419,8 @@ def comparisons(default: str = "lead") -> dict[str, tuple[str, str]]:
     """The paired comparisons reported (name: (one, other)). `default`: the method `lead` now means."""
     pairs = {"lead_vs_random": ("lead", "random"), "lead_vs_random_x2": ("lead", "random-x2")}
     pairs |= {"lead_vs_full": ("lead", "full")}
-    pairs |= {"robust_vs_paper": ("lead-robust", "lead"), "default_vs_random": (default, "random")}
+    pairs |= {"robust_vs_paper": ("lead-robust", "lead"), "robust_vs_random": ("lead-robust", "random")}
+    pairs |= {"default_vs_random": (default, "random")}
     return pairs | {f"{v}_vs_paper": (v, "lead") for v in VARIANTS if v != "lead-robust"}
 
 

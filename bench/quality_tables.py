@@ -16,6 +16,7 @@ COLUMNS = [
     ("mmlu_correct", "MMLU acc ↑"),
     ("mmlu_nll", "MMLU NLL ↓"),
     ("self_instruct_nll", "self-instruct NLL ↓"),
+    ("holdout_clean_nll", "held-out NLL, unplanted items ↓"),
 ]
 
 
@@ -57,14 +58,21 @@ def paired_table(result: dict) -> str:
 def corrupt_table(result: dict) -> str:
     if "corrupt_pick_rate" not in result:
         return ""
+    kinds = sorted(result.get("corrupt_planted_by_kind", {}))
     lines = [
-        f"planted share of the selectable pool: {result['corrupt_planted_rate']:.3f}",
-        "",
-        "| method | corrupt share of picks |",
-        "|---|---|",
+        "| | corrupt share | " + " | ".join(kinds) + " |",
+        "|" + "---|" * (len(kinds) + 2),
+        f"| planted (selectable pool) | {result['corrupt_planted_rate']:.3f} | "
+        + " | ".join(f"{result['corrupt_planted_by_kind'][k]:.3f}" for k in kinds)
+        + " |",
     ]
     for m, r in result["corrupt_pick_rate"].items():
-        lines.append(f"| {m} | {'–' if r is None else f'{r:.3f}'} |")
+        by_kind = result.get("corrupt_pick_by_kind", {}).get(m, {})
+        lines.append(
+            f"| {m} picks | {'–' if r is None else f'{r:.3f}'} | "
+            + " | ".join(f"{by_kind[k]:.3f}" for k in kinds)
+            + " |"
+        )
     return "\n".join(lines)
 
 
