@@ -70,10 +70,12 @@ def paired(runs: dict, methods: dict, pairs: dict[str, tuple[str, str]], clean: 
     methods both ran, and LEAD against the best static baseline of each metric."""
     from lead_ray.eval.stats import pooled_paired_diff
 
+    scores = {m: {seed: item_scores(d, clean) for seed, d in by_seed.items()} for m, by_seed in runs.items()}
+
     def compare(one: str, other: str, key: str, higher: bool) -> dict:
         seeds = sorted(set(runs[one]) & set(runs[other]))
-        a = np.stack([item_scores(runs[one][s], clean)[key] for s in seeds])
-        b = np.stack([item_scores(runs[other][s], clean)[key] for s in seeds])
+        a = np.stack([scores[one][s][key] for s in seeds])
+        b = np.stack([scores[other][s][key] for s in seeds])
         return {"vs": other, **pooled_paired_diff(a, b, higher, names=(one, other))}
 
     out = {"sign": SIGN, "lead_vs_best_static": {}}
@@ -111,21 +113,26 @@ def corrupt_rates(variant: Path, runs: dict[str, dict[int, Path]], cfg) -> dict:
     pool = pq.read_table(variant / "clustered" / "pool", columns=["id", CORRUPT_COLUMN])
     selectable = pool.filter(pa.array(~is_holdout(pool["id"].to_pylist(), cfg.eval.holdout_fraction)))
     label = dict(zip(selectable["id"].to_pylist(), selectable[CORRUPT_COLUMN].to_pylist()))
+    from lead_ray.eval.stats import pooled_mean_ci
+
     kinds = sorted({v for v in label.values() if v})
-    rates, by_kind = {}, {}
+    rates, intervals, by_kind = {}, {}, {}
     for method, by_seed in runs.items():
-        picks = [
-            label[i]
+        per_seed = [
+            [label[i] for i in pq.read_table(d / "selected.parquet", columns=["id"])["id"].to_pylist()]
             for d in by_seed.values()
-            for i in pq.read_table(d / "selected.parquet", columns=["id"])["id"].to_pylist()
         ]
+        picks = [k for seed_picks in per_seed for k in seed_picks]
         rates[method] = float(np.mean([k != "" for k in picks])) if picks else None
+        if picks and len({len(x) for x in per_seed}) == 1:  # seeds × picks: over seeds and picks, as eval items
+            intervals[method] = pooled_mean_ci(np.array([[k != "" for k in x] for x in per_seed], np.float64))
         by_kind[method] = {k: round(picks.count(k) / max(len(picks), 1), 4) for k in kinds}
     values = list(label.values())
     return {
         "corrupt_planted_rate": float(np.mean([v != "" for v in values])),
         "corrupt_planted_by_kind": {k: round(values.count(k) / len(values), 4) for k in kinds},
         "corrupt_pick_rate": rates,
+        "corrupt_pick_rate_ci": intervals,
         "corrupt_pick_by_kind": by_kind,
     }
 

@@ -60,7 +60,7 @@ def corrupt_table(result: dict) -> str:
         return ""
     kinds = sorted(result.get("corrupt_planted_by_kind", {}))
     lines = [
-        "| | corrupt share | " + " | ".join(kinds) + " |",
+        "| | corrupt share [95% interval] | " + " | ".join(kinds) + " |",
         "|" + "---|" * (len(kinds) + 2),
         f"| planted (selectable pool) | {result['corrupt_planted_rate']:.3f} | "
         + " | ".join(f"{result['corrupt_planted_by_kind'][k]:.3f}" for k in kinds)
@@ -68,11 +68,8 @@ def corrupt_table(result: dict) -> str:
     ]
     for m, r in result["corrupt_pick_rate"].items():
         by_kind = result.get("corrupt_pick_by_kind", {}).get(m, {})
-        lines.append(
-            f"| {m} picks | {'–' if r is None else f'{r:.3f}'} | "
-            + " | ".join(f"{by_kind[k]:.3f}" for k in kinds)
-            + " |"
-        )
+        share = cell(result.get("corrupt_pick_rate_ci", {}).get(m)) if r is not None else "–"
+        lines.append(f"| {m} picks | {share} | " + " | ".join(f"{by_kind[k]:.3f}" for k in kinds) + " |")
     return "\n".join(lines)
 
 
