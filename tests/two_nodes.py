@@ -6,8 +6,8 @@ The head (the driver, Ray Train's controller, 1 CPU) and a second node with 2 CP
 BanditActor on the second node (the controller stays with the driver). The run goes in a thread; once its
 round KILL_AT is selected, the main thread kills that node's raylet and everything on it, and a fresh node
 with the same resources joins 2 s later (Ray adds nodes from the main thread only). The run must finish
-with the same rounds, arms, selections and utilities as an uninterrupted run on the same cluster. Prints
-one JSON line.
+with the same rounds, arms, selections and utilities as an uninterrupted run on the same cluster. Writes
+`<work>/stats.json` (not stdout: Ray's deduplicated worker-log lines can reach stdout after the last print).
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ def main(work: Path) -> None:
         raise outcome["error"]
     stats = outcome["stats"]
     assert_same_run(work / "reference", work / "killed")
-    print(json.dumps({"resumed_from_round": stats["resumed_from_round"], "rounds": stats["rounds"]}))
+    result = {"resumed_from_round": stats["resumed_from_round"], "rounds": stats["rounds"]}
+    (work / "stats.json").write_text(json.dumps(result))
     ray.shutdown()
     cluster.shutdown()
 
