@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "work" / "scale"
 RESULT = ROOT / "bench" / "results" / "scale.json"
 MAKER_VERSION = 2
+RUN_MAKER_VERSION = 3  # 3: pool files in `lead-ray cluster`'s layout (rows.write_pool_file)
 ROUNDS = 5
 FILE_ROWS = 1_000_000
 SOURCES = ["gsm8k", "code", "roleplay", "toolformer", "self_instruct", "t0"]
@@ -103,11 +104,13 @@ def _messages(rng: np.random.Generator, n: int):
 
 
 def make_run_pool(n: int, seed: int) -> Path:
-    """A clustered pool of n rows (POOL_COLUMNS), FILE_ROWS a file, ids in shuffled order across files."""
+    """A clustered pool of n rows (POOL_COLUMNS), FILE_ROWS a file, ids in shuffled order across files,
+    each file written the way `lead-ray cluster` writes it."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    work, rng = WORK / f"run-{n}-s{seed}-v{MAKER_VERSION}", np.random.default_rng(seed)
+    from lead_ray.online.rows import write_pool_file
+
+    work, rng = WORK / f"run-{n}-s{seed}-v{RUN_MAKER_VERSION}", np.random.default_rng(seed)
     if (work / "DONE").exists():  # made before, with these settings
         return work
     pool = work / "clustered" / "pool"
@@ -131,7 +134,7 @@ def make_run_pool(n: int, seed: int) -> Path:
                 "task_cluster": pa.array(rng.integers(0, 8, m)),
             }
         )
-        pq.write_table(table, pool / f"part-{k:05d}.parquet", row_group_size=8192)
+        write_pool_file(table, pool / f"part-{k:05d}.parquet")
     (work / "DONE").write_text("")
     return work
 
@@ -271,7 +274,7 @@ def measure_run(n: int, seed: int) -> dict:
     from lead_ray.online.actors import UtilityClient
     from lead_ray.online.plan import allowed_arms, pick_samples
     from lead_ray.online.pool import index_pool, read_selection
-    from lead_ray.online.rows import write_round_rows
+    from lead_ray.online.rows import write_round_layout
     from lead_ray.runtime import init_ray
 
     work = make_run_pool(n, seed)  # made by the parent: this process's peak RSS is the stage's own
@@ -294,7 +297,7 @@ def measure_run(n: int, seed: int) -> dict:
     table = timed("read_selection_s", lambda: read_selection(cfg, pool))
     cluster = table["difficulty_cluster"].to_numpy()
     run_dir = work / "run"
-    timed("write_rows_s", lambda: write_round_rows(pool.files, pool.index_of_row, cluster, run_dir / "rows"))
+    timed("write_layout_s", lambda: write_round_layout(pool.files, pool.selectable_rows, run_dir / "rows"))
     store = timed(
         "start_store_s",  # until the shards have built their group index and answer
         lambda: _answering(
@@ -324,7 +327,6 @@ def measure_run(n: int, seed: int) -> dict:
         sizes.append(len(index))
         ray.get(store.apply_async(index, rng.gamma(2.0, 0.5, len(index)).astype(np.float32), 0.0, 0.1, 0))
     sampler.stop.set()
-    rows_bytes = sum(f.stat().st_size for f in (run_dir / "rows").glob("rows-*.parquet"))
     return {
         "rows": n,
         "selectable": pool.size,
@@ -336,7 +338,7 @@ def measure_run(n: int, seed: int) -> dict:
         "round_sizes": sizes,
         "store_shards": cfg.selection.store_shards,
         "state_mb": round(store.nbytes() / 2**20, 1),
-        "rows_mb_on_disk": round(rows_bytes / 2**20, 1),
+        "layout_mb_on_disk": round(sum(f.stat().st_size for f in (run_dir / "rows").iterdir()) / 2**20, 1),
         "pool_mb_on_disk": round(sum(f.stat().st_size for f in pool.files) / 2**20, 1),
         "driver_baseline_rss_mb": round(base_mb, 1),
         "driver_peak_rss_mb": round(vm_hwm_mb(), 1),

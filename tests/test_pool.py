@@ -1,5 +1,5 @@
-"""The run's view of the pool: dense indices in id order without the conversations, and rows streamed into
-per-cluster files that a round reads back by index (no Ray)."""
+"""The run's view of the pool: dense indices in id order without the conversations, and a round's rows
+read back from the pool files by index (no Ray)."""
 
 import numpy as np
 import pyarrow as pa
@@ -12,11 +12,12 @@ from lead_ray.config import load_config
 from lead_ray.data.split import is_holdout
 from lead_ray.online import rows as rows_module
 from lead_ray.online.pool import POOL_COLUMNS, index_pool, read_holdout, read_selection
-from lead_ray.online.rows import RoundRows, write_round_rows
+from lead_ray.online.rows import RoundRows, write_pool_file, write_round_layout
 
 
-def clustered_pool(work, n: int, files: int, seed: int = 0):
-    """A clustered pool split over `files` files in shuffled id order; messages name their id."""
+def clustered_pool(work, n: int, files: int, seed: int = 0, writer=None):
+    """A clustered pool split over `files` files in shuffled id order; messages name their id. writer: how a
+    file is written (default: pyarrow's, row groups of 37)."""
     rng = np.random.default_rng(seed)
     ids = [f"s{i:06d}" for i in rng.permutation(n)]
     table = pa.table(
@@ -37,7 +38,8 @@ def clustered_pool(work, n: int, files: int, seed: int = 0):
     folder = work / "clustered" / "pool"
     folder.mkdir(parents=True)
     for k, part in enumerate(np.array_split(np.arange(n), files)):
-        pq.write_table(table.take(pa.array(part)), folder / f"part-{k:03d}.parquet", row_group_size=37)
+        path, part = folder / f"part-{k:03d}.parquet", table.take(pa.array(part))
+        writer(part, path) if writer else pq.write_table(part, path, row_group_size=37)
     return table, load_config(None, [f"work_dir={work}", "eval.holdout_fraction=0.1", "eval.holdout_max=15"])
 
 
@@ -59,32 +61,50 @@ def test_index_is_id_order_of_the_selectable_rows_and_the_holdout_is_the_hash_sp
 
 
 @settings(max_examples=15, deadline=None)
-@given(n=st.integers(1, 400), files=st.integers(1, 4), seed=st.integers(0, 1000))
-def test_round_rows_give_back_exactly_the_asked_rows(tmp_path_factory, n, files, seed):
-    with pytest.MonkeyPatch.context() as patch:  # small groups and batches: every boundary is crossed
+@given(n=st.integers(1, 400), files=st.integers(1, 4), seed=st.integers(0, 1000), lead_ray_layout=st.booleans())
+def test_round_rows_give_back_exactly_the_asked_rows(tmp_path_factory, n, files, seed, lead_ray_layout):
+    """Any Parquet layout reads back right; the one `lead-ray cluster` writes, with small groups here and few
+    groups a read, so that every boundary is crossed."""
+    with pytest.MonkeyPatch.context() as patch:
         patch.setattr(rows_module, "GROUP", 4)
-        patch.setattr(rows_module, "BATCH_ROWS", 7)
         patch.setattr(rows_module, "READ_GROUPS", 3)
-        _check_round_rows(tmp_path_factory.mktemp("pool"), n, files, seed)
+        writer = write_pool_file if lead_ray_layout else None
+        _check_round_rows(tmp_path_factory.mktemp("pool"), n, files, seed, writer)
 
 
-def _check_round_rows(work, n, files, seed):
-    table, cfg = clustered_pool(work, n, files, seed)
+def _check_round_rows(work, n, files, seed, writer):
+    table, cfg = clustered_pool(work, n, files, seed, writer)
     pool = index_pool(cfg)
-    selection = read_selection(cfg, pool)
-    cluster = selection["difficulty_cluster"].to_numpy()
-    write_round_rows(pool.files, pool.index_of_row, cluster, work / "rows", tasks=False)
-    written = sorted((work / "rows").glob("rows-*.parquet"))
-    assert {int(f.name.split("-")[1]) for f in written} == set(cluster.tolist())  # one cluster per file
-    for f in written:  # whole row groups of GROUP, but a file's last
-        meta = pq.ParquetFile(f).metadata
-        sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
-        assert all(s == 4 for s in sizes[:-1]) and 0 < sizes[-1] <= 4
-    assert not list((work / "rows").glob("row_index.npy"))  # the tasks' scratch inputs are gone
+    write_round_layout(pool.files, pool.selectable_rows, work / "rows")
     if not pool.size:  # all held out
         return
-    asked = np.random.default_rng(seed).permutation(pool.size)[: max(1, pool.size // 3)]
+    rng = np.random.default_rng(seed)
+    asked = rng.permutation(pool.size)[: max(1, pool.size // 3)]
+    asked = np.concatenate([asked, asked[rng.integers(0, len(asked), 3)]])  # a row asked twice comes twice
     got = RoundRows(work / "rows").read(asked, ["id", "messages"])
-    selectable_ids = table["id"].take(pa.array(pool.selectable_rows)).to_pylist()
+    ids = sorted(table["id"].to_pylist())  # the dense index is id order, the held-out split left out
+    selectable_ids = [i for i, held in zip(ids, is_holdout(ids, cfg.eval.holdout_fraction)) if not held]
     assert got["id"].to_pylist() == [selectable_ids[i] for i in asked]
     assert [m[1]["content"] for m in got["messages"].to_pylist()] == got["id"].to_pylist()
+    assert RoundRows(work / "rows").read(asked[:0], ["id"]).num_rows == 0
+
+
+def test_cluster_writes_each_file_by_arm_then_highest_iu0_in_small_row_groups(tmp_path):
+    table, _ = clustered_pool(tmp_path, 300, files=1)
+    write_pool_file(table, tmp_path / "one.parquet")
+    written = pq.read_table(tmp_path / "one.parquet")
+    keys = list(zip(written["difficulty_cluster"].to_pylist(), (-written["iu0"].to_numpy()).tolist()))
+    assert keys == sorted(keys) and sorted(written["id"].to_pylist()) == sorted(table["id"].to_pylist())
+    meta = pq.ParquetFile(tmp_path / "one.parquet").metadata
+    sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    assert sizes == [rows_module.GROUP] * (300 // rows_module.GROUP) + [300 % rows_module.GROUP]
+
+
+def test_a_pool_rewritten_under_a_run_is_refused(tmp_path):
+    _, cfg = clustered_pool(tmp_path, 200, files=2)
+    pool = index_pool(cfg)
+    write_round_layout(pool.files, pool.selectable_rows, tmp_path / "rows")
+    shorter = pq.read_table(pool.files[0]).slice(1)
+    pq.write_table(shorter, pool.files[0])
+    with pytest.raises(RuntimeError, match="changed since this run started"):
+        RoundRows(tmp_path / "rows").read(np.arange(pool.size), ["id"])

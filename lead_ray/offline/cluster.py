@@ -15,7 +15,8 @@
    They are counted, and dropped when cluster.drop_near_dups.
 
 Output: clustered/pool/*.parquet (the scored rows, minus the embedding, plus difficulty_cluster,
-task_cluster, near_dup_of), clustered/near_dups.parquet, and clusters.json. Counts add up:
+task_cluster, near_dup_of; each file ordered by difficulty cluster then IU₀, in row groups a round reads
+by row number: online/rows.py), clustered/near_dups.parquet, and clusters.json. Counts add up:
 scored rows = clustered rows + not trainable + near-duplicates dropped.
 """
 
@@ -32,8 +33,9 @@ import pyarrow.parquet as pq
 
 from lead_ray.config import ClusterConfig, Config
 from lead_ray.core import bins
-from lead_ray.files import require, write_parquet_atomic
+from lead_ray.files import require
 from lead_ray.offline.neardup import embeddings, find_near_duplicates, sample_rows, unit_flags
+from lead_ray.online.rows import write_pool_file
 from lead_ray.presets import switches
 from lead_ray.stages import run_units
 
@@ -120,7 +122,7 @@ def assign_unit(
         .append_column("difficulty_cluster", pa.array(difficulty, pa.int16()))
         .append_column("task_cluster", pa.array(task, pa.int32()))
     )
-    write_parquet_atomic(t, Path(out_dir) / Path(unit).name)
+    write_pool_file(t, Path(out_dir) / Path(unit).name)  # ordered by arm, then IU₀: a round reads few groups
     return {
         "rows_in": n_in,
         "rows_out": t.num_rows,

@@ -3,8 +3,8 @@
 No process holds the pool's conversations. The driver reads the `id` column once to give every
 selectable sample its dense `index` (id order; the held-out split, by id hash, is never selectable),
 then only the narrow columns selection needs (SELECTION_COLUMNS). The conversations stay in Parquet:
-rows.py streams them into files a round reads by index, and the run's outputs read back only the
-selected rows. At 10M samples the driver holds ~30 bytes a sample (docs/SCALING.md).
+a round reads its rows from the pool files by row number (rows.py), and the run's outputs read back
+only the selected rows. At 10M samples the driver holds ~30 bytes a sample (docs/SCALING.md).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class PoolIndex:
     index_of_row: np.ndarray  # per row of `files` (concatenated): its dense index, or -1 (held out)
     selectable_rows: np.ndarray  # row numbers of the selectable samples, in index (= id) order
     holdout_ids: list[str]  # the first eval.holdout_max held-out ids, in id order
+    holdout_rows: np.ndarray  # their row numbers
 
     @property
     def size(self) -> int:
@@ -77,10 +78,10 @@ def index_pool(cfg: Config) -> PoolIndex:
     order = pc.sort_indices(ids).to_numpy()  # stable: equal ids keep file order
     held = holdout_flags(ids, cfg.eval.holdout_fraction)[order]
     selectable_rows = order[~held]
-    holdout_ids = ids.take(pa.array(order[held][: cfg.eval.holdout_max])).to_pylist()
+    holdout_rows = order[held][: cfg.eval.holdout_max]
     index_of_row = np.full(len(ids), -1, dtype=np.int64)
     index_of_row[selectable_rows] = np.arange(len(selectable_rows))
-    return PoolIndex(files, index_of_row, selectable_rows, holdout_ids)
+    return PoolIndex(files, index_of_row, selectable_rows, ids.take(pa.array(holdout_rows)).to_pylist(), holdout_rows)
 
 
 def read_selection(cfg: Config, pool: PoolIndex) -> pa.Table:
@@ -107,11 +108,11 @@ def _narrow(table: pa.Table) -> pa.Table:
 
 
 def read_holdout(cfg: Config, pool: PoolIndex) -> pa.Table:
-    """The held-out split's rows (POOL_COLUMNS), in id order."""
-    wanted = pa.array(pool.holdout_ids).cast(pq.read_schema(pool.files[0]).field("id").type)
-    parts = [pq.read_table(f, columns=POOL_COLUMNS, filters=pc.field("id").isin(wanted)) for f in pool.files]
-    table = pa.concat_tables(parts).sort_by("id")
-    return table.slice(0, cfg.eval.holdout_max)
+    """The held-out split's first eval.holdout_max rows (POOL_COLUMNS), in id order, read by row number."""
+    from lead_ray.online.rows import PoolRows
+
+    rows = [pq.ParquetFile(f).metadata.num_rows for f in pool.files]
+    return PoolRows([str(f) for f in pool.files], rows).read(pool.holdout_rows, POOL_COLUMNS)
 
 
 def read_pool(cfg: Config) -> tuple[pa.Table, pa.Table]:

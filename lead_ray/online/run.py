@@ -66,7 +66,7 @@ def run(
     import ray
 
     from lead_ray.online.pool import index_pool, read_selection
-    from lead_ray.online.rows import write_round_rows
+    from lead_ray.online.rows import write_round_layout
     from lead_ray.runtime import train_scaling
 
     t0 = time.perf_counter()
@@ -76,7 +76,7 @@ def run(
     table = read_selection(cfg, pool)  # per-sample selection columns only: the conversations stay on disk
     run_dir = Path(run_dir or cfg.stage_dir("run")).resolve()
     name = _open_run_folder(cfg, run_dir, resume)
-    write_round_rows(pool.files, pool.index_of_row, table["difficulty_cluster"].to_numpy(), run_dir / "rows")
+    write_round_layout(pool.files, pool.selectable_rows, run_dir / "rows")  # workers read rounds from the pool
     budget, static_order = _budget(cfg, table)
     first_round = _check_round_sizes(cfg, table)
     store, bandit, n_arms = _start_actors(cfg, table, name)
@@ -292,13 +292,13 @@ def _kill_named(name: str) -> None:
 
 
 def write_outputs(run_dir: Path, table: pa.Table, cols: dict, rounds: list[dict], budget: int) -> dict:
-    """selected.parquet (the chosen rows read back from rows/, with their scores) and rounds.parquet."""
+    """selected.parquet (the chosen rows read back from the pool, with their scores) and rounds.parquet."""
     from lead_ray.online.pool import ROW_COLUMNS
     from lead_ray.online.rows import RoundRows
 
     chosen = np.flatnonzero(cols["use_count"] > 0)
     scores = table.select([c for c in table.column_names if c not in ROW_COLUMNS]).take(pa.array(chosen))
-    sel = RoundRows(run_dir / "rows").read(chosen, ROW_COLUMNS).drop_columns(["index"])
+    sel = RoundRows(run_dir / "rows").read(chosen, ROW_COLUMNS)
     for name in scores.column_names:
         sel = sel.append_column(name, scores[name])
     sel = (
