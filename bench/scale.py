@@ -6,11 +6,12 @@
 Each (stage, size) runs in a fresh subprocess, so its peak RSS (VmHWM) is its own; a sampler thread in
 it polls every process of its Ray session for the largest one. Synthetic pools are made from Arrow
 buffers (no Python object per row), reproducibly from the seed, and cached in bench/work/scale/ by
-(size, seed, MAKER_VERSION). Results go to bench/results/scale.json, merged per stage and size.
+(size, seed, MAKER_VERSION or RUN_MAKER_VERSION). Results go to bench/results/scale.json, merged per stage and size.
 
 run: the driver's work before the first round and per round, with the conversations on disk:
-  index (ids read, held-out hash, id sort), selection columns read, rows streamed into per-cluster
-  files, UtilityStore shards and BanditActor started, then ROUNDS bandit rounds of the store side
+  index (ids read, held-out hash, id sort), selection columns read, the round layout written (index →
+  pool row; the pool files are in `lead-ray cluster`'s layout), UtilityStore shards and BanditActor
+  started, then ROUNDS bandit rounds of the store side
   (allowed arms, the arm's stratified top-ρ, budget cut, mark used: `select_round_s`) and one worker's
   read of a round's conversations (`read_round_s`). Training itself does not depend on the pool size
   and is measured by bench/loop.py.
@@ -39,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "work" / "scale"
 RESULT = ROOT / "bench" / "results" / "scale.json"
 MAKER_VERSION = 2
-RUN_MAKER_VERSION = 3  # 3: pool files in `lead-ray cluster`'s layout (rows.write_pool_file)
+RUN_MAKER_VERSION = 4  # 4: pool files in `lead-ray cluster`'s layout (rows.write_pool_file, 256-row groups)
 ROUNDS = 5
 FILE_ROWS = 1_000_000
 SOURCES = ["gsm8k", "code", "roleplay", "toolformer", "self_instruct", "t0"]
@@ -297,7 +298,7 @@ def measure_run(n: int, seed: int) -> dict:
     table = timed("read_selection_s", lambda: read_selection(cfg, pool))
     cluster = table["difficulty_cluster"].to_numpy()
     run_dir = work / "run"
-    timed("write_layout_s", lambda: write_round_layout(pool.files, pool.selectable_rows, run_dir / "rows"))
+    timed("write_layout_s", lambda: write_round_layout(pool, run_dir / "rows"))
     store = timed(
         "start_store_s",  # until the shards have built their group index and answer
         lambda: _answering(

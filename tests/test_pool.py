@@ -75,7 +75,7 @@ def test_round_rows_give_back_exactly_the_asked_rows(tmp_path_factory, n, files,
 def _check_round_rows(work, n, files, seed, writer):
     table, cfg = clustered_pool(work, n, files, seed, writer)
     pool = index_pool(cfg)
-    write_round_layout(pool.files, pool.selectable_rows, work / "rows")
+    write_round_layout(pool, work / "rows")
     if not pool.size:  # all held out
         return
     rng = np.random.default_rng(seed)
@@ -103,7 +103,7 @@ def test_cluster_writes_each_file_by_arm_then_highest_iu0_in_small_row_groups(tm
 def test_a_pool_rewritten_under_a_run_is_refused(tmp_path):
     _, cfg = clustered_pool(tmp_path, 200, files=2)
     pool = index_pool(cfg)
-    write_round_layout(pool.files, pool.selectable_rows, tmp_path / "rows")
+    write_round_layout(pool, tmp_path / "rows")
     shorter = pq.read_table(pool.files[0]).slice(1)
     pq.write_table(shorter, pool.files[0])
     with pytest.raises(RuntimeError, match="changed since this run started"):

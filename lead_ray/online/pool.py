@@ -31,8 +31,8 @@ HASH_CHUNK = 200_000  # ids turned into Python strings at a time for the held-ou
 @dataclass
 class PoolIndex:
     files: list[Path]  # the clustered pool's files, in the order every reader walks them
-    index_of_row: np.ndarray  # per row of `files` (concatenated): its dense index, or -1 (held out)
-    selectable_rows: np.ndarray  # row numbers of the selectable samples, in index (= id) order
+    file_rows: list[int]  # rows of each file
+    selectable_rows: np.ndarray  # row numbers (the files concatenated) of the selectable samples, in index order
     holdout_ids: list[str]  # the first eval.holdout_max held-out ids, in id order
     holdout_rows: np.ndarray  # their row numbers
 
@@ -59,10 +59,6 @@ def pool_files(cfg: Config) -> list[Path]:
     return files
 
 
-def _read(files: list[Path], columns: list[str]) -> pa.Table:
-    return pa.concat_tables([pq.read_table(f, columns=columns) for f in files])
-
-
 def holdout_flags(ids: pa.ChunkedArray, fraction: float) -> np.ndarray:
     """is_holdout over an Arrow column, a chunk of Python strings at a time."""
     flags = np.empty(len(ids), dtype=bool)
@@ -74,14 +70,15 @@ def holdout_flags(ids: pa.ChunkedArray, fraction: float) -> np.ndarray:
 def index_pool(cfg: Config) -> PoolIndex:
     """Dense indices in id order for the selectable rows; the held-out split's first ids."""
     files = pool_files(cfg)
-    ids = _read(files, ["id"])["id"]
+    parts = [pq.read_table(f, columns=["id"])["id"] for f in files]
+    ids = pa.chunked_array([chunk for part in parts for chunk in part.chunks], parts[0].type)
     order = pc.sort_indices(ids).to_numpy()  # stable: equal ids keep file order
     held = holdout_flags(ids, cfg.eval.holdout_fraction)[order]
-    selectable_rows = order[~held]
+    # int32 below 2³¹ rows: the driver and every worker hold it (4 B a sample)
+    selectable_rows = order[~held].astype(np.int32 if len(ids) < 2**31 else np.int64)
     holdout_rows = order[held][: cfg.eval.holdout_max]
-    index_of_row = np.full(len(ids), -1, dtype=np.int64)
-    index_of_row[selectable_rows] = np.arange(len(selectable_rows))
-    return PoolIndex(files, index_of_row, selectable_rows, ids.take(pa.array(holdout_rows)).to_pylist(), holdout_rows)
+    holdout_ids = ids.take(pa.array(holdout_rows)).to_pylist()
+    return PoolIndex(files, [len(part) for part in parts], selectable_rows, holdout_ids, holdout_rows)
 
 
 def read_selection(cfg: Config, pool: PoolIndex) -> pa.Table:
@@ -111,8 +108,7 @@ def read_holdout(cfg: Config, pool: PoolIndex) -> pa.Table:
     """The held-out split's first eval.holdout_max rows (POOL_COLUMNS), in id order, read by row number."""
     from lead_ray.online.rows import PoolRows
 
-    rows = [pq.ParquetFile(f).metadata.num_rows for f in pool.files]
-    return PoolRows([str(f) for f in pool.files], rows).read(pool.holdout_rows, POOL_COLUMNS)
+    return PoolRows([str(f) for f in pool.files], pool.file_rows).read(pool.holdout_rows, POOL_COLUMNS)
 
 
 def read_pool(cfg: Config) -> tuple[pa.Table, pa.Table]:

@@ -23,63 +23,67 @@ import pyarrow.parquet as pq
 
 from lead_ray.files import atomic_path, write_text_atomic
 
-GROUP = 64
-READ_GROUPS = 256  # row groups a read decodes at once (16,384 rows at GROUP) before keeping the asked rows
+# Rows a row group. Smaller groups decode fewer unwanted rows a pick, but every group costs ~12 KB of
+# parsed footer in memory (at 13 leaf columns) each time a file is opened: 256 rows is ~45 B a sample,
+# and a scattered read of 3,000 rows from a 1M-row file took 0.32 s here against 0.15 s at 64 rows a
+# group, whose footer took 181 MB of RSS to open (docs/SCALING.md).
+GROUP = 256
+READ_GROUPS = 64  # row groups a read decodes at once (16,384 rows at GROUP) before keeping the asked rows
 
 
 def write_pool_file(table: pa.Table, path: Path) -> None:
     """One clustered pool file: rows ordered by (difficulty_cluster, -iu0), row groups of GROUP rows.
-    Statistics off: at 64 rows a group they would make most of the footer, and no reader filters on them."""
+    Statistics off: with small groups they would make much of the footer, and no reader filters on them."""
     if {"difficulty_cluster", "iu0"} <= set(table.column_names) and table.num_rows:
         table = table.take(pc.sort_indices(table, [("difficulty_cluster", "ascending"), ("iu0", "descending")]))
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, row_group_size=GROUP, write_statistics=False)
 
 
-def write_round_layout(files: list[Path], selectable_rows: np.ndarray, folder: Path) -> None:
-    """rows/positions.npy (index → pool row) and rows/layout.json; positions.npy, written last, marks the
-    folder complete."""
+def write_round_layout(pool, folder: Path) -> None:
+    """rows/positions.npy (index → pool row: pool.selectable_rows) and rows/layout.json (pool.files, their
+    rows and sizes); positions.npy, written last, marks the folder complete. pool: a pool.PoolIndex."""
     folder.mkdir(parents=True, exist_ok=True)
-    meta = [pq.ParquetFile(f).metadata for f in files]
     layout = {
-        "files": [str(Path(f).resolve()) for f in files],
-        "rows": [m.num_rows for m in meta],
-        "bytes": [Path(f).stat().st_size for f in files],
+        "files": [str(Path(f).resolve()) for f in pool.files],
+        "rows": [int(n) for n in pool.file_rows],
+        "bytes": [Path(f).stat().st_size for f in pool.files],
     }
     write_text_atomic(folder / "layout.json", json.dumps(layout) + "\n")
-    # int32 below 2³¹ rows: every worker holds this array (400 MB at 100M samples instead of 800)
-    kind = np.int32 if sum(layout["rows"]) < 2**31 else np.int64
     with atomic_path(folder / "positions.npy") as tmp, open(tmp, "wb") as out:
-        np.save(out, np.asarray(selectable_rows, kind))
+        np.save(out, pool.selectable_rows)
 
 
 class PoolRows:
-    """Rows of a list of Parquet files by row number (the files concatenated), decoding only their groups."""
+    """Rows of a list of Parquet files by row number (the files concatenated), decoding only their groups.
+    A file is opened for a read and closed after it: only its groups' first rows are kept, not its parsed
+    footer, so what a reader holds does not grow with the pool."""
 
     def __init__(self, files: list[str], rows: list[int], sizes: list[int] | None = None):
         self.paths, self.sizes = [Path(f) for f in files], sizes
         self.starts = np.concatenate([[0], np.cumsum(rows, dtype=np.int64)])
-        self.files: dict[int, tuple[pq.ParquetFile, np.ndarray]] = {}
+        self.group_starts: dict[int, np.ndarray] = {}
 
-    def _file(self, k: int) -> tuple[pq.ParquetFile, np.ndarray]:
-        """The k-th file (pre_buffer=False: buffers only the row groups read) and its groups' first rows."""
-        if k not in self.files:
-            path = self.paths[k]
-            if not path.exists():
-                raise FileNotFoundError(
-                    f"{path}: a file of the clustered pool this run reads is missing on this node; on a "
-                    "multi-node cluster work_dir must be on storage every node mounts at the same path"
-                )
-            file = pq.ParquetFile(path, pre_buffer=False)
-            expected = int(self.starts[k + 1] - self.starts[k])
-            if file.metadata.num_rows != expected or (self.sizes and path.stat().st_size != self.sizes[k]):
-                raise RuntimeError(
-                    f"{path} changed since this run started ({file.metadata.num_rows} rows, {expected} expected): "
-                    "the clustered pool was rewritten (`lead-ray cluster` again?); start the run afresh"
-                )
+    def _open(self, k: int) -> tuple[pq.ParquetFile, np.ndarray]:
+        """The k-th file (pre_buffer=False: buffers only the row groups read), checked against the rows and
+        size it had when the run started, and its groups' first rows."""
+        path = self.paths[k]
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{path}: a file of the clustered pool this run reads is missing on this node; on a "
+                "multi-node cluster work_dir must be on storage every node mounts at the same path"
+            )
+        file = pq.ParquetFile(path, pre_buffer=False)
+        expected = int(self.starts[k + 1] - self.starts[k])
+        if file.metadata.num_rows != expected or (self.sizes and path.stat().st_size != self.sizes[k]):
+            raise RuntimeError(
+                f"{path} changed since this run started ({file.metadata.num_rows} rows, {expected} expected): "
+                "the clustered pool was rewritten (`lead-ray cluster` again?); start the run afresh"
+            )
+        if k not in self.group_starts:
             counts = [file.metadata.row_group(g).num_rows for g in range(file.metadata.num_row_groups)]
-            self.files[k] = (file, np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]))
-        return self.files[k]
+            self.group_starts[k] = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+        return file, self.group_starts[k]
 
     def read(self, rows: np.ndarray, columns: list[str] | None = None) -> pa.Table:
         """The given rows, in that order (a row asked twice comes twice)."""
@@ -87,7 +91,7 @@ class PoolRows:
         file_of = np.searchsorted(self.starts, rows, side="right") - 1
         parts, order = [], []
         for k in np.unique(file_of).tolist():
-            file, group_starts = self._file(k)
+            file, group_starts = self._open(k)
             asked = np.flatnonzero(file_of == k)
             local = rows[asked] - self.starts[k]
             group_of = np.searchsorted(group_starts, local, side="right") - 1

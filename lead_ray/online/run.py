@@ -76,7 +76,7 @@ def run(
     table = read_selection(cfg, pool)  # per-sample selection columns only: the conversations stay on disk
     run_dir = Path(run_dir or cfg.stage_dir("run")).resolve()
     name = _open_run_folder(cfg, run_dir, resume)
-    write_round_layout(pool.files, pool.selectable_rows, run_dir / "rows")  # workers read rounds from the pool
+    write_round_layout(pool, run_dir / "rows")  # workers read rounds from the pool
     budget, static_order = _budget(cfg, table)
     first_round = _check_round_sizes(cfg, table)
     store, bandit, n_arms = _start_actors(cfg, table, name)
