@@ -109,7 +109,7 @@ def make_run_pool(n: int, seed: int) -> Path:
     each file written the way `lead-ray cluster` writes it."""
     import pyarrow as pa
 
-    from lead_ray.online.rows import write_pool_file
+    from lead_ray.data.rows import write_pool_file
 
     work, rng = WORK / f"run-{n}-s{seed}-v{RUN_MAKER_VERSION}", np.random.default_rng(seed)
     if (work / "DONE").exists():  # made before, with these settings
@@ -256,7 +256,7 @@ PARTITIONED = (("partitions_5", 5, "auto"), ("partitions_20", 20, "auto"), ("par
 
 
 def _read_round(folder: str, index: np.ndarray) -> float:
-    from lead_ray.online.rows import RoundRows
+    from lead_ray.data.rows import RoundRows
 
     t0 = time.perf_counter()
     RoundRows(folder).messages(index)
@@ -275,7 +275,7 @@ def measure_run(n: int, seed: int) -> dict:
     from lead_ray.online.actors import UtilityClient
     from lead_ray.online.plan import allowed_arms, pick_samples
     from lead_ray.online.pool import index_pool, read_selection
-    from lead_ray.online.rows import write_round_layout
+    from lead_ray.data.rows import write_round_layout
     from lead_ray.runtime import init_ray
 
     work = make_run_pool(n, seed)  # made by the parent: this process's peak RSS is the stage's own

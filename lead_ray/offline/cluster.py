@@ -16,7 +16,7 @@
 
 Output: clustered/pool/*.parquet (the scored rows, minus the embedding, plus difficulty_cluster,
 task_cluster, near_dup_of; each file ordered by difficulty cluster then IU₀, in row groups a round reads
-by row number: online/rows.py), clustered/near_dups.parquet, and clusters.json. Counts add up:
+by row number: data/rows.py), clustered/near_dups.parquet, and clusters.json. Counts add up:
 scored rows = clustered rows + not trainable + near-duplicates dropped.
 """
 
@@ -35,7 +35,7 @@ from lead_ray.config import ClusterConfig, Config
 from lead_ray.core import bins
 from lead_ray.files import require
 from lead_ray.offline.neardup import embeddings, find_near_duplicates, sample_rows, unit_flags
-from lead_ray.online.rows import write_pool_file
+from lead_ray.data.rows import write_pool_file
 from lead_ray.presets import switches
 from lead_ray.stages import run_units
 

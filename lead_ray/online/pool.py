@@ -106,7 +106,7 @@ def _narrow(table: pa.Table) -> pa.Table:
 
 def read_holdout(cfg: Config, pool: PoolIndex) -> pa.Table:
     """The held-out split's first eval.holdout_max rows (POOL_COLUMNS), in id order, read by row number."""
-    from lead_ray.online.rows import PoolRows
+    from lead_ray.data.rows import PoolRows
 
     return PoolRows([str(f) for f in pool.files], pool.file_rows).read(pool.holdout_rows, POOL_COLUMNS)
 

@@ -124,7 +124,7 @@ class RoundLoop:
         import torch
 
         from lead_ray.online.actors import UtilityClient
-        from lead_ray.online.rows import RoundRows
+        from lead_ray.data.rows import RoundRows
 
         self.s, self.cfg = settings, settings.cfg
         self.selection, self.training = self.cfg.selection, self.cfg.train
