@@ -55,7 +55,8 @@ class GhostProducts:
         if direction is None:
             self.hat = None
             return
-        flat = torch.as_tensor(np.asarray(direction, np.float32), device=device)
+        # a copy: ĝ arrives read-only from the object store, and torch must not alias read-only memory
+        flat = torch.tensor(np.asarray(direction, np.float32), device=device)
         sizes = [int(np.prod(shape)) for shape in self.shapes.values()]
         parts = torch.split(flat, sizes)
         self.hat = {name: part.view(shape) for (name, shape), part in zip(self.shapes.items(), parts, strict=True)}
