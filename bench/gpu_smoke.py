@@ -79,10 +79,10 @@ def plain_loop_tokens_per_s(run_dir: Path, base_dir: Path, cfg, device) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
+    from lead_ray.data.rows import RoundRows
     from lead_ray.models.load import compute_dtype, load_tokenizer
     from lead_ray.models.loss import collate
     from lead_ray.models.template import encode_conversation
-    from lead_ray.data.rows import RoundRows
 
     rounds = pq.read_table(run_dir / "rounds.parquet").to_pylist()
     rows, tok = RoundRows(run_dir / "rows"), load_tokenizer(str(base_dir))

@@ -44,6 +44,7 @@ from bench.quality_stats import (  # noqa: E402
     clean_holdout,
     corrupt_rates,
     paired,
+    pick_profile,
     source_mix,
     summarise_methods,
 )
@@ -453,6 +454,7 @@ def write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t
         "default_preset": cfg.selection.preset,
         "paired": paired(runs, methods, comparisons(), clean),
         "source_mix": source_mix(runs),
+        "pick_profile": pick_profile(runs, sorted((variant / "clustered" / "pool").glob("*.parquet"))),
         "seconds": {
             "setup_this_invocation": round(t_setup, 1),
             "total_this_invocation": round(time.perf_counter() - t0, 1),

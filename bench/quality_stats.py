@@ -151,3 +151,26 @@ def source_mix(runs: dict[str, dict[int, Path]]) -> dict:
         names, counts = np.unique(source_groups(sources), return_counts=True) if sources else ([], [])
         mix[method] = {str(k): round(int(v) / len(sources), 4) for k, v in zip(names, counts)}
     return mix
+
+
+def pick_profile(runs: dict[str, dict[int, Path]], pool_files: list[Path]) -> dict:
+    """What each method trained, per seed: unique picks, trained samples (Σ use count), trained answer tokens
+    (Σ response tokens · use count) and the median answer length of its unique picks, beside the clustered
+    pool's median (held-out rows included). Per-token mean loss favours short answers, so the picks' length
+    is half the story of a loss-driven selector; trained tokens say how much compute each run spent."""
+    lengths = [pq.read_table(f, columns=["n_response_tokens"])["n_response_tokens"] for f in pool_files]
+    profile: dict = {"pool_median_response_tokens": float(np.median(np.concatenate([c.to_numpy() for c in lengths])))}
+    for method, by_seed in runs.items():
+        rows = {}
+        for seed, run_dir in sorted(by_seed.items()):
+            picks = pq.read_table(run_dir / "selected.parquet", columns=["n_response_tokens", "use_count"])
+            tokens = picks["n_response_tokens"].to_numpy().astype(np.int64)
+            uses = picks["use_count"].to_numpy().astype(np.int64)
+            rows[str(seed)] = {
+                "unique": len(tokens),
+                "trained_samples": int(uses.sum()),
+                "trained_response_tokens": int((tokens * uses).sum()),
+                "median_response_tokens": float(np.median(tokens)) if len(tokens) else 0.0,
+            }
+        profile[method] = rows
+    return profile

@@ -272,10 +272,10 @@ def measure_run(n: int, seed: int) -> dict:
     import ray
 
     from lead_ray.config import load_config
+    from lead_ray.data.rows import write_round_layout
     from lead_ray.online.actors import UtilityClient
     from lead_ray.online.plan import allowed_arms, pick_samples
     from lead_ray.online.pool import index_pool, read_selection
-    from lead_ray.data.rows import write_round_layout
     from lead_ray.runtime import init_ray
 
     work = make_run_pool(n, seed)  # made by the parent: this process's peak RSS is the stage's own

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lead_ray.config import load_config
-from lead_ray.data.split import is_holdout
 from lead_ray.data import rows as rows_module
-from lead_ray.online.pool import POOL_COLUMNS, index_pool, read_holdout, read_selection
 from lead_ray.data.rows import RoundRows, write_pool_file, write_round_layout
+from lead_ray.data.split import is_holdout
+from lead_ray.online.pool import POOL_COLUMNS, index_pool, read_holdout, read_selection
 
 
 def clustered_pool(work, n: int, files: int, seed: int = 0, writer=None):

@@ -36,3 +36,23 @@ def test_source_mix_pools_each_methods_picks_over_its_seeds(tmp_path):
     mix = source_mix(runs)
     assert mix["lead"] == {"gsm8k/train.jsonl": round(3 / 44, 4), "t0_train_50k/*": round(41 / 44, 4)}
     assert mix["random"] == {"gsm8k/train.jsonl": 0.5, "self_instruct/seed_tasks.jsonl": 0.5}
+
+
+def test_pick_profile_counts_trained_tokens_with_revisits(tmp_path):
+    import pyarrow.parquet as pq
+
+    from bench.quality_stats import pick_profile
+
+    pool = tmp_path / "pool.parquet"
+    pq.write_table(pa.table({"n_response_tokens": [2, 4, 6, 8, 100]}), pool)
+    run = tmp_path / "lead-1"
+    run.mkdir()
+    pq.write_table(pa.table({"n_response_tokens": [4, 10, 100], "use_count": [1, 3, 2]}), run / "selected.parquet")
+    profile = pick_profile({"lead": {1: run}}, [pool])
+    assert profile["pool_median_response_tokens"] == 6.0
+    assert profile["lead"]["1"] == {
+        "unique": 3,
+        "trained_samples": 6,
+        "trained_response_tokens": 4 + 30 + 200,
+        "median_response_tokens": 10.0,
+    }

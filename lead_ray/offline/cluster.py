@@ -33,9 +33,9 @@ import pyarrow.parquet as pq
 
 from lead_ray.config import ClusterConfig, Config
 from lead_ray.core import bins
+from lead_ray.data.rows import write_pool_file
 from lead_ray.files import require
 from lead_ray.offline.neardup import embeddings, find_near_duplicates, sample_rows, unit_flags
-from lead_ray.data.rows import write_pool_file
 from lead_ray.presets import switches
 from lead_ray.stages import run_units
 

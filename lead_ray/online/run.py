@@ -65,8 +65,8 @@ def run(
     """
     import ray
 
-    from lead_ray.online.pool import index_pool, read_selection
     from lead_ray.data.rows import write_round_layout
+    from lead_ray.online.pool import index_pool, read_selection
     from lead_ray.runtime import train_scaling
 
     t0 = time.perf_counter()
@@ -293,8 +293,8 @@ def _kill_named(name: str) -> None:
 
 def write_outputs(run_dir: Path, table: pa.Table, cols: dict, rounds: list[dict], budget: int) -> dict:
     """selected.parquet (the chosen rows read back from the pool, with their scores) and rounds.parquet."""
-    from lead_ray.online.pool import ROW_COLUMNS
     from lead_ray.data.rows import RoundRows
+    from lead_ray.online.pool import ROW_COLUMNS
 
     chosen = np.flatnonzero(cols["use_count"] > 0)
     scores = table.select([c for c in table.column_names if c not in ROW_COLUMNS]).take(pa.array(chosen))

@@ -123,8 +123,8 @@ class RoundLoop:
         import ray.train
         import torch
 
-        from lead_ray.online.actors import UtilityClient
         from lead_ray.data.rows import RoundRows
+        from lead_ray.online.actors import UtilityClient
 
         self.s, self.cfg = settings, settings.cfg
         self.selection, self.training = self.cfg.selection, self.cfg.train
