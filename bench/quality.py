@@ -59,6 +59,7 @@ VARIANTS = {
     "lead+window": ["selection.reward_norm=window"],
     "lead+sample": ["selection.delta=sample"],
     "lead+reducible": ["selection.utility=reducible"],
+    "lead+total": ["selection.rank_by=total"],
 }
 
 
@@ -84,7 +85,7 @@ REGIMES = {
         (42, 43, 44),
         ("lead", "random", "random-x2", "length", "lead-robust"),
         ("ifd", "ppl", "full"),
-        ("lead+quantile", "lead+drop", "lead+window", "lead+sample", "lead+reducible"),
+        ("lead+quantile", "lead+drop", "lead+window", "lead+sample", "lead+reducible", "lead+total"),
         {"holdout": 0, "gsm8k": 200, "mmlu": 285, "self_instruct": 0},
         100,
         [
@@ -111,7 +112,7 @@ REGIMES = {
         (42, 43, 44, 45, 46),
         ("lead", "random", "random-x2", "length", "lead-robust"),
         ("ifd", "ppl", "full"),
-        ("lead+quantile", "lead+drop", "lead+window", "lead+sample", "lead+reducible"),
+        ("lead+quantile", "lead+drop", "lead+window", "lead+sample", "lead+reducible", "lead+total"),
         {"holdout": 0, "gsm8k": 0, "mmlu": 0, "self_instruct": 0},
         0,
         [

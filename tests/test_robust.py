@@ -124,6 +124,38 @@ def test_reducible_ranks_by_u_minus_the_floor_and_keeps_u():
     assert reducible.nbytes() == paper.nbytes() + 16
 
 
+def test_total_rank_weighs_the_key_by_answer_tokens_and_keeps_u():
+    u = np.array([6.0, 2.0, 3.0, 1.0], np.float32)  # sample 0: a high mean loss over a 3-token answer
+    tokens = np.array([3, 40, 10, 200], np.float32)
+    cluster, task = np.zeros(4, np.int16), np.zeros(4, np.int32)
+    mean = UtilityTable(u, cluster, task)
+    total = UtilityTable(u, cluster, task, weight=tokens)
+    assert mean.top_k(0, {0: 2}, cap=4)[0][0].tolist() == [0, 2]
+    picked, keys = total.top_k(0, {0: 2}, cap=4)[0]
+    assert picked.tolist() == [3, 1] and keys.tolist() == pytest.approx([200.0, 80.0])
+    floored = UtilityTable(u, cluster, task, floor=np.array([0.0, 1.5, 0.0, 0.9], np.float32), weight=tokens)
+    assert floored.rank_key(np.arange(4)).tolist() == pytest.approx([18.0, 20.0, 30.0, 20.0])  # (U − floor)·n
+    total.apply(np.array([3]), np.array([0.5]), 0.0, 0.0, 0)
+    assert total.u[3] == pytest.approx(0.5)  # U stays a mean per token; only the ranking weighs it
+    again = UtilityTable.from_bytes(total.to_bytes())
+    assert np.array_equal(again.weight, total.weight) and again.floor is None
+    assert total.nbytes() == mean.nbytes() + 16
+
+
+@given(
+    st.lists(st.floats(0.1, 10.0), min_size=2, max_size=30),
+    st.integers(0, 8),
+)
+def test_total_rank_with_equal_answer_lengths_ranks_as_the_paper(us, power):
+    n = 2.0**power  # a power of two: the products are exact, so no new ties
+    u = np.asarray(us, np.float32)
+    cluster, task = np.zeros(len(u), np.int16), np.zeros(len(u), np.int32)
+    k = len(u) // 2 or 1
+    mean = UtilityTable(u, cluster, task).top_k(0, {0: k}, cap=4)[0][0]
+    total = UtilityTable(u, cluster, task, weight=np.full(len(u), n)).top_k(0, {0: k}, cap=4)[0][0]
+    assert mean.tolist() == total.tolist()
+
+
 def test_per_sample_deltas_enter_idu_one_by_one():
     table = UtilityTable(np.full(3, 2.0, np.float32), np.zeros(3, np.int16), np.zeros(3, np.int32))
     table.apply(np.array([0, 1, 2]), np.array([1.0, 1.0, np.nan]), np.array([-0.5, 0.25, 9.0]), 0.0, 0)
@@ -170,6 +202,32 @@ def test_robust_preset_runs_with_per_sample_deltas_and_no_extra_forward(ray_sess
     assert all(r["ghost_s"] < r["train_s"] for r in later)
     # the noise arm's samples carry a high irreducible floor: ranked by U − floor, the learnable arm wins
     assert sum(r["arm"] == 0 for r in rounds) >= 5
+
+
+@pytest.mark.parametrize("rank_by", ["mean", "total"])
+def test_a_run_ranks_by_u_times_answer_tokens_only_with_total(ray_session, rank_by):
+    """The wiring of selection.rank_by: the store a run starts ranks by U · n_response_tokens, or by U."""
+    import pyarrow as pa
+    import ray
+
+    from lead_ray.online.run import _start_actors
+
+    table = pa.table(
+        {
+            "iu0": pa.array([2.0, 3.0, 4.0], pa.float32()),
+            "difficulty_cluster": [0, 0, 0],
+            "task_cluster": [0, 0, 1],
+            "warm_loss": pa.array([1.0, 1.0, 1.0], pa.float32()),
+            "n_response_tokens": pa.array([10, 1, 3], pa.int32()),
+        }
+    )
+    cfg = load_config(None, [f"selection.rank_by={rank_by}"])
+    store, bandit, n_arms = _start_actors(cfg, table, f"rank-{rank_by}")
+    keys, used = store.ranking(np.arange(3))
+    expected = [20.0, 3.0, 12.0] if rank_by == "total" else [2.0, 3.0, 4.0]
+    assert n_arms == 1 and keys.tolist() == pytest.approx(expected) and used.tolist() == [0, 0, 0]
+    for handle in [*store.handles, bandit]:
+        ray.kill(handle)
 
 
 def test_a_run_refuses_a_pool_clustered_with_other_switches(tmp_path):

@@ -7,7 +7,9 @@ int32 position in the (cluster, task group) index that selection reads.
 
 With `selection.utility: reducible` the table also holds each sample's irreducible-loss floor (the warm-up
 model's loss on its answer; 4 more bytes) and ranks by U − floor instead of U (ALGORITHM.md §12); U itself,
-its updates and the reward are the same either way.
+its updates and the reward are the same either way. With `selection.rank_by: total` it also holds each
+sample's supervised answer tokens (4 bytes) and ranks by the key times them: the nats left to learn from the
+sample rather than a mean per token, which favours short answers (docs/BENCHMARKS.md).
 
 A table may hold one contiguous range of the index space (`offset`), so a pool too large for one
 actor is split into shards by index range; shards answer in global indices.
@@ -27,10 +29,17 @@ FIELDS = ("u", "use_count", "last_loss", "last_round", "cluster", "task")
 
 class UtilityTable:
     def __init__(
-        self, iu0: np.ndarray, cluster: np.ndarray, task: np.ndarray, offset: int = 0, floor: np.ndarray | None = None
+        self,
+        iu0: np.ndarray,
+        cluster: np.ndarray,
+        task: np.ndarray,
+        offset: int = 0,
+        floor: np.ndarray | None = None,
+        weight: np.ndarray | None = None,
     ):
         self.offset = offset
         self.floor = None if floor is None else np.nan_to_num(np.asarray(floor, np.float32), nan=0.0)
+        self.weight = None if weight is None else np.asarray(weight, np.float32).copy()
         self.u = np.asarray(iu0, np.float32).copy()
         self.use_count = np.zeros(len(self.u), np.uint8)
         self.last_loss = np.full(len(self.u), np.nan, np.float32)
@@ -53,18 +62,19 @@ class UtilityTable:
 
     def nbytes(self) -> int:
         """Memory of the selection state: the per-sample arrays and the group index."""
-        floor = 0 if self.floor is None else self.floor.nbytes
+        extra = sum(a.nbytes for a in (self.floor, self.weight) if a is not None)
         return (
             sum(getattr(self, f).nbytes for f in FIELDS)
-            + floor
+            + extra
             + sum(p.nbytes for groups in self._groups.values() for p in groups.values())
         )
 
     def rank_key(self, local: np.ndarray) -> np.ndarray:
         """What selection ranks, at these local positions: U, or U − floor (the reducible part) when the
-        table has a floor. Computed for the positions asked only: a round touches one cluster."""
-        u = self.u[local]
-        return u if self.floor is None else u - self.floor[local]
+        table has a floor, times the answer tokens when it has weights. Computed for the positions asked
+        only: a round touches one cluster."""
+        key = self.u[local] if self.floor is None else self.u[local] - self.floor[local]
+        return key if self.weight is None else key * self.weight[local]
 
     # ------------------------------------------------------------------ updates
 
@@ -135,14 +145,15 @@ class UtilityTable:
     def to_bytes(self) -> bytes:
         """The whole table as one .npz in memory: state crosses processes and nodes as bytes, never as a path."""
         buf = io.BytesIO()
-        floor = {} if self.floor is None else {"floor": self.floor}
-        np.savez(buf, offset=self.offset, **{f: getattr(self, f) for f in FIELDS}, **floor)
+        extra = {name: a for name, a in (("floor", self.floor), ("weight", self.weight)) if a is not None}
+        np.savez(buf, offset=self.offset, **{f: getattr(self, f) for f in FIELDS}, **extra)
         return buf.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> UtilityTable:
         z = np.load(io.BytesIO(data), allow_pickle=False)
-        t = cls(z["u"], z["cluster"], z["task"], int(z["offset"]), z["floor"] if "floor" in z.files else None)
+        optional = {name: z[name] if name in z.files else None for name in ("floor", "weight")}
+        t = cls(z["u"], z["cluster"], z["task"], int(z["offset"]), **optional)
         for f in FIELDS:
             setattr(t, f, z[f].copy())
         t._index_groups()

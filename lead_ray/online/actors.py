@@ -55,9 +55,15 @@ def needs_state(method):
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class UtilityStore:
     def __init__(
-        self, iu0: np.ndarray, cluster: np.ndarray, task: np.ndarray, offset: int, floor: np.ndarray | None = None
+        self,
+        iu0: np.ndarray,
+        cluster: np.ndarray,
+        task: np.ndarray,
+        offset: int,
+        floor: np.ndarray | None = None,
+        weight: np.ndarray | None = None,
     ):
-        self.table = UtilityTable(iu0, cluster, task, offset, floor)
+        self.table = UtilityTable(iu0, cluster, task, offset, floor, weight)
         self.state_lost = ray.get_runtime_context().was_current_actor_reconstructed
         self.rounds: dict[int, list[float]] = {}  # round → [Σ(U_before − U_after), Σ loss, n]: the reward's sums
 
@@ -105,7 +111,7 @@ class UtilityStore:
     @needs_state
     def ranking(self, index) -> tuple[np.ndarray, np.ndarray]:
         """(rank key, use count) of these global indices; the key is U, or U − floor (`selection.utility:
-        reducible`)."""
+        reducible`), times the answer tokens with `selection.rank_by: total`."""
         local = np.asarray(index, np.int64) - self.table.offset
         return self.table.rank_key(local), self.table.use_count[local].copy()
 
@@ -149,14 +155,21 @@ class UtilityClient:
         name: str | None = None,
         floor: np.ndarray | None = None,
         resources: dict | None = None,
+        weight: np.ndarray | None = None,
     ) -> UtilityClient:
         """`name`: the stores are named actors `{name}-{shard}` (findable with ray.get_actor, e.g. by operators).
         `floor`: the irreducible-loss floor per sample (`selection.utility: reducible`), or None.
+        `weight`: the supervised answer tokens per sample (`selection.rank_by: total`), or None.
         `resources`: custom resources every shard requests (`train.placement_resources`)."""
         bounds = np.linspace(0, len(iu0), shards + 1).astype(int).tolist()
         handles = [
             UtilityStore.options(name=f"{name}-{s}" if name else None, resources=resources or {}).remote(
-                iu0[a:b], cluster[a:b], task[a:b], a, None if floor is None else floor[a:b]
+                iu0[a:b],
+                cluster[a:b],
+                task[a:b],
+                a,
+                None if floor is None else floor[a:b],
+                None if weight is None else weight[a:b],
             )
             for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))
         ]
