@@ -422,7 +422,8 @@ def comparisons(default: str = "lead") -> dict[str, tuple[str, str]]:
     pairs = {"lead_vs_random": ("lead", "random"), "lead_vs_random_x2": ("lead", "random-x2")}
     pairs |= {"lead_vs_full": ("lead", "full")}
     pairs |= {"robust_vs_paper": ("lead-robust", "lead"), "robust_vs_random": ("lead-robust", "random")}
-    pairs |= {"default_vs_random": (default, "random")}
+    pairs |= {"default_vs_random": (default, "random"), "total_vs_random": ("lead+total", "random")}
+    pairs |= {"total_vs_random_x2": ("lead+total", "random-x2"), "total_vs_length": ("lead+total", "length")}
     return pairs | {f"{v}_vs_paper": (v, "lead") for v in VARIANTS if v != "lead-robust"}
 
 

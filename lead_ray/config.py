@@ -269,8 +269,9 @@ class SelectionConfig:
         "mean",
         "How selection weighs a sample's utility: per answer token ('mean', the paper: U is a mean NLL, which "
         "favours short answers) or in all ('total': the rank key times the sample's supervised answer tokens, the "
-        "nats left to learn from it). U, its updates and the reward are per-token means either way. Not part of "
-        "selection.preset until the quality benchmark has measured it (docs/BENCHMARKS.md).",
+        "nats left to learn from it). U, its updates and the reward are per-token means either way. In neither "
+        "selection.preset: measured better than random on two downstream sets but mixed against 'mean' "
+        "(docs/BENCHMARKS.md).",
         choices=("mean", "total"),
     )
     use_delta: bool = _f(True, "Add the gradient-based ΔL̂′ to the loss in IDU (false: the 'no ΔL̂′' ablation).")
