@@ -73,6 +73,31 @@ def corrupt_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def profile_table(result: dict) -> str:
+    """What each method trained, per seed: the median answer length of its picks and the tokens it trained."""
+    profile = result.get("pick_profile")
+    if not profile:
+        return ""
+    lines = [
+        f"| method | median answer tokens of picks (pool: {profile['pool_median_response_tokens']:g}) "
+        "| trained samples | trained answer tokens |",
+        "|---|---|---|---|",
+    ]
+    for method, seeds in profile.items():
+        if method == "pool_median_response_tokens":
+            continue
+        rows = seeds.values()
+        lines.append(
+            f"| {method} | "
+            + " | ".join(
+                ", ".join(f"{r[k]:,g}" for r in rows)
+                for k in ("median_response_tokens", "trained_samples", "trained_response_tokens")
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     result = json.loads(Path(sys.argv[1]).read_text())
     print(
@@ -81,7 +106,8 @@ def main() -> None:
     )
     print(methods_table(result), "\n")
     print(paired_table(result), "\n")
-    print(corrupt_table(result))
+    print(corrupt_table(result), "\n")
+    print(profile_table(result))
 
 
 if __name__ == "__main__":
