@@ -197,7 +197,7 @@ def stratified_slice(table: pa.Table, rows: int) -> pa.Table:
     return table.take(pa.array(np.sort(keep)))
 
 
-def setup(regime: Regime, variant: Path, full: Path, corrupt: float, extra: list[str]) -> dict:
+def setup(regime: Regime, variant: Path, full: Path, corrupt: float, extra: list[str], plant_seed: int = 0) -> dict:
     """prepare (shared), slice, plant, warmup, score, cluster; the slice's composition and planted counts."""
     from lead_ray.data.ingest import prepare
     from lead_ray.offline.cluster import cluster
@@ -210,6 +210,7 @@ def setup(regime: Regime, variant: Path, full: Path, corrupt: float, extra: list
         "rows": regime.rows,
         "noisy": corrupt > 0,
         **({"corrupt": corrupt} if corrupt else {}),
+        **({"plant_seed": plant_seed} if plant_seed else {}),  # 0: the key of pools planted before the option
         **{k: d[k] for k in ("seed", "model", "warmup", "score", "cluster")},
     }
     recorded = variant / "setup.json"
@@ -232,7 +233,7 @@ def setup(regime: Regime, variant: Path, full: Path, corrupt: float, extra: list
     names, counts = np.unique(source_groups(sliced["source"].to_pylist()), return_counts=True)
     info = {"rows": sliced.num_rows, "by_source": {str(k): int(v) for k, v in zip(names, counts)}}
     if corrupt:
-        info["planted"] = plant_pool(variant / "prepared" / "pool", corrupt, seed=0)
+        info["planted"] = plant_pool(variant / "prepared" / "pool", corrupt, seed=plant_seed)
     for stage in (warmup, score, cluster):  # score skips the units already written; cluster always reruns
         if stage is warmup and (variant / "models" / "warmup_stats.json").exists():  # written after the model
             log(f"setup {variant.name}: warmup already done")
@@ -358,6 +359,14 @@ def main() -> None:
     ap.add_argument("--regime", choices=sorted(REGIMES), default="cpu")
     ap.add_argument("--noisy", action="store_true", help="plant broken pairs into the slice before scoring")
     ap.add_argument("--corrupt", type=float, default=0.15, metavar="F", help="with --noisy: the planted share")
+    ap.add_argument(
+        "--plant-seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="with --noisy: plant with another seed (other rows broken, other swap partners) in its own folder "
+        "noisy-p<S> and result quality_noisy_p<S>: a pool to confirm what was designed on seed 0's",
+    )
     ap.add_argument("--seeds", help="comma-separated seeds (default: the regime's)")
     ap.add_argument("--work", help="cache folder (default: bench/work/quality-<regime>)")
     ap.add_argument(
@@ -372,13 +381,14 @@ def main() -> None:
     if args.seeds:
         regime.seeds = tuple(int(s) for s in args.seeds.split(","))
     work = Path(args.work or ROOT / "bench" / "work" / f"quality-{args.regime}").resolve()
-    variant = work / ("noisy" if args.noisy else "clean")
+    variant = work / (("noisy" + (f"-p{args.plant_seed}" if args.plant_seed else "")) if args.noisy else "clean")
     packed = CACHE / f"quality-{args.regime}-{variant.name}.tar.gz"
     if args.pack:
         return pack(variant, packed)
     if not (variant / "setup.json").exists() and packed.exists():
         unpack(packed, variant)
-    name = args.result or "quality" + ("_noisy" if args.noisy else "") + (
+    noisy_name = "_noisy" + (f"_p{args.plant_seed}" if args.plant_seed else "")
+    name = args.result or "quality" + (noisy_name if args.noisy else "") + (
         "" if args.regime == "cpu" else f"_{args.regime}"
     )
 
@@ -387,7 +397,7 @@ def main() -> None:
 
     init_ray(RayConfig())
     t0 = time.perf_counter()
-    slice_info = setup(regime, variant, work / "full", args.corrupt if args.noisy else 0.0, args.set)
+    slice_info = setup(regime, variant, work / "full", args.corrupt if args.noisy else 0.0, args.set, args.plant_seed)
     t_setup = time.perf_counter() - t0
     base = base_eval(regime, variant, args.set)
     cfg = load_config(ROOT / regime.config, overrides(regime, variant, args.set))
