@@ -107,7 +107,8 @@ class PoolRows:
                 parts.append(table.take(pa.array(slot)))
                 order.append(asked[in_chunk])
         if not parts:
-            return pq.read_schema(self.paths[0]).empty_table().select(columns or pq.read_schema(self.paths[0]).names)
+            schema = pq.read_schema(self.paths[0])
+            return schema.empty_table().select(columns or schema.names)
         table = pa.concat_tables(parts)
         return table.take(pa.array(np.argsort(np.concatenate(order), kind="stable")))
 
