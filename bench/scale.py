@@ -8,10 +8,11 @@ it polls every process of its Ray session for the largest one. Synthetic pools a
 buffers (no Python object per row), reproducibly from the seed, and cached in bench/work/scale/ by
 (size, seed, MAKER_VERSION or RUN_MAKER_VERSION). Results go to bench/results/scale.json, merged per stage and size.
 
-run: the driver's work before the first round and per round, with the conversations on disk:
-  index (ids read, held-out hash, id sort), selection columns read, the round layout written (index →
-  pool row; the pool files are in `lead-ray cluster`'s layout), UtilityStore shards and BanditActor
-  started, then ROUNDS bandit rounds of the store side
+run: the driver's work before the first round and per round, with the conversations on disk: index
+  (ids and their held-out hashes read, id sort) and selection columns read, both from the pool files'
+  narrow copies (`run_read` times these two reads both ways on the same pool, each in its own process),
+  the round layout written (index → pool row; the pool files are in `lead-ray cluster`'s layout),
+  UtilityStore shards and BanditActor started, then ROUNDS bandit rounds of the store side
   (allowed arms, the arm's stratified top-ρ, budget cut, mark used: `select_round_s`) and one worker's
   read of a round's conversations (`read_round_s`). Training itself does not depend on the pool size
   and is measured by bench/loop.py.
@@ -41,6 +42,7 @@ WORK = ROOT / "bench" / "work" / "scale"
 RESULT = ROOT / "bench" / "results" / "scale.json"
 MAKER_VERSION = 2
 RUN_MAKER_VERSION = 4  # 4: pool files in `lead-ray cluster`'s layout (rows.write_pool_file, 256-row groups)
+NARROW_VERSION = 1  # the pool files' narrow copies (rows.write_narrow_copy), added to a v4 pool once
 ROUNDS = 5
 FILE_ROWS = 1_000_000
 SOURCES = ["gsm8k", "code", "roleplay", "toolformer", "self_instruct", "t0"]
@@ -113,7 +115,7 @@ def make_run_pool(n: int, seed: int) -> Path:
 
     work, rng = WORK / f"run-{n}-s{seed}-v{RUN_MAKER_VERSION}", np.random.default_rng(seed)
     if (work / "DONE").exists():  # made before, with these settings
-        return work
+        return add_narrow_copies(work)
     pool = work / "clustered" / "pool"
     pool.mkdir(parents=True, exist_ok=True)
     order = rng.permutation(n)
@@ -137,6 +139,22 @@ def make_run_pool(n: int, seed: int) -> Path:
         )
         write_pool_file(table, pool / f"part-{k:05d}.parquet")
     (work / "DONE").write_text("")
+    return add_narrow_copies(work)
+
+
+def add_narrow_copies(work: Path) -> Path:
+    """The narrow copies `lead-ray cluster` now writes beside each pool file, for a pool made before they
+    existed (the pool files are the same either way): its files read back without the conversations."""
+    import pyarrow.parquet as pq
+
+    from lead_ray.data.rows import NOT_NARROW, write_narrow_copy
+
+    marker = work / f"NARROW-v{NARROW_VERSION}"
+    if not marker.exists():
+        for path in sorted((work / "clustered" / "pool").glob("*.parquet")):
+            columns = [c for c in pq.read_schema(path).names if c not in NOT_NARROW]
+            write_narrow_copy(pq.read_table(path, columns=columns), path)
+        marker.write_text("")
     return work
 
 
@@ -372,7 +390,39 @@ def measure_prepare(copies: int, seed: int) -> dict:
     }
 
 
-STAGES = {"run": measure_run, "cluster": measure_cluster, "neardup": measure_neardup}
+def measure_run_read(n: int, seed: int, narrow: bool) -> dict:
+    """The driver's two reads before round 0 (index, selection columns), from the narrow copies or, with
+    them ignored, from the pool files as before they existed. No Ray: its own subprocess, its own peak."""
+    from lead_ray.config import load_config
+    from lead_ray.online import pool as pool_module
+
+    work = make_run_pool(n, seed)
+    cfg = load_config(ROOT / "configs" / "smollm2.yaml", [f"work_dir={work}"])
+    if not narrow:
+        pool_module.narrow_copies = lambda files: None
+    t0 = time.perf_counter()
+    pool = pool_module.index_pool(cfg)
+    t1 = time.perf_counter()
+    table = pool_module.read_selection(cfg, pool)
+    t2 = time.perf_counter()
+    assert (pool.narrow is not None) == narrow
+    return {
+        "index_s": round(t1 - t0, 2),
+        "read_selection_s": round(t2 - t1, 2),
+        "driver_peak_rss_mb": round(vm_hwm_mb(), 1),
+        "selectable": pool.size,
+        "selection_sum_iu0": float(table["iu0"].to_numpy().sum()),  # equal both ways: the same rows
+        "first_index_rows": pool.selectable_rows[:5].tolist(),
+    }
+
+
+STAGES = {
+    "run": measure_run,
+    "cluster": measure_cluster,
+    "neardup": measure_neardup,
+    "run_read_pool_files": lambda n, seed: measure_run_read(n, seed, narrow=False),
+    "run_read_narrow": lambda n, seed: measure_run_read(n, seed, narrow=True),
+}
 MAKERS = {"run": make_run_pool, "cluster": make_scored_units, "neardup": make_scored_units}
 
 
@@ -414,6 +464,11 @@ def main() -> None:
             result.setdefault(stage, {})[str(n)] = {**in_subprocess(stage, n, args.seed), "make_data_s": made_s}
             log(json.dumps(result[stage][str(n)]))
             RESULT.write_text(json.dumps(result, indent=1) + "\n")
+            if stage == "run":  # what the narrow copies change, side by side on the same pool
+                reads = {way: in_subprocess(f"run_read_{way}", n, args.seed) for way in ("pool_files", "narrow")}
+                result.setdefault("run_read", {})[str(n)] = reads
+                log(json.dumps(reads))
+                RESULT.write_text(json.dumps(result, indent=1) + "\n")
     at_100k = result.get("neardup", {}).get("100000")
     if at_100k:  # the default partition size (cluster.near_dup_partition_rows: 20,000) makes 5 partitions here
         result["neardup_recall_vs_global"] = at_100k["partitions_5"]["recall_vs_global"]

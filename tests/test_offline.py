@@ -147,6 +147,8 @@ def test_clusters_add_up_and_are_ordered(pipeline):
     nearest = np.abs(ifd[:, None] - cents[None, :]).argmin(1)
     assert (nearest == t["difficulty_cluster"].to_numpy()).all()
     assert sum(c["difficulty_sizes"].values()) == t.num_rows
+    narrow = pq.read_table(work / "clustered" / "pool.narrow")  # the run's driver reads this copy
+    assert narrow["id"].to_pylist() == t["id"].to_pylist() and "messages" not in narrow.column_names
     # the three "sky is blue" prompts: the 2nd and 3rd are flagged as near-duplicates of an earlier one
     sky = t.filter(np.array(["sky is blue" in m[0]["content"] for m in t["messages"].to_pylist()]))
     assert sorted(x is None for x in sky["near_dup_of"].to_pylist()) == [False, False, True]

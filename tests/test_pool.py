@@ -108,3 +108,28 @@ def test_a_pool_rewritten_under_a_run_is_refused(tmp_path):
     pq.write_table(shorter, pool.files[0])
     with pytest.raises(RuntimeError, match="changed since this run started"):
         RoundRows(tmp_path / "rows").read(np.arange(pool.size), ["id"])
+
+
+def test_narrow_copies_give_the_same_index_and_columns_and_a_stale_one_is_not_read(tmp_path):
+    """The run reads ids, hashes and selection columns from the narrow copies that write_pool_file leaves;
+    what it gets equals reading the pool files themselves, and a copy its pool file no longer matches is
+    ignored."""
+    _, cfg = clustered_pool(tmp_path, 500, files=3, writer=write_pool_file)
+    with_copies = index_pool(cfg)
+    assert with_copies.narrow and all(p.parent.name == "pool.narrow" for p in with_copies.narrow)
+    assert "messages" not in pq.read_schema(with_copies.narrow[0]).names
+    selection = read_selection(cfg, with_copies)
+    for copy in with_copies.narrow:
+        copy.unlink()
+    without = index_pool(cfg)
+    assert without.narrow is None
+    assert np.array_equal(with_copies.selectable_rows, without.selectable_rows)
+    assert with_copies.holdout_ids == without.holdout_ids and with_copies.file_rows == without.file_rows
+    assert selection.equals(read_selection(cfg, without))
+
+    for f in without.files:
+        write_pool_file(pq.read_table(f), f)  # the copies back
+    assert index_pool(cfg).narrow is not None
+    pq.write_table(pq.read_table(without.files[1]).slice(5), without.files[1])  # rewritten by another writer
+    stale = index_pool(cfg)
+    assert stale.narrow is None and stale.file_rows[1] == without.file_rows[1] - 5

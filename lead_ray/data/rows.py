@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from lead_ray.data.split import holdout_uniform_column
 from lead_ray.files import atomic_path, write_text_atomic
 
 # Rows a row group. Smaller groups decode fewer unwanted rows a pick, but every group costs ~12 KB of
@@ -29,15 +30,52 @@ from lead_ray.files import atomic_path, write_text_atomic
 # group, whose footer took 181 MB of RSS to open (docs/SCALING.md).
 GROUP = 256
 READ_GROUPS = 64  # row groups a read decodes at once (16,384 rows at GROUP) before keeping the asked rows
+# Left out of a pool file's narrow copy: what only a round's read needs
+NOT_NARROW = ("messages", "file", "line", "format")
+NARROW_BYTES_KEY = b"lead_ray.pool_file_bytes"  # the pool file the narrow copy was written with, by its size
 
 
 def write_pool_file(table: pa.Table, path: Path) -> None:
     """One clustered pool file: rows ordered by (difficulty_cluster, -iu0), row groups of GROUP rows.
-    Statistics off: with small groups they would make much of the footer, and no reader filters on them."""
+    Statistics off: with small groups they would make much of the footer, and no reader filters on them.
+    Then its narrow copy (write_narrow_copy)."""
     if {"difficulty_cluster", "iu0"} <= set(table.column_names) and table.num_rows:
         table = table.take(pc.sort_indices(table, [("difficulty_cluster", "ascending"), ("iu0", "descending")]))
+    narrow_path(path).unlink(missing_ok=True)  # a crash before the new copy leaves none, never a stale one
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, row_group_size=GROUP, write_statistics=False)
+    write_narrow_copy(table, path)
+
+
+def write_narrow_copy(table: pa.Table, path: Path) -> None:
+    """The pool file at `path` (whose rows, in order, `table` holds) without its conversations, in one row
+    group, plus `holdout_u` (the id's held-out hash): a run reads its ids and selection columns from it
+    without walking thousands of small groups, and without hashing every id in the driver."""
+    narrow = table.drop_columns([c for c in NOT_NARROW if c in table.column_names])
+    narrow = narrow.append_column("holdout_u", pa.array(holdout_uniform_column(table["id"])))
+    narrow = narrow.replace_schema_metadata({NARROW_BYTES_KEY: str(Path(path).stat().st_size)})
+    narrow_path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(narrow_path(path)) as tmp:
+        pq.write_table(narrow, tmp, row_group_size=max(1, narrow.num_rows))
+
+
+def narrow_path(path: Path) -> Path:
+    """Where a pool file's narrow copy lives: clustered/pool/part.parquet → clustered/pool.narrow/part.parquet."""
+    path = Path(path)
+    return path.parent.with_name(path.parent.name + ".narrow") / path.name
+
+
+def narrow_copies(files: list[Path]) -> list[Path] | None:
+    """The pool files' narrow copies, or None when one is missing or was written with another version of its
+    pool file (a pool written by an older lead-ray, or rewritten since): the caller then reads the pool files."""
+    copies = [narrow_path(f) for f in files]
+    for pool_file, copy in zip(files, copies):
+        if not copy.exists():
+            return None
+        written_with = (pq.read_schema(copy).metadata or {}).get(NARROW_BYTES_KEY)
+        if written_with != str(Path(pool_file).stat().st_size).encode():
+            return None
+    return copies
 
 
 def write_round_layout(pool, folder: Path) -> None:

@@ -13,11 +13,29 @@ import numpy as np
 HOLDOUT_SALT = "lead-ray-holdout"
 
 
-def hash_fraction(ids, salt, fraction: float) -> np.ndarray:
-    """Bernoulli(fraction) membership per id, from BLAKE2b of 'salt:id'."""
+def hash_uniform(ids, salt) -> np.ndarray:
+    """A uniform in [0, 1) per id, from BLAKE2b of 'salt:id'."""
     u = [int.from_bytes(hashlib.blake2b(f"{salt}:{i}".encode(), digest_size=8).digest(), "big") / 2**64 for i in ids]
-    return np.array(u, dtype=np.float64) < fraction
+    return np.array(u, dtype=np.float64)
+
+
+def hash_fraction(ids, salt, fraction: float) -> np.ndarray:
+    """Bernoulli(fraction) membership per id."""
+    return hash_uniform(ids, salt) < fraction
+
+
+def holdout_uniform(ids) -> np.ndarray:
+    """The held-out split's uniform per id: an id is held out at fraction f when it is below f."""
+    return hash_uniform(ids, HOLDOUT_SALT)
+
+
+def holdout_uniform_column(ids, chunk: int = 200_000) -> np.ndarray:
+    """holdout_uniform over an Arrow string column, `chunk` Python strings at a time."""
+    u = np.empty(len(ids), dtype=np.float64)
+    for start in range(0, len(ids), chunk):
+        u[start : start + chunk] = holdout_uniform(ids.slice(start, chunk).to_pylist())
+    return u
 
 
 def is_holdout(ids, fraction: float) -> np.ndarray:
-    return hash_fraction(ids, HOLDOUT_SALT, fraction)
+    return holdout_uniform(ids) < fraction

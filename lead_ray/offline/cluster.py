@@ -16,7 +16,8 @@
 
 Output: clustered/pool/*.parquet (the scored rows, minus the embedding, plus difficulty_cluster,
 task_cluster, near_dup_of; each file ordered by difficulty cluster then IU₀, in row groups a round reads
-by row number: data/rows.py), clustered/near_dups.parquet, and clusters.json. Counts add up:
+by row number: data/rows.py) and their narrow copies in clustered/pool.narrow/ (the same rows without
+the conversations, for the run's driver), clustered/near_dups.parquet, and clusters.json. Counts add up:
 scored rows = clustered rows + not trainable + near-duplicates dropped.
 """
 
@@ -232,7 +233,7 @@ def cluster(cfg: Config) -> dict:
     units = sorted(str(p) for p in units_dir.glob("*.parquet"))
     out = cfg.stage_dir("clustered")
     (out / "pool").mkdir(parents=True, exist_ok=True)
-    for old in (out / "pool").glob("*.parquet"):
+    for old in [*(out / "pool").glob("*.parquet"), *(out / "pool.narrow").glob("*.parquet")]:
         old.unlink()
     chosen = switches(cfg)
     drop_above_one = chosen.ifd_above_one == "drop"

@@ -2,9 +2,11 @@
 
 No process holds the pool's conversations. The driver reads the `id` column once to give every
 selectable sample its dense `index` (id order; the held-out split, by id hash, is never selectable),
-then only the narrow columns selection needs (SELECTION_COLUMNS). The conversations stay in Parquet:
-a round reads its rows from the pool files by row number (rows.py), and the run's outputs read back
-only the selected rows. At 10M samples the driver holds ~30 bytes a sample (docs/SCALING.md).
+then only the narrow columns selection needs (SELECTION_COLUMNS), both from the pool files' narrow
+copies where `lead-ray cluster` wrote them (rows.py: one row group a file, the id hashes precomputed).
+The conversations stay in Parquet: a round reads its rows from the pool files by row number (rows.py),
+and the run's outputs read back only the selected rows. At 10M samples the driver holds ~30 bytes a
+sample (docs/SCALING.md).
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lead_ray.config import Config, ConfigError
-from lead_ray.data.split import is_holdout
+from lead_ray.data.rows import PoolRows, narrow_copies
+from lead_ray.data.split import holdout_uniform_column
 from lead_ray.files import require
 from lead_ray.presets import switches
 
 ROW_COLUMNS = ["id", "source", "file", "line", "format", "messages"]  # read by index, never held whole
 SELECTION_COLUMNS = ["source", "iu0", "ifd", "n_response_tokens", "difficulty_cluster", "task_cluster"]
 POOL_COLUMNS = list(dict.fromkeys(ROW_COLUMNS + SELECTION_COLUMNS))
-HASH_CHUNK = 200_000  # ids turned into Python strings at a time for the held-out hash
 
 
 @dataclass
@@ -35,6 +37,7 @@ class PoolIndex:
     selectable_rows: np.ndarray  # row numbers (the files concatenated) of the selectable samples, in index order
     holdout_ids: list[str]  # the first eval.holdout_max held-out ids, in id order
     holdout_rows: np.ndarray  # their row numbers
+    narrow: list[Path] | None = None  # the files' narrow copies (rows.narrow_copies), read instead where present
 
     @property
     def size(self) -> int:
@@ -59,33 +62,31 @@ def pool_files(cfg: Config) -> list[Path]:
     return files
 
 
-def holdout_flags(ids: pa.ChunkedArray, fraction: float) -> np.ndarray:
-    """is_holdout over an Arrow column, a chunk of Python strings at a time."""
-    flags = np.empty(len(ids), dtype=bool)
-    for start in range(0, len(ids), HASH_CHUNK):
-        flags[start : start + HASH_CHUNK] = is_holdout(ids.slice(start, HASH_CHUNK).to_pylist(), fraction)
-    return flags
-
-
 def index_pool(cfg: Config) -> PoolIndex:
     """Dense indices in id order for the selectable rows; the held-out split's first ids."""
     files = pool_files(cfg)
-    parts = [pq.read_table(f, columns=["id"])["id"] for f in files]
-    ids = pa.chunked_array([chunk for part in parts for chunk in part.chunks], parts[0].type)
+    narrow = narrow_copies(files)
+    parts = [pq.read_table(f, columns=["id", "holdout_u"] if narrow else ["id"]) for f in narrow or files]
+    ids = pa.chunked_array([chunk for part in parts for chunk in part["id"].chunks], parts[0]["id"].type)
     order = pc.sort_indices(ids).to_numpy()  # stable: equal ids keep file order
-    held = holdout_flags(ids, cfg.eval.holdout_fraction)[order]
+    if narrow:
+        held = np.concatenate([part["holdout_u"].to_numpy() for part in parts]) < cfg.eval.holdout_fraction
+    else:
+        held = holdout_uniform_column(ids) < cfg.eval.holdout_fraction
+    held = held[order]
     # int32 below 2³¹ rows: the driver and every worker hold it (4 B a sample)
     selectable_rows = order[~held].astype(np.int32 if len(ids) < 2**31 else np.int64)
     holdout_rows = order[held][: cfg.eval.holdout_max]
     holdout_ids = ids.take(pa.array(holdout_rows)).to_pylist()
-    return PoolIndex(files, [len(part) for part in parts], selectable_rows, holdout_ids, holdout_rows)
+    return PoolIndex(files, [len(part) for part in parts], selectable_rows, holdout_ids, holdout_rows, narrow)
 
 
 def read_selection(cfg: Config, pool: PoolIndex) -> pa.Table:
     """The selection columns of the selectable samples in index order, plus `index`. Integers narrowed and
     `source` dictionary-encoded file by file, then gathered a column at a time: the peak is one copy of
     the narrow columns plus one column."""
-    table = pa.concat_tables([_narrow(pq.read_table(f, columns=selection_columns(cfg))) for f in pool.files])
+    files = pool.narrow or pool.files
+    table = pa.concat_tables([_narrow(pq.read_table(f, columns=selection_columns(cfg))) for f in files])
     rows, columns = pa.array(pool.selectable_rows), {}
     for name in table.column_names:
         columns[name] = table[name].take(rows)
@@ -106,8 +107,6 @@ def _narrow(table: pa.Table) -> pa.Table:
 
 def read_holdout(cfg: Config, pool: PoolIndex) -> pa.Table:
     """The held-out split's first eval.holdout_max rows (POOL_COLUMNS), in id order, read by row number."""
-    from lead_ray.data.rows import PoolRows
-
     return PoolRows([str(f) for f in pool.files], pool.file_rows).read(pool.holdout_rows, POOL_COLUMNS)
 
 
