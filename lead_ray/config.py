@@ -1,25 +1,27 @@
 """One typed configuration for every lead-ray entry point.
 
-A config is a tree of dataclasses. It is read from YAML, then `--set section.key=value`
-overrides are applied, then every field is type-checked and range-checked. Errors name the
-offending key (and the file it came from) and say what was expected.
+A config is a tree of dataclasses, declared here section by section. It is read from YAML, then
+`--set section.key=value` overrides are applied, then every field is type-checked and range-checked
+(typed.py). Errors name the offending key (and the file it came from) and say what was expected.
 
 Range rules live next to each field as metadata (`ge`, `gt`, `le`, `lt`, `choices`) so the
-reference in the README can be generated from this file alone.
+reference in docs/CONFIG.md can be generated from this file alone.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from lead_ray.typed import ConfigError, apply_override, build, setting
+from lead_ray.typed import reference_markdown as typed_reference
+
+__all__ = ["ConfigError", "Config", "load_config", "config_from_dict", "apply_override", "to_dict"]
 
 INPUT_FORMATS = ("auto", "alpaca", "prompt_completion", "question_answer", "sharegpt", "messages", "self_instruct")
 
@@ -27,36 +29,33 @@ INPUT_FORMATS = ("auto", "alpaca", "prompt_completion", "question_answer", "shar
 GPU_CHOICES = ("auto", True, False)
 
 
-class ConfigError(ValueError):
-    """A config value is unknown, of the wrong type, or out of range."""
-
-
-def _f(default, help: str, **rules):
-    """A config field with a help text and optional range rules."""
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **rules})
-    return field(default=default, metadata={"help": help, **rules})
-
-
 @dataclass
 class RayConfig:
-    address: str | None = _f(None, "Ray cluster to join; None starts an embedded local Ray (RAY_ADDRESS is honoured).")
-    num_cpus: int | None = _f(None, "CPUs for an embedded local Ray; None uses all.", ge=1)
-    object_store_memory_mb: int | None = _f(None, "Object store size for an embedded local Ray, MiB.", ge=64)
+    address: str | None = setting(
+        None, "Ray cluster to join; None starts an embedded local Ray (RAY_ADDRESS is honoured)."
+    )
+    num_cpus: int | None = setting(None, "CPUs for an embedded local Ray; None uses all.", ge=1)
+    object_store_memory_mb: int | None = setting(None, "Object store size for an embedded local Ray, MiB.", ge=64)
 
 
 @dataclass
 class IngestConfig:
-    inputs: list[str] = _f(
+    inputs: list[str] = setting(
         [], "Input files or folders (JSON, JSONL, Parquet, optionally .gz). CLI positionals replace this."
     )
-    out: str | None = _f(None, "Output folder of prepare; None = work_dir/prepared. The CLI's --out replaces this.")
-    format: str = _f("auto", "Input format for every file, or 'auto' to detect it per file.", choices=INPUT_FORMATS)
-    max_sample_chars: int = _f(24_000, "Samples longer than this (all turns together) are rejected as over-long.", ge=1)
-    strict: bool = _f(False, "Stop at the first bad row with an error naming file, line and field.")
-    chunk_mb: float = _f(16.0, "Target size of one parse task; large JSONL files are split at line breaks.", gt=0)
-    rows_per_file: int = _f(200_000, "Most rows in one output Parquet file of the pool.", ge=1)
-    dedup_buckets: int = _f(
+    out: str | None = setting(
+        None, "Output folder of prepare; None = work_dir/prepared. The CLI's --out replaces this."
+    )
+    format: str = setting(
+        "auto", "Input format for every file, or 'auto' to detect it per file.", choices=INPUT_FORMATS
+    )
+    max_sample_chars: int = setting(
+        24_000, "Samples longer than this (all turns together) are rejected as over-long.", ge=1
+    )
+    strict: bool = setting(False, "Stop at the first bad row with an error naming file, line and field.")
+    chunk_mb: float = setting(16.0, "Target size of one parse task; large JSONL files are split at line breaks.", gt=0)
+    rows_per_file: int = setting(200_000, "Most rows in one output Parquet file of the pool.", ge=1)
+    dedup_buckets: int = setting(
         0,
         "Hash buckets for exact de-duplication (each one is de-duplicated in memory); 0 = one per 512 MB of input.",
         ge=0,
@@ -68,42 +67,42 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 @dataclass
 class TinyModelConfig:
-    hidden_size: int = _f(128, "Tiny preset: hidden size.", ge=8)
-    intermediate_size: int = _f(512, "Tiny preset: MLP size.", ge=8)
-    num_layers: int = _f(2, "Tiny preset: transformer layers.", ge=1)
-    num_heads: int = _f(4, "Tiny preset: attention heads (must divide hidden_size).", ge=1)
+    hidden_size: int = setting(128, "Tiny preset: hidden size.", ge=8)
+    intermediate_size: int = setting(512, "Tiny preset: MLP size.", ge=8)
+    num_layers: int = setting(2, "Tiny preset: transformer layers.", ge=1)
+    num_heads: int = setting(4, "Tiny preset: attention heads (must divide hidden_size).", ge=1)
 
 
 @dataclass
 class ModelConfig:
-    base: str = _f(
+    base: str = setting(
         "tiny",
         "Base model: 'tiny' (a small Llama built from model.tiny), a .gguf file, or a local HF folder (safetensors).",
     )
-    tokenizer: str = _f(
+    tokenizer: str = setting(
         "bytes",
         "Tokenizer of the tiny preset: 'bytes' (byte-level, no files) or a .gguf file / HF folder to read one from.",
     )
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
-    trust_remote_code: bool = _f(
+    trust_remote_code: bool = setting(
         False, "Allow model code from the model folder (off: never run code shipped with weights)."
     )
-    dtype: str = _f(
+    dtype: str = setting(
         "auto",
         "Compute dtype: auto = bfloat16 on a GPU with bf16, float32 on CPU and other GPUs. Training keeps trainable "
         "weights in float32 and autocasts the forward pass to this dtype.",
         choices=("auto", "float32", "bfloat16", "float16"),
     )
-    max_length: int = _f(1024, "Most tokens per sample (LEAD uses 3080); longer samples are truncated.", ge=16)
+    max_length: int = setting(1024, "Most tokens per sample (LEAD uses 3080); longer samples are truncated.", ge=16)
 
 
 @dataclass
 class LoraSettings:
-    enabled: bool = _f(True, "Train LoRA adapters instead of all weights.")
-    r: int = _f(32, "LoRA rank (LEAD: 32 for warm-up, 64 online).", ge=1)
-    alpha: int = _f(16, "LoRA alpha.", ge=1)
-    dropout: float = _f(0.1, "LoRA dropout.", ge=0, lt=1)
-    target_modules: list[str] = _f(
+    enabled: bool = setting(True, "Train LoRA adapters instead of all weights.")
+    r: int = setting(32, "LoRA rank (LEAD: 32 for warm-up, 64 online).", ge=1)
+    alpha: int = setting(16, "LoRA alpha.", ge=1)
+    dropout: float = setting(0.1, "LoRA dropout.", ge=0, lt=1)
+    target_modules: list[str] = setting(
         LORA_TARGETS, "Module names that get adapters (those absent from the model are skipped)."
     )
 
@@ -112,15 +111,15 @@ class LoraSettings:
 class TrainingSettings:
     """What warm-up and online training share: optimizer, LEAD's LR schedule, batching, workers, LoRA."""
 
-    lr: float = _f(2e-5, "Peak learning rate (AdamW, weight decay 0, no clipping).", gt=0)
-    lr_decay: float = _f(
+    lr: float = setting(2e-5, "Peak learning rate (AdamW, weight decay 0, no clipping).", gt=0)
+    lr_decay: float = setting(
         0.995, "LR multiplier every lr_decay_every optimizer steps (LEAD: 0.995 online, 0.998 warm-up).", gt=0, le=1
     )
-    lr_decay_every: int = _f(8, "Optimizer steps between LR decays.", ge=1)
-    batch_size: int = _f(8, "Samples per optimizer step over all workers (LEAD: 8).", ge=1)
-    micro_batch_size: int = _f(4, "Samples per forward pass on one worker.", ge=1)
-    num_workers: int = _f(1, "Ray Train workers (DDP).", ge=1)
-    use_gpu: bool | str = _f(
+    lr_decay_every: int = setting(8, "Optimizer steps between LR decays.", ge=1)
+    batch_size: int = setting(8, "Samples per optimizer step over all workers (LEAD: 8).", ge=1)
+    micro_batch_size: int = setting(4, "Samples per forward pass on one worker.", ge=1)
+    num_workers: int = setting(1, "Ray Train workers (DDP).", ge=1)
+    use_gpu: bool | str = setting(
         "auto",
         "Train on GPUs: true requests one per worker (on an autoscaling cluster, that request starts GPU nodes), "
         "false never, auto = when the cluster has GPUs as the stage starts.",
@@ -131,78 +130,84 @@ class TrainingSettings:
 
 @dataclass
 class WarmupConfig(TrainingSettings):
-    lr_decay: float = _f(0.998, "LR multiplier every lr_decay_every optimizer steps (LEAD warm-up: 0.998).", gt=0, le=1)
+    lr_decay: float = setting(
+        0.998, "LR multiplier every lr_decay_every optimizer steps (LEAD warm-up: 0.998).", gt=0, le=1
+    )
     lora: LoraSettings = field(default_factory=lambda: LoraSettings(r=32))
-    fraction: float = _f(0.01, "Share of the pool drawn at random for warm-up training.", gt=0, le=1)
-    max_samples: int = _f(6000, "Cap on warm-up samples (LEAD: 6k).", ge=1)
-    epochs: int = _f(4, "Passes over the warm-up sample.", ge=1)
+    fraction: float = setting(0.01, "Share of the pool drawn at random for warm-up training.", gt=0, le=1)
+    max_samples: int = setting(6000, "Cap on warm-up samples (LEAD: 6k).", ge=1)
+    epochs: int = setting(4, "Passes over the warm-up sample.", ge=1)
 
 
 @dataclass
 class ScoreConfig:
-    ifd: bool = _f(True, "Score IFD with the warm-up model (needs `lead-ray warmup`); off: ifd = 0.")
-    batch_tokens: int = _f(16384, "Padded-token budget of one scoring batch (samples are bucketed by length).", ge=16)
-    max_batch_size: int = _f(64, "Most samples in one scoring batch.", ge=1)
-    unit_rows: int = _f(2048, "Rows per resumable scoring unit; a rerun skips finished units.", ge=1)
-    actors: int = _f(
+    ifd: bool = setting(True, "Score IFD with the warm-up model (needs `lead-ray warmup`); off: ifd = 0.")
+    batch_tokens: int = setting(
+        16384, "Padded-token budget of one scoring batch (samples are bucketed by length).", ge=16
+    )
+    max_batch_size: int = setting(64, "Most samples in one scoring batch.", ge=1)
+    unit_rows: int = setting(2048, "Rows per resumable scoring unit; a rerun skips finished units.", ge=1)
+    actors: int = setting(
         0, "Scoring actors; 0 = one per GPU (at least one when use_gpu is true), else one per 2 CPUs.", ge=0
     )
-    use_gpu: bool | str = _f(
+    use_gpu: bool | str = setting(
         "auto",
         "Score on GPUs: true requests one GPU per scoring actor (on an autoscaling cluster, that request starts GPU "
         "nodes), false never, auto = when the cluster has GPUs as the stage starts.",
         choices=GPU_CHOICES,
     )
-    embed_batch_size: int = _f(64, "Prompts per embedding batch.", ge=1)
-    embed_max_tokens: int = _f(
+    embed_batch_size: int = setting(64, "Prompts per embedding batch.", ge=1)
+    embed_max_tokens: int = setting(
         128, "Prompt tokens kept for the embedding (all-MiniLM-L6-v2 reads at most 256).", ge=8, le=512
     )
 
 
 @dataclass
 class ClusterConfig:
-    difficulty_k: int = _f(7, "Difficulty clusters = bandit arms (k-means on IFD; LEAD: 7).", ge=1)
-    task_groups: str = _f(
+    difficulty_k: int = setting(7, "Difficulty clusters = bandit arms (k-means on IFD; LEAD: 7).", ge=1)
+    task_groups: str = setting(
         "embedding",
         "Task groups inside a difficulty cluster: 'embedding' (k-means on prompt embeddings), 'source' or 'task' "
         "label.",
         choices=("embedding", "source", "task"),
     )
-    task_k: int = _f(8, "Embedding task clusters per difficulty cluster (fewer when the cluster is small).", ge=1)
-    fit_sample: int = _f(20000, "Points per difficulty cluster used to fit the embedding k-means.", ge=10)
-    near_dup_threshold: float = _f(
+    task_k: int = setting(8, "Embedding task clusters per difficulty cluster (fewer when the cluster is small).", ge=1)
+    fit_sample: int = setting(20000, "Points per difficulty cluster used to fit the embedding k-means.", ge=10)
+    near_dup_threshold: float = setting(
         0.97, "Cosine similarity at or above which two prompts are flagged near-duplicates.", gt=0, le=1
     )
-    drop_near_dups: bool = _f(False, "Drop the later member of each near-duplicate pair (else only flag and count).")
-    near_dup_partition_rows: int = _f(
+    drop_near_dups: bool = setting(
+        False, "Drop the later member of each near-duplicate pair (else only flag and count)."
+    )
+    near_dup_partition_rows: int = setting(
         20_000,
         "Most points one near-duplicate search holds: a larger pool is split into ⌈N / this⌉ partitions by k-means on "
         "the prompt embeddings and searched one partition per task (pairs across partitions are missed: "
         "docs/SCALING.md measures how many); a pool at or under this size gets one search over all points.",
         ge=2,
     )
-    difficulty_bins: str = _f(
+    difficulty_bins: str = setting(
         "preset",
         "How IFD is cut into arms: 'kmeans' (1-D k-means, the paper; arms of very uneven size) or 'quantile' "
         "(equal-count bins, ties kept together); 'preset' takes selection.preset's choice.",
         choices=("preset", "kmeans", "quantile"),
     )
-    ifd_above_one: str = _f(
+    ifd_above_one: str = setting(
         "preset",
         "Pairs whose IFD exceeds 1 (the instruction does not help predict the response: often a mismatched pair): "
         "'keep' them in the zero-IFD arm (the paper) or 'drop' them before clustering, counted in clusters.json; "
         "'preset' takes selection.preset's choice.",
         choices=("preset", "keep", "drop"),
     )
-    near_dup_search: str = _f(
+    near_dup_search: str = setting(
         "auto",
         "How a near-duplicate partition is searched: 'exact' (every earlier point, blocked matrix products: cost "
         "grows with points², no pair missed), 'hnsw' (hnswlib k-NN over NEIGHBOURS = 5 neighbours: approximate) "
         "or 'auto' (exact up to 32,768 points in a partition, hnsw above).",
         choices=("auto", "exact", "hnsw"),
     )
-    hnsw_m: int = _f(16, "hnswlib graph degree M.", ge=2)
-    hnsw_ef: int = _f(100, "hnswlib ef for construction and search.", ge=10)
+    hnsw_m: int = setting(16, "hnswlib graph degree M.", ge=2)
+    hnsw_ef: int = setting(100, "hnswlib ef for construction and search.", ge=10)
 
 
 SELECTION_METHODS = ("lead", "random", "full", "ppl", "ifd", "length", "rescore")
@@ -210,62 +215,66 @@ SELECTION_METHODS = ("lead", "random", "full", "ppl", "ifd", "length", "rescore"
 
 @dataclass
 class SelectionConfig:
-    method: str = _f(
+    method: str = setting(
         "lead",
         "lead (bandit + IDU) or a baseline through the same trainer: random, full (whole pool), ppl (static top "
         "IU₀), ifd (static top IFD < 1), length (static longest responses), rescore (re-score the whole pool "
         "every round, top loss in the bandit's cluster).",
         choices=SELECTION_METHODS,
     )
-    exp3_gamma: float = _f(
+    exp3_gamma: float = setting(
         0.1, "EXP3 exploration rate γ (the official code's --beta; ALGORITHM.md §10 D15).", gt=0, le=1
     )
-    smoothing_b: float = _f(0.1, "IDU smoothing b: U ← (1−b)(L + ΔL̂′) + b·U_prev (0 = no smoothing).", ge=0, le=1)
-    rho: float = _f(0.015, "Share ρ of each task group's eligible samples taken per round (LEAD: 0.015).", gt=0, le=1)
-    min_per_group: int = _f(0, "Lift ⌊ρ·n_T⌋ to at least this many per task group (0 = ALGORITHM.md §7's rule).", ge=0)
-    use_cap: int = _f(4, "Most times one sample may be selected (LEAD: 4; 1 = remove once used).", ge=1, le=255)
-    budget_fraction: float = _f(
+    smoothing_b: float = setting(0.1, "IDU smoothing b: U ← (1−b)(L + ΔL̂′) + b·U_prev (0 = no smoothing).", ge=0, le=1)
+    rho: float = setting(
+        0.015, "Share ρ of each task group's eligible samples taken per round (LEAD: 0.015).", gt=0, le=1
+    )
+    min_per_group: int = setting(
+        0, "Lift ⌊ρ·n_T⌋ to at least this many per task group (0 = ALGORITHM.md §7's rule).", ge=0
+    )
+    use_cap: int = setting(4, "Most times one sample may be selected (LEAD: 4; 1 = remove once used).", ge=1, le=255)
+    budget_fraction: float = setting(
         0.025, "Stop once this share of the pool has been selected at least once (LEAD: 2.5%).", gt=0, le=1
     )
-    budget_samples: int = _f(0, "Unique-sample budget as a count; overrides budget_fraction when > 0.", ge=0)
-    max_rounds: int = _f(20, "Stop after this many rounds (LEAD: 20).", ge=1)
-    static_passes: int = _f(
+    budget_samples: int = setting(0, "Unique-sample budget as a count; overrides budget_fraction when > 0.", ge=0)
+    max_rounds: int = setting(20, "Stop after this many rounds (LEAD: 20).", ge=1)
+    static_passes: int = setting(
         1,
         "Passes a static baseline (random, ppl, ifd, length, full) makes over its fixed subset, reshuffled each pass "
         "(when selection.shuffle): 2 matches the training compute of a LEAD run that revisits its samples about twice "
         "(run_stats.json: samples_trained).",
         ge=1,
     )
-    preset: str = _f(
+    preset: str = setting(
         "paper",
         "Sets every switch left at 'preset' (cluster.difficulty_bins, cluster.ifd_above_one, selection.reward_norm, "
         "selection.delta, selection.utility): 'paper' = ALGORITHM.md as specified, 'robust' = lead-ray's remedies "
         "(docs/BENCHMARKS.md measures both).",
         choices=("paper", "robust"),
     )
-    reward_norm: str = _f(
+    reward_norm: str = setting(
         "preset",
         "Bandit reward normalisation: 'minmax' over the whole history (the paper; every new maximum maps to +1) or "
         "'window' (z-score against the previous selection.reward_window rewards, squashed by z/(1+|z|): "
         "order-preserving, never saturates); 'preset' takes selection.preset's choice.",
         choices=("preset", "minmax", "window"),
     )
-    reward_window: int = _f(10, "Rewards the 'window' normalisation compares a new reward with.", ge=2)
-    delta: str = _f(
+    reward_window: int = setting(10, "Rewards the 'window' normalisation compares a new reward with.", ge=2)
+    delta: str = setting(
         "preset",
         "ΔL̂′ per 'round' (one scalar added to every sample, the paper) or per 'sample' (−η·⟨g(x), ĝ⟩ from the "
         "training backward pass: each sample's own gradient on the direction parameters against the predicted "
         "direction); 'preset' takes selection.preset's choice.",
         choices=("preset", "round", "sample"),
     )
-    utility: str = _f(
+    utility: str = setting(
         "preset",
         "What selection ranks: 'idu' (U, the paper) or 'reducible' (U minus the warm-up model's loss on the answer, "
         "computed by scoring for IFD: learnable, not yet learnt, not noise); 'preset' takes selection.preset's "
         "choice.",
         choices=("preset", "idu", "reducible"),
     )
-    rank_by: str = _f(
+    rank_by: str = setting(
         "mean",
         "How selection weighs a sample's utility: per answer token ('mean', the paper: U is a mean NLL, which "
         "favours short answers) or in all ('total': the rank key times the sample's supervised answer tokens, the "
@@ -274,27 +283,27 @@ class SelectionConfig:
         "(docs/BENCHMARKS.md).",
         choices=("mean", "total"),
     )
-    use_delta: bool = _f(True, "Add the gradient-based ΔL̂′ to the loss in IDU (false: the 'no ΔL̂′' ablation).")
-    arm_choice: str = _f(
+    use_delta: bool = setting(True, "Add the gradient-based ΔL̂′ to the loss in IDU (false: the 'no ΔL̂′' ablation).")
+    arm_choice: str = setting(
         "exp3",
         "How a round's difficulty cluster is chosen: EXP3, or uniformly at random (the 'no bandit' ablation).",
         choices=("exp3", "uniform"),
     )
-    shuffle: bool = _f(
+    shuffle: bool = setting(
         True, "Shuffle each round with a seeded RNG (ALGORITHM.md §10 D9); false keeps task-then-U order."
     )
-    direction_visit: str = _f(
+    direction_visit: str = setting(
         "latest",
         "Which visit of a cluster stores its update direction (ALGORITHM.md §10 D5).",
         choices=("latest", "first"),
     )
-    direction_params: str = _f(
+    direction_params: str = setting(
         "last_layer",
         "Parameters whose mean gradient over a round is its update direction: the last layer's trainable ones, or "
         "all trainable.",
         choices=("last_layer", "all"),
     )
-    store_shards: int = _f(1, "UtilityStore actors, each holding one index range of the pool.", ge=1)
+    store_shards: int = setting(1, "UtilityStore actors, each holding one index range of the pool.", ge=1)
 
 
 EVAL_SETS = ("holdout", "gsm8k", "self_instruct", "mmlu")
@@ -302,46 +311,48 @@ EVAL_SETS = ("holdout", "gsm8k", "self_instruct", "mmlu")
 
 @dataclass
 class EvalConfig:
-    holdout_fraction: float = _f(
+    holdout_fraction: float = setting(
         0.02,
         "Share of the clustered pool held out (by id hash, the same for every seed and method): never warmed up on, "
         "never selectable.",
         ge=0,
         lt=0.5,
     )
-    holdout_max: int = _f(500, "Most held-out samples evaluated (the first by id).", ge=1)
-    inloop_every: int = _f(
+    holdout_max: int = setting(500, "Most held-out samples evaluated (the first by id).", ge=1)
+    inloop_every: int = setting(
         1, "Rounds between held-out NLL measurements inside the training run (0 = off); Tune's ASHA stops on it.", ge=0
     )
-    inloop_samples: int = _f(128, "Held-out samples in the in-loop NLL.", ge=1)
-    sets: list[str] = _f(
+    inloop_samples: int = setting(128, "Held-out samples in the in-loop NLL.", ge=1)
+    sets: list[str] = setting(
         list(EVAL_SETS),
         "What `lead-ray eval` measures: holdout, gsm8k, self_instruct (response NLL), mmlu (answer-letter accuracy + "
         "NLL).",
         choices=EVAL_SETS,
     )
-    data_dir: str = _f(
+    data_dir: str = setting(
         "../shared/data/eval",
         "Folder holding gsm8k/, self_instruct_user_oriented/ and mmlu/ (relative paths: from the current folder).",
     )
-    max_samples: int = _f(500, "Most samples per eval set (the first in file order); 0 = all.", ge=0)
-    set_sizes: dict[str, int] = _f(
+    max_samples: int = setting(500, "Most samples per eval set (the first in file order); 0 = all.", ge=0)
+    set_sizes: dict[str, int] = setting(
         {}, "Samples per named eval set, overriding max_samples for it (e.g. {gsm8k: 200, mmlu: 285}; 0 = all)."
     )
-    generate_samples: int = _f(0, "GSM8K items (the first ones) generated for exact match; 0 = every one scored.", ge=0)
-    mmlu_split: str = _f("test", "MMLU split scored.", choices=("dev", "val", "test"))
-    generate: bool | None = _f(
+    generate_samples: int = setting(
+        0, "GSM8K items (the first ones) generated for exact match; 0 = every one scored.", ge=0
+    )
+    mmlu_split: str = setting("test", "MMLU split scored.", choices=("dev", "val", "test"))
+    generate: bool | None = setting(
         None, "GSM8K exact match by greedy generation: true, false, or null = unless the model is the tiny preset."
     )
-    max_new_tokens: int = _f(256, "Generation length for GSM8K exact match.", ge=1)
-    generate_batch_size: int = _f(16, "Prompts per generation batch.", ge=1)
-    ray_min_samples: int = _f(
+    max_new_tokens: int = setting(256, "Generation length for GSM8K exact match.", ge=1)
+    generate_batch_size: int = setting(16, "Prompts per generation batch.", ge=1)
+    ray_min_samples: int = setting(
         4000,
         "Eval sets with more samples in all run as a Ray Data job over an actor pool; smaller ones in-process (on "
         "the CPU), unless GPUs are used.",
         ge=1,
     )
-    use_gpu: bool | str = _f(
+    use_gpu: bool | str = setting(
         "auto",
         "Evaluate on GPUs: true requests one GPU per eval actor (always the actor pool, never the driver), false "
         "never, auto = when the cluster has GPUs as the stage starts.",
@@ -351,13 +362,13 @@ class EvalConfig:
 
 @dataclass
 class TrackingConfig:
-    wandb: bool = _f(
+    wandb: bool = setting(
         False,
         "Log every round (arm probabilities, rewards, ΔL̂′, β*, cos φ, losses, timings, U histograms) and the config "
         "to Weights & Biases.",
     )
-    project: str = _f("lead-ray", "wandb project.")
-    mode: str = _f(
+    project: str = setting("lead-ray", "wandb project.")
+    mode: str = setting(
         "offline",
         "wandb mode: offline needs no account (upload later with `wandb sync RUN_DIR/wandb/offline-run-*`).",
         choices=("offline", "online", "disabled"),
@@ -366,42 +377,42 @@ class TrackingConfig:
 
 @dataclass
 class TuneConfig:
-    space: dict[str, dict] = _f(
+    space: dict[str, dict] = setting(
         {"selection.smoothing_b": {"grid": [0.0, 0.1]}, "selection.exp3_gamma": {"grid": [0.1, 0.3]}},
         "Search space: config key → {grid: [..]} | {choice: [..]} | {uniform: [lo, hi]} | {loguniform: [lo, hi]} | "
         "{randint: [lo, hi]}. cluster.* keys re-cluster per trial.",
     )
-    search: str = _f(
+    search: str = setting(
         "grid",
         "grid/random (Ray's variant generator: grid points × num_samples, random draws) or optuna (TPE via "
         "OptunaSearch).",
         choices=("grid", "random", "optuna"),
     )
-    num_samples: int = _f(1, "Samples of the space (for grid: repeats of the whole grid).", ge=1)
-    metric: str = _f(
+    num_samples: int = setting(1, "Samples of the space (for grid: repeats of the whole grid).", ge=1)
+    metric: str = setting(
         "heldout_nll",
         "Metric to minimise, reported every round (needs eval.inloop_every ≥ 1).",
         choices=("heldout_nll", "mean_loss"),
     )
-    asha: bool = _f(True, "Stop poor trials early with ASHA on the per-round metric.")
-    grace_rounds: int = _f(2, "Rounds every trial runs before ASHA may stop it.", ge=1)
-    max_concurrent: int = _f(
+    asha: bool = setting(True, "Stop poor trials early with ASHA on the per-round metric.")
+    grace_rounds: int = setting(2, "Rounds every trial runs before ASHA may stop it.", ge=1)
+    max_concurrent: int = setting(
         0, "Trials at once; 0 = as many as the cluster's CPUs (or GPUs) fit, one Train run each.", ge=0
     )
 
 
 @dataclass
 class TrainConfig(TrainingSettings):
-    checkpoint_every: int = _f(
+    checkpoint_every: int = setting(
         5, "Rounds between checkpoints (model + selection state); the last round always checkpoints.", ge=1
     )
-    max_failures: int = _f(
+    max_failures: int = setting(
         3,
         "Times Ray Train restarts the workers from the last checkpoint after a worker or selection-actor failure (-1 "
         "= always).",
         ge=-1,
     )
-    placement_resources: dict[str, float] = _f(
+    placement_resources: dict[str, float] = setting(
         {},
         "Custom Ray resources (as `ray start --resources` declares them) that each Train worker, UtilityStore shard "
         "and the BanditActor of a run request, to keep them on chosen nodes (e.g. {trainer: 0.01}); {} = anywhere.",
@@ -410,8 +421,10 @@ class TrainConfig(TrainingSettings):
 
 @dataclass
 class Config:
-    seed: int = _f(42, "Seed for every random choice.", ge=0)
-    work_dir: str = _f("runs/default", "Folder of this pipeline's stages: prepared/, models/, scored/, clustered/.")
+    seed: int = setting(42, "Seed for every random choice.", ge=0)
+    work_dir: str = setting(
+        "runs/default", "Folder of this pipeline's stages: prepared/, models/, scored/, clustered/."
+    )
     ray: RayConfig = field(default_factory=RayConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -462,54 +475,12 @@ def config_from_dict(raw: dict, overrides: list[str] | None = None, origin: str 
     raw = copy.deepcopy(raw)
     for item in overrides or []:
         apply_override(raw, item)
-    return _build(Config, raw, prefix="", origin=origin)
+    return build(Config, raw, prefix="", origin=origin, check=_check_training)
 
 
-def apply_override(raw: dict, item: str) -> None:
-    """Set `key.sub=value` (the value read as YAML) in a raw config mapping."""
-    key, sep, value = item.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"override {item!r}: expected section.key=value")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
-        parsed = value  # a plain string that YAML cannot read is still a string
-    node = raw
-    parts = key.strip().split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {item!r}: {part!r} is not a section")
-    node[parts[-1]] = parsed
-
-
-def _build(cls, raw: Any, prefix: str, origin: str, defaults=None):
-    """`defaults`: the instance whose values fill absent keys (a parent's default for a nested section)."""
-    defaults = defaults if defaults is not None else cls()
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{origin}: '{prefix.rstrip('.') or 'config'}' must be a mapping, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in raw if k not in fields]
-    if unknown:
-        k = unknown[0]
-        close = difflib.get_close_matches(str(k), fields, n=1)
-        hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (known: {', '.join(fields)})"
-        raise ConfigError(f"{origin}: unknown key '{prefix}{k}'{hint}")
-    values = {}
-    for name, f in fields.items():
-        key = prefix + name
-        if dataclasses.is_dataclass(hints[name]):
-            values[name] = _build(hints[name], raw.get(name, {}), key + ".", origin, getattr(defaults, name))
-            continue
-        value = raw[name] if name in raw else getattr(defaults, name)
-        value = _check_type(value, hints[name], key, origin)
-        _check_rules(value, f.metadata, key, origin)
-        values[name] = value
-    built = cls(**values)
+def _check_training(built, section: str, origin: str) -> None:
     if isinstance(built, TrainingSettings):
-        check_batch_sizes(built, built.num_workers, prefix.rstrip("."), origin)
-    return built
+        check_batch_sizes(built, built.num_workers, section, origin)
 
 
 def check_batch_sizes(ts: TrainingSettings, world: int, section: str, origin: str = "config") -> None:
@@ -529,66 +500,6 @@ def check_batch_sizes(ts: TrainingSettings, world: int, section: str, origin: st
         f"{origin}: '{section}.batch_size' = {b} is not a multiple of {section}.micro_batch_size × workers "
         f"= {m} × {world} = {m * world}, so an optimizer step would not see {b} samples; {fix}"
     )
-
-
-def _check_type(value: Any, tp: Any, key: str, origin: str) -> Any:
-    args = typing.get_args(tp)
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        for option in inner[:-1]:  # the first type the value has (bool | str: true, false or a word)
-            try:
-                return _check_type(value, option, key, origin)
-            except ConfigError:
-                pass
-        return _check_type(value, inner[-1], key, origin)
-    if typing.get_origin(tp) is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{origin}: '{key}' must be a mapping, got {type(value).__name__} {value!r}")
-        return value
-    if typing.get_origin(tp) is list:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list):
-            raise ConfigError(f"{origin}: '{key}' must be a list, got {type(value).__name__} {value!r}")
-        return [_check_type(v, args[0], f"{key}[{i}]", origin) for i, v in enumerate(value)]
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str):  # YAML 1.1 reads 2e-5 (no dot) as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if (tp in (int, float) and isinstance(value, bool)) or not isinstance(value, tp):
-        raise ConfigError(f"{origin}: '{key}' must be {tp.__name__}, got {type(value).__name__} {value!r}")
-    return value
-
-
-def _check_rules(value: Any, rules: typing.Mapping, key: str, origin: str) -> None:
-    if value is None:
-        return
-    checks = {
-        "ge": (lambda v, r: v >= r, "≥"),
-        "gt": (lambda v, r: v > r, ">"),
-        "le": (lambda v, r: v <= r, "≤"),
-        "lt": (lambda v, r: v < r, "<"),
-    }
-    for rule, (ok, sym) in checks.items():
-        if rule in rules and not ok(value, rules[rule]):
-            raise ConfigError(f"{origin}: '{key}' must be {sym} {rules[rule]}, got {value!r}")
-    if "choices" in rules and isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_rules(v, {"choices": rules["choices"]}, f"{key}[{i}]", origin)
-    elif "choices" in rules and value not in rules["choices"]:
-        raise ConfigError(
-            f"{origin}: '{key}' must be one of {', '.join(map(_yaml_word, rules['choices']))}; got {value!r}"
-        )
-
-
-def _yaml_word(value) -> str:
-    """A choice as it is written in YAML (true, not True)."""
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def resolve_paths(cfg: Config, base: Path | None = None) -> Config:
@@ -649,25 +560,4 @@ def resume_conflicts(saved: dict, new: dict) -> list[str]:
 
 def reference_markdown() -> str:
     """The config reference table (README links to docs/CONFIG.md, generated from this)."""
-    lines = ["| key | type | default | rule | meaning |", "|---|---|---|---|---|"]
-
-    def walk(cls, prefix, instance):
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            tp = hints[f.name]
-            if dataclasses.is_dataclass(tp):
-                walk(tp, prefix + f.name + ".", getattr(instance, f.name))
-                continue
-            default = getattr(instance, f.name)
-            symbols = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<"}
-            rules = ", ".join(
-                f"{symbols[k]} {v}" if k != "choices" else "one of " + "/".join(map(_yaml_word, v))
-                for k, v in f.metadata.items()
-                if k != "help"
-            )
-            tname = str(tp).replace("typing.", "") if not isinstance(tp, type) else tp.__name__
-            tname = tname.replace(" | ", " or ")  # a table cell: no pipes
-            lines.append(f"| `{prefix}{f.name}` | {tname} | `{default!r}` | {rules} | {f.metadata.get('help', '')} |")
-
-    walk(Config, "", Config())
-    return "\n".join(lines) + "\n"
+    return typed_reference(Config)

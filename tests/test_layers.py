@@ -1,6 +1,6 @@
 """The package's import layers: a module imports only from layers below it (and from its own package).
 
-    core  <  config, console  <  files, stages, runtime, presets  <  models, data  <  offline  <  online
+    core, typed  <  config, console  <  files, stages, runtime, presets  <  models, data  <  offline  <  online
           <  eval, tune, report, export  <  cli          (jobs/ and bench/ sit on top)
 
 `core` is numpy-only (tests/test_core.py checks that); `online` must not import `report`: a run writes
@@ -12,6 +12,7 @@ from pathlib import Path
 
 LAYERS = {
     "core": 0,
+    "typed": 0,
     "config": 1,
     "console": 1,
     "files": 2,
