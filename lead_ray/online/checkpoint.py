@@ -9,7 +9,9 @@ selection/            the UtilityStore shards, the bandit, and the round log (ro
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lead_ray.files import write_text_atomic
 
@@ -23,6 +25,41 @@ def write_manifest(folder: Path) -> None:
     """Every file of a checkpoint with its size, written last (write, then rename)."""
     files = {str(f.relative_to(folder)): f.stat().st_size for f in sorted(folder.rglob("*")) if f.is_file()}
     write_text_atomic(folder / MANIFEST, json.dumps(files, indent=1))
+
+
+@dataclass
+class TrainerState:
+    """What rank 0 checkpoints of the training side."""
+
+    model: Any  # the unwrapped model (a PEFT model with LoRA)
+    tokenizer: Any
+    optimizer: Any
+    scheduler: Any
+    next_round: int
+
+
+def write_checkpoint(folder: Path, trainer: TrainerState, store, bandit, round_log: list[dict]) -> None:
+    """Every file of a checkpoint into `folder`, the manifest last. `store`: a UtilityClient, `bandit`: the
+    BanditActor; both hand their state over as bytes and this process writes them, on its node."""
+    import torch
+
+    from lead_ray.online.actors import save_bandit
+
+    trainer.model.save_pretrained(folder / "model", safe_serialization=True)  # the LoRA adapter, or the full model
+    trainer.tokenizer.save_pretrained(folder / "model")
+    trainable = {n: p.detach().cpu() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    state = {
+        "trainable": trainable,
+        "optimizer": trainer.optimizer.state_dict(),
+        "scheduler": trainer.scheduler.state_dict(),
+        "next_round": trainer.next_round,
+    }
+    torch.save(state, folder / "trainer.pt")
+    (folder / "selection").mkdir()
+    store.save(folder / "selection")
+    save_bandit(bandit, folder / "selection")
+    write_text_atomic(folder / "selection" / ROUND_LOG, json.dumps(round_log))
+    write_manifest(folder)
 
 
 def verify_checkpoint(folder: Path) -> None:

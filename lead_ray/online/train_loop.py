@@ -21,7 +21,6 @@ No forward pass ever runs over samples that are not being trained (ALGORITHM.md 
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import tempfile
@@ -33,17 +32,16 @@ from typing import Any
 import numpy as np
 
 from lead_ray.config import Config
-from lead_ray.files import write_text_atomic
 from lead_ray.online.checkpoint import (
-    ROUND_LOG,
+    TrainerState,
     load_trainer_state,
+    read_round_log,
     shared_run_path,
     verify_checkpoint,
-    write_manifest,
+    write_checkpoint,
 )
+from lead_ray.online.pushes import RoundPushes
 from lead_ray.presets import switches
-
-PUSH_EVERY = 1024  # samples per UtilityStore push from one worker
 
 
 @dataclass
@@ -180,7 +178,7 @@ class RoundLoop:
             if self.rank == 0:
                 self.store.restore(folder / "selection")
                 restore_bandit(self.bandit, folder / "selection")
-                self.round_log = json.loads((folder / "selection" / ROUND_LOG).read_text())
+                self.round_log = read_round_log(folder)
             return state["next_round"]
 
     def _setup_distributed(self) -> None:
@@ -531,70 +529,11 @@ class RoundLoop:
     def _report(self, metrics: dict, next_round: int) -> None:
         """All ranks report (a barrier); rank 0 attaches the checkpoint: model, optimizer, selection state."""
         import ray.train
-        import torch
-
-        from lead_ray.online.actors import save_bandit
 
         if self.rank != 0:
             ray.train.report(metrics)
             return
         with tempfile.TemporaryDirectory() as tmp:
-            tmp = Path(tmp)
-            self.plain.save_pretrained(tmp / "model", safe_serialization=True)  # the LoRA adapter, or the full model
-            self.tok.save_pretrained(tmp / "model")
-            trainable = {n: p.detach().cpu() for n, p in self.plain.named_parameters() if p.requires_grad}
-            torch.save(
-                {
-                    "trainable": trainable,
-                    "optimizer": self.opt.state_dict(),
-                    "scheduler": self.sched.state_dict(),
-                    "next_round": next_round,
-                },
-                tmp / "trainer.pt",
-            )
-            (tmp / "selection").mkdir()
-            self.store.save(tmp / "selection")  # the actors hand over bytes; this process writes them, on its node
-            save_bandit(self.bandit, tmp / "selection")
-            write_text_atomic(tmp / "selection" / ROUND_LOG, json.dumps(self.round_log))
-            write_manifest(tmp)
+            state = TrainerState(self.plain, self.tok, self.opt, self.sched, next_round)
+            write_checkpoint(Path(tmp), state, self.store, self.bandit, self.round_log)
             ray.train.report({**metrics, "next_round": next_round}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-
-
-class RoundPushes:
-    """A worker's (index, loss) pushes to the UtilityStore: batched, asynchronous, awaited at the round's end.
-    U only matters for the next round's selection, so one actor call per PUSH_EVERY samples (not per
-    micro-batch) changes nothing but the overhead."""
-
-    def __init__(self, store, delta: float, smooth_b: float, round_: int):
-        self.store, self.delta, self.smooth_b, self.round = store, delta, smooth_b, round_
-        self.index, self.losses, self.deltas, self.refs, self.seconds = [], [], [], [], 0.0
-        self.all_deltas: list[np.ndarray] = []  # per-sample mode: every delta pushed, for the round log
-
-    def add(self, index: np.ndarray, losses: np.ndarray, last: bool, deltas: np.ndarray | None = None) -> None:
-        """`deltas`: per-sample ΔL̂′ of these samples (None: the round's value)."""
-        self.index.append(index)
-        self.losses.append(losses)
-        if deltas is not None:
-            self.deltas.append(deltas)
-            self.all_deltas.append(deltas)
-        if last or sum(len(i) for i in self.index) >= PUSH_EVERY:
-            self._push()
-
-    def _push(self) -> None:
-        t0 = time.perf_counter()
-        if self.index:
-            delta = np.concatenate(self.deltas) if self.deltas else self.delta
-            self.refs += self.store.apply_async(
-                np.concatenate(self.index), np.concatenate(self.losses), delta, self.smooth_b, self.round
-            )
-            self.index, self.losses, self.deltas = [], [], []
-        self.seconds += time.perf_counter() - t0
-
-    def finish(self) -> None:
-        """Flush what is left (this rank's last micro-batch may have been padding) and wait for every push."""
-        import ray
-
-        self._push()
-        t0 = time.perf_counter()
-        ray.get(self.refs)
-        self.seconds += time.perf_counter() - t0
