@@ -60,6 +60,7 @@ VARIANTS = {
     "lead+sample": ["selection.delta=sample"],
     "lead+reducible": ["selection.utility=reducible"],
     "lead+total": ["selection.rank_by=total"],
+    "lead+update": ["selection.delta=update"],  # added 2026-11-24, before any run of it
 }
 
 
@@ -85,7 +86,7 @@ REGIMES = {
         (42, 43, 44),
         ("lead", "random", "random-x2", "length", "lead-robust"),
         ("ifd", "ppl", "full"),
-        ("lead+quantile", "lead+drop", "lead+window", "lead+sample", "lead+reducible", "lead+total"),
+        ("lead+quantile", "lead+drop", "lead+window", "lead+sample", "lead+reducible", "lead+total", "lead+update"),
         {"holdout": 0, "gsm8k": 200, "mmlu": 285, "self_instruct": 0},
         100,
         [
@@ -112,7 +113,7 @@ REGIMES = {
         (42, 43, 44, 45, 46),
         ("lead", "random", "random-x2", "length", "lead-robust"),
         ("ifd", "ppl", "full"),
-        ("lead+quantile", "lead+drop", "lead+window", "lead+sample", "lead+reducible", "lead+total"),
+        ("lead+quantile", "lead+drop", "lead+window", "lead+sample", "lead+reducible", "lead+total", "lead+update"),
         {"holdout": 0, "gsm8k": 0, "mmlu": 0, "self_instruct": 0},
         0,
         [

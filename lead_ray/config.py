@@ -264,8 +264,10 @@ class SelectionConfig:
         "preset",
         "ΔL̂′ per 'round' (one scalar added to every sample, the paper) or per 'sample' (−η·⟨g(x), ĝ⟩ from the "
         "training backward pass: each sample's own gradient on the direction parameters against the predicted "
-        "direction); 'preset' takes selection.preset's choice.",
-        choices=("preset", "round", "sample"),
+        "mean gradient), or 'update' (⟨g(x), Δθ̂⟩ against the predicted parameter change of the round: the "
+        "first-order change of the sample's loss under any optimizer; −η·ĝ is that change only under plain SGD); "
+        "'preset' takes selection.preset's choice.",
+        choices=("preset", "round", "sample", "update"),
     )
     utility: str = setting(
         "preset",

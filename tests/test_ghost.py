@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from lead_ray.config import load_config
-from lead_ray.core.idu import predicted_direction, sample_delta
+from lead_ray.core.idu import predicted_direction, sample_delta, update_delta
 from lead_ray.models.ghost import GhostProducts
 from lead_ray.models.load import apply_lora, load_model, materialize_model
 from lead_ray.models.loss import collate, masked_mean, sample_losses
@@ -96,3 +96,42 @@ def test_sample_delta_averages_to_the_round_value():
     assert deltas.mean() == pytest.approx(-0.01 * float(hat @ hat), rel=1e-4)
     assert predicted_direction(None, None, 0.5) is None
     np.testing.assert_array_equal(predicted_direction(None, g_p, 0.5), g_p.astype(np.float32))
+
+
+def test_update_delta_predicts_the_loss_change_an_adam_step_makes(tmp_path):
+    """`selection.delta: update`: ⟨g(x), Δθ⟩ is each sample's loss change under the step Adam took, to first
+    order; the paper's −η⟨g(x), ĝ⟩ (`sample`) is orders of magnitude smaller than that change."""
+    torch.manual_seed(0)
+    model, tok, encoded = small_model(tmp_path, lora=True)
+    params = direction_params(model, "last_layer")
+    for n, p in model.named_parameters():
+        p.requires_grad_(n in params)  # the step moves the direction parameters only
+    lr, batch = 1e-4, collate(encoded, tok.pad_token_id)
+    opt = torch.optim.Adam(params.values(), lr=lr)
+    flat = lambda: torch.cat([p.detach().flatten() for p in params.values()]).clone()  # noqa: E731
+    before = flat()
+    model.zero_grad(set_to_none=True)
+    losses, _ = sample_losses(model, batch)
+    masked_mean(losses).backward()
+    g_mean = torch.cat([p.grad.flatten() for p in params.values()]).clone()
+    opt.step()
+    with torch.no_grad():
+        after_losses = sample_losses(model, batch)[0].double().numpy()
+    change = flat() - before
+    actual = after_losses - losses.detach().double().numpy()
+
+    def ghost_products(direction):  # at θ, before the step, as training computes them
+        with torch.no_grad():
+            for p, v in zip(params.values(), torch.split(before, [p.numel() for p in params.values()])):
+                p.copy_(v.view_as(p))
+        ghost = GhostProducts(model, params)
+        ghost.set_direction(direction.numpy(), torch.device("cpu"))
+        model.zero_grad(set_to_none=True)
+        masked_mean(sample_losses(model, batch)[0]).backward()
+        return ghost.collect(np.full(len(encoded), 1.0 / len(encoded)))
+
+    predicted = update_delta(ghost_products(change))
+    assert np.all(np.abs(actual) > 1e-6), actual
+    np.testing.assert_allclose(predicted, actual, rtol=0.05, atol=1e-6)
+    paper = sample_delta(lr, ghost_products(g_mean))
+    assert np.abs(paper).max() < 0.01 * np.abs(actual).min(), (paper, actual)

@@ -204,6 +204,28 @@ def test_robust_preset_runs_with_per_sample_deltas_and_no_extra_forward(ray_sess
     assert sum(r["arm"] == 0 for r in rounds) >= 5
 
 
+def test_update_delta_runs_per_sample_and_is_far_larger_than_the_gradient_one(ray_session, tmp_path):
+    """`selection.delta: update` on the toy pool: per-sample values from the training pass (no extra forward),
+    against the predicted parameter change: under Adam, orders of magnitude above −η⟨g(x), ĝ⟩."""
+    import pyarrow.parquet as pq
+
+    from lead_ray.online.run import run
+    from tests.test_online import toy_config, toy_pool
+
+    toy_pool(tmp_path)
+    spread = {}
+    for delta in ("sample", "update"):
+        cfg = toy_config(tmp_path, 1)
+        cfg.selection.delta, cfg.selection.max_rounds = delta, 4
+        run(cfg, run_dir=str(tmp_path / f"run-{delta}"))
+        rounds = pq.read_table(tmp_path / f"run-{delta}" / "rounds.parquet").to_pylist()
+        assert [r["delta_mode"] for r in rounds] == ["round"] + [delta] * (len(rounds) - 1)
+        for r in rounds:
+            assert r["forward_samples"] - r["padding_samples"] == r["size"] == r["trained"]
+        spread[delta] = np.mean([r["delta_sample_sd"] for r in rounds[1:]])
+    assert spread["update"] > 30 * spread["sample"], spread  # 124x here
+
+
 @pytest.mark.parametrize("rank_by", ["mean", "total"])
 def test_a_run_ranks_by_u_times_answer_tokens_only_with_total(ray_session, rank_by):
     """The wiring of selection.rank_by: the store a run starts ranks by U · n_response_tokens, or by U."""

@@ -88,6 +88,14 @@ def sample_delta(eta: float, products: np.ndarray) -> np.ndarray:
     return (-eta * np.asarray(products, np.float64)).astype(np.float32)
 
 
+def update_delta(products: np.ndarray) -> np.ndarray:
+    """Per-sample ΔL̂′(x) = ⟨g(x), Δθ̂⟩ from the inner products with the predicted parameter change Δθ̂ of the
+    round (`selection.delta: update`): L(x; θ + Δθ) − L(x; θ) to first order, whatever produced Δθ. Under
+    plain SGD Δθ = −η ĝ and this is sample_delta; under Adam, whose step is about η per coordinate whatever
+    the gradient's scale, −η⟨g(x), ĝ⟩ is orders of magnitude smaller than the change it predicts."""
+    return np.asarray(products, np.float64).astype(np.float32)
+
+
 class DirectionMemory:
     """The stored update directions: one per cluster, plus the previous round's (ALGORITHM.md §5.3, §5.4).
 

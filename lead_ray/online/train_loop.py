@@ -43,6 +43,8 @@ from lead_ray.online.checkpoint import (
 from lead_ray.online.pushes import RoundPushes
 from lead_ray.presets import switches
 
+PER_SAMPLE = ("sample", "update")  # selection.delta values computed per sample from the training backward pass
+
 
 @dataclass
 class LoopSettings:
@@ -192,7 +194,7 @@ class RoundLoop:
         params = dict(self.plain.named_parameters())
         self.dir_params = {n: params[n] for n in names}
         self.ghost = None
-        if self.switches.delta == "sample" and self.selection.method == "lead" and self.selection.use_delta:
+        if self.switches.delta in PER_SAMPLE and self.selection.method == "lead" and self.selection.use_delta:
             self.dir_params = linear_params(self.plain, self.dir_params)  # the same set for g and every g(x)
             self.ghost = GhostProducts(self.plain, self.dir_params)
 
@@ -323,6 +325,7 @@ class RoundLoop:
             self.ghost.set_direction(plan.direction, self.device)
             ghost_s0 = self.ghost.seconds
         grad_sum, steps, forwarded, padding, optimizer_steps = None, 0, 0, 0, 0
+        start = self._direction_values() if self.switches.delta == "update" else None
         self.model.train()
         self.plain.train()
         for j in range(n_micro):
@@ -334,7 +337,7 @@ class RoundLoop:
             if not padded:
                 pushes.add(chunk, losses, last=j == n_micro - 1, deltas=deltas)
             if (j + 1) % self.accum == 0 or j == n_micro - 1:
-                g = self._direction_gradient()
+                g = self._direction_gradient() if start is None else None
                 if g is not None:
                     grad_sum, steps = (g if grad_sum is None else grad_sum + g), steps + 1
                 self.opt.step(), self.sched.step(), self.opt.zero_grad(set_to_none=True)
@@ -343,6 +346,8 @@ class RoundLoop:
         if self.world > 1:
             dist.barrier()
         direction = (grad_sum / steps).cpu().numpy() if grad_sum is not None else None
+        if start is not None:  # `update`: the round's direction is the change it made (rank 0)
+            direction = (self._direction_values() - start).cpu().numpy()
         return TrainedRound(
             forwarded,
             padding,
@@ -356,12 +361,14 @@ class RoundLoop:
         )
 
     def _sample_deltas(self, losses: np.ndarray, eta: float) -> np.ndarray:
-        """Per-sample ΔL̂′ = −η⟨g(x), ĝ⟩ of the micro-batch just backpropagated (NaN-loss samples: weight 0)."""
-        from lead_ray.core.idu import sample_delta
+        """Per-sample ΔL̂′ of the micro-batch just backpropagated (NaN-loss samples: weight 0): −η⟨g(x), ĝ⟩
+        (`sample`) or ⟨g(x), Δθ̂⟩ (`update`)."""
+        from lead_ray.core.idu import sample_delta, update_delta
 
         valid = np.isfinite(losses)
         weights = np.where(valid, 1.0 / (max(int(valid.sum()), 1) * self.accum), 0.0)  # masked_mean's / accum
-        return sample_delta(eta, self.ghost.collect(weights))
+        products = self.ghost.collect(weights)
+        return update_delta(products) if self.switches.delta == "update" else sample_delta(eta, products)
 
     def _loss_step(self, encoded: list, padded: bool):
         """Forward and backward of one micro-batch; returns each sample's IU (detached, on the CPU)."""
@@ -372,6 +379,14 @@ class RoundLoop:
             losses, _ = sample_losses(self.model, collate(encoded, self.tok.pad_token_id))
         (masked_mean(losses, zero_weight=padded) / self.accum).backward()
         return losses.detach().float().cpu().numpy()
+
+    def _direction_values(self):
+        """Rank 0: the direction parameters' current values, flat, in the order of their gradients."""
+        import torch
+
+        if self.rank != 0 or not self.dir_params:
+            return None
+        return torch.cat([p.detach().flatten().float() for p in self.dir_params.values()]).clone()
 
     def _direction_gradient(self):
         """Rank 0: this optimizer step's gradient on the direction parameters (already all-reduced)."""
@@ -436,7 +451,7 @@ class RoundLoop:
             "trained": int(n),
             "mean_loss": loss_sum / max(n, 1),
             "delta": plan.delta,
-            "delta_mode": "sample" if trained.sample_deltas is not None else "round",
+            "delta_mode": self.switches.delta if trained.sample_deltas is not None else "round",
             "delta_sample_mean": float(trained.sample_deltas.mean()) if trained.sample_deltas is not None else None,
             "delta_sample_sd": float(trained.sample_deltas.std()) if trained.sample_deltas is not None else None,
             "ghost_s": trained.ghost_s,
