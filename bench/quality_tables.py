@@ -1,6 +1,7 @@
 """Markdown tables of a bench/quality.py result, for docs/BENCHMARKS.md (numbers copied from the JSON, never typed).
 
 python bench/quality_tables.py bench/results/quality.json
+python bench/quality_tables.py --switches bench/results/quality.json bench/results/quality_noisy.json
 """
 
 from __future__ import annotations
@@ -98,7 +99,44 @@ def profile_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+DOWNSTREAM_COLUMNS = [("gsm8k_nll", "GSM8K NLL"), ("mmlu_nll", "MMLU NLL"), ("self_instruct_nll", "self-instruct NLL")]
+
+
+def switch_table(clean: dict, noisy: dict) -> str:
+    """Each one-switch ablation against the paper's LEAD on both pools: paired differences on the downstream
+    NLLs (below 0: the switch is better) and, on the noisy pool, the share of planted pairs among its picks."""
+    head = ["switch", "pool", "seeds"] + [t for _, t in DOWNSTREAM_COLUMNS] + ["held-out NLL", "planted picks"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    paper_rate = noisy.get("corrupt_pick_rate_ci", {}).get("lead")
+    lines.append("| lead (the paper) | noisy | | | | | | " + (cell(paper_rate) if paper_rate else "–") + " |")
+    switches = ["robust_vs_paper"] + [p for p in clean["paired"] if p.endswith("_vs_paper")]
+    for pair in dict.fromkeys(switches):
+        name = "lead-robust" if pair == "robust_vs_paper" else pair.removesuffix("_vs_paper")
+        for pool, result in (("clean", clean), ("noisy", noisy)):
+            entries = result["paired"].get(pair) or {}
+            if not entries:
+                lines.append(f"| {name} | {pool} | 0 |" + " – |" * (len(head) - 3))
+                continue
+            seeds = max(e.get("seeds", 1) for e in entries.values())
+            row = [_signed(entries.get(k)) for k, _ in DOWNSTREAM_COLUMNS] + [_signed(entries.get("holdout_nll"))]
+            rate = result.get("corrupt_pick_rate_ci", {}).get(name)
+            row.append(cell(rate) if rate else "–")
+            lines.append(f"| {name} | {pool} | {seeds} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def _signed(entry: dict | None) -> str:
+    if not entry:
+        return "–"
+    mark = "" if entry["better"] == "none" else " **paper**" if entry["better"] == entry["vs"] else " **switch**"
+    return f"{entry['mean']:+.3f} [{entry['ci'][0]:+.3f}, {entry['ci'][1]:+.3f}]{mark}"
+
+
 def main() -> None:
+    if sys.argv[1] == "--switches":
+        clean, noisy = (json.loads(Path(f).read_text()) for f in sys.argv[2:4])
+        print(switch_table(clean, noisy))
+        return
     result = json.loads(Path(sys.argv[1]).read_text())
     print(
         f"complete: {result.get('complete')}; pool_selectable {result['pool_selectable']}, budget {result['budget']}, "

@@ -56,3 +56,29 @@ def test_pick_profile_counts_trained_tokens_with_revisits(tmp_path):
         "trained_response_tokens": 4 + 30 + 200,
         "median_response_tokens": 10.0,
     }
+
+
+def test_switch_table_marks_who_wins_and_shows_missing_pools():
+    from bench.quality_tables import switch_table
+
+    def entry(mean, lo, hi, better):
+        return {"vs": "lead", "mean": mean, "ci": [lo, hi], "seeds": 3, "better": better}
+
+    clean = {
+        "paired": {
+            "robust_vs_paper": {"gsm8k_nll": entry(0.05, 0.01, 0.09, "lead")},
+            "lead+quantile_vs_paper": {"gsm8k_nll": entry(-0.05, -0.09, -0.01, "lead+quantile")},
+        }
+    }
+    noisy = {
+        "paired": {"robust_vs_paper": {"mmlu_nll": entry(0.0, -0.1, 0.1, "none")}},
+        "corrupt_pick_rate_ci": {
+            "lead": {"mean": 0.4, "ci": [0.3, 0.5]},
+            "lead-robust": {"mean": 0.3, "ci": [0.2, 0.4]},
+        },
+    }
+    rows = {tuple(c.strip() for c in line.split("|")[1:3]): line for line in switch_table(clean, noisy).splitlines()}
+    assert "**paper**" in rows[("lead-robust", "clean")] and "**switch**" in rows[("lead+quantile", "clean")]
+    assert "**" not in rows[("lead-robust", "noisy")] and "0.300 [0.200, 0.400]" in rows[("lead-robust", "noisy")]
+    assert rows[("lead+quantile", "noisy")].count("–") == 5  # not run there: every cell empty, not zero
+    assert "0.400 [0.300, 0.500]" in rows[("lead (the paper)", "noisy")]
