@@ -82,3 +82,20 @@ def test_switch_table_marks_who_wins_and_shows_missing_pools():
     assert "**" not in rows[("lead-robust", "noisy")] and "0.300 [0.200, 0.400]" in rows[("lead-robust", "noisy")]
     assert rows[("lead+quantile", "noisy")].count("–") == 5  # not run there: every cell empty, not zero
     assert "0.400 [0.300, 0.500]" in rows[("lead (the paper)", "noisy")]
+
+
+def test_every_regime_and_method_resolves_to_a_valid_config(tmp_path):
+    """The gpu regime has never run on this machine: at least every run it would start must load."""
+    from bench.quality import REGIMES, ROOT, method_settings, overrides
+    from lead_ray.config import load_config
+    from lead_ray.presets import switches
+
+    for name, regime in REGIMES.items():
+        for method in regime.every_seed + regime.first_seed_only + regime.ablations:
+            selection_method, extra = method_settings(method)
+            settings = overrides(regime, tmp_path, []) + ["seed=42", f"selection.method={selection_method}", *extra]
+            cfg = load_config(ROOT / regime.config, settings)
+            assert cfg.selection.method == selection_method, (name, method)
+            switches(cfg)  # every preset switch resolves
+        if name == "gpu":
+            assert cfg.train.use_gpu and cfg.score.use_gpu and cfg.eval.use_gpu
