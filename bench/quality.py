@@ -471,6 +471,7 @@ def write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t
         "seconds": {
             "setup_this_invocation": round(t_setup, 1),
             "total_this_invocation": round(time.perf_counter() - t0, 1),
+            **machine_seconds(variant, runs),
         },
     }
     if args.noisy:
@@ -480,6 +481,29 @@ def write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t
     if complete:
         print(json.dumps({k: result[k] for k in ("pool_selectable", "budget", "eval_sizes")}, indent=1))
         print(f"wrote {out}")
+
+
+def machine_seconds(variant: Path, runs: dict) -> dict:
+    """What the finished benchmark cost this machine, from what each stage recorded: the setup's warm-up and
+    scoring, and every run's training and evaluation (over all invocations; runs reused are counted once)."""
+    setup = {}
+    for stage, stats in (("warmup", "models/warmup_stats.json"), ("score", "scored/score_stats.json")):
+        path = variant / stats
+        setup[stage] = json.loads(path.read_text())["seconds"] if path.exists() else None
+    per_run = {
+        f"{method}-s{seed}": json.loads((run_dir / "bench_seconds.json").read_text())
+        for method, by_seed in runs.items()
+        for seed, run_dir in by_seed.items()
+        if (run_dir / "bench_seconds.json").exists()
+    }
+    runs_total = sum(r["run"] + r["eval"] for r in per_run.values())
+    return {
+        "setup_recorded": setup,
+        "runs_recorded": len(per_run),
+        "runs_total": round(runs_total, 1),
+        "all_recorded_hours": round((runs_total + sum(v or 0 for v in setup.values())) / 3600, 2),
+        "per_run": per_run,
+    }
 
 
 if __name__ == "__main__":
