@@ -41,6 +41,7 @@ from lead_ray.online.checkpoint import (
     write_checkpoint,
 )
 from lead_ray.online.pushes import RoundPushes
+from lead_ray.online.rounds import RoundPlan, RoundTotals, TrainedRound, eta_seconds, progress_line, round_record
 from lead_ray.presets import switches
 
 PER_SAMPLE = ("sample", "update")  # selection.delta values computed per sample from the training backward pass
@@ -65,35 +66,6 @@ class LoopSettings:
     initial_bandit: Any  # object ref: the bandit's state before round 0
     static_order: np.ndarray | None  # a static baseline's fixed subset, trained in order
     holdout: list  # held-out conversations for the in-loop NLL
-
-
-@dataclass
-class RoundPlan:
-    """Rank 0's decision for one round, broadcast to every worker."""
-
-    index: np.ndarray  # the round's samples
-    arm: int  # -1: a static baseline's slice, no arm pulled
-    p: list[float]
-    eta: float  # learning rate at the start of the round
-    delta: float  # ΔL̂′ added to every trained sample's loss (per-sample mode: the round's value, logged only)
-    estimate: Any  # core.idu.DeltaEstimate, or None
-    selection_s: float
-    direction: np.ndarray | None = None  # ĝ, for per-sample ΔL̂′ (None: the round's value applies)
-
-
-@dataclass
-class TrainedRound:
-    """What one worker's training pass over its slice produced."""
-
-    forwarded: int
-    padding: int
-    optimizer_steps: int
-    direction: np.ndarray | None  # rank 0: mean gradient of the direction parameters
-    train_s: float
-    read_s: float
-    push_s: float
-    sample_deltas: np.ndarray | None = None  # this worker's per-sample ΔL̂′ (per-sample mode)
-    ghost_s: float = 0.0  # seconds in the per-sample inner products (measured on the CPU only)
 
 
 def direction_params(model, which: str) -> dict:
@@ -440,62 +412,26 @@ class RoundLoop:
 
     def _round_record(self, t, plan, trained, counts, n, loss_sum, heldout) -> dict:
         """One row of rounds.parquet (ALGORITHM.md §11)."""
-        est = plan.estimate
         forwarded, padding, pool_forwards = counts
-        return {
-            "round": t,
-            "method": self.selection.method,
-            "arm": plan.arm,
-            "p": plan.p,
-            "size": int(len(plan.index)),
-            "trained": int(n),
-            "mean_loss": loss_sum / max(n, 1),
-            "delta": plan.delta,
-            "delta_mode": self.switches.delta if trained.sample_deltas is not None else "round",
-            "delta_sample_mean": float(trained.sample_deltas.mean()) if trained.sample_deltas is not None else None,
-            "delta_sample_sd": float(trained.sample_deltas.std()) if trained.sample_deltas is not None else None,
-            "ghost_s": trained.ghost_s,
-            "beta": est.beta if est else None,
-            "cos_phi": est.cos_phi if est else None,
-            "d_k": est.d_k if est else None,
-            "d_p": est.d_p if est else None,
-            "eta": plan.eta,
-            "forward_samples": int(forwarded),
-            "padding_samples": int(padding),
-            "pool_forward_samples": int(pool_forwards),
-            "heldout_forward_samples": len(self.holdout_enc) if heldout is not None else 0,
-            "heldout_nll": heldout,
-            "optimizer_steps": trained.optimizer_steps,
-            "unique": self.store.used_count(),
-            "u_by_cluster": self.store.cluster_means(),
-            "selection_s": plan.selection_s,
-            "train_s": trained.train_s,
-            "read_s": trained.read_s,
-            "push_s": trained.push_s,
-            "elapsed_s": time.perf_counter() - self.t_start,
-        }
-
-    def _print_round(self, r: dict, plan: RoundPlan) -> None:
-        p_arm = plan.p[plan.arm] if plan.arm >= 0 else 1.0
-        held = f"held-out NLL {r['heldout_nll']:.4f}, " if r["heldout_nll"] is not None else ""
-        print(
-            f"[lead-ray] {r['method']} round {r['round'] + 1}/{self.selection.max_rounds}: arm {plan.arm} "
-            f"(p={p_arm:.3f}), "
-            f"{r['size']} samples, mean loss {r['mean_loss']:.4f}, ΔL̂′ {plan.delta:.2e}, {held}"
-            f"reward {r['reward_raw']:+.4f} (norm {r['reward_norm']:+.3f}), unique {r['unique']}/{self.s.budget}, "
-            f"select {r['selection_s']:.2f} s, train {r['train_s']:.1f} s, ETA {self._eta(r):.0f} s",
-            flush=True,
+        totals = RoundTotals(
+            forwarded, padding, pool_forwards, n, loss_sum, self.store.used_count(), self.store.cluster_means()
+        )
+        return round_record(
+            t,
+            self.selection.method,
+            self.switches.delta,
+            plan,
+            trained,
+            totals,
+            heldout,
+            len(self.holdout_enc),
+            time.perf_counter() - self.t_start,
         )
 
-    def _eta(self, r: dict) -> float:
-        """Seconds left: the mean round time so far × the rounds left, by max_rounds or by the budget's pace."""
-        done = r["round"] + 1 - self.start_round
+    def _print_round(self, record: dict, plan: RoundPlan) -> None:
         rounds = len(self.static_rounds) if self.static_rounds is not None else self.selection.max_rounds
-        left = rounds - r["round"] - 1
-        new_per_round = r["unique"] / (r["round"] + 1)  # never-selected samples a round adds, on average
-        if self.s.static_order is None and new_per_round > 0:
-            left = min(left, math.ceil((self.s.budget - r["unique"]) / new_per_round))
-        return r["elapsed_s"] / max(done, 1) * max(left, 0)
+        eta_s = eta_seconds(record, self.start_round, rounds, self.s.budget, self.s.static_order is None)
+        print(progress_line(record, plan, self.selection.max_rounds, self.s.budget, eta_s), flush=True)
 
     def _heldout_nll(self) -> float:
         """Mean response NLL of the held-out samples (never selectable); counted apart from training."""
