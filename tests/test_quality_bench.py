@@ -99,3 +99,26 @@ def test_every_regime_and_method_resolves_to_a_valid_config(tmp_path):
             switches(cfg)  # every preset switch resolves
         if name == "gpu":
             assert cfg.train.use_gpu and cfg.score.use_gpu and cfg.eval.use_gpu
+
+
+def test_machine_seconds_adds_setup_and_every_finished_run(tmp_path):
+    import json
+
+    from bench.quality import machine_seconds
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "warmup_stats.json").write_text(json.dumps({"seconds": 300.0}))
+    runs = {}
+    for method, seed, seconds in (("lead", 42, {"run": 200.0, "eval": 100.0}), ("random", 42, None)):
+        run_dir = tmp_path / "runs" / f"{method}-s{seed}"
+        run_dir.mkdir(parents=True)
+        if seconds:
+            (run_dir / "bench_seconds.json").write_text(json.dumps(seconds))
+        runs.setdefault(method, {})[seed] = run_dir
+    cost = machine_seconds(tmp_path, runs)
+    assert cost["setup_recorded"] == {"warmup": 300.0, "score": None}  # not scored here: unknown, not 0
+    assert (
+        cost["runs_recorded"] == 1
+        and cost["runs_total"] == 300.0
+        and cost["all_recorded_hours"] == round(600 / 3600, 2)
+    )
