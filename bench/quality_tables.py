@@ -21,6 +21,11 @@ COLUMNS = [
 ]
 
 
+def signed(entry: dict) -> str:
+    """A paired difference and its interval, signs shown."""
+    return f"{entry['mean']:+.3f} [{entry['ci'][0]:+.3f}, {entry['ci'][1]:+.3f}]"
+
+
 def cell(entry: dict | None, digits: int = 3) -> str:
     if not entry:
         return "–"
@@ -49,9 +54,7 @@ def paired_table(result: dict) -> str:
         for k in keys:
             e = result["paired"][p].get(k)
             vs = f" (vs {e['vs']})" if e and p == "lead_vs_best_static" else ""  # the best one differs per column
-            row.append(
-                "–" if not e else f"{e['mean']:+.3f} [{e['ci'][0]:+.3f}, {e['ci'][1]:+.3f}] **{e['better']}**{vs}"
-            )
+            row.append("–" if not e else f"{signed(e)} **{e['better']}**{vs}")
         lines.append(f"| {p} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -129,7 +132,7 @@ def _signed(entry: dict | None) -> str:
     if not entry:
         return "–"
     mark = "" if entry["better"] == "none" else " **paper**" if entry["better"] == entry["vs"] else " **switch**"
-    return f"{entry['mean']:+.3f} [{entry['ci'][0]:+.3f}, {entry['ci'][1]:+.3f}]{mark}"
+    return signed(entry) + mark
 
 
 def main() -> None:
