@@ -45,15 +45,24 @@ from bench.quality_stats import (  # noqa: E402
     corrupt_rates,
     paired,
     pick_profile,
+    same_picks,
     source_mix,
     summarise_methods,
 )
 from lead_ray.config import load_config, to_dict  # noqa: E402
 
 BASELINE_VARIANTS = {"random-x2": ("random", ["selection.static_passes=2"])}
-# Robust LEAD (ALGORITHM.md §12): the robust preset, and the paper with one switch on (each switch's own effect)
+# Robust LEAD (ALGORITHM.md §12): the paper with one switch on (each switch's own effect), and with all of them.
+# Every method starts from selection.preset=paper (Regime.overrides), so `lead` is the paper's LEAD.
 VARIANTS = {
-    "lead-robust": ["selection.preset=robust"],
+    # every remedy on: the `robust` preset until 2026-11-24, whose runs were named lead-robust
+    "lead+all-switches": [
+        "cluster.difficulty_bins=quantile",
+        "cluster.ifd_above_one=drop",
+        "selection.reward_norm=window",
+        "selection.delta=sample",
+        "selection.utility=reducible",
+    ],
     "lead+quantile": ["cluster.difficulty_bins=quantile"],
     "lead+drop": ["cluster.ifd_above_one=drop"],
     "lead+window": ["selection.reward_norm=window"],
@@ -62,6 +71,10 @@ VARIANTS = {
     "lead+total": ["selection.rank_by=total"],
     "lead+update": ["selection.delta=update"],  # added 2026-11-24, before any run of it
 }
+# lead-ray's default (selection.preset's default, `robust`) is the variant whose switches it resolves to: the paper
+# with quantile bins. tests/test_quality_bench.py fails if the default preset and this name drift apart.
+DEFAULT_METHOD = "lead+quantile"
+FRESH_METHODS = (DEFAULT_METHOD, "random")  # --fresh-eval: the comparison a user acts on, on unseen items
 
 
 @dataclass
@@ -84,9 +97,9 @@ REGIMES = {
         2000,
         0.10,
         (42, 43, 44),
-        ("lead", "random", "random-x2", "length", "lead-robust"),
+        ("lead", "random", "random-x2", "length", DEFAULT_METHOD),
         ("ifd", "ppl", "full"),
-        ("lead+quantile", "lead+drop", "lead+window", "lead+sample", "lead+reducible", "lead+total", "lead+update"),
+        ("lead+all-switches", "lead+drop", "lead+window", "lead+sample", "lead+reducible", "lead+total", "lead+update"),
         {"holdout": 0, "gsm8k": 200, "mmlu": 285, "self_instruct": 0},
         100,
         [
@@ -111,9 +124,9 @@ REGIMES = {
         24000,
         0.025,
         (42, 43, 44, 45, 46),
-        ("lead", "random", "random-x2", "length", "lead-robust"),
+        ("lead", "random", "random-x2", "length", DEFAULT_METHOD),
         ("ifd", "ppl", "full"),
-        ("lead+quantile", "lead+drop", "lead+window", "lead+sample", "lead+reducible", "lead+total", "lead+update"),
+        ("lead+all-switches", "lead+drop", "lead+window", "lead+sample", "lead+reducible", "lead+total", "lead+update"),
         {"holdout": 0, "gsm8k": 0, "mmlu": 0, "self_instruct": 0},
         0,
         [
@@ -133,7 +146,7 @@ REGIMES = {
         500,
         0.10,
         (42,),
-        ("lead", "random", "random-x2", "length", "lead-robust"),
+        ("lead", "random", "random-x2", "length", DEFAULT_METHOD),
         ("ifd",),
         (),
         {"holdout": 0, "gsm8k": 20, "mmlu": 57, "self_instruct": 20},
@@ -166,6 +179,8 @@ def overrides(regime: Regime, work: Path, extra: list[str]) -> list[str]:
         "eval.max_samples=0",
         f"selection.budget_fraction={regime.budget}",
         "train.checkpoint_every=100",
+        # every method starts from the paper's LEAD (VARIANTS adds switches), and so does the setup's clustering
+        "selection.preset=paper",
         *regime.overrides,
         *extra,
     ]
@@ -293,12 +308,12 @@ def _rebased(cfg, work: Path):
     return config_from_dict(to_dict(cfg), [f"work_dir={work}"])
 
 
-def one_run(regime: Regime, variant: Path, method: str, seed: int, extra: list[str]) -> Path:
+def one_run(regime: Regime, variant: Path, method: str, seed: int, extra: list[str], runs: str = "runs") -> Path:
     """A run and its evaluation, reused when its recorded config equals this one."""
     from lead_ray.eval.evaluate import evaluate
     from lead_ray.online.run import run
 
-    run_dir = variant / "runs" / f"{method}-s{seed}"
+    run_dir = variant / runs / f"{method}-s{seed}"
     selection_method, switches = method_settings(method)
     settings = overrides(regime, variant, extra) + [f"seed={seed}", f"selection.method={selection_method}", *switches]
     cfg = load_config(ROOT / regime.config, settings)
@@ -339,17 +354,30 @@ def same_run(saved, cfg) -> bool:
     return _without_no_effect(to_dict(saved)) == _without_no_effect(to_dict(cfg))
 
 
-def base_eval(regime: Regime, variant: Path, extra: list[str]) -> Path:
+def base_eval(regime: Regime, variant: Path, extra: list[str], folder: str = "base") -> Path:
     """The model before online training, on the same eval items."""
     from lead_ray.eval.evaluate import evaluate
     from lead_ray.models.load import materialize_model
 
     cfg = load_config(ROOT / regime.config, overrides(regime, variant, extra))
-    out = variant / "base" / "eval.json"
-    if not (variant / "base" / "eval_items.json").exists():
+    out = variant / folder / "eval.json"
+    if not (variant / folder / "eval_items.json").exists():
         base = materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)
-        evaluate(cfg, variant / "base", model_dir=base, out=out)
+        evaluate(cfg, variant / folder, model_dir=base, out=out)
     return out.parent
+
+
+def fresh_eval_overrides(regime: Regime) -> list[str]:
+    """--fresh-eval: the GSM8K and MMLU items that follow the ones every reported comparison used (as many)."""
+    sizes = {name: regime.eval_sizes[name] for name in ("gsm8k", "mmlu")}
+    if not all(sizes.values()):
+        raise SystemExit(f"--fresh-eval: the {regime.config} regime scores every item of {sizes}; none is fresh")
+    return [
+        f"eval.sets={json.dumps(list(sizes))}",
+        f"eval.set_sizes={json.dumps(sizes)}",
+        f"eval.set_offsets={json.dumps(sizes)}",
+        "eval.generate=false",
+    ]
 
 
 # ----------------------------------------------------------------------------- main
@@ -377,6 +405,12 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every stage")
     ap.add_argument("--report", action="store_true", help="write the result from the finished runs only; run none")
     ap.add_argument("--methods", help="comma-separated methods to run, in the regime's order (default: all)")
+    ap.add_argument(
+        "--fresh-eval",
+        action="store_true",
+        help=f"rerun {FRESH_METHODS} (or --methods) in runs-fresh/ and score them on GSM8K and MMLU items no "
+        "reported comparison used: a confirmation on unseen items (result quality[_noisy]_fresh)",
+    )
     args = ap.parse_args()
     regime = REGIMES[args.regime]
     if args.seeds:
@@ -391,7 +425,7 @@ def main() -> None:
     noisy_name = "_noisy" + (f"_p{args.plant_seed}" if args.plant_seed else "")
     name = args.result or "quality" + (noisy_name if args.noisy else "") + (
         "" if args.regime == "cpu" else f"_{args.regime}"
-    )
+    ) + ("_fresh" if args.fresh_eval else "")
 
     from lead_ray.config import RayConfig
     from lead_ray.runtime import init_ray
@@ -400,42 +434,44 @@ def main() -> None:
     t0 = time.perf_counter()
     slice_info = setup(regime, variant, work / "full", args.corrupt if args.noisy else 0.0, args.set, args.plant_seed)
     t_setup = time.perf_counter() - t0
-    base = base_eval(regime, variant, args.set)
-    cfg = load_config(ROOT / regime.config, overrides(regime, variant, args.set))
+    extra = args.set + (fresh_eval_overrides(regime) if args.fresh_eval else [])
+    runs_folder = "runs-fresh" if args.fresh_eval else "runs"
+    base = base_eval(regime, variant, extra, "base-fresh" if args.fresh_eval else "base")
+    cfg = load_config(ROOT / regime.config, overrides(regime, variant, extra))
     runs: dict[str, dict[int, Path]] = {}
     skipped = 0
     order = run_order(regime)
-    if args.methods:
-        chosen = args.methods.split(",")
+    if args.methods or args.fresh_eval:
+        chosen = args.methods.split(",") if args.methods else list(FRESH_METHODS)
         unknown = sorted(set(chosen) - {method for method, _ in order})
         if unknown:
             raise SystemExit(f"--methods: no method {unknown} in the {args.regime} regime")
-        if "lead" not in chosen:
+        if "lead" not in chosen and not args.fresh_eval:
             raise SystemExit("--methods must include lead: every comparison is made against it")
         skipped += sum(method not in chosen for method, _ in order)
         order = [(method, seed) for method, seed in order if method in chosen]
     for method, seed in order:
-        run_dir = variant / "runs" / f"{method}-s{seed}"
+        run_dir = variant / runs_folder / f"{method}-s{seed}"
         if args.report:  # the finished runs as they are: nothing is started or redone
             if (run_dir / "eval_items.json").exists():
                 runs.setdefault(method, {})[seed] = run_dir
             else:
                 skipped += 1
             continue
-        runs.setdefault(method, {})[seed] = one_run(regime, variant, method, seed, args.set)
+        runs.setdefault(method, {})[seed] = one_run(regime, variant, method, seed, extra, runs_folder)
         # a summary after every run: an interrupted benchmark still leaves what it measured, marked partial
         write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t_setup)
     write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t_setup, complete=skipped == 0)
 
 
-def comparisons(default: str = "lead") -> dict[str, tuple[str, str]]:
-    """The paired comparisons reported (name: (one, other)). `default`: the method `lead` now means."""
+def comparisons() -> dict[str, tuple[str, str]]:
+    """The paired comparisons reported (name: (one, other)); `default` is lead-ray's default, `lead` the paper."""
     pairs = {"lead_vs_random": ("lead", "random"), "lead_vs_random_x2": ("lead", "random-x2")}
     pairs |= {"lead_vs_full": ("lead", "full")}
-    pairs |= {"robust_vs_paper": ("lead-robust", "lead"), "robust_vs_random": ("lead-robust", "random")}
-    pairs |= {"default_vs_random": (default, "random"), "total_vs_random": ("lead+total", "random")}
+    pairs |= {"default_vs_random": (DEFAULT_METHOD, "random"), "default_vs_random_x2": (DEFAULT_METHOD, "random-x2")}
+    pairs |= {"total_vs_random": ("lead+total", "random")}
     pairs |= {"total_vs_random_x2": ("lead+total", "random-x2"), "total_vs_length": ("lead+total", "length")}
-    return pairs | {f"{v}_vs_paper": (v, "lead") for v in VARIANTS if v != "lead-robust"}
+    return pairs | {f"{v}_vs_paper": (v, "lead") for v in VARIANTS}
 
 
 def run_order(regime: Regime) -> list[tuple[str, int]]:
@@ -448,7 +484,7 @@ def run_order(regime: Regime) -> list[tuple[str, int]]:
 def write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t_setup, complete=False) -> None:
     clean = clean_holdout(variant, cfg) if args.noisy else None
     methods = summarise_methods(runs, base, clean)
-    any_run = next(iter(runs["lead"].values()))
+    any_run = next(iter(next(iter(runs.values())).values()))
     stats = json.loads((any_run / "run_stats.json").read_text())
     result = {
         "complete": complete,
@@ -464,7 +500,8 @@ def write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t
         "eval_sizes": {k: v["n"] for k, v in methods["base"]["sets"].items()},
         "downstream_sets": list(DOWNSTREAM),
         "methods": methods,
-        "default_preset": cfg.selection.preset,
+        "default_preset": load_config(None).selection.preset,
+        "default_method": DEFAULT_METHOD,
         "paired": paired(runs, methods, comparisons(), clean),
         "source_mix": source_mix(runs),
         "pick_profile": pick_profile(runs, sorted((variant / "clustered" / "pool").glob("*.parquet"))),
@@ -476,6 +513,8 @@ def write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t
     }
     if args.noisy:
         result.update(corrupt_rates(variant, runs, cfg))
+    if args.fresh_eval:  # a rerun trains the same model only if it picks what the reported run picked
+        result["same_picks_as_reported_run"] = same_picks(runs, variant / "runs")
     out = ROOT / "bench" / "results" / f"{name}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     if complete:

@@ -31,7 +31,13 @@ PACKED = [
     "runs/*/eval_items.json",
     "runs/*/selected.parquet",
     "runs/*/rounds.parquet",
+    "runs/*/RELABELLED.txt",  # a run renamed after it ran, and why
     "clusterings/*/clustered",
+    # --fresh-eval: the reruns scored on unseen items, and the base model on them
+    "base-fresh/eval.json",
+    "base-fresh/eval_items.json",
+    *(f"runs-fresh/*/{name}" for name in ("config.yaml", "run_stats.json", "bench_seconds.json", "eval.json")),
+    *(f"runs-fresh/*/{name}" for name in ("eval_items.json", "selected.parquet", "rounds.parquet")),
 ]
 
 

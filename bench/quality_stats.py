@@ -28,10 +28,10 @@ METRICS = [
 DOWNSTREAM = ("gsm8k", "mmlu", "self_instruct")  # not the pool's own distribution
 STATIC = ("random", "random-x2", "length", "ifd", "ppl")
 SIGN = (
-    "difference = first − second of the pair's name (lead_vs_random: lead − random; robust_vs_paper: lead-robust − "
-    "lead) over the same eval items (per seed, then pooled over seeds and items); NLL: lower "
-    "is better, accuracy and exact match: higher is better; `better` names the winner, 'none' when the 95% "
-    "interval contains 0"
+    "difference = first − second of the pair's name (lead_vs_random: lead − random; lead+quantile_vs_paper: "
+    "lead+quantile − lead; default_vs_random: lead-ray's default − random) over the same eval items (per seed, "
+    "then pooled over seeds and items); NLL: lower is better, accuracy and exact match: higher is better; "
+    "`better` names the winner, 'none' when the 95% interval contains 0"
 )
 
 
@@ -82,13 +82,13 @@ def paired(runs: dict, methods: dict, pairs: dict[str, tuple[str, str]], clean: 
     out |= {name: {} for name in pairs}
     for s, m, higher in METRICS:
         key = f"{s}_{m}"
-        if key not in methods["lead"]["sets"]:
+        if key not in methods["base"]["sets"]:
             continue
         for name, (one, other) in pairs.items():
             if one in runs and other in runs:
                 out[name][key] = compare(one, other, key, higher)
         static = [x for x in STATIC if x in runs]
-        if static:
+        if static and "lead" in runs:
             best = (max if higher else min)(static, key=lambda x: methods[x]["sets"][key]["mean"])
             out["lead_vs_best_static"][key] = compare("lead", best, key, higher)
     return out
@@ -174,3 +174,17 @@ def pick_profile(runs: dict[str, dict[int, Path]], pool_files: list[Path]) -> di
             }
         profile[method] = rows
     return profile
+
+
+def same_picks(runs: dict[str, dict[int, Path]], reported: Path) -> dict[str, bool | None]:
+    """Per run: did it select the same sample ids, in the same order, as the run of that name in `reported`
+    (None where there is none)? A rerun with other eval items trains the same model only if it did."""
+
+    def ids(path: Path) -> list[str]:
+        return pq.read_table(path, columns=["id"])["id"].to_pylist()
+
+    out = {}
+    for run_dir in (d for by_seed in runs.values() for d in by_seed.values()):
+        earlier = reported / run_dir.name / "selected.parquet"
+        out[run_dir.name] = ids(run_dir / "selected.parquet") == ids(earlier) if earlier.exists() else None
+    return out

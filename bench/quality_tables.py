@@ -112,9 +112,9 @@ def switch_table(clean: dict, noisy: dict) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     paper_rate = noisy.get("corrupt_pick_rate_ci", {}).get("lead")
     lines.append("| lead (the paper) | noisy | | | | | | " + (cell(paper_rate) if paper_rate else "–") + " |")
-    switches = ["robust_vs_paper"] + [p for p in clean["paired"] if p.endswith("_vs_paper")]
-    for pair in dict.fromkeys(switches):
-        name = "lead-robust" if pair == "robust_vs_paper" else pair.removesuffix("_vs_paper")
+    switches = [p for p in {**clean["paired"], **noisy["paired"]} if p.endswith("_vs_paper")]
+    for pair in switches:
+        name = pair.removesuffix("_vs_paper")
         for pool, result in (("clean", clean), ("noisy", noisy)):
             entries = result["paired"].get(pair) or {}
             if not entries:

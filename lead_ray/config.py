@@ -246,10 +246,11 @@ class SelectionConfig:
         ge=1,
     )
     preset: str = setting(
-        "paper",
+        "robust",
         "Sets every switch left at 'preset' (cluster.difficulty_bins, cluster.ifd_above_one, selection.reward_norm, "
-        "selection.delta, selection.utility): 'paper' = ALGORITHM.md as specified, 'robust' = lead-ray's remedies "
-        "(docs/BENCHMARKS.md measures both).",
+        "selection.delta, selection.utility): 'paper' = ALGORITHM.md as specified, 'robust' = the paper with "
+        "equal-count difficulty arms (cluster.difficulty_bins=quantile), the one remedy measured better than the "
+        "paper on noisy pools and no worse on a clean one (docs/BENCHMARKS.md).",
         choices=("paper", "robust"),
     )
     reward_norm: str = setting(
@@ -338,6 +339,11 @@ class EvalConfig:
     max_samples: int = setting(500, "Most samples per eval set (the first in file order); 0 = all.", ge=0)
     set_sizes: dict[str, int] = setting(
         {}, "Samples per named eval set, overriding max_samples for it (e.g. {gsm8k: 200, mmlu: 285}; 0 = all)."
+    )
+    set_offsets: dict[str, int] = setting(
+        {},
+        "Items skipped at the start of a named eval set, in the order the sizes take them (file order; MMLU's "
+        "subjects in turn): {gsm8k: 200} scores items 201 on, for a check on items an earlier comparison never saw.",
     )
     generate_samples: int = setting(
         0, "GSM8K items (the first ones) generated for exact match; 0 = every one scored.", ge=0

@@ -59,6 +59,21 @@ def test_mmlu_takes_subjects_in_turn_and_names_bad_lines(tmp_path):
         load_sets(["gsm8k"], tmp_path / "nowhere", 0, "test", [])
 
 
+def test_offsets_skip_the_items_an_earlier_comparison_saw(tmp_path):
+    root = fake_eval_dir(tmp_path)
+    first = load_sets(["gsm8k", "mmlu"], root, 0, "test", [], {"gsm8k": 1, "mmlu": 3})
+    fresh = load_sets(["gsm8k", "mmlu"], root, 0, "test", [], {"gsm8k": 1, "mmlu": 3}, {"gsm8k": 1, "mmlu": 3})
+    assert [it["line"] for it in first["gsm8k"]] == [1] and [it["line"] for it in fresh["gsm8k"]] == [2]
+    seen = {(it["subject"], it["line"]) for it in first["mmlu"]}
+    assert len(fresh["mmlu"]) == 3 and seen.isdisjoint((it["subject"], it["line"]) for it in fresh["mmlu"])
+    rest = load_sets(["gsm8k"], root, 0, "test", [], None, {"gsm8k": 2})  # size 0 = all: every item after 2
+    assert [it["line"] for it in rest["gsm8k"]] == [3]
+    with pytest.raises(EvalDataError, match="set_offsets.gsm8k = 3 skips all 3 items"):
+        load_sets(["gsm8k"], root, 0, "test", [], None, {"gsm8k": 3})
+    with pytest.raises(EvalDataError, match="set_offsets names sets that are not in eval.sets: mmlu"):
+        load_sets(["gsm8k"], root, 0, "test", [], None, {"mmlu": 1})
+
+
 def test_summaries():
     items = [{"answer": 1}, {"answer": 3}]
     m = summarise("mmlu", items, {"losses": [2, 1, 3, 4, 1, 2, 3, 0.5]})

@@ -141,11 +141,16 @@ def test_clusters_add_up_and_are_ordered(pipeline):
     assert c["difficulty_centroids"] == sorted(c["difficulty_centroids"])
     t = pq.read_table(work / "clustered" / "pool")
     assert t.num_rows == c["rows_out"] and "embedding" not in t.column_names
-    # each sample's difficulty cluster is its nearest centroid
-    cents = np.array(c["difficulty_centroids"])
+    # the default preset bins IFD by quantile: each sample's arm is the bin of the recorded edges its IFD falls
+    # in, arms are ordered by IFD, and equal-count up to ties
+    assert c["difficulty_bins"] == "quantile" and c["ifd_above_one"] == "keep"
     ifd = t["ifd"].to_numpy(zero_copy_only=False)
-    nearest = np.abs(ifd[:, None] - cents[None, :]).argmin(1)
-    assert (nearest == t["difficulty_cluster"].to_numpy()).all()
+    arm = t["difficulty_cluster"].to_numpy()
+    assert (np.searchsorted(c["difficulty_edges"], ifd, side="right") == arm).all()
+    arms = sorted(set(arm.tolist()))
+    assert all(ifd[arm == a].max() <= ifd[arm == b].min() for a, b in zip(arms, arms[1:]))
+    if len(np.unique(ifd)) == len(ifd):
+        assert max(c["difficulty_sizes"].values()) - min(c["difficulty_sizes"].values()) <= 1
     assert sum(c["difficulty_sizes"].values()) == t.num_rows
     narrow = pq.read_table(work / "clustered" / "pool.narrow")  # the run's driver reads this copy
     assert narrow["id"].to_pylist() == t["id"].to_pylist() and "messages" not in narrow.column_names
@@ -225,8 +230,8 @@ def test_cluster_drops_ifd_above_one_and_quantile_arms_are_even(pipeline, tmp_pa
     pq.write_table(first.set_column(first.schema.get_field_index("ifd_raw"), "ifd_raw", pa.array(ifd_raw)), units[0])
     above = pa.concat_tables([pq.read_table(u, columns=["ifd_raw", "trainable"]) for u in units]).to_pandas()
     expected = int(((above["ifd_raw"] > 1) & above["trainable"]).sum())  # planted, and any the tiny model gave
-    robust = config_from_dict(to_dict(cfg), [f"work_dir={tmp_path}", "selection.preset=robust"])
-    stats = cluster(robust)
+    dropping = ["cluster.difficulty_bins=quantile", "cluster.ifd_above_one=drop"]
+    stats = cluster(config_from_dict(to_dict(cfg), [f"work_dir={tmp_path}", *dropping]))
     assert stats["ifd_above_one"] == "drop" and stats["difficulty_bins"] == "quantile"
     assert stats["ifd_above_one_dropped"] == expected >= int(marked.sum()) - 1
     parts = ("rows_out", "not_trainable", "near_dups_dropped", "ifd_above_one_dropped")

@@ -66,20 +66,23 @@ def test_switch_table_marks_who_wins_and_shows_missing_pools():
 
     clean = {
         "paired": {
-            "robust_vs_paper": {"gsm8k_nll": entry(0.05, 0.01, 0.09, "lead")},
+            "lead+all-switches_vs_paper": {"gsm8k_nll": entry(0.05, 0.01, 0.09, "lead")},
             "lead+quantile_vs_paper": {"gsm8k_nll": entry(-0.05, -0.09, -0.01, "lead+quantile")},
         }
     }
     noisy = {
-        "paired": {"robust_vs_paper": {"mmlu_nll": entry(0.0, -0.1, 0.1, "none")}},
+        "paired": {"lead+all-switches_vs_paper": {"mmlu_nll": entry(0.0, -0.1, 0.1, "none")}},
         "corrupt_pick_rate_ci": {
             "lead": {"mean": 0.4, "ci": [0.3, 0.5]},
-            "lead-robust": {"mean": 0.3, "ci": [0.2, 0.4]},
+            "lead+all-switches": {"mean": 0.3, "ci": [0.2, 0.4]},
         },
     }
     rows = {tuple(c.strip() for c in line.split("|")[1:3]): line for line in switch_table(clean, noisy).splitlines()}
-    assert "**paper**" in rows[("lead-robust", "clean")] and "**switch**" in rows[("lead+quantile", "clean")]
-    assert "**" not in rows[("lead-robust", "noisy")] and "0.300 [0.200, 0.400]" in rows[("lead-robust", "noisy")]
+    assert "**paper**" in rows[("lead+all-switches", "clean")] and "**switch**" in rows[("lead+quantile", "clean")]
+    assert (
+        "**" not in rows[("lead+all-switches", "noisy")]
+        and "0.300 [0.200, 0.400]" in rows[("lead+all-switches", "noisy")]
+    )
     assert rows[("lead+quantile", "noisy")].count("–") == 5  # not run there: every cell empty, not zero
     assert "0.400 [0.300, 0.500]" in rows[("lead (the paper)", "noisy")]
 
@@ -99,6 +102,49 @@ def test_every_regime_and_method_resolves_to_a_valid_config(tmp_path):
             switches(cfg)  # every preset switch resolves
         if name == "gpu":
             assert cfg.train.use_gpu and cfg.score.use_gpu and cfg.eval.use_gpu
+
+
+def test_lead_is_the_paper_and_the_default_method_is_lead_rays_default(tmp_path):
+    """The benchmark's names stay true when the default preset changes: `lead` runs the paper's switches,
+    DEFAULT_METHOD the switches a config that sets no preset resolves to (and the setup clusters as the paper)."""
+    from bench.quality import DEFAULT_METHOD, REGIMES, ROOT, method_settings, overrides
+    from lead_ray.config import load_config
+    from lead_ray.presets import PRESETS, switches
+
+    for regime in REGIMES.values():
+        resolved = {}
+        for method in ("lead", DEFAULT_METHOD):
+            selection_method, extra = method_settings(method)
+            settings = overrides(regime, tmp_path, []) + [f"selection.method={selection_method}", *extra]
+            resolved[method] = switches(load_config(ROOT / regime.config, settings))
+        assert (
+            resolved["lead"]
+            == PRESETS["paper"]
+            == switches(load_config(ROOT / regime.config, overrides(regime, tmp_path, [])))
+        )
+        assert resolved[DEFAULT_METHOD] == switches(load_config(None)) != PRESETS["paper"]
+
+
+def test_fresh_eval_scores_the_items_after_the_reported_ones_and_checks_the_picks(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bench.quality import REGIMES, ROOT, fresh_eval_overrides, overrides
+    from bench.quality_stats import same_picks
+    from lead_ray.config import load_config
+
+    cpu = REGIMES["cpu"]
+    eval_cfg = load_config(ROOT / cpu.config, overrides(cpu, tmp_path, []) + fresh_eval_overrides(cpu)).eval
+    assert eval_cfg.sets == ["gsm8k", "mmlu"] and eval_cfg.set_offsets == {"gsm8k": 200, "mmlu": 285}
+    assert eval_cfg.set_sizes == eval_cfg.set_offsets and eval_cfg.generate is False
+    picked = {"runs": {"random-s42": ["a", "b"], "lead-s42": ["a", "b"]}}
+    picked["runs-fresh"] = {"random-s42": ["a", "b"], "lead-s42": ["b", "a"], "length-s42": ["c"]}
+    for folder, by_run in picked.items():
+        for name, ids in by_run.items():
+            (tmp_path / folder / name).mkdir(parents=True)
+            pq.write_table(pa.table({"id": ids}), tmp_path / folder / name / "selected.parquet")
+    runs = {m: {42: tmp_path / "runs-fresh" / f"{m}-s42"} for m in ("random", "lead", "length")}
+    assert same_picks(runs, tmp_path / "runs") == {"random-s42": True, "lead-s42": False, "length-s42": None}
 
 
 def test_machine_seconds_adds_setup_and_every_finished_run(tmp_path):

@@ -233,7 +233,13 @@ def evaluate(
     base_dir = materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)
     holdout = read_holdout(cfg, index_pool(cfg))["messages"].to_pylist() if "holdout" in eval_cfg.sets else []
     sets = load_sets(
-        eval_cfg.sets, eval_cfg.data_dir, eval_cfg.max_samples, eval_cfg.mmlu_split, holdout, eval_cfg.set_sizes
+        eval_cfg.sets,
+        eval_cfg.data_dir,
+        eval_cfg.max_samples,
+        eval_cfg.mmlu_split,
+        holdout,
+        eval_cfg.set_sizes,
+        eval_cfg.set_offsets,
     )
     generate = eval_cfg.generate if eval_cfg.generate is not None else cfg.model.base != "tiny"
     ctor = {

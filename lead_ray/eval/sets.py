@@ -122,21 +122,30 @@ def load_sets(
     mmlu_split: str,
     holdout: list[list[dict]],
     sizes: dict[str, int] | None = None,
+    offsets: dict[str, int] | None = None,
 ) -> dict[str, list[dict]]:
-    """`limit` items per set, or `sizes[name]` for the sets it names (0 = all)."""
+    """`limit` items per set, or `sizes[name]` for the sets it names (0 = all), after skipping `offsets[name]`."""
     data_dir = Path(data_dir)
-    unknown = set(sizes or {}) - set(names)
-    if unknown:
-        raise EvalDataError(f"eval.set_sizes names sets that are not in eval.sets: {', '.join(sorted(unknown))}")
+    sizes, offsets = sizes or {}, offsets or {}
+    for key, given in (("set_sizes", sizes), ("set_offsets", offsets)):
+        unknown = set(given) - set(names)
+        if unknown:
+            raise EvalDataError(f"eval.{key} names sets that are not in eval.sets: {', '.join(sorted(unknown))}")
     sets = {}
     for name in names:
-        n = (sizes or {}).get(name, limit)
+        n, skip = sizes.get(name, limit), offsets.get(name, 0)
+        if skip < 0:
+            raise EvalDataError(f"eval.set_offsets.{name} = {skip}: must be 0 or more")
+        wanted = n + skip if n else 0
         if name == "holdout":
-            sets[name] = [{"messages": m} for m in (holdout[:n] if n else holdout)]
+            items = [{"messages": m} for m in (holdout[:wanted] if wanted else holdout)]
         elif name == "gsm8k":
-            sets[name] = gsm8k(data_dir, n)
+            items = gsm8k(data_dir, wanted)
         elif name == "self_instruct":
-            sets[name] = self_instruct(data_dir, n)
+            items = self_instruct(data_dir, wanted)
         elif name == "mmlu":
-            sets[name] = mmlu(data_dir, mmlu_split, n)
+            items = mmlu(data_dir, mmlu_split, wanted)
+        if skip and len(items) <= skip:
+            raise EvalDataError(f"eval.set_offsets.{name} = {skip} skips all {len(items)} items of {name}")
+        sets[name] = items[skip:]
     return sets

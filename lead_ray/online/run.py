@@ -47,8 +47,19 @@ def check_clustering(cfg: Config) -> None:
             raise ConfigError(
                 f"the clustered pool in {summary.parent} was made with cluster.{key}={had}, this run asks for "
                 f"{getattr(wanted, key)} (selection.preset={cfg.selection.preset}): run `lead-ray cluster` with this "
-                f"config first, or --set cluster.{key}={had}"
+                f"config first, or --set cluster.{key}={had}" + _preset_hint(cfg, key, had)
             )
+
+
+def _preset_hint(cfg: Config, key: str, had: str) -> str:
+    """Why a pool clustered with an older lead-ray is refused: the default preset moved its arms."""
+    if getattr(PRESETS["paper"], key) != had or getattr(cfg.cluster, key) != "preset":
+        return ""
+    return (
+        " (the default selection.preset, 'robust', bins difficulty by quantile; a pool clustered by lead-ray "
+        "before that default, or with selection.preset=paper, has the paper's arms: --set selection.preset=paper "
+        "runs the paper's LEAD on it)"
+    )
 
 
 def run(
