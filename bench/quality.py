@@ -17,6 +17,8 @@
    LEAD − full, per seed and pooled. With --noisy: the share of each method's picks that are planted.
 
 Settings are the regime's, fixed before any result is seen; nothing here is tuned on the eval sets.
+They live in bench/quality_regimes.py, the result file is written by bench/quality_result.py, the statistics
+are bench/quality_stats.py and the cache across machines bench/quality_cache.py.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,156 +36,21 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared"
 
 from bench.corrupt import plant_pool  # noqa: E402
-from bench.quality_cache import CACHE, pack, unpack  # noqa: E402
-from bench.quality_stats import (  # noqa: E402
-    DOWNSTREAM,
-    clean_holdout,
-    corrupt_rates,
-    paired,
-    pick_profile,
-    same_picks,
-    source_mix,
-    summarise_methods,
+from bench.quality_cache import CACHE, log, pack, unpack  # noqa: E402
+from bench.quality_regimes import (  # noqa: E402
+    FRESH_METHODS,
+    REGIMES,
+    SHARED,
+    Regime,
+    fresh_eval_overrides,
+    method_settings,
+    overrides,
+    run_order,
 )
+from bench.quality_result import write_result  # noqa: E402
 from lead_ray.config import load_config, to_dict  # noqa: E402
-
-BASELINE_VARIANTS = {"random-x2": ("random", ["selection.static_passes=2"])}
-# Robust LEAD (ALGORITHM.md §12): the paper with one switch on (each switch's own effect), and with all of them.
-# Every method starts from selection.preset=paper (Regime.overrides), so `lead` is the paper's LEAD.
-VARIANTS = {
-    # every remedy on: the `robust` preset until 2026-11-24, whose runs were named lead-robust
-    "lead+all-switches": [
-        "cluster.difficulty_bins=quantile",
-        "cluster.ifd_above_one=drop",
-        "selection.reward_norm=window",
-        "selection.delta=sample",
-        "selection.utility=reducible",
-    ],
-    "lead+quantile": ["cluster.difficulty_bins=quantile"],
-    "lead+drop": ["cluster.ifd_above_one=drop"],
-    "lead+window": ["selection.reward_norm=window"],
-    "lead+sample": ["selection.delta=sample"],
-    "lead+reducible": ["selection.utility=reducible"],
-    "lead+total": ["selection.rank_by=total"],
-    "lead+update": ["selection.delta=update"],  # added 2026-11-24, before any run of it
-}
-# lead-ray's default (selection.preset's default, `robust`) is the variant whose switches it resolves to: the paper
-# with quantile bins. tests/test_quality_bench.py fails if the default preset and this name drift apart.
-DEFAULT_METHOD = "lead+quantile"
-FRESH_METHODS = (DEFAULT_METHOD, "random")  # --fresh-eval: the comparison a user acts on, on unseen items
-
-
-@dataclass
-class Regime:
-    config: str
-    rows: int  # rows of the stratified slice (before the held-out split and untrainable samples)
-    budget: float
-    seeds: tuple[int, ...]
-    every_seed: tuple[str, ...]
-    first_seed_only: tuple[str, ...]
-    ablations: tuple[str, ...]  # VARIANTS run on every seed, after the methods above
-    eval_sizes: dict[str, int]  # 0 = the whole set
-    generate: int  # GSM8K items answered by generation for exact match (0 = none)
-    overrides: list[str] = field(default_factory=list)
-
-
-REGIMES = {
-    "cpu": Regime(
-        "configs/smollm2.yaml",
-        2000,
-        0.10,
-        (42, 43, 44),
-        ("lead", "random", "random-x2", "length", DEFAULT_METHOD),
-        ("ifd", "ppl", "full"),
-        ("lead+all-switches", "lead+drop", "lead+window", "lead+sample", "lead+reducible", "lead+total", "lead+update"),
-        {"holdout": 0, "gsm8k": 200, "mmlu": 285, "self_instruct": 0},
-        100,
-        [
-            "model.max_length=256",
-            "warmup.fraction=0.1",
-            "warmup.epochs=1",
-            "eval.holdout_fraction=0.085",
-            "eval.holdout_max=200",
-            "selection.rho=0.1",
-            "cluster.task_k=4",
-            "eval.max_new_tokens=128",
-            # bf16 weights score 2.0x faster than float32 on this CPU, mean NLL within 0.1% (bench/results/scorer.json)
-            "model.dtype=bfloat16",
-            "score.unit_rows=250",  # a scoring actor lost mid-unit (it happened: OOM) redoes 250 rows, not 2,000
-            # no held-out NLL after every round: it took about half of each round's time here, and the
-            # benchmark's figures come from the evaluation after the run
-            "eval.inloop_every=0",
-        ],
-    ),
-    "gpu": Regime(
-        "configs/smollm2.yaml",
-        24000,
-        0.025,
-        (42, 43, 44, 45, 46),
-        ("lead", "random", "random-x2", "length", DEFAULT_METHOD),
-        ("ifd", "ppl", "full"),
-        ("lead+all-switches", "lead+drop", "lead+window", "lead+sample", "lead+reducible", "lead+total", "lead+update"),
-        {"holdout": 0, "gsm8k": 0, "mmlu": 0, "self_instruct": 0},
-        0,
-        [
-            "model.max_length=512",
-            "eval.holdout_fraction=0.02",
-            "eval.holdout_max=500",
-            "selection.rho=0.05",
-            "train.use_gpu=true",
-            "score.use_gpu=true",
-            "warmup.use_gpu=true",
-            "eval.use_gpu=true",
-            "model.dtype=auto",
-        ],
-    ),
-    "smoke": Regime(
-        "configs/demo.yaml",
-        500,
-        0.10,
-        (42,),
-        ("lead", "random", "random-x2", "length", DEFAULT_METHOD),
-        ("ifd",),
-        (),
-        {"holdout": 0, "gsm8k": 20, "mmlu": 57, "self_instruct": 20},
-        0,
-        [
-            "model.max_length=256",
-            "eval.holdout_fraction=0.1",
-            "selection.rho=0.2",
-            "cluster.task_k=2",
-            "cluster.difficulty_k=3",
-            "warmup.epochs=1",
-            "eval.generate=false",
-        ],
-    ),
-}
-
-
-def log(msg: str) -> None:
-    print(f"[quality] {msg}", file=sys.stderr, flush=True)
-
-
-def overrides(regime: Regime, work: Path, extra: list[str]) -> list[str]:
-    sizes = json.dumps(regime.eval_sizes)
-    return [
-        f"work_dir={work}",
-        f"eval.data_dir={SHARED / 'data' / 'eval'}",
-        f"eval.sets={json.dumps(list(regime.eval_sizes))}",
-        f"eval.set_sizes={sizes}",
-        f"eval.generate_samples={regime.generate}",
-        "eval.max_samples=0",
-        f"selection.budget_fraction={regime.budget}",
-        "train.checkpoint_every=100",
-        # every method starts from the paper's LEAD (VARIANTS adds switches), and so does the setup's clustering
-        "selection.preset=paper",
-        *regime.overrides,
-        *extra,
-    ]
-
 
 # ----------------------------------------------------------------------------- setup
 
@@ -261,13 +127,6 @@ def setup(regime: Regime, variant: Path, full: Path, corrupt: float, extra: list
 
 
 # ----------------------------------------------------------------------------- runs
-
-
-def method_settings(method: str) -> tuple[str, list[str]]:
-    """(selection.method, extra overrides) of a benchmark method: a baseline, `lead`, or a Robust LEAD variant."""
-    if method in BASELINE_VARIANTS:
-        return BASELINE_VARIANTS[method]
-    return ("lead", VARIANTS[method]) if method in VARIANTS else (method, [])
 
 
 def clustered_work(variant: Path, cfg) -> Path:
@@ -367,23 +226,10 @@ def base_eval(regime: Regime, variant: Path, extra: list[str], folder: str = "ba
     return out.parent
 
 
-def fresh_eval_overrides(regime: Regime) -> list[str]:
-    """--fresh-eval: the GSM8K and MMLU items that follow the ones every reported comparison used (as many)."""
-    sizes = {name: regime.eval_sizes[name] for name in ("gsm8k", "mmlu")}
-    if not all(sizes.values()):
-        raise SystemExit(f"--fresh-eval: the {regime.config} regime scores every item of {sizes}; none is fresh")
-    return [
-        f"eval.sets={json.dumps(list(sizes))}",
-        f"eval.set_sizes={json.dumps(sizes)}",
-        f"eval.set_offsets={json.dumps(sizes)}",
-        "eval.generate=false",
-    ]
-
-
 # ----------------------------------------------------------------------------- main
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--regime", choices=sorted(REGIMES), default="cpu")
     ap.add_argument("--noisy", action="store_true", help="plant broken pairs into the slice before scoring")
@@ -411,7 +257,11 @@ def main() -> None:
         help=f"rerun {FRESH_METHODS} (or --methods) in runs-fresh/ and score them on GSM8K and MMLU items no "
         "reported comparison used: a confirmation on unseen items (result quality[_noisy]_fresh)",
     )
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     regime = REGIMES[args.regime]
     if args.seeds:
         regime.seeds = tuple(int(s) for s in args.seeds.split(","))
@@ -462,87 +312,6 @@ def main() -> None:
         # a summary after every run: an interrupted benchmark still leaves what it measured, marked partial
         write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t_setup)
     write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t_setup, complete=skipped == 0)
-
-
-def comparisons() -> dict[str, tuple[str, str]]:
-    """The paired comparisons reported (name: (one, other)); `default` is lead-ray's default, `lead` the paper."""
-    pairs = {"lead_vs_random": ("lead", "random"), "lead_vs_random_x2": ("lead", "random-x2")}
-    pairs |= {"lead_vs_full": ("lead", "full")}
-    pairs |= {"default_vs_random": (DEFAULT_METHOD, "random"), "default_vs_random_x2": (DEFAULT_METHOD, "random-x2")}
-    pairs |= {"total_vs_random": ("lead+total", "random")}
-    pairs |= {"total_vs_random_x2": ("lead+total", "random-x2"), "total_vs_length": ("lead+total", "length")}
-    return pairs | {f"{v}_vs_paper": (v, "lead") for v in VARIANTS}
-
-
-def run_order(regime: Regime) -> list[tuple[str, int]]:
-    """The every-seed methods over all seeds first (the comparisons that matter), then the one-seed methods."""
-    order = [(method, seed) for seed in regime.seeds for method in regime.every_seed]
-    order += [(method, regime.seeds[0]) for method in regime.first_seed_only]
-    return order + [(method, seed) for method in regime.ablations for seed in regime.seeds]
-
-
-def write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t_setup, complete=False) -> None:
-    clean = clean_holdout(variant, cfg) if args.noisy else None
-    methods = summarise_methods(runs, base, clean)
-    any_run = next(iter(next(iter(runs.values())).values()))
-    stats = json.loads((any_run / "run_stats.json").read_text())
-    result = {
-        "complete": complete,
-        "regime": args.regime,
-        "variant": variant.name,
-        "command": " ".join(sys.argv),
-        "config": regime.config,
-        "overrides": overrides(regime, Path("WORK"), args.set),
-        "seeds": list(regime.seeds),
-        "slice": slice_info,
-        "pool_selectable": stats["pool"],
-        "budget": stats["budget"],
-        "eval_sizes": {k: v["n"] for k, v in methods["base"]["sets"].items()},
-        "downstream_sets": list(DOWNSTREAM),
-        "methods": methods,
-        "default_preset": load_config(None).selection.preset,
-        "default_method": DEFAULT_METHOD,
-        "paired": paired(runs, methods, comparisons(), clean),
-        "source_mix": source_mix(runs),
-        "pick_profile": pick_profile(runs, sorted((variant / "clustered" / "pool").glob("*.parquet"))),
-        "seconds": {
-            "setup_this_invocation": round(t_setup, 1),
-            "total_this_invocation": round(time.perf_counter() - t0, 1),
-            **machine_seconds(variant, runs),
-        },
-    }
-    if args.noisy:
-        result.update(corrupt_rates(variant, runs, cfg))
-    if args.fresh_eval:  # a rerun trains the same model only if it picks what the reported run picked
-        result["same_picks_as_reported_run"] = same_picks(runs, variant / "runs")
-    out = ROOT / "bench" / "results" / f"{name}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    if complete:
-        print(json.dumps({k: result[k] for k in ("pool_selectable", "budget", "eval_sizes")}, indent=1))
-        print(f"wrote {out}")
-
-
-def machine_seconds(variant: Path, runs: dict) -> dict:
-    """What the finished benchmark cost this machine, from what each stage recorded: the setup's warm-up and
-    scoring, and every run's training and evaluation (over all invocations; runs reused are counted once)."""
-    setup = {}
-    for stage, stats in (("warmup", "models/warmup_stats.json"), ("score", "scored/score_stats.json")):
-        path = variant / stats
-        setup[stage] = json.loads(path.read_text())["seconds"] if path.exists() else None
-    per_run = {
-        f"{method}-s{seed}": json.loads((run_dir / "bench_seconds.json").read_text())
-        for method, by_seed in runs.items()
-        for seed, run_dir in by_seed.items()
-        if (run_dir / "bench_seconds.json").exists()
-    }
-    runs_total = sum(r["run"] + r["eval"] for r in per_run.values())
-    return {
-        "setup_recorded": setup,
-        "runs_recorded": len(per_run),
-        "runs_total": round(runs_total, 1),
-        "all_recorded_hours": round((runs_total + sum(v or 0 for v in setup.values())) / 3600, 2),
-        "per_run": per_run,
-    }
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.quality import Regime, overrides, setup  # noqa: E402
+from bench.quality import setup  # noqa: E402
+from bench.quality_regimes import Regime, overrides  # noqa: E402
 from lead_ray.config import load_config  # noqa: E402
 
 

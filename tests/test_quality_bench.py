@@ -89,7 +89,7 @@ def test_switch_table_marks_who_wins_and_shows_missing_pools():
 
 def test_every_regime_and_method_resolves_to_a_valid_config(tmp_path):
     """The gpu regime has never run on this machine: at least every run it would start must load."""
-    from bench.quality import REGIMES, ROOT, method_settings, overrides
+    from bench.quality_regimes import REGIMES, ROOT, method_settings, overrides
     from lead_ray.config import load_config
     from lead_ray.presets import switches
 
@@ -107,7 +107,7 @@ def test_every_regime_and_method_resolves_to_a_valid_config(tmp_path):
 def test_lead_is_the_paper_and_the_default_method_is_lead_rays_default(tmp_path):
     """The benchmark's names stay true when the default preset changes: `lead` runs the paper's switches,
     DEFAULT_METHOD the switches a config that sets no preset resolves to (and the setup clusters as the paper)."""
-    from bench.quality import DEFAULT_METHOD, REGIMES, ROOT, method_settings, overrides
+    from bench.quality_regimes import DEFAULT_METHOD, REGIMES, ROOT, method_settings, overrides
     from lead_ray.config import load_config
     from lead_ray.presets import PRESETS, switches
 
@@ -129,7 +129,7 @@ def test_fresh_eval_scores_the_items_after_the_reported_ones_and_checks_the_pick
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from bench.quality import REGIMES, ROOT, fresh_eval_overrides, overrides
+    from bench.quality_regimes import REGIMES, ROOT, fresh_eval_overrides, overrides
     from bench.quality_stats import same_picks
     from lead_ray.config import load_config
 
@@ -150,7 +150,7 @@ def test_fresh_eval_scores_the_items_after_the_reported_ones_and_checks_the_pick
 def test_machine_seconds_adds_setup_and_every_finished_run(tmp_path):
     import json
 
-    from bench.quality import machine_seconds
+    from bench.quality_result import machine_seconds
 
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "warmup_stats.json").write_text(json.dumps({"seconds": 300.0}))

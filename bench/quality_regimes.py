@@ -1,0 +1,170 @@
+"""bench/quality.py's settings: the regimes, the methods and variants it runs, and each run's overrides.
+
+Fixed before any result is seen; nothing here is tuned on the eval sets.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+BASELINE_VARIANTS = {"random-x2": ("random", ["selection.static_passes=2"])}
+# Robust LEAD (ALGORITHM.md §12): the paper with one switch on (each switch's own effect), and with all of them.
+# Every method starts from selection.preset=paper (Regime.overrides), so `lead` is the paper's LEAD.
+VARIANTS = {
+    # every remedy on: the `robust` preset until 2026-11-24, whose runs were named lead-robust
+    "lead+all-switches": [
+        "cluster.difficulty_bins=quantile",
+        "cluster.ifd_above_one=drop",
+        "selection.reward_norm=window",
+        "selection.delta=sample",
+        "selection.utility=reducible",
+    ],
+    "lead+quantile": ["cluster.difficulty_bins=quantile"],
+    "lead+drop": ["cluster.ifd_above_one=drop"],
+    "lead+window": ["selection.reward_norm=window"],
+    "lead+sample": ["selection.delta=sample"],
+    "lead+reducible": ["selection.utility=reducible"],
+    "lead+total": ["selection.rank_by=total"],
+    "lead+update": ["selection.delta=update"],  # added 2026-11-24, before any run of it
+}
+# lead-ray's default (selection.preset's default, `robust`) is the variant whose switches it resolves to: the paper
+# with quantile bins. tests/test_quality_bench.py fails if the default preset and this name drift apart.
+DEFAULT_METHOD = "lead+quantile"
+FRESH_METHODS = (DEFAULT_METHOD, "random")  # --fresh-eval: the comparison a user acts on, on unseen items
+
+
+@dataclass
+class Regime:
+    config: str
+    rows: int  # rows of the stratified slice (before the held-out split and untrainable samples)
+    budget: float
+    seeds: tuple[int, ...]
+    every_seed: tuple[str, ...]
+    first_seed_only: tuple[str, ...]
+    ablations: tuple[str, ...]  # VARIANTS run on every seed, after the methods above
+    eval_sizes: dict[str, int]  # 0 = the whole set
+    generate: int  # GSM8K items answered by generation for exact match (0 = none)
+    overrides: list[str] = field(default_factory=list)
+
+
+REGIMES = {
+    "cpu": Regime(
+        "configs/smollm2.yaml",
+        2000,
+        0.10,
+        (42, 43, 44),
+        ("lead", "random", "random-x2", "length", DEFAULT_METHOD),
+        ("ifd", "ppl", "full"),
+        ("lead+all-switches", "lead+drop", "lead+window", "lead+sample", "lead+reducible", "lead+total", "lead+update"),
+        {"holdout": 0, "gsm8k": 200, "mmlu": 285, "self_instruct": 0},
+        100,
+        [
+            "model.max_length=256",
+            "warmup.fraction=0.1",
+            "warmup.epochs=1",
+            "eval.holdout_fraction=0.085",
+            "eval.holdout_max=200",
+            "selection.rho=0.1",
+            "cluster.task_k=4",
+            "eval.max_new_tokens=128",
+            # bf16 weights score 2.0x faster than float32 on this CPU, mean NLL within 0.1% (bench/results/scorer.json)
+            "model.dtype=bfloat16",
+            "score.unit_rows=250",  # a scoring actor lost mid-unit (it happened: OOM) redoes 250 rows, not 2,000
+            # no held-out NLL after every round: it took about half of each round's time here, and the
+            # benchmark's figures come from the evaluation after the run
+            "eval.inloop_every=0",
+        ],
+    ),
+    "gpu": Regime(
+        "configs/smollm2.yaml",
+        24000,
+        0.025,
+        (42, 43, 44, 45, 46),
+        ("lead", "random", "random-x2", "length", DEFAULT_METHOD),
+        ("ifd", "ppl", "full"),
+        ("lead+all-switches", "lead+drop", "lead+window", "lead+sample", "lead+reducible", "lead+total", "lead+update"),
+        {"holdout": 0, "gsm8k": 0, "mmlu": 0, "self_instruct": 0},
+        0,
+        [
+            "model.max_length=512",
+            "eval.holdout_fraction=0.02",
+            "eval.holdout_max=500",
+            "selection.rho=0.05",
+            "train.use_gpu=true",
+            "score.use_gpu=true",
+            "warmup.use_gpu=true",
+            "eval.use_gpu=true",
+            "model.dtype=auto",
+        ],
+    ),
+    "smoke": Regime(
+        "configs/demo.yaml",
+        500,
+        0.10,
+        (42,),
+        ("lead", "random", "random-x2", "length", DEFAULT_METHOD),
+        ("ifd",),
+        (),
+        {"holdout": 0, "gsm8k": 20, "mmlu": 57, "self_instruct": 20},
+        0,
+        [
+            "model.max_length=256",
+            "eval.holdout_fraction=0.1",
+            "selection.rho=0.2",
+            "cluster.task_k=2",
+            "cluster.difficulty_k=3",
+            "warmup.epochs=1",
+            "eval.generate=false",
+        ],
+    ),
+}
+
+
+def overrides(regime: Regime, work: Path, extra: list[str]) -> list[str]:
+    sizes = json.dumps(regime.eval_sizes)
+    return [
+        f"work_dir={work}",
+        f"eval.data_dir={SHARED / 'data' / 'eval'}",
+        f"eval.sets={json.dumps(list(regime.eval_sizes))}",
+        f"eval.set_sizes={sizes}",
+        f"eval.generate_samples={regime.generate}",
+        "eval.max_samples=0",
+        f"selection.budget_fraction={regime.budget}",
+        "train.checkpoint_every=100",
+        # every method starts from the paper's LEAD (VARIANTS adds switches), and so does the setup's clustering
+        "selection.preset=paper",
+        *regime.overrides,
+        *extra,
+    ]
+
+
+def method_settings(method: str) -> tuple[str, list[str]]:
+    """(selection.method, extra overrides) of a benchmark method: a baseline, `lead`, or a Robust LEAD variant."""
+    if method in BASELINE_VARIANTS:
+        return BASELINE_VARIANTS[method]
+    return ("lead", VARIANTS[method]) if method in VARIANTS else (method, [])
+
+
+def run_order(regime: Regime) -> list[tuple[str, int]]:
+    """The every-seed methods over all seeds first (the comparisons that matter), then the one-seed methods."""
+    order = [(method, seed) for seed in regime.seeds for method in regime.every_seed]
+    order += [(method, regime.seeds[0]) for method in regime.first_seed_only]
+    return order + [(method, seed) for method in regime.ablations for seed in regime.seeds]
+
+
+def fresh_eval_overrides(regime: Regime) -> list[str]:
+    """--fresh-eval: the GSM8K and MMLU items that follow the ones every reported comparison used (as many)."""
+    sizes = {name: regime.eval_sizes[name] for name in ("gsm8k", "mmlu")}
+    if not all(sizes.values()):
+        raise SystemExit(f"--fresh-eval: the {regime.config} regime scores every item of {sizes}; none is fresh")
+    return [
+        f"eval.sets={json.dumps(list(sizes))}",
+        f"eval.set_sizes={json.dumps(sizes)}",
+        f"eval.set_offsets={json.dumps(sizes)}",
+        "eval.generate=false",
+    ]

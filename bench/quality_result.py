@@ -1,0 +1,95 @@
+"""bench/quality.py's result file: every method's scores, the paired comparisons, and what the runs cost."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from bench.quality_regimes import DEFAULT_METHOD, ROOT, VARIANTS, overrides
+from bench.quality_stats import (
+    DOWNSTREAM,
+    clean_holdout,
+    corrupt_rates,
+    paired,
+    pick_profile,
+    same_picks,
+    source_mix,
+    summarise_methods,
+)
+from lead_ray.config import load_config
+
+
+def comparisons() -> dict[str, tuple[str, str]]:
+    """The paired comparisons reported (name: (one, other)); `default` is lead-ray's default, `lead` the paper."""
+    pairs = {"lead_vs_random": ("lead", "random"), "lead_vs_random_x2": ("lead", "random-x2")}
+    pairs |= {"lead_vs_full": ("lead", "full")}
+    pairs |= {"default_vs_random": (DEFAULT_METHOD, "random"), "default_vs_random_x2": (DEFAULT_METHOD, "random-x2")}
+    pairs |= {"total_vs_random": ("lead+total", "random")}
+    pairs |= {"total_vs_random_x2": ("lead+total", "random-x2"), "total_vs_length": ("lead+total", "length")}
+    return pairs | {f"{v}_vs_paper": (v, "lead") for v in VARIANTS}
+
+
+def write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t_setup, complete=False) -> None:
+    clean = clean_holdout(variant, cfg) if args.noisy else None
+    methods = summarise_methods(runs, base, clean)
+    any_run = next(iter(next(iter(runs.values())).values()))
+    stats = json.loads((any_run / "run_stats.json").read_text())
+    result = {
+        "complete": complete,
+        "regime": args.regime,
+        "variant": variant.name,
+        "command": " ".join(sys.argv),
+        "config": regime.config,
+        "overrides": overrides(regime, Path("WORK"), args.set),
+        "seeds": list(regime.seeds),
+        "slice": slice_info,
+        "pool_selectable": stats["pool"],
+        "budget": stats["budget"],
+        "eval_sizes": {k: v["n"] for k, v in methods["base"]["sets"].items()},
+        "downstream_sets": list(DOWNSTREAM),
+        "methods": methods,
+        "default_preset": load_config(None).selection.preset,
+        "default_method": DEFAULT_METHOD,
+        "paired": paired(runs, methods, comparisons(), clean),
+        "source_mix": source_mix(runs),
+        "pick_profile": pick_profile(runs, sorted((variant / "clustered" / "pool").glob("*.parquet"))),
+        "seconds": {
+            "setup_this_invocation": round(t_setup, 1),
+            "total_this_invocation": round(time.perf_counter() - t0, 1),
+            **machine_seconds(variant, runs),
+        },
+    }
+    if args.noisy:
+        result.update(corrupt_rates(variant, runs, cfg))
+    if args.fresh_eval:  # a rerun trains the same model only if it picks what the reported run picked
+        result["same_picks_as_reported_run"] = same_picks(runs, variant / "runs")
+    out = ROOT / "bench" / "results" / f"{name}.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    if complete:
+        print(json.dumps({k: result[k] for k in ("pool_selectable", "budget", "eval_sizes")}, indent=1))
+        print(f"wrote {out}")
+
+
+def machine_seconds(variant: Path, runs: dict) -> dict:
+    """What the finished benchmark cost this machine, from what each stage recorded: the setup's warm-up and
+    scoring, and every run's training and evaluation (over all invocations; runs reused are counted once)."""
+    setup = {}
+    for stage, stats in (("warmup", "models/warmup_stats.json"), ("score", "scored/score_stats.json")):
+        path = variant / stats
+        setup[stage] = json.loads(path.read_text())["seconds"] if path.exists() else None
+    per_run = {
+        f"{method}-s{seed}": json.loads((run_dir / "bench_seconds.json").read_text())
+        for method, by_seed in runs.items()
+        for seed, run_dir in by_seed.items()
+        if (run_dir / "bench_seconds.json").exists()
+    }
+    runs_total = sum(r["run"] + r["eval"] for r in per_run.values())
+    return {
+        "setup_recorded": setup,
+        "runs_recorded": len(per_run),
+        "runs_total": round(runs_total, 1),
+        "all_recorded_hours": round((runs_total + sum(v or 0 for v in setup.values())) / 3600, 2),
+        "per_run": per_run,
+    }
