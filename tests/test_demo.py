@@ -65,8 +65,13 @@ def test_demo_runs_every_stage_on_the_repo_sample(demo):
     assert score["rows"] == prep["accepted"]
     clusters = json.loads((out / "clustered" / "clusters.json").read_text())
     assert clusters["rows_in"] == prep["accepted"]
-    assert clusters["difficulty_k"] == 7 and min(clusters["difficulty_sizes"].values()) > 0
-    assert pq.read_table(out / "clustered" / "pool").num_rows == clusters["rows_out"]
+    # the default's quantile arms: 7 asked for, fewer where tied IFD values (the zeroed IFD > 1 ones) merge edges
+    assert clusters["difficulty_bins"] == "quantile" and clusters["difficulty_k_requested"] == 7
+    assert 2 <= clusters["difficulty_k"] <= 7 and min(clusters["difficulty_sizes"].values()) > 0
+    pool = pq.read_table(out / "clustered" / "pool", columns=["ifd", "difficulty_cluster"]).to_pandas()
+    assert len(pool) == clusters["rows_out"]
+    by_arm = pool.dropna().groupby("difficulty_cluster")["ifd"]
+    assert (by_arm.min().to_numpy()[1:] >= by_arm.max().to_numpy()[:-1]).all()  # arms ordered by IFD
     stats = json.loads((out / "run" / "run_stats.json").read_text())
     assert stats["unique_selected"] >= stats["budget"] and stats["rounds"] >= 1
     selected = pq.read_table(out / "run" / "selected.parquet")
