@@ -176,9 +176,10 @@ def pick_profile(runs: dict[str, dict[int, Path]], pool_files: list[Path]) -> di
     return profile
 
 
-def same_picks(runs: dict[str, dict[int, Path]], reported: Path) -> dict[str, bool | None]:
-    """Per run: did it select the same sample ids, in the same order, as the run of that name in `reported`
-    (None where there is none)? A rerun with other eval items trains the same model only if it did."""
+def same_picks(runs: dict[str, dict[int, Path]], reported: Path) -> dict[str, dict | None]:
+    """Per run: did it select the same sample ids, in the same order, as the run of that name in `reported`, and
+    what share of its picks that run also made (None where there is none)? A rerun trains the same model only if
+    it picked the same; numerics that differ across environments (library versions) can move a pick."""
 
     def ids(path: Path) -> list[str]:
         return pq.read_table(path, columns=["id"])["id"].to_pylist()
@@ -186,5 +187,9 @@ def same_picks(runs: dict[str, dict[int, Path]], reported: Path) -> dict[str, bo
     out = {}
     for run_dir in (d for by_seed in runs.values() for d in by_seed.values()):
         earlier = reported / run_dir.name / "selected.parquet"
-        out[run_dir.name] = ids(run_dir / "selected.parquet") == ids(earlier) if earlier.exists() else None
+        if not earlier.exists():
+            out[run_dir.name] = None
+            continue
+        now, then = ids(run_dir / "selected.parquet"), ids(earlier)
+        out[run_dir.name] = {"identical": now == then, "shared": round(len(set(now) & set(then)) / len(now), 4)}
     return out

@@ -144,7 +144,11 @@ def test_fresh_eval_scores_the_items_after_the_reported_ones_and_checks_the_pick
             (tmp_path / folder / name).mkdir(parents=True)
             pq.write_table(pa.table({"id": ids}), tmp_path / folder / name / "selected.parquet")
     runs = {m: {42: tmp_path / "runs-fresh" / f"{m}-s42"} for m in ("random", "lead", "length")}
-    assert same_picks(runs, tmp_path / "runs") == {"random-s42": True, "lead-s42": False, "length-s42": None}
+    assert same_picks(runs, tmp_path / "runs") == {
+        "random-s42": {"identical": True, "shared": 1.0},
+        "lead-s42": {"identical": False, "shared": 1.0},  # the same samples in another order
+        "length-s42": None,
+    }
 
 
 def test_machine_seconds_adds_setup_and_every_finished_run(tmp_path):
