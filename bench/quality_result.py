@@ -55,6 +55,7 @@ def write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t
         "paired": paired(runs, methods, comparisons(), clean),
         "source_mix": source_mix(runs),
         "pick_profile": pick_profile(runs, sorted((variant / "clustered" / "pool").glob("*.parquet"))),
+        "environment": environment(),
         "seconds": {
             "setup_this_invocation": round(t_setup, 1),
             "total_this_invocation": round(time.perf_counter() - t0, 1),
@@ -93,3 +94,17 @@ def machine_seconds(variant: Path, runs: dict) -> dict:
         "all_recorded_hours": round((runs_total + sum(v or 0 for v in setup.values())) / 3600, 2),
         "per_run": per_run,
     }
+
+
+def environment() -> dict[str, str]:
+    """The library versions of this invocation: the same settings can pick a little differently under other
+    versions (numerics move; docs/BENCHMARKS.md, the fresh-items confirmation)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("torch", "transformers", "peft", "ray", "numpy", "pyarrow"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "absent"
+    return out
