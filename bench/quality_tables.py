@@ -114,7 +114,7 @@ def switch_table(clean: dict, noisy: dict) -> str:
     lines.append("| lead (the paper) | noisy | | | | | | " + (cell(paper_rate) if paper_rate else "–") + " |")
     switches = [p for p in {**clean["paired"], **noisy["paired"]} if p.endswith("_vs_paper")]
     for pair in switches:
-        name = pair.removesuffix("_vs_paper")
+        name = "lead-robust" if pair == "robust_vs_paper" else pair.removesuffix("_vs_paper")
         for pool, result in (("clean", clean), ("noisy", noisy)):
             entries = result["paired"].get(pair) or {}
             if not entries:

@@ -68,6 +68,7 @@ def test_switch_table_marks_who_wins_and_shows_missing_pools():
         "paired": {
             "lead+all-switches_vs_paper": {"gsm8k_nll": entry(0.05, 0.01, 0.09, "lead")},
             "lead+quantile_vs_paper": {"gsm8k_nll": entry(-0.05, -0.09, -0.01, "lead+quantile")},
+            "robust_vs_paper": {"gsm8k_nll": entry(-0.05, -0.09, -0.01, "lead-robust")},  # the preset's row
         }
     }
     noisy = {
@@ -85,6 +86,7 @@ def test_switch_table_marks_who_wins_and_shows_missing_pools():
     )
     assert rows[("lead+quantile", "noisy")].count("–") == 5  # not run there: every cell empty, not zero
     assert "0.400 [0.300, 0.500]" in rows[("lead (the paper)", "noisy")]
+    assert "**switch**" in rows[("lead-robust", "clean")] and ("robust", "clean") not in rows
 
 
 def test_every_regime_and_method_resolves_to_a_valid_config(tmp_path):
@@ -107,7 +109,7 @@ def test_every_regime_and_method_resolves_to_a_valid_config(tmp_path):
 def test_lead_is_the_paper_and_the_default_method_is_lead_rays_default(tmp_path):
     """The benchmark's names stay true when the default preset changes: `lead` runs the paper's switches,
     DEFAULT_METHOD the switches a config that sets no preset resolves to (and the setup clusters as the paper)."""
-    from bench.quality_regimes import DEFAULT_METHOD, REGIMES, ROOT, method_settings, overrides
+    from bench.quality_regimes import DEFAULT_METHOD, METHOD_ALIASES, REGIMES, ROOT, method_settings, overrides
     from lead_ray.config import load_config
     from lead_ray.presets import PRESETS, switches
 
@@ -123,6 +125,9 @@ def test_lead_is_the_paper_and_the_default_method_is_lead_rays_default(tmp_path)
             == switches(load_config(ROOT / regime.config, overrides(regime, tmp_path, [])))
         )
         assert resolved[DEFAULT_METHOD] == switches(load_config(None)) != PRESETS["paper"]
+        robust_method, extra = method_settings(METHOD_ALIASES["lead-robust"])
+        settings = overrides(regime, tmp_path, []) + [f"selection.method={robust_method}", *extra]
+        assert switches(load_config(ROOT / regime.config, settings)) == PRESETS["robust"]
 
 
 def test_fresh_eval_scores_the_items_after_the_reported_ones_and_checks_the_picks(tmp_path):
