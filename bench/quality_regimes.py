@@ -31,6 +31,8 @@ VARIANTS = {
     "lead+reducible": ["selection.utility=reducible"],
     "lead+total": ["selection.rank_by=total"],
     "lead+update": ["selection.delta=update"],  # added 2026-11-24, before any run of it
+    # the robust preset with rank_by total: added 2026-11-24 (20:55 UTC), before any run of it
+    "lead+quantile+total": ["cluster.difficulty_bins=quantile", "selection.rank_by=total"],
 }
 # A preset is run as the variant whose switches it resolves to; tests/test_quality_bench.py fails if they drift apart.
 ROBUST_METHOD = "lead+quantile"  # selection.preset=robust: the paper with quantile bins
@@ -62,7 +64,16 @@ REGIMES = {
         (42, 43, 44),
         ("lead", "random", "random-x2", "length", DEFAULT_METHOD),
         ("ifd", "ppl", "full"),
-        ("lead+all-switches", "lead+drop", "lead+window", "lead+sample", "lead+reducible", "lead+total", "lead+update"),
+        (
+            "lead+all-switches",
+            "lead+drop",
+            "lead+window",
+            "lead+sample",
+            "lead+reducible",
+            "lead+total",
+            "lead+update",
+            "lead+quantile+total",
+        ),
         {"holdout": 0, "gsm8k": 200, "mmlu": 285, "self_instruct": 0},
         100,
         [
@@ -89,7 +100,16 @@ REGIMES = {
         (42, 43, 44, 45, 46),
         ("lead", "random", "random-x2", "length", DEFAULT_METHOD),
         ("ifd", "ppl", "full"),
-        ("lead+all-switches", "lead+drop", "lead+window", "lead+sample", "lead+reducible", "lead+total", "lead+update"),
+        (
+            "lead+all-switches",
+            "lead+drop",
+            "lead+window",
+            "lead+sample",
+            "lead+reducible",
+            "lead+total",
+            "lead+update",
+            "lead+quantile+total",
+        ),
         {"holdout": 0, "gsm8k": 0, "mmlu": 0, "self_instruct": 0},
         0,
         [
