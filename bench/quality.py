@@ -51,6 +51,7 @@ from bench.quality_regimes import (  # noqa: E402
 )
 from bench.quality_result import write_result  # noqa: E402
 from lead_ray.config import load_config, to_dict  # noqa: E402
+from lead_ray.presets import PRESETS, resolved_dict, switches  # noqa: E402
 
 # ----------------------------------------------------------------------------- setup
 
@@ -133,7 +134,6 @@ def clustered_work(variant: Path, cfg) -> Path:
     """The work_dir whose clustered pool a run reads: the variant's own, or (cluster switches away from the
     paper) a sibling sharing prepared/, models/ and scored/ whose pool is clustered with those switches."""
     from lead_ray.offline.cluster import cluster
-    from lead_ray.presets import PRESETS, switches
 
     chosen, paper = switches(cfg), PRESETS["paper"]
     if (chosen.difficulty_bins, chosen.ifd_above_one) == (paper.difficulty_bins, paper.ifd_above_one):
@@ -210,7 +210,9 @@ def _without_no_effect(d: dict) -> dict:
 
 
 def same_run(saved, cfg) -> bool:
-    return _without_no_effect(to_dict(saved)) == _without_no_effect(to_dict(cfg))
+    """Whether a finished run's config runs what `cfg` asks: switches compared resolved, so a run made before a
+    switch joined the presets (its key then explicit) is the same run as one that takes it from the preset."""
+    return _without_no_effect(resolved_dict(saved)) == _without_no_effect(resolved_dict(cfg))
 
 
 def base_eval(regime: Regime, variant: Path, extra: list[str], folder: str = "base") -> Path:

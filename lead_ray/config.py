@@ -278,13 +278,12 @@ class SelectionConfig:
         choices=("preset", "idu", "reducible"),
     )
     rank_by: str = setting(
-        "mean",
+        "preset",
         "How selection weighs a sample's utility: per answer token ('mean', the paper: U is a mean NLL, which "
         "favours short answers) or in all ('total': the rank key times the sample's supervised answer tokens, the "
-        "nats left to learn from it). U, its updates and the reward are per-token means either way. In neither "
-        "selection.preset: measured better than random on two downstream sets but mixed against 'mean' "
-        "(docs/BENCHMARKS.md).",
-        choices=("mean", "total"),
+        "nats left to learn from it). U, its updates and the reward are per-token means either way; 'preset' "
+        "takes selection.preset's choice.",
+        choices=("preset", "mean", "total"),
     )
     use_delta: bool = setting(True, "Add the gradient-based ΔL̂′ to the loss in IDU (false: the 'no ΔL̂′' ablation).")
     arm_choice: str = setting(

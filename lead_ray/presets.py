@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from lead_ray.config import Config
+from lead_ray.config import Config, to_dict
 
 
 @dataclass(frozen=True)
@@ -20,27 +20,47 @@ class Switches:
     reward_norm: str  # bandit: minmax | window
     delta: str  # IDU: round | sample
     utility: str  # selection ranks: idu | reducible
+    rank_by: str  # selection weighs the rank key: mean (per answer token) | total (times the answer tokens)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 PRESETS = {
-    "paper": Switches("kmeans", "keep", "minmax", "round", "idu"),
+    "paper": Switches("kmeans", "keep", "minmax", "round", "idu", "mean"),
     # the paper with equal-count difficulty arms: the one remedy a declared confirmation found better than the
     # paper (docs/BENCHMARKS.md); the others stay one key away
-    "robust": Switches("quantile", "keep", "minmax", "round", "idu"),
+    "robust": Switches("quantile", "keep", "minmax", "round", "idu", "mean"),
+}
+
+
+# the config section of each switch's key
+SECTION = {
+    "difficulty_bins": "cluster",
+    "ifd_above_one": "cluster",
+    "reward_norm": "selection",
+    "delta": "selection",
+    "utility": "selection",
+    "rank_by": "selection",
 }
 
 
 def switches(cfg: Config) -> Switches:
     """Every switch resolved: the explicit value where one is set, the preset's otherwise."""
     chosen = PRESETS[cfg.selection.preset]
-    explicit = {
-        "difficulty_bins": cfg.cluster.difficulty_bins,
-        "ifd_above_one": cfg.cluster.ifd_above_one,
-        "reward_norm": cfg.selection.reward_norm,
-        "delta": cfg.selection.delta,
-        "utility": cfg.selection.utility,
-    }
-    return Switches(**{k: getattr(chosen, k) if v == "preset" else v for k, v in explicit.items()})
+
+    def resolve(key: str) -> str:
+        value = getattr(getattr(cfg, SECTION[key]), key)
+        return getattr(chosen, key) if value == "preset" else value
+
+    return Switches(**{key: resolve(key) for key in SECTION})
+
+
+def resolved_dict(cfg: Config) -> dict:
+    """The config as a dict with every switch at its resolved value and no selection.preset: two configs that
+    run the same selection give the same dict, however their presets and explicit keys spell it."""
+    out = to_dict(cfg)
+    for key, value in switches(cfg).to_dict().items():
+        out[SECTION[key]][key] = value
+    del out["selection"]["preset"]
+    return out

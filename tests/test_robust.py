@@ -32,6 +32,22 @@ def test_presets_resolve_and_an_explicit_key_wins():
     assert switches(config_from_dict(saved, ["selection.preset=robust"])) == PRESETS["robust"]
 
 
+def test_resolved_configs_are_equal_exactly_when_they_run_the_same_switches():
+    """resolved_dict: how the benchmark tells a finished run's config from a new one's, however each spells a
+    switch (from the preset, or explicit)."""
+    from lead_ray.presets import resolved_dict
+
+    paper = resolved_dict(load_config(None, ["selection.preset=paper"]))
+    assert paper == resolved_dict(load_config(None, ["selection.preset=paper", "selection.rank_by=mean"]))
+    robust = resolved_dict(load_config(None, ["selection.preset=robust"]))
+    assert robust == resolved_dict(load_config(None, ["selection.preset=paper", "cluster.difficulty_bins=quantile"]))
+    assert (
+        robust != paper and robust["cluster"]["difficulty_bins"] == "quantile" and "preset" not in robust["selection"]
+    )
+    total = resolved_dict(load_config(None, ["selection.preset=paper", "selection.rank_by=total"]))
+    assert total != paper and total["selection"]["rank_by"] == "total"
+
+
 # ----------------------------------------------------------------------------- quantile bins
 
 
@@ -201,7 +217,7 @@ def test_the_run_remedies_work_together_with_per_sample_deltas_and_no_extra_forw
     cfg.selection.preset = "paper"
     cfg.selection.reward_norm, cfg.selection.delta, cfg.selection.utility = "window", "sample", "reducible"
     stats = run(cfg)
-    assert stats["switches"] == Switches("kmeans", "keep", "window", "sample", "reducible").to_dict()
+    assert stats["switches"] == Switches("kmeans", "keep", "window", "sample", "reducible", "mean").to_dict()
     rounds = pq.read_table(tmp_path / "run" / "rounds.parquet").to_pylist()
     for r in rounds:  # reducible and per-sample ΔL̂′ add no forward pass: the model saw only the round's samples
         assert r["forward_samples"] - r["padding_samples"] == r["size"] == r["trained"]

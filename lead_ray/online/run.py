@@ -249,7 +249,7 @@ def _start_actors(cfg: Config, table: pa.Table, name: str):
         name=f"utility-{name}",
         floor=table["warm_loss"].to_numpy(zero_copy_only=False) if chosen.utility == "reducible" else None,
         resources=cfg.train.placement_resources,
-        weight=table["n_response_tokens"].to_numpy() if selection.rank_by == "total" else None,
+        weight=table["n_response_tokens"].to_numpy() if chosen.rank_by == "total" else None,
     )
     n_arms = int(cluster.max()) + 1
     bandit = BanditActor.options(name=f"bandit-{name}", resources=cfg.train.placement_resources).remote(
