@@ -33,6 +33,8 @@ VARIANTS = {
     "lead+update": ["selection.delta=update"],  # added 2026-11-24, before any run of it
     # the robust preset with rank_by total: added 2026-11-24 (20:55 UTC), before any run of it
     "lead+quantile+total": ["cluster.difficulty_bins=quantile", "selection.rank_by=total"],
+    # the default with a rank weight that saturates in answer length: added 2026-11-24 (21:40 UTC), before any run
+    "lead+quantile+saturating": ["cluster.difficulty_bins=quantile", "selection.rank_by=saturating"],
 }
 # A preset is run as the variant whose switches it resolves to; tests/test_quality_bench.py fails if they drift apart.
 ROBUST_METHOD = "lead+quantile"  # selection.preset=robust: the paper with quantile bins
@@ -73,6 +75,7 @@ REGIMES = {
             "lead+total",
             "lead+update",
             "lead+quantile+total",
+            "lead+quantile+saturating",
         ),
         {"holdout": 0, "gsm8k": 200, "mmlu": 285, "self_instruct": 0},
         100,
@@ -109,6 +112,7 @@ REGIMES = {
             "lead+total",
             "lead+update",
             "lead+quantile+total",
+            "lead+quantile+saturating",
         ),
         {"holdout": 0, "gsm8k": 0, "mmlu": 0, "self_instruct": 0},
         0,

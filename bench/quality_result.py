@@ -33,6 +33,8 @@ def comparisons() -> dict[str, tuple[str, str]]:
     # (lead+quantile, spelled out so the pair keeps its meaning if the default moves) and random
     pairs |= {"quantile_total_vs_default": ("lead+quantile+total", "lead+quantile")}
     pairs |= {"quantile_total_vs_random": ("lead+quantile+total", "random")}
+    pairs |= {"quantile_saturating_vs_default": ("lead+quantile+saturating", "lead+quantile")}
+    pairs |= {"quantile_saturating_vs_random": ("lead+quantile+saturating", "random")}
     return pairs | {f"{v}_vs_paper": (v, "lead") for v in VARIANTS}
 
 

@@ -280,10 +280,11 @@ class SelectionConfig:
     rank_by: str = setting(
         "preset",
         "How selection weighs a sample's utility: per answer token ('mean', the paper: U is a mean NLL, which "
-        "favours short answers) or in all ('total': the rank key times the sample's supervised answer tokens, the "
-        "nats left to learn from it). U, its updates and the reward are per-token means either way; 'preset' "
-        "takes selection.preset's choice.",
-        choices=("preset", "mean", "total"),
+        "favours short answers), in all ('total': the rank key times the sample's supervised answer tokens n, the "
+        "nats left to learn from it), or 'saturating' (the key times n/(n+m), m the pool's median n: short answers "
+        "weigh little, long ones at most twice the median's). U, its updates and the reward are per-token means "
+        "either way; 'preset' takes selection.preset's choice.",
+        choices=("preset", "mean", "total", "saturating"),
     )
     use_delta: bool = setting(True, "Add the gradient-based ΔL̂′ to the loss in IDU (false: the 'no ΔL̂′' ablation).")
     arm_choice: str = setting(

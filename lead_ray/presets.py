@@ -20,7 +20,7 @@ class Switches:
     reward_norm: str  # bandit: minmax | window
     delta: str  # IDU: round | sample
     utility: str  # selection ranks: idu | reducible
-    rank_by: str  # selection weighs the rank key: mean (per answer token) | total (times the answer tokens)
+    rank_by: str  # selection weighs the rank key: mean (per answer token) | total (times them) | saturating
 
     def to_dict(self) -> dict:
         return asdict(self)

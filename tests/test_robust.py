@@ -175,6 +175,36 @@ def test_total_rank_with_equal_answer_lengths_ranks_as_the_paper(us, power):
     assert mean.tolist() == total.tolist()
 
 
+@given(st.lists(st.integers(0, 2000), min_size=1, max_size=60))
+def test_saturating_rank_weights_rise_with_length_and_stay_within_twice_the_medians(tokens):
+    from lead_ray.core.utility import rank_weights
+
+    n = np.asarray(tokens)
+    w = rank_weights(n, "saturating").astype(np.float64)
+    order = np.argsort(n, kind="stable")
+    assert np.all(np.diff(w[order]) >= 0) and np.all((w >= 0) & (w < 1))  # longer never weighs less
+    at_median = n == np.median(n)
+    if np.median(n) >= 1 and at_median.any():  # a median-length answer weighs 1/2, so none weighs twice as much
+        assert np.allclose(w[at_median], 0.5)
+    assert rank_weights(n, "mean") is None and rank_weights(n, "total").tolist() == n.astype(np.float32).tolist()
+    with pytest.raises(ValueError, match="saturating"):
+        rank_weights(n, "longest")
+
+
+def test_saturating_rank_keeps_a_short_high_loss_answer_behind_a_typical_one_but_caps_the_longest():
+    """Where the weights sit between the paper's mean and 'total': a 3-token answer with twice the loss loses
+    to a median-length one (as under total), and a 10x-longer answer with half the loss no longer wins on length."""
+    from lead_ray.core.utility import rank_weights
+
+    u = np.array([4.0, 2.0, 1.0], np.float32)  # a short high-loss answer, a median one, a very long one
+    tokens = np.array([3, 60, 600])
+    cluster, task = np.zeros(3, np.int16), np.zeros(3, np.int32)
+    mean = UtilityTable(u, cluster, task).top_k(0, {0: 1}, cap=4)[0][0].tolist()
+    total = UtilityTable(u, cluster, task, weight=rank_weights(tokens, "total")).top_k(0, {0: 1}, cap=4)[0][0]
+    saturating = UtilityTable(u, cluster, task, weight=rank_weights(tokens, "saturating")).top_k(0, {0: 1}, cap=4)
+    assert (mean, total.tolist(), saturating[0][0].tolist()) == ([0], [2], [1])
+
+
 def test_per_sample_deltas_enter_idu_one_by_one():
     table = UtilityTable(np.full(3, 2.0, np.float32), np.zeros(3, np.int16), np.zeros(3, np.int32))
     table.apply(np.array([0, 1, 2]), np.array([1.0, 1.0, np.nan]), np.array([-0.5, 0.25, 9.0]), 0.0, 0)
@@ -252,9 +282,10 @@ def test_update_delta_runs_per_sample_and_is_far_larger_than_the_gradient_one(ra
     assert spread["update"] > 30 * spread["sample"], spread  # 124x here
 
 
-@pytest.mark.parametrize("rank_by", ["mean", "total"])
+@pytest.mark.parametrize("rank_by", ["mean", "total", "saturating"])
 def test_a_run_ranks_by_u_times_answer_tokens_only_with_total(ray_session, rank_by):
-    """The wiring of selection.rank_by: the store a run starts ranks by U · n_response_tokens, or by U."""
+    """The wiring of selection.rank_by: the store a run starts ranks by U · n_response_tokens, by U · n/(n+m)
+    (m the median n, 3 here), or by U."""
     import pyarrow as pa
     import ray
 
@@ -272,7 +303,8 @@ def test_a_run_ranks_by_u_times_answer_tokens_only_with_total(ray_session, rank_
     cfg = load_config(None, [f"selection.rank_by={rank_by}"])
     store, bandit, n_arms = _start_actors(cfg, table, f"rank-{rank_by}")
     keys, used = store.ranking(np.arange(3))
-    expected = [20.0, 3.0, 12.0] if rank_by == "total" else [2.0, 3.0, 4.0]
+    expected = {"total": [20.0, 3.0, 12.0], "saturating": [2 * 10 / 13, 3 * 1 / 4, 4 * 3 / 6], "mean": [2.0, 3.0, 4.0]}
+    expected = expected[rank_by]
     assert n_arms == 1 and keys.tolist() == pytest.approx(expected) and used.tolist() == [0, 0, 0]
     for handle in [*store.handles, bandit]:
         ray.kill(handle)

@@ -7,9 +7,10 @@ int32 position in the (cluster, task group) index that selection reads.
 
 With `selection.utility: reducible` the table also holds each sample's irreducible-loss floor (the warm-up
 model's loss on its answer; 4 more bytes) and ranks by U − floor instead of U (ALGORITHM.md §12); U itself,
-its updates and the reward are the same either way. With `selection.rank_by: total` it also holds each
-sample's supervised answer tokens (4 bytes) and ranks by the key times them: the nats left to learn from the
-sample rather than a mean per token, which favours short answers (docs/BENCHMARKS.md).
+its updates and the reward are the same either way. With `selection.rank_by: total` or `saturating` it also
+holds a weight per sample (4 bytes; `rank_weights`) and ranks by the key times it: the nats left to learn from
+the sample, or a weight that saturates in its answer tokens, rather than a mean per token, which favours
+short answers (docs/BENCHMARKS.md).
 
 A table may hold one contiguous range of the index space (`offset`), so a pool too large for one
 actor is split into shards by index range; shards answer in global indices.
@@ -25,6 +26,22 @@ from lead_ray.core.idu import idu_update
 from lead_ray.core.select import top_k_by_u
 
 FIELDS = ("u", "use_count", "last_loss", "last_round", "cluster", "task")
+
+
+def rank_weights(answer_tokens: np.ndarray, rank_by: str) -> np.ndarray | None:
+    """What selection multiplies each sample's rank key by (`selection.rank_by`): nothing for 'mean' (the
+    paper: a mean per answer token); n, the sample's supervised answer tokens, for 'total' (the nats left to
+    learn from it); n / (n + m) for 'saturating', m the median n of the pool: a mean over a few tokens is noisy
+    and weighs little, as under 'total', but no answer weighs more than twice one of median length."""
+    n = np.asarray(answer_tokens, np.float64)
+    if rank_by == "mean":
+        return None
+    if rank_by == "total":
+        return n.astype(np.float32)
+    if rank_by == "saturating":
+        m = max(float(np.median(n)), 1.0) if len(n) else 1.0
+        return (n / (n + m)).astype(np.float32)
+    raise ValueError(f"rank_by must be mean, total or saturating, not {rank_by!r}")
 
 
 class UtilityTable:

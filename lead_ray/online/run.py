@@ -29,6 +29,7 @@ import yaml
 from lead_ray.config import RESUME_MAY_CHANGE, Config, ConfigError, check_batch_sizes, resume_conflicts, to_dict
 from lead_ray.console import train_logging
 from lead_ray.core.select import first_round_sizes
+from lead_ray.core.utility import rank_weights
 from lead_ray.files import require, write_parquet_atomic, write_text_atomic
 from lead_ray.online.checkpoint import read_round_log
 from lead_ray.presets import PRESETS, switches
@@ -249,7 +250,7 @@ def _start_actors(cfg: Config, table: pa.Table, name: str):
         name=f"utility-{name}",
         floor=table["warm_loss"].to_numpy(zero_copy_only=False) if chosen.utility == "reducible" else None,
         resources=cfg.train.placement_resources,
-        weight=table["n_response_tokens"].to_numpy() if chosen.rank_by == "total" else None,
+        weight=rank_weights(table["n_response_tokens"].to_numpy(), chosen.rank_by),
     )
     n_arms = int(cluster.max()) + 1
     bandit = BanditActor.options(name=f"bandit-{name}", resources=cfg.train.placement_resources).remote(
