@@ -49,7 +49,7 @@ from bench.quality_regimes import (  # noqa: E402
     overrides,
     run_order,
 )
-from bench.quality_result import write_result  # noqa: E402
+from bench.quality_result import environment, write_result  # noqa: E402
 from lead_ray.config import load_config, to_dict  # noqa: E402
 from lead_ray.presets import PRESETS, resolved_dict, switches  # noqa: E402
 
@@ -190,6 +190,7 @@ def one_run(regime: Regime, variant: Path, method: str, seed: int, extra: list[s
     evaluate(_rebased(cfg, variant), run_dir)  # the variant's held-out items, the same for every method
     seconds = {"run": round(t1 - t0, 1), "eval": round(time.perf_counter() - t1, 1)}
     (run_dir / "bench_seconds.json").write_text(json.dumps(seconds) + "\n")
+    (run_dir / "bench_environment.json").write_text(json.dumps(environment()) + "\n")
     log(f"{variant.name}/{run_dir.name}: {seconds}")
     return run_dir
 

@@ -66,6 +66,7 @@ def write_result(args, regime, variant, name, slice_info, runs, base, cfg, t0, t
         "source_mix": source_mix(runs),
         "pick_profile": pick_profile(runs, sorted((variant / "clustered" / "pool").glob("*.parquet"))),
         "environment": environment(),
+        "run_environments": run_environments(ran),
         "seconds": {
             "setup_this_invocation": round(t_setup, 1),
             "total_this_invocation": round(time.perf_counter() - t0, 1),
@@ -104,6 +105,19 @@ def machine_seconds(variant: Path, runs: dict) -> dict:
         "all_recorded_hours": round((runs_total + sum(v or 0 for v in setup.values())) / 3600, 2),
         "per_run": per_run,
     }
+
+
+def run_environments(runs: dict) -> list[dict]:
+    """Which library versions each run trained under (bench_environment.json, written by one_run since
+    2026-11-24): the same config can pick a little differently under other versions, so a result mixing
+    environments says so. Runs from before the record are listed under environment None."""
+    groups: dict[str, list[str]] = {}
+    for method, by_seed in runs.items():
+        for seed, run_dir in by_seed.items():
+            path = run_dir / "bench_environment.json"
+            key = json.dumps(json.loads(path.read_text()), sort_keys=True) if path.exists() else "null"
+            groups.setdefault(key, []).append(f"{method}-s{seed}")
+    return [{"environment": json.loads(key), "runs": sorted(names)} for key, names in sorted(groups.items())]
 
 
 def environment() -> dict[str, str]:

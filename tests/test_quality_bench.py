@@ -177,3 +177,20 @@ def test_machine_seconds_adds_setup_and_every_finished_run(tmp_path):
         and cost["runs_total"] == 300.0
         and cost["all_recorded_hours"] == round(600 / 3600, 2)
     )
+
+
+def test_run_environments_group_runs_by_the_versions_they_trained_under(tmp_path):
+    import json
+
+    from bench.quality_result import run_environments
+
+    runs = {}
+    for name, env in (("lead-s42", {"torch": "2.13.0"}), ("lead-s43", {"torch": "2.12.0"}), ("random-s42", None)):
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        if env:
+            (run_dir / "bench_environment.json").write_text(json.dumps(env))
+        method, seed = name.rsplit("-s", 1)
+        runs.setdefault(method, {})[int(seed)] = run_dir
+    groups = {json.dumps(g["environment"]): g["runs"] for g in run_environments(runs)}
+    assert groups == {'{"torch": "2.12.0"}': ["lead-s43"], '{"torch": "2.13.0"}': ["lead-s42"], "null": ["random-s42"]}
