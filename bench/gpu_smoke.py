@@ -1,15 +1,15 @@
 """The GPU path, end to end, on one GPU machine: writes bench/results/gpu_smoke.json.
 
-    python bench/gpu_smoke.py                      # on a host with a CUDA GPU (about 10 min)
+    python bench/gpu_smoke.py                      # on a host with a CUDA GPU (H200: demo ~200 s, run ~80 s)
     python bench/gpu_smoke.py --cpu --rounds 2     # the same steps on the CPU: checks the script, no GPU numbers
 
-Steps, each timed, each recorded even when it fails:
+Steps, cheapest first, each timed, each recorded (and the JSON rewritten) as soon as it ends, failed or not:
   demo      `lead-ray demo` (every stage's use_gpu=true): prepare, warm-up, GPU scoring actors, cluster, run
   run       `lead-ray run` on the demo's clustered pool with train.use_gpu=true in bf16 autocast
-  score     `lead-ray score` again into a fresh folder, score.use_gpu=true: tokens/s of the GPU scoring actors
   loop      tokens/s of lead-ray's training loop (the run's train_s over the tokens it trained) against a
             plain PyTorch loop over the same samples in the same micro-batches on the same model, dtype
             and device, in one process (goal: lead-ray / plain >= 0.9)
+  score     `lead-ray score` again into a fresh folder, score.use_gpu=true: tokens/s of the GPU scoring actors
   tests     `pytest -m gpu`
 GPU memory: the peak of nvidia-smi's memory.used over the whole script, sampled every 0.5 s (all processes).
 """
@@ -87,7 +87,9 @@ def plain_loop_tokens_per_s(run_dir: Path, base_dir: Path, cfg, device) -> dict:
     rounds = pq.read_table(run_dir / "rounds.parquet").to_pylist()
     rows, tok = RoundRows(run_dir / "rows"), load_tokenizer(str(base_dir))
     dtype = compute_dtype(cfg.model.dtype, device)
-    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32).to(device).train()
+    model = (
+        AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32, use_kernels=False).to(device).train()
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=0.0)
     micro, accum = cfg.train.micro_batch_size, cfg.train.batch_size // cfg.train.micro_batch_size
     tokens = plain_s = 0.0
@@ -129,6 +131,7 @@ def main() -> None:
     ap.add_argument("--work", default=str(ROOT / "bench" / "work" / "gpu_smoke"), help="working folder")
     ap.add_argument("--rounds", type=int, default=12, help="rounds of the `run` step")
     ap.add_argument("--result", default="gpu_smoke", help="bench/results/<name>.json")
+    ap.add_argument("--no-tests", action="store_true", help="skip `pytest -m gpu` (a short device lease)")
     args = ap.parse_args()
 
     import torch
@@ -150,8 +153,15 @@ def main() -> None:
         "cuda": torch.version.cuda,
         "bf16": (not args.cpu) and torch.cuda.is_bf16_supported(),
     }
+    out = ROOT / "bench" / "results" / f"{args.result}.json"
+
+    def save() -> None:  # after every step: a run cut off by its lease still leaves what it measured
+        result["gpu_memory_peak_mib"] = memory.peak_mib if not args.cpu else None
+        out.write_text(json.dumps(result, indent=2) + "\n")
+
     demo = work / "demo"
     result["demo"] = lead_ray("demo", "--out", str(demo), *gpu, dtype, log=work / "demo.log")
+    save()
     run_dir = work / "run"
     result["run"] = lead_ray(
         "run",
@@ -169,6 +179,14 @@ def main() -> None:
     )
     if result["run"]["rc"] == 0:
         result["run"]["stats"] = json.loads((run_dir / "run_stats.json").read_text())
+    save()
+    if result["run"]["rc"] == 0:
+        cfg = load_config(
+            ROOT / "configs" / "demo.yaml", [f"work_dir={demo}", "model.dtype=" + ("float32" if args.cpu else "auto")]
+        )
+        device = torch.device("cpu" if args.cpu else "cuda")
+        result["loop"] = plain_loop_tokens_per_s(run_dir, demo / "models" / "base", cfg, device)
+        save()
     rescore = work / "score_again"
     for stage in ("prepared", "models"):
         if not (rescore / stage).exists():
@@ -180,13 +198,8 @@ def main() -> None:
     if result["score"]["rc"] == 0:
         stats = json.loads((rescore / "scored" / "score_stats.json").read_text())
         result["score"].update(stats=stats, tokens_per_s=round(stats["tokens_scored_now"] / stats["actor_seconds"], 1))
-    if result["run"]["rc"] == 0:
-        cfg = load_config(
-            ROOT / "configs" / "demo.yaml", [f"work_dir={demo}", "model.dtype=" + ("float32" if args.cpu else "auto")]
-        )
-        device = torch.device("cpu" if args.cpu else "cuda")
-        result["loop"] = plain_loop_tokens_per_s(run_dir, demo / "models" / "base", cfg, device)
-    if not args.cpu:
+    save()
+    if not args.cpu and not args.no_tests:
         t0 = time.perf_counter()
         tests = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests/"], cwd=ROOT, capture_output=True, text=True
@@ -194,12 +207,11 @@ def main() -> None:
         result["tests"] = {
             "rc": tests.returncode,
             "summary": tests.stdout.strip().splitlines()[-1:],
+            "failed": [line for line in tests.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))],
             "seconds": round(time.perf_counter() - t0, 1),
         }
     memory.stop.set()
-    result["gpu_memory_peak_mib"] = memory.peak_mib if not args.cpu else None
-    out = ROOT / "bench" / "results" / f"{args.result}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    save()
     print(json.dumps({k: v for k, v in result.items() if k not in ("run", "score")}, indent=2))
     print(f"wrote {out}")
 

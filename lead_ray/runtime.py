@@ -15,6 +15,8 @@ WORKER_ENV = {
     # one progress line per stage (Ray's), not one bar per worker per weight file
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "TRANSFORMERS_VERBOSITY": "error",
+    # transformers' Hub kernels (on by default on CUDA): fetched at load time, absent offline; see models/load.py
+    "USE_HUB_KERNELS": os.environ.get("USE_HUB_KERNELS", "NO"),
 }
 
 

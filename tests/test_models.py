@@ -152,3 +152,17 @@ def test_ifd_edge_cases():
     s_uncond = np.array([1.0, 1.0, 0.0, 0.6, 1.0, 0.8, 0.4])
     valid = np.array([True, True, True, True, True, False, True])
     assert ifd_scores(s_cond, s_uncond, valid).tolist() == pytest.approx([0.5, 0.0, 0.0, 0.5, 0.0, 0.0, 0.5])
+
+
+def test_models_load_without_hub_kernels(tmp_path):
+    """transformers turns Hub kernels on by default (fetched at load time; on CUDA it raises when the optional
+    `kernels` package is missing, as on the first GPU host): lead-ray loads plain PyTorch layers, and every Ray
+    worker gets USE_HUB_KERNELS=NO unless the user set it."""
+    import os
+
+    from lead_ray.runtime import WORKER_ENV
+
+    cfg = load_config(None, ["model.max_length=64"])
+    model, _ = load_model(materialize_model(cfg.model, tmp_path / "base", seed=0), cfg.model)
+    assert model.use_kernels is False
+    assert WORKER_ENV["USE_HUB_KERNELS"] == os.environ.get("USE_HUB_KERNELS", "NO")

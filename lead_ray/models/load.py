@@ -93,7 +93,7 @@ def materialize_model(model_cfg: ModelConfig, dest: str | Path, seed: int) -> Pa
             raise FileNotFoundError(f"model.base: no such GGUF file: {model_cfg.base}")
         folder, name = _split_gguf(model_cfg.base)
         tok = load_tokenizer(model_cfg.base)
-        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32, use_kernels=False)
         # The weights are de-quantised float32 now, but transformers still flags the model as GGUF-quantised
         # and refuses to save it: copy them into a plain model of the same architecture.
         config = loaded.config
@@ -178,6 +178,10 @@ def load_model(
         use_safetensors=True,
         trust_remote_code=model_cfg.trust_remote_code,
         device_map=str(device) if device.type == "cuda" else None,
+        # transformers >= 5.2x swaps layers for Hugging Face Hub kernels by default on CUDA: code fetched at load
+        # time (fails offline, and the 'kernels' package is optional) that changes the numerics per host. Off:
+        # every worker runs the same PyTorch layers, on a cluster with no internet too.
+        use_kernels=False,
     )
     model.to(device)
     return model, load_tokenizer(str(folder), model_cfg.trust_remote_code)
