@@ -35,6 +35,13 @@ VARIANTS = {
     "lead+quantile+total": ["cluster.difficulty_bins=quantile", "selection.rank_by=total"],
     # the default with a rank weight that saturates in answer length: added 2026-11-24 (21:40 UTC), before any run
     "lead+quantile+saturating": ["cluster.difficulty_bins=quantile", "selection.rank_by=saturating"],
+    # and with IFD > 1 dropped (swapped and cross-source answers; a static look at the seed-0 pool, no run, put 148
+    # of its 149 such rows among the planted): added 2026-12-04 (19:00 UTC), before any run of it
+    "lead+quantile+drop+saturating": [
+        "cluster.difficulty_bins=quantile",
+        "cluster.ifd_above_one=drop",
+        "selection.rank_by=saturating",
+    ],
 }
 # A preset is run as the variant whose switches it resolves to; tests/test_quality_bench.py fails if they drift apart.
 ROBUST_METHOD = "lead+quantile"  # selection.preset=robust: the paper with quantile bins
@@ -76,6 +83,7 @@ REGIMES = {
             "lead+update",
             "lead+quantile+total",
             "lead+quantile+saturating",
+            "lead+quantile+drop+saturating",
         ),
         {"holdout": 0, "gsm8k": 200, "mmlu": 285, "self_instruct": 0},
         100,
@@ -113,6 +121,7 @@ REGIMES = {
             "lead+update",
             "lead+quantile+total",
             "lead+quantile+saturating",
+            "lead+quantile+drop+saturating",
         ),
         {"holdout": 0, "gsm8k": 0, "mmlu": 0, "self_instruct": 0},
         0,

@@ -35,6 +35,8 @@ def comparisons() -> dict[str, tuple[str, str]]:
     pairs |= {"quantile_total_vs_random": ("lead+quantile+total", "random")}
     pairs |= {"quantile_saturating_vs_default": ("lead+quantile+saturating", "lead+quantile")}
     pairs |= {"quantile_saturating_vs_random": ("lead+quantile+saturating", "random")}
+    pairs |= {"quantile_drop_saturating_vs_default": ("lead+quantile+drop+saturating", "lead+quantile")}
+    pairs |= {"quantile_drop_saturating_vs_random": ("lead+quantile+drop+saturating", "random")}
     return pairs | {f"{v}_vs_paper": (v, "lead") for v in VARIANTS}
 
 
