@@ -77,19 +77,16 @@ def plain_loop_tokens_per_s(run_dir: Path, base_dir: Path, cfg, device) -> dict:
     and autocast; the loss is Hugging Face's own mean token cross-entropy. Returns both rates."""
     import pyarrow.parquet as pq
     import torch
-    from transformers import AutoModelForCausalLM
 
     from lead_ray.data.rows import RoundRows
-    from lead_ray.models.load import compute_dtype, load_tokenizer
+    from lead_ray.models.load import compute_dtype, load_model
     from lead_ray.models.loss import collate
     from lead_ray.models.template import encode_conversation
 
     rounds = pq.read_table(run_dir / "rounds.parquet").to_pylist()
-    rows, tok = RoundRows(run_dir / "rows"), load_tokenizer(str(base_dir))
-    dtype = compute_dtype(cfg.model.dtype, device)
-    model = (
-        AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32, use_kernels=False).to(device).train()
-    )
+    rows, dtype = RoundRows(run_dir / "rows"), compute_dtype(cfg.model.dtype, device)
+    model, tok = load_model(base_dir, cfg.model, device, master_float32=True)  # lead-ray's weights, as it trains them
+    model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=0.0)
     micro, accum = cfg.train.micro_batch_size, cfg.train.batch_size // cfg.train.micro_batch_size
     tokens = plain_s = 0.0
@@ -125,15 +122,68 @@ def plain_loop_tokens_per_s(run_dir: Path, base_dir: Path, cfg, device) -> dict:
     }
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cpu", action="store_true", help="run every step on the CPU (checks the script; no GPU numbers)")
     ap.add_argument("--work", default=str(ROOT / "bench" / "work" / "gpu_smoke"), help="working folder")
     ap.add_argument("--rounds", type=int, default=12, help="rounds of the `run` step")
     ap.add_argument("--result", default="gpu_smoke", help="bench/results/<name>.json")
     ap.add_argument("--no-tests", action="store_true", help="skip `pytest -m gpu` (a short device lease)")
-    args = ap.parse_args()
+    return ap
 
+
+def run_step(work: Path, demo: Path, rounds: int, settings: list[str]) -> dict:
+    """`lead-ray run` on the demo's clustered pool, with its run_stats when it finished."""
+    run_dir = work / "run"
+    step = lead_ray(
+        "run",
+        "--config",
+        "configs/demo.yaml",
+        "--work-dir",
+        str(demo),
+        "--out",
+        str(run_dir),
+        f"--set=selection.max_rounds={rounds}",
+        "--set=selection.budget_fraction=0.5",
+        *settings,
+        log=work / "run.log",
+    )
+    if step["rc"] == 0:
+        step["stats"] = json.loads((run_dir / "run_stats.json").read_text())
+    return step
+
+
+def score_step(work: Path, demo: Path, settings: list[str]) -> dict:
+    """`lead-ray score` into a fresh folder that links the demo's prepared pool and models: scoring throughput."""
+    rescore = work / "score_again"
+    for stage in ("prepared", "models"):
+        if not (rescore / stage).exists():
+            rescore.mkdir(exist_ok=True)
+            os.symlink(demo / stage, rescore / stage)
+    step = lead_ray(
+        "score", "--config", "configs/demo.yaml", "--work-dir", str(rescore), *settings, log=work / "score.log"
+    )
+    if step["rc"] == 0:
+        stats = json.loads((rescore / "scored" / "score_stats.json").read_text())
+        step.update(stats=stats, tokens_per_s=round(stats["tokens_scored_now"] / stats["actor_seconds"], 1))
+    return step
+
+
+def tests_step() -> dict:
+    t0 = time.perf_counter()
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests/"], cwd=ROOT, capture_output=True, text=True
+    )
+    return {
+        "rc": tests.returncode,
+        "summary": tests.stdout.strip().splitlines()[-1:],
+        "failed": [line for line in tests.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))],
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def main() -> None:
+    args = parser().parse_args()
     import torch
 
     from lead_ray.config import load_config
@@ -145,8 +195,8 @@ def main() -> None:
     memory = GpuMemoryPeak()
     if not args.cpu:
         memory.start()
-    gpu = gpu_settings(args.cpu)
-    dtype = "--set=model.dtype=float32" if args.cpu else "--set=model.dtype=auto"
+    dtype = "float32" if args.cpu else "auto"
+    settings = [*gpu_settings(args.cpu), f"--set=model.dtype={dtype}"]
     result = {
         "device": "cpu" if args.cpu else torch.cuda.get_device_name(0),
         "torch": torch.__version__,
@@ -160,56 +210,19 @@ def main() -> None:
         out.write_text(json.dumps(result, indent=2) + "\n")
 
     demo = work / "demo"
-    result["demo"] = lead_ray("demo", "--out", str(demo), *gpu, dtype, log=work / "demo.log")
+    result["demo"] = lead_ray("demo", "--out", str(demo), *settings, log=work / "demo.log")
     save()
-    run_dir = work / "run"
-    result["run"] = lead_ray(
-        "run",
-        "--config",
-        "configs/demo.yaml",
-        "--work-dir",
-        str(demo),
-        "--out",
-        str(run_dir),
-        f"--set=selection.max_rounds={args.rounds}",
-        "--set=selection.budget_fraction=0.5",
-        *gpu,
-        dtype,
-        log=work / "run.log",
-    )
-    if result["run"]["rc"] == 0:
-        result["run"]["stats"] = json.loads((run_dir / "run_stats.json").read_text())
+    result["run"] = run_step(work, demo, args.rounds, settings)
     save()
     if result["run"]["rc"] == 0:
-        cfg = load_config(
-            ROOT / "configs" / "demo.yaml", [f"work_dir={demo}", "model.dtype=" + ("float32" if args.cpu else "auto")]
-        )
+        cfg = load_config(ROOT / "configs" / "demo.yaml", [f"work_dir={demo}", f"model.dtype={dtype}"])
         device = torch.device("cpu" if args.cpu else "cuda")
-        result["loop"] = plain_loop_tokens_per_s(run_dir, demo / "models" / "base", cfg, device)
+        result["loop"] = plain_loop_tokens_per_s(work / "run", demo / "models" / "base", cfg, device)
         save()
-    rescore = work / "score_again"
-    for stage in ("prepared", "models"):
-        if not (rescore / stage).exists():
-            rescore.mkdir(exist_ok=True)
-            os.symlink(demo / stage, rescore / stage)
-    result["score"] = lead_ray(
-        "score", "--config", "configs/demo.yaml", "--work-dir", str(rescore), *gpu, dtype, log=work / "score.log"
-    )
-    if result["score"]["rc"] == 0:
-        stats = json.loads((rescore / "scored" / "score_stats.json").read_text())
-        result["score"].update(stats=stats, tokens_per_s=round(stats["tokens_scored_now"] / stats["actor_seconds"], 1))
+    result["score"] = score_step(work, demo, settings)
     save()
     if not args.cpu and not args.no_tests:
-        t0 = time.perf_counter()
-        tests = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests/"], cwd=ROOT, capture_output=True, text=True
-        )
-        result["tests"] = {
-            "rc": tests.returncode,
-            "summary": tests.stdout.strip().splitlines()[-1:],
-            "failed": [line for line in tests.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))],
-            "seconds": round(time.perf_counter() - t0, 1),
-        }
+        result["tests"] = tests_step()
     memory.stop.set()
     save()
     print(json.dumps({k: v for k, v in result.items() if k not in ("run", "score")}, indent=2))

@@ -37,11 +37,9 @@ PACKED = [
     # --fresh-eval: the reruns scored on unseen items, and the base model on them
     "base-fresh/eval.json",
     "base-fresh/eval_items.json",
-    *(
-        f"runs-fresh/*/{name}"
-        for name in ("config.yaml", "run_stats.json", "bench_seconds.json", "eval.json", "bench_environment.json")
-    ),
+    *(f"runs-fresh/*/{name}" for name in ("config.yaml", "run_stats.json", "bench_seconds.json", "eval.json")),
     *(f"runs-fresh/*/{name}" for name in ("eval_items.json", "selected.parquet", "rounds.parquet")),
+    "runs-fresh/*/bench_environment.json",
 ]
 
 

