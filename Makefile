@@ -37,6 +37,6 @@ lint: setup   # ruff: the rules and the 120-column format in pyproject.toml
 bench: setup
 	$(PY) bench/ingest.py
 
-docs: setup   # regenerate docs/CONFIG.md from lead_ray/config.py
-	{ printf '# Configuration reference\n\nGenerated from `lead_ray/config.py` by `make docs` (a test checks it is current).\nEvery key can be set in a YAML file (`--config FILE`) and overridden with `--set key=value`.\n\n'; \
+docs: setup   # regenerate docs/CONFIG.md from lead_ray/config/
+	{ printf '# Configuration reference\n\nGenerated from `lead_ray/config/` by `make docs` (a test checks it is current).\nEvery key can be set in a YAML file (`--config FILE`) and overridden with `--set key=value`.\n\n'; \
 	  $(VENV)/bin/lead-ray config --reference; } > docs/CONFIG.md

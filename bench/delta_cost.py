@@ -67,7 +67,7 @@ def step_times(name: str, samples: int, micro: int, repeats: int) -> dict:
             t0 = time.perf_counter()
             for batch in batches:
                 with training_autocast(device, dtype):
-                    losses, _ = sample_losses(model, collate(batch, tok.pad_token_id))
+                    losses = sample_losses(model, collate(batch, tok.pad_token_id)).loss
                 masked_mean(losses).backward()
                 if mode == "sample":
                     ghost.collect(np.full(len(batch), 1.0 / len(batch)))

@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.corrupt import plant_pool  # noqa: E402
 from bench.quality_cache import CACHE, log, pack, unpack  # noqa: E402
+from bench.quality_content import add_content_column  # noqa: E402
 from bench.quality_regimes import (  # noqa: E402
     FRESH_METHODS,
     REGIMES,
@@ -183,6 +184,8 @@ def one_run(regime: Regime, variant: Path, method: str, seed: int, extra: list[s
     saved = run_dir / "config.yaml"
     if (run_dir / "eval_items.json").exists() and same_run(load_config(saved), cfg):
         return run_dir
+    if switches(cfg).end_token == "skip":
+        add_content_column(variant, work, cfg)  # a pool scored before the column existed
     shutil.rmtree(run_dir, ignore_errors=True)
     t0 = time.perf_counter()
     run(cfg, run_dir)

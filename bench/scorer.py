@@ -73,7 +73,7 @@ def score(model, encoded, pad_id, response_only: bool, autocast: bool) -> tuple[
         for idx in length_buckets([len(e.input_ids) for e in encoded], 16384, 64):
             batch = collate([encoded[i] for i in idx], pad_id)
             tokens += int(batch["attention_mask"].sum())
-            loss, _ = sample_losses(model, batch, response_only=response_only)
+            loss = sample_losses(model, batch, response_only=response_only).loss
             losses[idx] = loss.double().numpy()
     return losses, time.perf_counter() - t0, tokens
 

@@ -21,16 +21,17 @@ class Switches:
     delta: str  # IDU: round | sample
     utility: str  # selection ranks: idu | reducible
     rank_by: str  # selection weighs the rank key: mean (per answer token) | total (times them) | saturating
+    end_token: str  # U counts the answer's end-of-turn token: count | skip
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 PRESETS = {
-    "paper": Switches("kmeans", "keep", "minmax", "round", "idu", "mean"),
+    "paper": Switches("kmeans", "keep", "minmax", "round", "idu", "mean", "count"),
     # the paper with equal-count difficulty arms: the one remedy a declared confirmation found better than the
     # paper (docs/BENCHMARKS.md); the others stay one key away
-    "robust": Switches("quantile", "keep", "minmax", "round", "idu", "mean"),
+    "robust": Switches("quantile", "keep", "minmax", "round", "idu", "mean", "count"),
 }
 
 
@@ -42,6 +43,7 @@ SECTION = {
     "delta": "selection",
     "utility": "selection",
     "rank_by": "selection",
+    "end_token": "selection",
 }
 
 

@@ -1,6 +1,6 @@
 """Typed dataclass trees: fields with help and range rules, built from a raw mapping with every value
 type- and range-checked, and a markdown reference of every key. Knows nothing of lead-ray's settings
-(config.py declares them); an error names the key, the file it came from and what was expected, and an
+(config/ declares them); an error names the key, the file it came from and what was expected, and an
 unknown key gets the closest known one suggested.
 """
 

@@ -184,7 +184,7 @@ def test_full_fine_tuning_keeps_float32_weights_that_a_small_step_moves(tmp_path
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=0.0)
         with training_autocast(torch.device("cpu"), autocast_dtype):
-            losses, _ = sample_losses(model, collate([tok_ids], tok.pad_token_id))
+            losses, *_ = sample_losses(model, collate([tok_ids], tok.pad_token_id))
         losses.mean().backward()
         opt.step()
         moved = [(p.detach() != before[n]) for n, p in model.named_parameters() if p.grad is not None]

@@ -41,7 +41,7 @@ def reference_products(model, tok, encoded, params, hat) -> np.ndarray:
     out = []
     for e in encoded:
         model.zero_grad(set_to_none=True)
-        losses, _ = sample_losses(model, collate([e], tok.pad_token_id))
+        losses, *_ = sample_losses(model, collate([e], tok.pad_token_id))
         losses[0].backward()
         g = torch.cat([p.grad.flatten() for p in params.values()])
         out.append(float(g @ torch.as_tensor(hat)))
@@ -64,7 +64,7 @@ def test_ghost_products_equal_per_example_autograd(tmp_path, lora):
     ghost.set_direction(hat, torch.device("cpu"))
     model.zero_grad(set_to_none=True)
     accum = 2
-    losses, _ = sample_losses(model, collate(encoded, tok.pad_token_id))
+    losses, *_ = sample_losses(model, collate(encoded, tok.pad_token_id))
     (masked_mean(losses) / accum).backward()
     got = ghost.collect(np.full(len(encoded), 1.0 / (len(encoded) * accum)))
     assert np.all(np.abs(expected) > 1e-6), expected
@@ -74,7 +74,7 @@ def test_ghost_products_equal_per_example_autograd(tmp_path, lora):
     assert float(g_batch @ torch.as_tensor(hat)) == pytest.approx(got.mean(), rel=1e-4)
     # no direction: no hook work, zeros
     ghost.set_direction(None, torch.device("cpu"))
-    losses, _ = sample_losses(model, collate(encoded, tok.pad_token_id))
+    losses, *_ = sample_losses(model, collate(encoded, tok.pad_token_id))
     masked_mean(losses).backward()
     assert not ghost.collect(np.ones(len(encoded))).any()
 
@@ -111,7 +111,7 @@ def test_update_delta_predicts_the_loss_change_an_adam_step_makes(tmp_path):
     flat = lambda: torch.cat([p.detach().flatten() for p in params.values()]).clone()  # noqa: E731
     before = flat()
     model.zero_grad(set_to_none=True)
-    losses, _ = sample_losses(model, batch)
+    losses, *_ = sample_losses(model, batch)
     masked_mean(losses).backward()
     g_mean = torch.cat([p.grad.flatten() for p in params.values()]).clone()
     opt.step()

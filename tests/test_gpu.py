@@ -34,7 +34,7 @@ def test_training_on_cuda_is_bf16_autocast_over_float32_weights(tmp_path):
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=0.0)
     enc = encode_conversation(tok, [{"role": "user", "content": "ping"}, {"role": "assistant", "content": "pong"}], 64)
     with training_autocast(device, autocast_dtype):
-        losses, _ = sample_losses(model, collate([enc], tok.pad_token_id))
+        losses, *_ = sample_losses(model, collate([enc], tok.pad_token_id))
     losses.mean().backward()
     opt.step()
     moved = sum(int((p.detach() != b).sum()) for p, b in zip(model.parameters(), before) if p.grad is not None)

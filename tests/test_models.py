@@ -65,7 +65,7 @@ def test_iu_equals_library_loss_for_a_single_sample(tiny):
     e = encode_conversation(tok, CHAT, 256)
     batch = collate([e], tok.pad_token_id)
     with torch.no_grad():
-        ours, n = sample_losses(model, batch)
+        ours, n, _ = sample_losses(model, batch)
         theirs = model(input_ids=batch["input_ids"], labels=batch["labels"]).loss
     assert n.item() == e.n_supervised
     assert abs(ours.item() - theirs.item()) < 1e-5
@@ -87,7 +87,7 @@ def test_batch_equals_single_whatever_the_padding(tiny, side):
     with torch.no_grad():
         single = torch.stack([sample_losses(model, collate([e], tok.pad_token_id))[0][0] for e in enc])
         for order in (list(range(9)), rng.sample(range(9), 9)):
-            batched, _ = sample_losses(model, collate([enc[i] for i in order], tok.pad_token_id, side))
+            batched, *_ = sample_losses(model, collate([enc[i] for i in order], tok.pad_token_id, side))
             assert torch.allclose(batched, single[order], atol=1e-5, rtol=0)
 
 
@@ -98,9 +98,9 @@ def test_masked_prompt_tokens_do_not_change_iu(tiny):
     batch = collate([e], tok.pad_token_id)
     with torch.no_grad():
         logits = model(input_ids=batch["input_ids"]).logits
-    iu, _ = per_sample_nll(logits, batch["labels"])
+    iu, *_ = per_sample_nll(logits, batch["labels"])
     unmasked = batch["input_ids"].clone()  # every position labelled
-    all_tokens, _ = per_sample_nll(logits, unmasked)
+    all_tokens, *_ = per_sample_nll(logits, unmasked)
     garbage = batch["labels"].clone()
     garbage[garbage == IGNORE] = IGNORE  # masked positions stay masked whatever the token there
     assert not torch.isclose(iu, all_tokens)
@@ -113,10 +113,30 @@ def test_masked_prompt_tokens_do_not_change_iu(tiny):
     assert abs(manual.item() - iu.item()) < 1e-5
 
 
+def test_content_nll_leaves_out_only_the_end_of_turn_tokens(tiny):
+    """per_sample_nll(end_id): `loss` unchanged, `content` the mean over the other supervised tokens (checked by
+    hand); an answer of the end token alone has no content (NaN) but a loss."""
+    model, tok, _ = tiny
+    enc = [encode_conversation(tok, CHAT, 256), encode_conversation(tok, CHAT[:2] + [CHAT[2] | {"content": ""}], 256)]
+    batch = collate(enc, tok.pad_token_id)
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    plain = per_sample_nll(logits, batch["labels"])
+    out = per_sample_nll(logits, batch["labels"], end_id=tok.eos_token_id)
+    assert torch.equal(out.loss, plain.loss) and torch.equal(out.n, plain.n) and torch.equal(plain.content, plain.loss)
+    logp = torch.log_softmax(logits[0, :-1].float(), -1)
+    target = batch["labels"][0, 1:]
+    keep = (target != IGNORE) & (target != tok.eos_token_id)
+    assert int((target == tok.eos_token_id).sum()) == 2  # both answers' end tokens, the multi-turn case
+    manual = -logp[keep.nonzero().squeeze(1), target[keep]].mean()
+    assert abs(manual.item() - out.content[0].item()) < 1e-5 and out.content[0] != out.loss[0]
+    assert torch.isnan(out.content[1]) and torch.isfinite(out.loss[1]) and out.n[1] == 1
+
+
 def test_no_supervised_tokens_gives_nan(tiny):
     model, tok, _ = tiny
     e = encode_conversation(tok, CHAT, 20)
-    losses, counts = score_encoded(model, [e], tok.pad_token_id, 4096, 8)
+    losses, counts, _ = score_encoded(model, [e], tok.pad_token_id, 4096, 8)
     assert np.isnan(losses[0]) and counts[0] == 0
 
 

@@ -109,8 +109,10 @@ def test_scores_are_the_shared_loss_and_well_formed(pipeline):
     model, tok = load_model(work / "models" / "base", cfg.model)
     rows = t.slice(0, 5).to_pylist()
     enc = [encode_conversation(tok, r["messages"], cfg.model.max_length) for r in rows]
-    direct, n = score_encoded(model.eval(), enc, tok.pad_token_id, 4096, 16)
+    direct, n, content = score_encoded(model.eval(), enc, tok.pad_token_id, 4096, 16, end_id=tok.eos_token_id)
     assert np.allclose(direct, [r["iu0"] for r in rows], atol=1e-5, equal_nan=True)
+    assert np.allclose(content, [r["iu0_content"] for r in rows], atol=1e-5, equal_nan=True)
+    assert not np.allclose(content, direct, equal_nan=True)  # the end-of-turn tokens left out
     assert list(n) == [r["n_response_tokens"] for r in rows]
 
 

@@ -34,6 +34,7 @@ def toy_pool(work, n_per=80, seed=0):
                     "line": len(records),
                     "format": "alpaca",
                     "iu0": 5.6,
+                    "iu0_content": 5.6,  # the same ranking: an end_token=skip run picks what a paper run does
                     "ifd": 0.5,
                     "warm_loss": 1.0 if arm == 0 else 5.0,  # the noise arm's loss is irreducible
                     "n_response_tokens": len(answer) + 1,

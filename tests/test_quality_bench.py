@@ -194,3 +194,53 @@ def test_run_environments_group_runs_by_the_versions_they_trained_under(tmp_path
         runs.setdefault(method, {})[int(seed)] = run_dir
     groups = {json.dumps(g["environment"]): g["runs"] for g in run_environments(runs)}
     assert groups == {'{"torch": "2.12.0"}': ["lead-s43"], '{"torch": "2.13.0"}': ["lead-s42"], "null": ["random-s42"]}
+
+
+def test_a_cached_pool_gains_iu0_content_without_moving_a_row(tmp_path):
+    """bench/quality_content.py: the column from the base model's pass, every other column and the row order
+    kept; a pool whose iu0 the model does not reproduce is refused."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import pytest
+
+    from bench.quality_content import CONTENT, add_content_column
+    from lead_ray.config import load_config
+    from lead_ray.data.rows import write_pool_file
+    from lead_ray.models.load import load_model, materialize_model
+    from lead_ray.models.loss import score_encoded
+    from lead_ray.models.template import encode_conversation
+
+    cfg = load_config(None, ["model.max_length=64"])
+    model, tok = load_model(materialize_model(cfg.model, tmp_path / "models" / "base", cfg.seed), cfg.model)
+    chats = [[{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "ab" * i}] for i in range(6)]
+    encoded = [encode_conversation(tok, c, 64) for c in chats]
+    iu0, _, content = score_encoded(model.eval(), encoded, tok.pad_token_id, 4096, 8, tok.eos_token_id)
+    table = pa.table(
+        {
+            "id": [f"s{i}" for i in range(6)],
+            "messages": chats,
+            "iu0": pa.array(iu0.astype(np.float32)),
+            "difficulty_cluster": pa.array([1, 0, 1, 0, 1, 0], pa.int16()),
+        }
+    )
+    pool = tmp_path / "clustered" / "pool"
+    pool.mkdir(parents=True)
+    write_pool_file(table, pool / "part-0.parquet")
+    before = pq.read_table(pool)
+    add_content_column(tmp_path, tmp_path, cfg)
+    after = pq.read_table(pool)
+    assert after.drop_columns([CONTENT]).equals(before)
+    expected = dict(zip([f"s{i}" for i in range(6)], content))
+    np.testing.assert_allclose(after[CONTENT].to_numpy(), [expected[i] for i in after["id"].to_pylist()], rtol=1e-6)
+    written = (pool / "part-0.parquet").stat().st_mtime_ns
+    add_content_column(tmp_path, tmp_path, cfg)  # has it: nothing to do
+    assert (pool / "part-0.parquet").stat().st_mtime_ns == written
+    other = tmp_path / "other"
+    (other / "clustered" / "pool").mkdir(parents=True)
+    (other / "models").symlink_to(tmp_path / "models")
+    write_pool_file(
+        table.set_column(2, "iu0", pa.array(iu0.astype(np.float32) + 0.5)), other / "clustered" / "pool" / "p.parquet"
+    )
+    with pytest.raises(SystemExit, match="not the same model"):
+        add_content_column(other, other, cfg)

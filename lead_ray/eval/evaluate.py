@@ -81,7 +81,7 @@ class EvalWorker:
         for m in conversations:
             e = encode_conversation(self.tok, m, 1 << 30)
             enc.append(e if len(e.input_ids) <= L else Encoded(e.input_ids[-L:], e.labels[-L:], True, False))
-        losses, _ = score_encoded(self.model, enc, self.tok.pad_token_id, self.batch_tokens, self.max_batch)
+        losses = score_encoded(self.model, enc, self.tok.pad_token_id, self.batch_tokens, self.max_batch).loss
         return [float(x) for x in losses]
 
     def generate(self, prompts: list[list[dict]]) -> list[str]:

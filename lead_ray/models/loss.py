@@ -2,19 +2,31 @@
 
     IU(θ, x) = −(1/T) Σ_j log p_θ(y_j | x, y_<j)     over the T supervised (response) tokens
 
-computed with the next-token shift done right (ALGORITHM.md §4.3 and §10 D1: logits at position j predict
-token j+1). For a padded batch it returns one value per sample, equal to the single-sample value
-within float tolerance whatever the padding side, because padding is masked out of attention,
-positions restart at each sample's first real token, and padded labels are IGNORE.
+and, from the same token losses, the mean over the supervised tokens other than the end-of-turn token
+(`content`: what `selection.end_token: skip` ranks by; docs/ALGORITHM.md §12). Computed with the next-token
+shift done right (ALGORITHM.md §4.3 and §10 D1: logits at position j predict token j+1). For a padded batch
+it returns one value per sample, equal to the single-sample value within float tolerance whatever the padding
+side, because padding is masked out of attention, positions restart at each sample's first real token, and
+padded labels are IGNORE.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from lead_ray.models.template import IGNORE, Encoded
+
+
+class SampleNLL(NamedTuple):
+    """Per-sample losses of one forward pass (tensors, or arrays from score_encoded)."""
+
+    loss: torch.Tensor  # IU: mean NLL over the supervised tokens (NaN where there are none); training's loss
+    n: torch.Tensor  # supervised tokens
+    content: torch.Tensor  # the mean over supervised tokens other than end_id (NaN: none); = loss without it
 
 
 def collate(encoded: list[Encoded], pad_id: int, padding_side: str = "right") -> dict[str, torch.Tensor]:
@@ -33,21 +45,30 @@ def collate(encoded: list[Encoded], pad_id: int, padding_side: str = "right") ->
     return {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "labels": labels}
 
 
-def per_sample_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean NLL over each sample's supervised tokens, number of those tokens). NaN where there are none."""
+def per_sample_nll(logits: torch.Tensor, labels: torch.Tensor, end_id: int | None = None) -> SampleNLL:
+    """Each sample's mean NLL over its supervised tokens, their number, and (end_id given) the mean over
+    those whose label is not end_id: one cross-entropy, two masked means."""
     shift_logits = logits[:, :-1, :].float()
     shift_labels = labels[:, 1:]
     nll = F.cross_entropy(shift_logits.transpose(1, 2), shift_labels, ignore_index=IGNORE, reduction="none")
     supervised = shift_labels != IGNORE
-    n = supervised.sum(dim=1)
-    total = (nll * supervised).sum(dim=1)
-    return total / n.clamp(min=1) + torch.where(n == 0, float("nan"), 0.0), n
+    loss, n = _masked_mean(nll, supervised)
+    if end_id is None:
+        return SampleNLL(loss, n, loss)
+    return SampleNLL(loss, n, _masked_mean(nll, supervised & (shift_labels != end_id))[0])
+
+
+def _masked_mean(nll: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row mean of nll over mask (NaN where the mask is empty), and the mask's count."""
+    n = mask.sum(dim=1)
+    return (nll * mask).sum(dim=1) / n.clamp(min=1) + torch.where(n == 0, float("nan"), 0.0), n
 
 
 def sample_losses(
-    model, batch: dict[str, torch.Tensor], response_only: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward pass and IU per sample. Keeps the graph, so training backpropagates through the same call.
+    model, batch: dict[str, torch.Tensor], response_only: bool = False, end_id: int | None = None
+) -> SampleNLL:
+    """Forward pass and IU per sample (per_sample_nll). Keeps the graph, so training backpropagates through
+    the same call.
 
     response_only: compute the LM head (hidden × vocabulary, the largest matmul of a small model) only
     from the batch's first supervised position on, through Hugging Face's `logits_to_keep`; the prompt
@@ -65,7 +86,7 @@ def sample_losses(
         use_cache=False,
         **({"logits_to_keep": labels.shape[1] - first} if response_only else {}),
     ).logits
-    return per_sample_nll(logits, labels[:, first:].to(device))
+    return per_sample_nll(logits, labels[:, first:].to(device), end_id)
 
 
 def masked_mean(losses: torch.Tensor, zero_weight: bool = False) -> torch.Tensor:
@@ -104,16 +125,19 @@ LOGITS_BUDGET = 2**29
 
 
 def score_encoded(
-    model, encoded: list[Encoded], pad_id: int, batch_tokens: int, max_batch: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """IU of many samples without gradients, in length buckets; (losses, supervised-token counts) in input order."""
+    model, encoded: list[Encoded], pad_id: int, batch_tokens: int, max_batch: int, end_id: int | None = None
+) -> SampleNLL:
+    """IU of many samples without gradients, in length buckets: a SampleNLL of float64/int64 arrays in input
+    order."""
     losses = np.full(len(encoded), np.nan, dtype=np.float64)
+    content = losses.copy()
     counts = np.zeros(len(encoded), dtype=np.int64)
     vocab = model.get_output_embeddings().weight.shape[0]
     batch_tokens = max(1, min(batch_tokens, LOGITS_BUDGET // vocab))  # a 128k vocabulary: 4k tokens a batch
     with torch.inference_mode():
         for idx in length_buckets([len(e.input_ids) for e in encoded], batch_tokens, max_batch):
-            loss, n = sample_losses(model, collate([encoded[i] for i in idx], pad_id), response_only=True)
-            losses[idx] = loss.double().cpu().numpy()
-            counts[idx] = n.cpu().numpy()
-    return losses, counts
+            out = sample_losses(model, collate([encoded[i] for i in idx], pad_id), response_only=True, end_id=end_id)
+            losses[idx] = out.loss.double().cpu().numpy()
+            content[idx] = out.content.double().cpu().numpy()
+            counts[idx] = out.n.cpu().numpy()
+    return SampleNLL(losses, counts, content if end_id is not None else losses)

@@ -1,10 +1,12 @@
 """`lead-ray score`: IU₀, IFD and prompt embeddings for every pool sample (ALGORITHM.md §4.2–4.3).
 
     prepared/pool ──units (row-group slices)──► actor pool (models loaded once per actor) ──►
-    scored/units/<unit>.parquet: the pool's columns + iu0, ifd, ifd_raw, warm_loss, n_tokens, n_response_tokens,
-                                 trainable, embedding
+    scored/units/<unit>.parquet: the pool's columns + iu0, iu0_content, ifd, ifd_raw, warm_loss, n_tokens,
+                                 n_response_tokens, trainable, embedding
 
 * IU₀(x) = IU(θ₀, x): mean response NLL under the **base** model (the loss function of models/loss.py).
+* iu0_content: the same mean without the end-of-turn tokens, from the same forward pass: IU₀ as
+  `selection.end_token: skip` ranks it.
 * IFD(x) = s_cond / s_uncond under the **warm-up** model: the last answer's loss given everything
   before it, over its loss alone (with its role tag). Set to 0 when > 1, not finite, or when the
   answer is empty or truncated (ALGORITHM.md §4.2, §10 D14: such samples are kept and form the "zero" cluster).
@@ -115,11 +117,11 @@ class UnitScorer:
                 m.eval()
         self.embedder = PromptEmbedder(self.score_cfg.embed_max_tokens, device=str(self.base.device))
 
-    def losses(self, model, encoded) -> tuple[np.ndarray, np.ndarray]:
+    def losses(self, model, encoded, end_id: int | None = None):
         from lead_ray.models.loss import score_encoded
 
         return score_encoded(
-            model, encoded, self.tok.pad_token_id, self.score_cfg.batch_tokens, self.score_cfg.max_batch_size
+            model, encoded, self.tok.pad_token_id, self.score_cfg.batch_tokens, self.score_cfg.max_batch_size, end_id
         )
 
     def process(self, file: str, row_group: int, start: int, stop: int, name: str) -> dict:
@@ -130,12 +132,12 @@ class UnitScorer:
         convs = table["messages"].to_pylist()
         L = self.model_cfg.max_length
         full = [encode_conversation(self.tok, c, L) for c in convs]
-        iu0, n_resp = self.losses(self.base, full)
+        iu0, n_resp, iu0_content = self.losses(self.base, full, end_id=self.tok.eos_token_id)
         if self.warm is not None:
             cond = [encode_conversation(self.tok, c, L, supervise="last") for c in convs]
             uncond = [encode_answer_only(self.tok, c, L) for c in convs]
-            s_cond, n_cond = self.losses(self.warm, cond)
-            s_uncond, _ = self.losses(self.warm, uncond)
+            s_cond, n_cond, _ = self.losses(self.warm, cond)
+            s_uncond = self.losses(self.warm, uncond).loss
             answer_whole = np.array([not (e.truncated or u.truncated) for e, u in zip(cond, uncond)])
             ifd_raw = raw_ifd(s_cond, s_uncond, answer_whole & (n_cond > 0))
             ifd = ifd_scores(s_cond, s_uncond, answer_whole & (n_cond > 0))
@@ -146,6 +148,7 @@ class UnitScorer:
         trainable = np.array([e.n_supervised > 0 and not e.prompt_too_long for e in full])
         out = (
             table.append_column("iu0", pa.array(iu0.astype(np.float32)))
+            .append_column("iu0_content", pa.array(iu0_content.astype(np.float32)))
             .append_column("ifd", pa.array(ifd))
             .append_column("ifd_raw", pa.array(ifd_raw))
             .append_column("warm_loss", pa.array(np.asarray(s_cond, np.float32)))

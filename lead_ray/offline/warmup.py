@@ -68,7 +68,7 @@ def warmup_loop(loop_config: dict) -> None:
         for batch in batches:
             enc = [encode_conversation(tok, m, model_cfg.max_length) for m in batch["messages"].to_pylist()]
             with training_autocast(device, autocast_dtype):
-                losses, _ = sample_losses(model, collate(enc, tok.pad_token_id))
+                losses = sample_losses(model, collate(enc, tok.pad_token_id)).loss
             (masked_mean(losses) / accum).backward()
             valid = ~torch.isnan(losses)
             total += float(losses[valid].detach().sum())

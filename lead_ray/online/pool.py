@@ -45,7 +45,11 @@ class PoolIndex:
 
 
 def selection_columns(cfg: Config) -> list[str]:
-    return SELECTION_COLUMNS + (["warm_loss"] if switches(cfg).utility == "reducible" else [])
+    chosen = switches(cfg)
+    extra = (["warm_loss"] if chosen.utility == "reducible" else []) + (
+        ["iu0_content"] if chosen.end_token == "skip" else []
+    )
+    return SELECTION_COLUMNS + extra
 
 
 def pool_files(cfg: Config) -> list[Path]:
@@ -57,7 +61,7 @@ def pool_files(cfg: Config) -> list[Path]:
     if missing:
         raise ConfigError(
             f"{pool_dir} has no column {', '.join(dict.fromkeys(missing))}: it was scored by an older lead-ray; run "
-            "`lead-ray score` and `lead-ray cluster` again (or --set selection.utility=idu)"
+            "`lead-ray score` and `lead-ray cluster` again (or --set selection.utility=idu / selection.end_token=count)"
         )
     return files
 

@@ -243,7 +243,7 @@ def _start_actors(cfg: Config, table: pa.Table, name: str):
         _kill_named(stale)  # left by an earlier attempt of this run in the same Ray session
     cluster = table["difficulty_cluster"].to_numpy().astype(np.int16)
     store = UtilityClient.create(
-        table["iu0"].to_numpy(zero_copy_only=False).astype(np.float32),
+        table["iu0_content" if chosen.end_token == "skip" else "iu0"].to_numpy(zero_copy_only=False).astype(np.float32),
         cluster,
         table["task_cluster"].to_numpy().astype(np.int32),
         selection.store_shards,

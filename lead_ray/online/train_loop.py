@@ -126,6 +126,7 @@ class RoundLoop:
             self.s.base_dir, self.cfg.model, self.training.lora, self.device
         )
         self.opt, self.sched, self.accum = build_optimizer(self.model, self.training, self.world)
+        self.end_id = self.tok.eos_token_id if self.switches.end_token == "skip" else None  # U without it
         self.t_start = time.perf_counter()
 
     def _restore(self) -> int:
@@ -226,13 +227,14 @@ class RoundLoop:
                 [encode_conversation(self.tok, m, self.cfg.model.max_length) for m in self.rows.messages(mine)],
             )
         with training_autocast(self.device, self.autocast_dtype):
-            losses, _ = score_encoded(
+            losses = score_encoded(
                 self.plain.eval(),
                 self.pool_enc[1],
                 self.tok.pad_token_id,
                 self.cfg.score.batch_tokens,
                 self.cfg.score.max_batch_size,
-            )
+                self.end_id,
+            ).content
         ray.get(self.store.set_u_async(self.pool_enc[0], losses))
         if self.world > 1:
             dist.barrier()
@@ -303,11 +305,13 @@ class RoundLoop:
         for j in range(n_micro):
             chunk = mine[j * micro : (j + 1) * micro]
             padded = len(chunk) == 0  # this rank ran out: a zero-weight step keeps DDP's all-reduce in step
-            losses = self._loss_step(encoded[j * micro : (j + 1) * micro] if not padded else encoded[:1], padded)
+            losses, utility = self._loss_step(
+                encoded[j * micro : (j + 1) * micro] if not padded else encoded[:1], padded
+            )
             forwarded, padding = forwarded + len(losses), padding + (len(losses) if padded else 0)
             deltas = self._sample_deltas(losses, plan.eta) if per_sample else None
             if not padded:
-                pushes.add(chunk, losses, last=j == n_micro - 1, deltas=deltas)
+                pushes.add(chunk, utility, last=j == n_micro - 1, deltas=deltas)
             if (j + 1) % self.accum == 0 or j == n_micro - 1:
                 g = self._direction_gradient() if start is None else None
                 if g is not None:
@@ -342,15 +346,17 @@ class RoundLoop:
         products = self.ghost.collect(weights)
         return update_delta(products) if self.switches.delta == "update" else sample_delta(eta, products)
 
-    def _loss_step(self, encoded: list, padded: bool):
-        """Forward and backward of one micro-batch; returns each sample's IU (detached, on the CPU)."""
+    def _loss_step(self, encoded: list, padded: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Forward and backward of one micro-batch. Returns each sample's IU (the loss it trained on) and the
+        utility selection reads (the same IU, or without the end-of-turn token: selection.end_token), detached,
+        on the CPU."""
         from lead_ray.models.load import training_autocast
         from lead_ray.models.loss import collate, masked_mean, sample_losses
 
         with training_autocast(self.device, self.autocast_dtype):
-            losses, _ = sample_losses(self.model, collate(encoded, self.tok.pad_token_id))
-        (masked_mean(losses, zero_weight=padded) / self.accum).backward()
-        return losses.detach().float().cpu().numpy()
+            out = sample_losses(self.model, collate(encoded, self.tok.pad_token_id), end_id=self.end_id)
+        (masked_mean(out.loss, zero_weight=padded) / self.accum).backward()
+        return out.loss.detach().float().cpu().numpy(), out.content.detach().float().cpu().numpy()
 
     def _direction_values(self):
         """Rank 0: the direction parameters' current values, flat, in the order of their gradients."""
@@ -439,13 +445,13 @@ class RoundLoop:
         from lead_ray.models.loss import score_encoded
 
         with training_autocast(self.device, self.autocast_dtype):
-            losses, _ = score_encoded(
+            losses = score_encoded(
                 self.plain.eval(),
                 self.holdout_enc,
                 self.tok.pad_token_id,
                 self.cfg.score.batch_tokens,
                 self.cfg.score.max_batch_size,
-            )
+            ).loss
         return float(np.nanmean(losses))
 
     def _finish_run(self, next_round: int, metrics: dict) -> None:
