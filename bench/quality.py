@@ -157,7 +157,9 @@ def paper_budget(variant: Path, cfg) -> int:
     from lead_ray.config import config_from_dict
     from lead_ray.online.pool import index_pool
 
+    # the paper's switches: its pool and the columns it reads (a count of rows needs no other)
     paper = ["selection.preset=paper", "cluster.difficulty_bins=preset", "cluster.ifd_above_one=preset"]
+    paper += ["selection.utility=preset", "selection.end_token=preset"]
     selectable = index_pool(config_from_dict(to_dict(cfg), [f"work_dir={variant}", *paper])).size
     return max(1, math.ceil(cfg.selection.budget_fraction * selectable))
 
