@@ -176,8 +176,8 @@ def one_run(regime: Regime, variant: Path, method: str, seed: int, extra: list[s
     from lead_ray.online.run import run
 
     run_dir = variant / runs / f"{method}-s{seed}"
-    selection_method, method_keys = method_settings(method)
-    settings = overrides(regime, variant, extra) + [f"seed={seed}", f"selection.method={selection_method}", *method_keys]
+    selection_method, keys = method_settings(method)
+    settings = overrides(regime, variant, extra) + [f"seed={seed}", f"selection.method={selection_method}", *keys]
     cfg = load_config(ROOT / regime.config, settings)
     work = clustered_work(variant, cfg)
     if work != variant:  # the same number of unique samples as on the paper's pool, however many were dropped
