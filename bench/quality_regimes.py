@@ -45,6 +45,13 @@ VARIANTS = {
     # the default with U leaving out the end-of-turn token (a cut-off answer's surprise sits there; the default's
     # planted picks on both noisy pools are mostly truncations): added 2026-12-04 (21:50 UTC), before any run of it
     "lead+quantile+skip-end": ["cluster.difficulty_bins=quantile", "selection.end_token=skip"],
+    # and with IFD > 1 dropped, against the swapped and cross-source pairs U without the end token does not touch:
+    # added 2026-12-04 (22:10 UTC), before any run of it (queued behind skip-end's screening, its result unseen)
+    "lead+quantile+drop+skip-end": [
+        "cluster.difficulty_bins=quantile",
+        "cluster.ifd_above_one=drop",
+        "selection.end_token=skip",
+    ],
 }
 # A preset is run as the variant whose switches it resolves to; tests/test_quality_bench.py fails if they drift apart.
 ROBUST_METHOD = "lead+quantile"  # selection.preset=robust: the paper with quantile bins
@@ -88,6 +95,7 @@ REGIMES = {
             "lead+quantile+saturating",
             "lead+quantile+drop+saturating",
             "lead+quantile+skip-end",
+            "lead+quantile+drop+skip-end",
         ),
         {"holdout": 0, "gsm8k": 200, "mmlu": 285, "self_instruct": 0},
         100,
@@ -127,6 +135,7 @@ REGIMES = {
             "lead+quantile+saturating",
             "lead+quantile+drop+saturating",
             "lead+quantile+skip-end",
+            "lead+quantile+drop+skip-end",
         ),
         {"holdout": 0, "gsm8k": 0, "mmlu": 0, "self_instruct": 0},
         0,
