@@ -77,7 +77,7 @@ def add_content_column(variant: Path, work: Path, cfg) -> None:
         table = pq.read_table(path)
         if CONTENT not in table.column_names:
             column = pa.array([by_id[i] for i in table["id"].to_pylist()], pa.float32())
-            write_pool_file(table.append_column(CONTENT, column), path)  # its sort is stable: the same order
+            write_pool_file(table.append_column(CONTENT, column), path, sort=False)  # the rows where they were
             if pq.read_table(path, columns=["id"])["id"] != table["id"]:
                 sys.exit(f"{path}: rewriting it moved its rows")
     log(f"{work.relative_to(variant.parent)}: {CONTENT} added to {len(files)} pool file(s)")

@@ -133,3 +133,18 @@ def test_narrow_copies_give_the_same_index_and_columns_and_a_stale_one_is_not_re
     pq.write_table(pq.read_table(without.files[1]).slice(5), without.files[1])  # rewritten by another writer
     stale = index_pool(cfg)
     assert stale.narrow is None and stale.file_rows[1] == without.file_rows[1] - 5
+
+
+def test_a_pool_without_a_switchs_column_is_refused_by_selection_but_not_by_the_held_out_split(tmp_path):
+    """A pool scored before iu0_content: a run with selection.end_token=skip is told to re-score (naming the
+    column), while the evaluation's held-out split, which reads no selection column, still reads."""
+    from lead_ray.config import ConfigError
+
+    _, cfg = clustered_pool(tmp_path, 200, files=2, writer=write_pool_file)
+    pool = index_pool(cfg)
+    cfg.selection.end_token = "skip"
+    assert index_pool(cfg).holdout_ids == pool.holdout_ids and read_holdout(cfg, pool).num_rows > 0
+    with pytest.raises(ConfigError, match="no column iu0_content.*lead-ray score"):
+        read_selection(cfg, pool)
+    cfg.selection.end_token = "count"
+    assert read_selection(cfg, pool).num_rows == pool.size

@@ -35,11 +35,11 @@ NOT_NARROW = ("messages", "file", "line", "format")
 NARROW_BYTES_KEY = b"lead_ray.pool_file_bytes"  # the pool file the narrow copy was written with, by its size
 
 
-def write_pool_file(table: pa.Table, path: Path) -> None:
-    """One clustered pool file: rows ordered by (difficulty_cluster, -iu0), row groups of GROUP rows.
-    Statistics off: with small groups they would make much of the footer, and no reader filters on them.
-    Then its narrow copy (write_narrow_copy)."""
-    if {"difficulty_cluster", "iu0"} <= set(table.column_names) and table.num_rows:
+def write_pool_file(table: pa.Table, path: Path, sort: bool = True) -> None:
+    """One clustered pool file: rows ordered by (difficulty_cluster, -iu0) (sort=False: as given), row groups
+    of GROUP rows. Statistics off: with small groups they would make much of the footer, and no reader filters
+    on them. Then its narrow copy (write_narrow_copy)."""
+    if sort and {"difficulty_cluster", "iu0"} <= set(table.column_names) and table.num_rows:
         table = table.take(pc.sort_indices(table, [("difficulty_cluster", "ascending"), ("iu0", "descending")]))
     narrow_path(path).unlink(missing_ok=True)  # a crash before the new copy leaves none, never a stale one
     with atomic_path(path) as tmp:

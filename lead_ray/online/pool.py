@@ -53,17 +53,23 @@ def selection_columns(cfg: Config) -> list[str]:
 
 
 def pool_files(cfg: Config) -> list[Path]:
-    """The clustered pool's Parquet files, checked for every column this config reads."""
+    """The clustered pool's Parquet files, checked for the columns every reader needs (the held-out split's
+    too: an evaluation reads no selection column)."""
     pool_dir = require(cfg.stage_dir("clustered") / "pool", "*.parquet", "clustered pool", "cluster")
     files = sorted(pool_dir.glob("*.parquet"))
+    require_columns(files, POOL_COLUMNS)
+    return files
+
+
+def require_columns(files: list[Path], columns: list[str]) -> None:
     names = pq.read_schema(files[0]).names
-    missing = [c for c in POOL_COLUMNS + selection_columns(cfg) if c not in names]
+    missing = [c for c in columns if c not in names]
     if missing:
         raise ConfigError(
-            f"{pool_dir} has no column {', '.join(dict.fromkeys(missing))}: it was scored by an older lead-ray; run "
-            "`lead-ray score` and `lead-ray cluster` again (or --set selection.utility=idu / selection.end_token=count)"
+            f"{Path(files[0]).parent} has no column {', '.join(dict.fromkeys(missing))}: it was scored by an older "
+            "lead-ray; run `lead-ray score` and `lead-ray cluster` again (or --set selection.utility=idu / "
+            "selection.end_token=count)"
         )
-    return files
 
 
 def index_pool(cfg: Config) -> PoolIndex:
@@ -90,6 +96,7 @@ def read_selection(cfg: Config, pool: PoolIndex) -> pa.Table:
     `source` dictionary-encoded file by file, then gathered a column at a time: the peak is one copy of
     the narrow columns plus one column."""
     files = pool.narrow or pool.files
+    require_columns(files, selection_columns(cfg))
     table = pa.concat_tables([_narrow(pq.read_table(f, columns=selection_columns(cfg))) for f in files])
     rows, columns = pa.array(pool.selectable_rows), {}
     for name in table.column_names:
