@@ -6,7 +6,8 @@ One round t, on all workers of the single long-running TorchTrainer:
            cluster, marks them used, and broadcasts the plan;
   train    each worker trains one pass over its slice of the round (micro-batches, gradient
            accumulation, DDP), takes each sample's IU from the training forward pass itself (the
-           shared loss function), and pushes (index, loss) to the UtilityStore asynchronously, which
+           shared loss function; `selection.end_token: skip` takes its mean without the end-of-turn
+           token), and pushes (index, loss) to the UtilityStore asynchronously, which
            applies U ← (1−b)(L + ΔL̂′) + b·U_prev; with `selection.delta: sample` ΔL̂′ is each sample's
            −η⟨g(x), ĝ⟩, from the same backward pass (models/ghost.py);
   finish   rank 0 measures the round's update direction g: the mean gradient of the direction
