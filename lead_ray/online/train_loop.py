@@ -357,7 +357,8 @@ class RoundLoop:
         with training_autocast(self.device, self.autocast_dtype):
             out = sample_losses(self.model, collate(encoded, self.tok.pad_token_id), end_id=self.end_id)
         (masked_mean(out.loss, zero_weight=padded) / self.accum).backward()
-        return out.loss.detach().float().cpu().numpy(), out.content.detach().float().cpu().numpy()
+        loss = out.loss.detach().float().cpu().numpy()
+        return loss, loss if self.end_id is None else out.content.detach().float().cpu().numpy()
 
     def _direction_values(self):
         """Rank 0: the direction parameters' current values, flat, in the order of their gradients."""
