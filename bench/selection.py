@@ -209,7 +209,27 @@ def mean(rows, key):
     return float(np.mean(v)) if v else None
 
 
-def main() -> None:
+TABLE_COLUMNS = [
+    "method",
+    "budget",
+    "seed",
+    "wall_s",
+    "selection_s",
+    "training_s",
+    "rounds",
+    "unique",
+    "samples_trained",
+    "pool_forward_samples",
+    "nll_holdout",
+    "nll_gsm8k",
+    "nll_self_instruct",
+    "nll_mmlu",
+    "mmlu_acc",
+    "em_gsm8k",
+]
+
+
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=4000)
     ap.add_argument("--seeds", default="42,43,44")
@@ -224,17 +244,11 @@ def main() -> None:
     ap.add_argument("--config", help="base config instead of configs/demo.yaml (e.g. configs/smollm2.yaml)")
     ap.add_argument("--set", action="append", default=[], help="extra config override for every stage and run")
     ap.add_argument("--result", default="selection", help="writes bench/results/<result>.json")
-    args = ap.parse_args()
-    os.environ.setdefault("LEAD_RAY_PROGRESS", "0")
-    from lead_ray.config import RayConfig
-    from lead_ray.runtime import init_ray
+    return ap
 
-    work = Path(args.work).resolve()
-    seeds = [int(s) for s in args.seeds.split(",")]
-    budgets = [float(b) for b in args.budgets.split(",")]
-    t0 = time.perf_counter()
-    init_ray(RayConfig())
-    setup(args, work)
+
+def run_all(args, work: Path, seeds: list[int], budgets: list[float]) -> list[dict]:
+    """The base model's row, then every method at every budget (full: the largest) and every ablation, per seed."""
     rows = [base_row(args, work)]
     for seed in seeds:
         for method in args.methods.split(","):
@@ -242,50 +256,37 @@ def main() -> None:
                 rows.append(one_run(args, work, method, method, budget, seed, []))
         for name in filter(None, args.ablations.split(",")):
             rows.append(one_run(args, work, name, "lead", budgets[-1], seed, ABLATIONS[name]))
+    return rows
 
-    cols = [
-        "method",
-        "budget",
-        "seed",
-        "wall_s",
-        "selection_s",
-        "training_s",
-        "rounds",
-        "unique",
-        "samples_trained",
-        "pool_forward_samples",
-        "nll_holdout",
-        "nll_gsm8k",
-        "nll_self_instruct",
-        "nll_mmlu",
-        "mmlu_acc",
-        "em_gsm8k",
-    ]
-    print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
+
+def print_table(rows: list[dict]) -> None:
+    print("| " + " | ".join(TABLE_COLUMNS) + " |\n|" + "---|" * len(TABLE_COLUMNS))
     for r in rows:
-        print(
-            "| " + " | ".join(f"{r.get(c):.4g}" if isinstance(r.get(c), float) else str(r.get(c)) for c in cols) + " |"
-        )
+        cells = (f"{r.get(c):.4g}" if isinstance(r.get(c), float) else str(r.get(c)) for c in TABLE_COLUMNS)
+        print("| " + " | ".join(cells) + " |")
 
-    def pick(method, budget=None, seed=None):
+
+class Rows:
+    """The finished rows, picked by method, budget and seed."""
+
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
+
+    def __call__(self, method, budget=None, seed=None) -> list[dict]:
         return [
             r
-            for r in rows
+            for r in self.rows
             if r["method"] == method
             and (budget is None or r["budget"] == budget)
             and (seed is None or r["seed"] == seed)
         ]
 
-    big = budgets[-1]
-    result = {
-        "machine": os.uname().nodename,
-        "cpus": os.cpu_count(),
-        "rows_requested": args.rows,
-        "pool": rows[1]["pool"],
-        "seeds": len(seeds),
-        "budgets": budgets,
-        "rows": rows,
-    }
+
+def summarize(rows: list[dict], args, seeds: list[int], budgets: list[float]) -> dict:
+    """The result file's figures: rescore/LEAD time ratios, LEAD against random and full, the held-out NLL per
+    method, and each ablation's cost."""
+    pick, big = Rows(rows), budgets[-1]
+    result = {"rows_requested": args.rows, "pool": rows[1]["pool"], "seeds": len(seeds), "budgets": budgets}
     ratios = {}
     for b in budgets:
         lead, resc = pick("lead", b), pick("rescore", b)
@@ -294,37 +295,28 @@ def main() -> None:
             ratios[f"rescore_over_lead_loop_b{b}"] = mean(resc, "loop_s") / mean(lead, "loop_s")
     result["rescore_over_lead_wall"] = ratios.get(f"rescore_over_lead_wall_b{big}")
     result["rescore_over_lead_loop"] = ratios.get(f"rescore_over_lead_loop_b{big}")
-    wins = [
-        pick("lead", big, s)[0]["nll_holdout"] < pick("random", big, s)[0]["nll_holdout"]
+    pairs = [
+        (pick("lead", big, s)[0], pick("random", big, s)[0])
         for s in seeds
         if pick("lead", big, s) and pick("random", big, s)
     ]
-    result["lead_beats_random_seeds"] = int(sum(wins)) if wins else None  # None: no lead/random pair ran
+    result["lead_beats_random_seeds"] = (
+        sum(lead["nll_holdout"] < rnd["nll_holdout"] for lead, rnd in pairs) if pairs else None
+    )
     if pick("full") and pick("lead", big):
         full_nll, lead_nll = mean(pick("full"), "nll_holdout"), mean(pick("lead", big), "nll_holdout")
         result["lead_vs_full_nll_gap"] = (lead_nll - full_nll) / full_nll
-        result["lead_over_full_train_compute"] = mean(pick("lead", big), "samples_trained") / mean(
-            pick("full"), "samples_trained"
-        )
-    result["heldout_nll"] = {
-        m: mean(pick(m, None if m in ("full", "base") else big), "nll_holdout")
-        for m in dict.fromkeys(r["method"] for r in rows)
-    }
+        trained = mean(pick("lead", big), "samples_trained") / mean(pick("full"), "samples_trained")
+        result["lead_over_full_train_compute"] = trained
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    at_budget = {m: pick(m, None if m in ("full", "base") else big) for m in methods}
+    result["heldout_nll"] = {m: mean(at_budget[m], "nll_holdout") for m in methods}
     result["heldout_nll_small_budget"] = {
         m: mean(pick(m, budgets[0]), "nll_holdout") for m in args.methods.split(",") if m != "full" and len(budgets) > 1
     }
     if any("em_gsm8k" in r for r in rows):
-        result["gsm8k_exact_match"] = {
-            m: mean(pick(m, None if m in ("full", "base") else big), "em_gsm8k")
-            for m in dict.fromkeys(r["method"] for r in rows)
-        }
-        result["lead_beats_random_em_seeds"] = int(
-            sum(
-                pick("lead", big, s)[0]["em_gsm8k"] > pick("random", big, s)[0]["em_gsm8k"]
-                for s in seeds
-                if pick("lead", big, s) and pick("random", big, s)
-            )
-        )
+        result["gsm8k_exact_match"] = {m: mean(at_budget[m], "em_gsm8k") for m in methods}
+        result["lead_beats_random_em_seeds"] = int(sum(lead["em_gsm8k"] > rnd["em_gsm8k"] for lead, rnd in pairs))
     if pick("lead", big):
         lead_nll = mean(pick("lead", big), "nll_holdout")
         result["ablation_cost"] = {a: mean(pick(a, big), "nll_holdout") - lead_nll for a in ABLATIONS if pick(a, big)}
@@ -337,12 +329,29 @@ def main() -> None:
             for a in ABLATIONS
             if pick(a, big)
         }
+    result["ratios"] = ratios
+    return result
+
+
+def main() -> None:
+    args = parser().parse_args()
+    os.environ.setdefault("LEAD_RAY_PROGRESS", "0")
+    from lead_ray.config import RayConfig
+    from lead_ray.runtime import init_ray
+
+    work = Path(args.work).resolve()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    budgets = [float(b) for b in args.budgets.split(",")]
+    t0 = time.perf_counter()
+    init_ray(RayConfig())
+    setup(args, work)
+    rows = run_all(args, work, seeds, budgets)
+    print_table(rows)
+    result = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "rows": rows}
+    result.update(summarize(rows, args, seeds, budgets))
     # this invocation's time (short when the runs were cached) and the runs' own time, evals included
-    result.update(
-        ratios=ratios,
-        seconds=round(time.perf_counter() - t0, 1),
-        runs_seconds=round(sum(r["wall_s"] + r["eval_s"] for r in rows), 1),
-    )
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    result["runs_seconds"] = round(sum(r["wall_s"] + r["eval_s"] for r in rows), 1)
     result["config"] = args.config or "configs/demo.yaml"
     result["overrides"] = list(args.set)
     result["args"] = vars(args)  # rho, max_rounds, eval_samples, ...: what this invocation ran with
