@@ -59,6 +59,55 @@ class PeakRss:
         self._thread.join()
 
 
+def scaled_run(cfg, args, work: Path, stats: dict) -> dict:
+    """The marginal rate: both runs warm (Ray and its workers already up), 1x again, then `args.scale` copies
+    of the input; the difference is the marginal rate."""
+    from lead_ray.config import load_config
+    from lead_ray.data.ingest import prepare
+
+    copies = []
+    for k in range(args.scale):
+        for i, src in enumerate(args.inputs):
+            dst = work / f"copy{k}" / f"{i}-{Path(src).name}"
+            if k:
+                dst.parent.mkdir(parents=True, exist_ok=True)  # a file input: copy's folder first
+                (shutil.copytree if Path(src).is_dir() else shutil.copy)(src, dst)
+            copies.append(str(dst) if k else src)
+    t1 = time.perf_counter()
+    prepare(cfg)
+    t2 = time.perf_counter()
+    big = load_config(None, ["ingest.inputs=" + json.dumps(copies), "ingest.out=" + json.dumps(str(work / "out-big"))])
+    big_stats = prepare(big)
+    t3 = time.perf_counter()
+    extra_rows = big_stats["input_rows"] - stats["input_rows"]
+    return {
+        "copies": args.scale,
+        "rows": big_stats["input_rows"],
+        "seconds": round(t3 - t2, 2),
+        "warm_1x_seconds": round(t2 - t1, 2),
+        "rows_per_s": round(big_stats["input_rows"] / (t3 - t2)),
+        "marginal_rows_per_s": round(extra_rows / ((t3 - t2) - (t2 - t1))),
+    }
+
+
+def print_summary(result: dict, wall: float) -> None:
+    print(
+        f"{result['rows']} rows ({result['input_mb']} MB) in {wall:.2f} s incl. Ray start "
+        f"({result['seconds']['ray_init']} s): {result['rows_per_s']} rows/s; "
+        f"{result['rows_per_s_after_ray_start']} rows/s after start; peak RSS {result['peak_rss_mb']} MB "
+        f"(driver {result['driver_peak_rss_mb']} MB)",
+        file=sys.stderr,
+    )
+    scaled = result["scaled"]
+    if scaled:
+        print(
+            f"warm: x1 in {scaled['warm_1x_seconds']} s; x{scaled['copies']}: {scaled['rows']} rows in "
+            f"{scaled['seconds']} s = {scaled['rows_per_s']} rows/s; "
+            f"marginal {scaled['marginal_rows_per_s']} rows/s",
+            file=sys.stderr,
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("inputs", nargs="*", default=[str(DEFAULT_INPUT)])
@@ -81,32 +130,7 @@ def main() -> None:
         t_ray = time.perf_counter()
         stats = prepare(cfg)
         t_end = time.perf_counter()
-    scaled = None
-    if args.scale > 1:
-        copies = []
-        for k in range(args.scale):
-            for i, src in enumerate(args.inputs):
-                dst = work / f"copy{k}" / f"{i}-{Path(src).name}"
-                (shutil.copytree if Path(src).is_dir() else shutil.copy)(src, dst) if k else None
-                copies.append(str(dst) if k else src)
-        # both warm (Ray and its workers already up): 1x again, then Kx; the difference is the marginal rate
-        t1 = time.perf_counter()
-        prepare(cfg)
-        t2 = time.perf_counter()
-        big = load_config(
-            None, ["ingest.inputs=" + json.dumps(copies), "ingest.out=" + json.dumps(str(work / "out-big"))]
-        )
-        big_stats = prepare(big)
-        t3 = time.perf_counter()
-        extra_rows = big_stats["input_rows"] - stats["input_rows"]
-        scaled = {
-            "copies": args.scale,
-            "rows": big_stats["input_rows"],
-            "seconds": round(t3 - t2, 2),
-            "warm_1x_seconds": round(t2 - t1, 2),
-            "rows_per_s": round(big_stats["input_rows"] / (t3 - t2)),
-            "marginal_rows_per_s": round(extra_rows / ((t3 - t2) - (t2 - t1))),
-        }
+    scaled = scaled_run(cfg, args, work, stats) if args.scale > 1 else None
     ray.shutdown()
     shutil.rmtree(work, ignore_errors=True)
 
@@ -133,20 +157,7 @@ def main() -> None:
         "task_seconds": stats["task_seconds"],
         "scaled": scaled,
     }
-    print(
-        f"{result['rows']} rows ({result['input_mb']} MB) in {wall:.2f} s incl. Ray start "
-        f"({result['seconds']['ray_init']} s): {result['rows_per_s']} rows/s; "
-        f"{result['rows_per_s_after_ray_start']} rows/s after start; peak RSS {result['peak_rss_mb']} MB "
-        f"(driver {result['driver_peak_rss_mb']} MB)",
-        file=sys.stderr,
-    )
-    if scaled:
-        print(
-            f"warm: x1 in {scaled['warm_1x_seconds']} s; x{scaled['copies']}: {scaled['rows']} rows in "
-            f"{scaled['seconds']} s = {scaled['rows_per_s']} rows/s; "
-            f"marginal {scaled['marginal_rows_per_s']} rows/s",
-            file=sys.stderr,
-        )
+    print_summary(result, wall)
     (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
     (ROOT / "bench" / "results" / "ingest.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
