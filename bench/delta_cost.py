@@ -46,7 +46,7 @@ def step_times(name: str, samples: int, micro: int, repeats: int) -> dict:
     from lead_ray.models.load import load_for_training, materialize_model, training_autocast
     from lead_ray.models.loss import collate, masked_mean, sample_losses
     from lead_ray.models.template import encode_conversation
-    from lead_ray.online.train_loop import direction_params
+    from lead_ray.online.direction import direction_params
 
     config, overrides = MODELS[name]
     cfg = load_config(ROOT / config, overrides + [f"work_dir={ROOT / 'bench' / 'work' / 'delta_cost' / name}"])

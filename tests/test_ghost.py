@@ -10,7 +10,7 @@ from lead_ray.models.ghost import GhostProducts
 from lead_ray.models.load import apply_lora, load_model, materialize_model
 from lead_ray.models.loss import collate, masked_mean, sample_losses
 from lead_ray.models.template import encode_conversation
-from lead_ray.online.train_loop import direction_params
+from lead_ray.online.direction import direction_params
 
 CONVS = [
     [

@@ -25,7 +25,7 @@ import torch
 
 class GhostProducts:
     """Hooks on the linear layers that own the direction parameters; `direction` in the flat layout of
-    `train_loop._direction_gradient` (the parameters' gradients concatenated in `params` order)."""
+    `RoundDirection._gradient` (online/direction.py) (the parameters' gradients concatenated in `params` order)."""
 
     def __init__(self, model: torch.nn.Module, params: dict[str, torch.nn.Parameter]):
         owner = {id(p): name for name, p in params.items()}

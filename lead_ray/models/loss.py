@@ -130,7 +130,7 @@ def score_encoded(
     """IU of many samples without gradients, in length buckets: a SampleNLL of float64/int64 arrays in input
     order."""
     losses = np.full(len(encoded), np.nan, dtype=np.float64)
-    content = losses.copy()
+    content = losses.copy() if end_id is not None else losses  # without end_id, content is the loss itself
     counts = np.zeros(len(encoded), dtype=np.int64)
     vocab = model.get_output_embeddings().weight.shape[0]
     batch_tokens = max(1, min(batch_tokens, LOGITS_BUDGET // vocab))  # a 128k vocabulary: 4k tokens a batch
@@ -138,6 +138,7 @@ def score_encoded(
         for idx in length_buckets([len(e.input_ids) for e in encoded], batch_tokens, max_batch):
             out = sample_losses(model, collate([encoded[i] for i in idx], pad_id), response_only=True, end_id=end_id)
             losses[idx] = out.loss.double().cpu().numpy()
-            content[idx] = out.content.double().cpu().numpy()
+            if end_id is not None:
+                content[idx] = out.content.double().cpu().numpy()
             counts[idx] = out.n.cpu().numpy()
-    return SampleNLL(losses, counts, content if end_id is not None else losses)
+    return SampleNLL(losses, counts, content)

@@ -23,7 +23,6 @@ No forward pass ever runs over samples that are not being trained (ALGORITHM.md 
 from __future__ import annotations
 
 import math
-import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -41,11 +40,10 @@ from lead_ray.online.checkpoint import (
     verify_checkpoint,
     write_checkpoint,
 )
+from lead_ray.online.direction import PER_SAMPLE, RoundDirection, direction_params
 from lead_ray.online.pushes import RoundPushes
 from lead_ray.online.rounds import RoundPlan, RoundTotals, TrainedRound, eta_seconds, progress_line, round_record
 from lead_ray.presets import switches
-
-PER_SAMPLE = ("sample", "update")  # selection.delta values computed per sample from the training backward pass
 
 
 @dataclass
@@ -67,18 +65,6 @@ class LoopSettings:
     initial_bandit: Any  # object ref: the bandit's state before round 0
     static_order: np.ndarray | None  # a static baseline's fixed subset, trained in order
     holdout: list  # held-out conversations for the in-loop NLL
-
-
-def direction_params(model, which: str) -> dict:
-    """Trainable parameters whose change defines the update direction (ALGORITHM.md §5.3: the last layer's)."""
-    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    if which == "all":
-        return trainable
-    layers = [int(m.group(1)) for n in trainable for m in [re.search(r"layers\.(\d+)\.", n)] if m]
-    if not layers:
-        return trainable
-    last = f"layers.{max(layers)}."
-    return {n: p for n, p in trainable.items() if last in n}
 
 
 def lead_train_loop(config: dict) -> None:
@@ -160,17 +146,12 @@ class RoundLoop:
     def _setup_distributed(self) -> None:
         import ray.train.torch
 
-        from lead_ray.models.ghost import GhostProducts, linear_params
-
         names = list(direction_params(self.model, self.selection.direction_params))
         self.model = ray.train.torch.prepare_model(self.model)
         self.plain = self.model.module if hasattr(self.model, "module") else self.model  # without DDP
-        params = dict(self.plain.named_parameters())
-        self.dir_params = {n: params[n] for n in names}
-        self.ghost = None
-        if self.switches.delta in PER_SAMPLE and self.selection.method == "lead" and self.selection.use_delta:
-            self.dir_params = linear_params(self.plain, self.dir_params)  # the same set for g and every g(x)
-            self.ghost = GhostProducts(self.plain, self.dir_params)
+        sel = self.selection
+        per_sample = self.switches.delta in PER_SAMPLE and sel.method == "lead" and sel.use_delta
+        self.direction = RoundDirection(self.plain, names, self.switches.delta, per_sample, self.rank, self.accum)
 
     def _setup_round_inputs(self) -> None:
         from lead_ray.core.baselines import round_slices
@@ -278,7 +259,8 @@ class RoundLoop:
         self.store.mark_used(index)
         # U = L + ΔL̂′ smoothed (LEAD); the no-ΔL̂′ ablation and `rescore` use the loss alone
         delta = estimate.delta if sel.method == "lead" and sel.use_delta else 0.0
-        direction = ray.get(self.bandit.direction.remote(arm, estimate.beta)) if self.ghost is not None else None
+        per_sample = self.direction.ghost is not None
+        direction = ray.get(self.bandit.direction.remote(arm, estimate.beta)) if per_sample else None
         return RoundPlan(index, arm, p, eta, delta, estimate, 0.0, direction)
 
     def _train_round(self, t: int, plan: RoundPlan) -> TrainedRound:
@@ -295,12 +277,9 @@ class RoundLoop:
         read_s = time.perf_counter() - t_read
         encoded = [encode_conversation(self.tok, m, self.cfg.model.max_length) for m in convs]  # once per round
         pushes = RoundPushes(self.store, plan.delta, self.smooth_b, t)
-        per_sample = self.ghost is not None and plan.direction is not None
-        if self.ghost is not None:
-            self.ghost.set_direction(plan.direction, self.device)
-            ghost_s0 = self.ghost.seconds
-        grad_sum, steps, forwarded, padding, optimizer_steps = None, 0, 0, 0, 0
-        start = self._direction_values() if self.switches.delta == "update" else None
+        per_sample = self.direction.ghost is not None and plan.direction is not None
+        self.direction.begin_round(plan.direction, self.device)
+        forwarded, padding, optimizer_steps = 0, 0, 0
         self.model.train()
         self.plain.train()
         for j in range(n_micro):
@@ -310,21 +289,17 @@ class RoundLoop:
                 encoded[j * micro : (j + 1) * micro] if not padded else encoded[:1], padded
             )
             forwarded, padding = forwarded + len(losses), padding + (len(losses) if padded else 0)
-            deltas = self._sample_deltas(losses, plan.eta) if per_sample else None
+            deltas = self.direction.sample_deltas(losses, plan.eta) if per_sample else None
             if not padded:
                 pushes.add(chunk, utility, last=j == n_micro - 1, deltas=deltas)
             if (j + 1) % self.accum == 0 or j == n_micro - 1:
-                g = self._direction_gradient() if start is None else None
-                if g is not None:
-                    grad_sum, steps = (g if grad_sum is None else grad_sum + g), steps + 1
+                self.direction.before_step()
                 self.opt.step(), self.sched.step(), self.opt.zero_grad(set_to_none=True)
                 optimizer_steps += 1
         pushes.finish()  # every update of this round has landed before the reward is read
         if self.world > 1:
             dist.barrier()
-        direction = (grad_sum / steps).cpu().numpy() if grad_sum is not None else None
-        if start is not None:  # `update`: the round's direction is the change it made (rank 0)
-            direction = (self._direction_values() - start).cpu().numpy()
+        direction, ghost_s = self.direction.finish_round()
         return TrainedRound(
             forwarded,
             padding,
@@ -334,18 +309,8 @@ class RoundLoop:
             read_s,
             pushes.seconds,
             np.concatenate(pushes.all_deltas) if per_sample and pushes.all_deltas else None,
-            self.ghost.seconds - ghost_s0 if self.ghost is not None else 0.0,
+            ghost_s,
         )
-
-    def _sample_deltas(self, losses: np.ndarray, eta: float) -> np.ndarray:
-        """Per-sample ΔL̂′ of the micro-batch just backpropagated (NaN-loss samples: weight 0): −η⟨g(x), ĝ⟩
-        (`sample`) or ⟨g(x), Δθ̂⟩ (`update`)."""
-        from lead_ray.core.idu import sample_delta, update_delta
-
-        valid = np.isfinite(losses)
-        weights = np.where(valid, 1.0 / (max(int(valid.sum()), 1) * self.accum), 0.0)  # masked_mean's / accum
-        products = self.ghost.collect(weights)
-        return update_delta(products) if self.switches.delta == "update" else sample_delta(eta, products)
 
     def _loss_step(self, encoded: list, padded: bool) -> tuple[np.ndarray, np.ndarray]:
         """Forward and backward of one micro-batch. Returns each sample's IU (the loss it trained on) and the
@@ -359,22 +324,6 @@ class RoundLoop:
         (masked_mean(out.loss, zero_weight=padded) / self.accum).backward()
         loss = out.loss.detach().float().cpu().numpy()
         return loss, loss if self.end_id is None else out.content.detach().float().cpu().numpy()
-
-    def _direction_values(self):
-        """Rank 0: the direction parameters' current values, flat, in the order of their gradients."""
-        import torch
-
-        if self.rank != 0 or not self.dir_params:
-            return None
-        return torch.cat([p.detach().flatten().float() for p in self.dir_params.values()]).clone()
-
-    def _direction_gradient(self):
-        """Rank 0: this optimizer step's gradient on the direction parameters (already all-reduced)."""
-        import torch
-
-        if self.rank != 0 or not self.dir_params:
-            return None
-        return torch.cat([p.grad.detach().flatten().float() for p in self.dir_params.values() if p.grad is not None])
 
     def _sum_over_workers(self, counts: list[int]) -> list[int]:
         """Per-worker counts summed over all workers (an all-reduce; every rank gets the totals)."""
