@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from lead_ray.cli import build_parser
+from lead_ray.cli_args import build_parser
 from lead_ray.config import reference_markdown
 from tests.conftest import REPO
 
