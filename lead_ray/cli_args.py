@@ -19,6 +19,10 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _work_dir_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--work-dir", "-w", metavar="DIR", help="pipeline folder (default: work_dir)")
+
+
 def _verbose_arg(p: argparse.ArgumentParser, default) -> None:
     p.add_argument(
         "--verbose",
@@ -68,7 +72,7 @@ def _add_offline_commands(sub) -> None:
         ("cluster", "difficulty clusters (bandit arms) x task groups, and near-duplicates"),
     ):
         p = sub.add_parser(name, help=text.replace("%", "%%"), description=text + ". Reads and writes under work_dir.")
-        p.add_argument("--work-dir", "-w", metavar="DIR", help="pipeline folder (default: work_dir)")
+        _work_dir_arg(p)
         _config_args(p)
 
 
@@ -80,7 +84,7 @@ def _add_selection_commands(sub) -> None:
         description="EXP3 over difficulty clusters, top-IDU samples inside, IDU from the training "
         "forward pass. Writes selected.parquet/.jsonl, rounds.parquet, checkpoints, run_stats.json.",
     )
-    p.add_argument("--work-dir", "-w", metavar="DIR", help="pipeline folder (default: work_dir)")
+    _work_dir_arg(p)
     p.add_argument("--out", "-o", metavar="RUN_DIR", help="run folder (default: work_dir/run)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     _config_args(p)
@@ -97,7 +101,7 @@ def _add_selection_commands(sub) -> None:
         "--model", metavar="DIR", help="evaluate this HF folder (or LoRA adapter) instead of the run's checkpoint"
     )
     p.add_argument("--out", "-o", metavar="FILE", help="results file (default: RUN_DIR/eval.json)")
-    p.add_argument("--work-dir", "-w", metavar="DIR", help="pipeline folder (default: work_dir)")
+    _work_dir_arg(p)
     _config_args(p)
 
     p = sub.add_parser(
@@ -129,7 +133,7 @@ def _add_tool_commands(sub) -> None:
         "Needs the pipeline's clustered pool. Writes work_dir/tune/<name>/: trials.parquet, "
         "trials.csv, best.yaml, knobs.png.",
     )
-    p.add_argument("--work-dir", "-w", metavar="DIR", help="pipeline folder (default: work_dir)")
+    _work_dir_arg(p)
     _config_args(p)
 
     p = sub.add_parser(
@@ -147,7 +151,7 @@ def _add_tool_commands(sub) -> None:
         description="Runs prepare, warmup, score, cluster and run with one config (a rerun "
         "re-scores only units not yet scored).",
     )
-    p.add_argument("--work-dir", "-w", metavar="DIR", help="pipeline folder (default: work_dir)")
+    _work_dir_arg(p)
     _config_args(p)
 
     p = sub.add_parser(
