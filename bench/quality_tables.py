@@ -2,13 +2,27 @@
 
 python bench/quality_tables.py bench/results/quality.json
 python bench/quality_tables.py --switches bench/results/quality.json bench/results/quality_noisy.json
+python bench/quality_tables.py --docs docs/BENCHMARKS.md [--check]
+
+`--docs` rewrites every block of the file that sits between a marker and its end,
+
+    <!-- quality_tables KIND RESULT.json [RESULT.json] -->
+    ...
+    <!-- /quality_tables -->
+
+with the table KIND (methods, paired, corrupt, profile, switches) made from the result files named (paths
+from the repository root); `--check` only says which blocks are out of date (exit 1), as the tests do.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCK = re.compile(r"(<!-- quality_tables (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /quality_tables -->)", re.S)
 
 COLUMNS = [
     ("holdout_nll", "held-out NLL ↓"),
@@ -135,7 +149,41 @@ def _signed(entry: dict | None) -> str:
     return signed(entry) + mark
 
 
+def block_table(spec: str) -> str:
+    """The table a marker asks for: 'KIND RESULT.json [RESULT.json]'."""
+    kind, *files = spec.split()
+    results = [json.loads((ROOT / f).read_text()) for f in files]
+    if kind == "switches":
+        return switch_table(*results)
+    tables = {"methods": methods_table, "paired": paired_table, "corrupt": corrupt_table, "profile": profile_table}
+    if kind not in tables or len(results) != 1:
+        raise SystemExit(f"quality_tables: bad marker {spec!r} (kinds: {', '.join([*tables, 'switches'])})")
+    return tables[kind](results[0])
+
+
+def update_docs(text: str) -> tuple[str, list[str]]:
+    """The text with every marked block regenerated, and the specs of the blocks that changed."""
+    stale: list[str] = []
+
+    def regenerate(match: re.Match) -> str:
+        body = block_table(match["spec"]) + "\n"
+        if body != match["body"]:
+            stale.append(match["spec"])
+        return match.group(1) + body + match.group(4)
+
+    return BLOCK.sub(regenerate, text), stale
+
+
 def main() -> None:
+    if sys.argv[1] == "--docs":
+        path = Path(sys.argv[2])
+        text, stale = update_docs(path.read_text())
+        if "--check" in sys.argv:
+            print("\n".join(f"out of date: {spec}" for spec in stale) or "every table is current")
+            raise SystemExit(1 if stale else 0)
+        path.write_text(text)
+        print(f"{len(stale)} table(s) rewritten in {path}")
+        return
     if sys.argv[1] == "--switches":
         clean, noisy = (json.loads(Path(f).read_text()) for f in sys.argv[2:4])
         print(switch_table(clean, noisy))

@@ -89,6 +89,22 @@ def test_switch_table_marks_who_wins_and_shows_missing_pools():
     assert "**switch**" in rows[("lead-robust", "clean")] and ("robust", "clean") not in rows
 
 
+def test_the_benchmark_docs_tables_are_the_committed_results():
+    """Every marked table of docs/BENCHMARKS.md is what bench/quality_tables.py makes from the result files it
+    names (a result rewritten without the docs fails here), and a changed number is found."""
+    from bench.quality_tables import ROOT, update_docs
+
+    text = (ROOT / "docs" / "BENCHMARKS.md").read_text()
+    assert text.count("<!-- quality_tables ") >= 8
+    regenerated, stale = update_docs(text)
+    assert stale == [] and regenerated == text, (
+        f"run: python bench/quality_tables.py --docs docs/BENCHMARKS.md ({stale})"
+    )
+    cell = next(line for line in text.splitlines() if line.startswith("| random | 42,43,44 |"))
+    _, stale = update_docs(text.replace(cell, cell.replace("|", "| 9.999 |", 1), 1))
+    assert stale  # the first matching table no longer matches its result
+
+
 def test_every_regime_and_method_resolves_to_a_valid_config(tmp_path):
     """The gpu regime has never run on this machine: at least every run it would start must load."""
     from bench.quality_regimes import REGIMES, ROOT, method_settings, overrides
