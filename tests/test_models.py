@@ -9,7 +9,14 @@ import torch
 
 from lead_ray.config import load_config
 from lead_ray.models.load import byte_tokenizer, load_model, materialize_model
-from lead_ray.models.loss import collate, length_buckets, per_sample_nll, sample_losses, score_encoded
+from lead_ray.models.loss import (
+    collate,
+    end_token_nll,
+    length_buckets,
+    per_sample_nll,
+    sample_losses,
+    score_encoded,
+)
 from lead_ray.models.template import IGNORE, encode_answer_only, encode_conversation, prompt_text
 from lead_ray.offline.score import ifd_scores
 
@@ -131,6 +138,25 @@ def test_content_nll_leaves_out_only_the_end_of_turn_tokens(tiny):
     manual = -logp[keep.nonzero().squeeze(1), target[keep]].mean()
     assert abs(manual.item() - out.content[0].item()) < 1e-5 and out.content[0] != out.loss[0]
     assert torch.isnan(out.content[1]) and torch.isfinite(out.loss[1]) and out.n[1] == 1
+
+
+def test_end_token_nll_is_the_mean_over_the_end_of_turn_tokens_alone(tiny):
+    """end_token_nll from a score_encoded(end_id) result equals the end tokens' mean NLL taken by hand: two end
+    tokens (multi-turn), one (an answer of the end token alone: the whole loss), none (nothing supervised)."""
+    model, tok, _ = tiny
+    chats = [CHAT, CHAT[:2] + [CHAT[2] | {"content": ""}]]
+    enc = [encode_conversation(tok, c, 256) for c in chats] + [encode_conversation(tok, CHAT, 20)]
+    out = score_encoded(model.eval(), enc, tok.pad_token_id, 4096, 8, end_id=tok.eos_token_id)
+    end = end_token_nll(enc, out, tok.eos_token_id)
+    batch = collate(enc[:1], tok.pad_token_id)
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=batch["input_ids"]).logits[0, :-1].float(), -1)
+    target = batch["labels"][0, 1:]
+    at_end = (target == tok.eos_token_id).nonzero().squeeze(1)
+    assert len(at_end) == 2
+    assert abs(-logp[at_end, target[at_end]].mean().item() - end[0]) < 1e-4
+    assert abs(end[1] - out.loss[1]) < 1e-6 and np.isnan(out.content[1])
+    assert np.isnan(end[2]) and out.n[2] == 0
 
 
 def test_no_supervised_tokens_gives_nan(tiny):

@@ -13,7 +13,7 @@ from lead_ray.config import ConfigError, config_from_dict, load_config, to_dict
 from lead_ray.core import bins
 from lead_ray.data.ingest import prepare
 from lead_ray.models.load import load_model
-from lead_ray.models.loss import score_encoded
+from lead_ray.models.loss import SampleNLL, end_token_nll, score_encoded
 from lead_ray.models.template import encode_conversation
 from lead_ray.offline.cluster import cluster
 from lead_ray.offline.score import score
@@ -113,6 +113,8 @@ def test_scores_are_the_shared_loss_and_well_formed(pipeline):
     assert np.allclose(direct, [r["iu0"] for r in rows], atol=1e-5, equal_nan=True)
     assert np.allclose(content, [r["iu0_content"] for r in rows], atol=1e-5, equal_nan=True)
     assert not np.allclose(content, direct, equal_nan=True)  # the end-of-turn tokens left out
+    end = end_token_nll(enc, SampleNLL(direct, n, content), tok.eos_token_id)
+    assert np.allclose(end, [r["iu0_end"] for r in rows], atol=1e-3, equal_nan=True)
     assert list(n) == [r["n_response_tokens"] for r in rows]
 
 
@@ -220,6 +222,25 @@ def test_score_requests_a_gpu_per_actor_only_when_asked(pipeline, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- IFD above one
+
+
+def test_cluster_drops_answers_whose_end_token_is_a_surprise_and_counts_them(pipeline, tmp_path):
+    """cluster.end_nll_above: rows whose iu0_end exceeds it leave the pool (NaN kept), counted apart; counts add
+    up; the threshold is recorded in clusters.json, where a run checks it."""
+    cfg, work, _ = pipeline
+    shutil.copytree(work / "scored", tmp_path / "scored")
+    scores = pa.concat_tables(
+        [pq.read_table(u, columns=["iu0_end", "trainable"]) for u in sorted((tmp_path / "scored" / "units").glob("*"))]
+    ).to_pandas()
+    threshold = float(np.nanmedian(scores["iu0_end"]))  # half the trainable rows above it
+    expected = int(((scores["iu0_end"] > threshold) & scores["trainable"]).sum())
+    stats = cluster(config_from_dict(to_dict(cfg), [f"work_dir={tmp_path}", f"cluster.end_nll_above={threshold}"]))
+    assert stats["end_nll_above"] == threshold and stats["end_nll_dropped"] == expected > 0
+    parts = ("rows_out", "not_trainable", "near_dups_dropped", "ifd_above_one_dropped", "end_nll_dropped")
+    assert stats["rows_in"] == sum(stats[k] for k in parts)
+    out = pq.read_table(tmp_path / "clustered" / "pool")
+    assert not (np.nan_to_num(out["iu0_end"].to_numpy(zero_copy_only=False), nan=0.0) > threshold).any()
+    assert out.num_rows == stats["rows_out"] == sum(stats["difficulty_sizes"].values())
 
 
 def test_cluster_drops_ifd_above_one_and_quantile_arms_are_even(pipeline, tmp_path):

@@ -325,6 +325,12 @@ def test_a_run_refuses_a_pool_clustered_with_other_switches(tmp_path):
     with pytest.raises(ConfigError, match="cluster.ifd_above_one=keep") as refused:
         check_clustering(load_config(None, [f"work_dir={tmp_path}", "cluster.ifd_above_one=drop"]))
     assert "selection.preset=paper" not in str(refused.value)  # the hint is for the default's arms only
+    with pytest.raises(ConfigError, match="cluster.end_nll_above=None, this run asks for 13.8.*end_nll_above=null"):
+        check_clustering(load_config(None, [f"work_dir={tmp_path}", "cluster.end_nll_above=13.8"]))
+    summary.write_text(json.dumps({"difficulty_bins": "quantile", "ifd_above_one": "keep", "end_nll_above": 13.8}))
+    check_clustering(load_config(None, [f"work_dir={tmp_path}", "cluster.end_nll_above=13.8"]))
+    with pytest.raises(ConfigError, match="end_nll_above=13.8"):
+        check_clustering(load_config(None, [f"work_dir={tmp_path}"]))
 
 
 def test_a_tune_trial_that_changes_the_preset_reclusters():

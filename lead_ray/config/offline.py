@@ -183,6 +183,14 @@ class ClusterConfig:
         "'preset' takes selection.preset's choice.",
         choices=("preset", "keep", "drop"),
     )
+    end_nll_above: float | None = setting(
+        None,
+        "Drop pairs whose end-of-turn token costs the base model more than this many nats (iu0_end: the answer "
+        "stops where the model is sure it goes on, as a cut-off answer does; 13.8 nats = a chance of one in a "
+        "million) before clustering, counted in clusters.json; None keeps every pair (the paper). In neither "
+        "preset: not yet measured on the quality benchmark (docs/BENCHMARKS.md).",
+        gt=0,
+    )
     near_dup_search: str = setting(
         "auto",
         "How a near-duplicate partition is searched: 'exact' (every earlier point, blocked matrix products: cost "

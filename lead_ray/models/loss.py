@@ -58,6 +58,17 @@ def per_sample_nll(logits: torch.Tensor, labels: torch.Tensor, end_id: int | Non
     return SampleNLL(loss, n, _masked_mean(nll, supervised & (shift_labels != end_id))[0])
 
 
+def end_token_nll(encoded: list[Encoded], out: SampleNLL, end_id: int) -> np.ndarray:
+    """Each sample's mean NLL over its supervised end-of-turn tokens, from a score_encoded(end_id) result: the
+    token losses' total, n·loss, less the others', (n − k)·content, over k (NaN where no end token is
+    supervised). A high value is an answer that stops where the model is sure it goes on (cluster.end_nll_above)."""
+    k = np.array([sum(1 for x in e.labels[1:] if x == end_id) for e in encoded], dtype=np.float64)
+    n = np.asarray(out.n, dtype=np.float64)
+    others = np.where(n > k, (n - k) * np.nan_to_num(np.asarray(out.content, dtype=np.float64)), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(k > 0, (n * np.asarray(out.loss, dtype=np.float64) - others) / k, np.nan)
+
+
 def _masked_mean(nll: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row mean of nll over mask (NaN where the mask is empty), and the mask's count."""
     n = mask.sum(dim=1)

@@ -18,7 +18,8 @@ Output: clustered/pool/*.parquet (the scored rows, minus the embedding, plus dif
 task_cluster, near_dup_of; each file ordered by difficulty cluster then IU₀, in row groups a round reads
 by row number: data/rows.py) and their narrow copies in clustered/pool.narrow/ (the same rows without
 the conversations, for the run's driver), clustered/near_dups.parquet, and clusters.json. Counts add up:
-scored rows = clustered rows + not trainable + near-duplicates dropped.
+scored rows = clustered rows + not trainable + dropped (near-duplicates, IFD > 1, iu0_end above
+cluster.end_nll_above).
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def assign_unit(
     out_dir: str,
     edges: list,
     drop_ifd_above_one: bool,
+    end_nll_above: float | None,
     task_mode: str,
     task_centroids: dict,
     label_index: dict,
@@ -110,6 +112,11 @@ def assign_unit(
     if drop_ifd_above_one:  # cluster.ifd_above_one: drop (NaN = unknown IFD, kept)
         keep = pc.invert(pc.fill_null(pc.greater(t["ifd_raw"], 1.0), False))
         ifd_dropped = t.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
+        t = t.filter(keep)
+    end_dropped = 0
+    if end_nll_above is not None:  # cluster.end_nll_above (NaN = no end token supervised, kept)
+        keep = pc.invert(pc.fill_null(pc.greater(t["iu0_end"], end_nll_above), False))
+        end_dropped = t.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
         t = t.filter(keep)
     dropped = 0
     if drop:
@@ -130,6 +137,7 @@ def assign_unit(
         "not_trainable": not_trainable,
         "near_dups_dropped": int(dropped),
         "ifd_above_one_dropped": int(ifd_dropped),
+        "end_nll_dropped": int(end_dropped),
         "pairs": pc.value_counts(
             pc.binary_join_element_wise(
                 pc.cast(t["difficulty_cluster"], pa.string()), pc.cast(t["task_cluster"], pa.string()), ":"
@@ -176,20 +184,26 @@ def _fit_task_centroids(units, difficulty_all, trainable_all, k_diff, cluster_cf
     return {"centroids": centroids, "inertia": inertia, "fit_points": {str(k): len(v) for k, v in chosen.items()}}
 
 
-def _read_scores(units: list[str], drop_above_one: bool, difficulty_k: int):
-    """(IFD, near-dup points = trainable, clustered = trainable and not dropped for IFD > 1) of every row."""
-    columns = ["ifd", "trainable"] + (["ifd_raw"] if drop_above_one else [])
-    missing = [c for c in columns if c not in pq.read_schema(units[0]).names]
+def _read_scores(units: list[str], drop_above_one: bool, end_nll_above: float | None, difficulty_k: int):
+    """(IFD, near-dup points = trainable, clustered = trainable and not dropped for IFD > 1 or iu0_end) of every
+    row."""
+    switch_columns = {"ifd_raw": "cluster.ifd_above_one=keep", "iu0_end": "cluster.end_nll_above=null"}
+    wanted = (["ifd_raw"] if drop_above_one else []) + (["iu0_end"] if end_nll_above is not None else [])
+    missing = [c for c in wanted if c not in pq.read_schema(units[0]).names]
     if missing:
         raise ValueError(
             f"{units[0]} has no column {missing[0]}: it was scored by an older lead-ray; run `lead-ray score` "
-            "again (or --set cluster.ifd_above_one=keep)"
+            f"again (or --set {switch_columns[missing[0]]})"
         )
-    small = pa.concat_tables([pq.read_table(u, columns=columns) for u in units])
+    small = pa.concat_tables([pq.read_table(u, columns=["ifd", "trainable", *wanted]) for u in units])
     ifd = small["ifd"].to_numpy(zero_copy_only=False)
     trainable = points = small["trainable"].to_numpy(zero_copy_only=False)
-    if drop_above_one:  # left out of the fit as they are left out of the pool
+    # the rows a switch drops are left out of the fit as they are left out of the pool (NaN: kept)
+    if drop_above_one:
         trainable = trainable & ~(np.nan_to_num(small["ifd_raw"].to_numpy(zero_copy_only=False), nan=0.0) > 1)
+    if end_nll_above is not None:
+        end = small["iu0_end"].to_numpy(zero_copy_only=False)
+        trainable = trainable & ~(np.nan_to_num(end, nan=-np.inf) > end_nll_above)
     if not trainable.any():
         raise ValueError("no trainable sample in the scored pool (every prompt fills model.max_length?)")
     if difficulty_k > int(trainable.sum()):
@@ -208,6 +222,9 @@ def _task_labels(units: list[str], column: str) -> dict[str, int]:
     return {v: i for i, v in enumerate(labels)}
 
 
+ROW_COUNTS = ("rows_in", "rows_out", "not_trainable", "near_dups_dropped", "ifd_above_one_dropped", "end_nll_dropped")
+
+
 def _add_up(results: list[dict]) -> tuple[dict, dict]:
     """(row counts summed over units, which must add up; samples per difficulty cluster and task group)."""
     sizes: dict[str, dict[str, int]] = {}
@@ -216,10 +233,7 @@ def _add_up(results: list[dict]) -> tuple[dict, dict]:
             k, j = pair["values"].split(":")
             sizes.setdefault(k, {}).setdefault(j, 0)
             sizes[k][j] += pair["counts"]
-    totals = {
-        key: sum(r[key] for r in results)
-        for key in ("rows_in", "rows_out", "not_trainable", "near_dups_dropped", "ifd_above_one_dropped")
-    }
+    totals = {key: sum(r[key] for r in results) for key in ROW_COUNTS}
     assert totals["rows_in"] == sum(v for k, v in totals.items() if k != "rows_in")
     by_number = sorted(sizes.items(), key=lambda kv: int(kv[0]))
     return totals, {k: dict(sorted(v.items(), key=lambda kv: int(kv[0]))) for k, v in by_number}
@@ -238,7 +252,7 @@ def cluster(cfg: Config) -> dict:
     chosen = switches(cfg)
     drop_above_one = chosen.ifd_above_one == "drop"
     step = Steps()
-    ifd, points, trainable = _read_scores(units, drop_above_one, cluster_cfg.difficulty_k)
+    ifd, points, trainable = _read_scores(units, drop_above_one, cluster_cfg.end_nll_above, cluster_cfg.difficulty_k)
     step.done("read_scores")
     edges, centroids = difficulty_edges(ifd[trainable], cluster_cfg.difficulty_k, chosen.difficulty_bins, cfg.seed)
     difficulty_all = bins.assign(ifd, edges)
@@ -257,6 +271,7 @@ def cluster(cfg: Config) -> dict:
             "out_dir": str(out / "pool"),
             "edges": edges.tolist(),
             "drop_ifd_above_one": drop_above_one,
+            "end_nll_above": cluster_cfg.end_nll_above,
             "task_mode": cluster_cfg.task_groups,
             "task_centroids": task_fit.get("centroids", {}),
             "label_index": label_index,
@@ -276,6 +291,7 @@ def cluster(cfg: Config) -> dict:
         "difficulty_centroids": centroids.tolist(),
         "difficulty_edges": edges.tolist(),
         "ifd_above_one": chosen.ifd_above_one,
+        "end_nll_above": cluster_cfg.end_nll_above,
         "difficulty_sizes": {k: sum(v.values()) for k, v in sizes.items()},
         "task_groups": cluster_cfg.task_groups,
         "task_sizes": sizes,

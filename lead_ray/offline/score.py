@@ -1,12 +1,14 @@
 """`lead-ray score`: IU₀, IFD and prompt embeddings for every pool sample (ALGORITHM.md §4.2–4.3).
 
     prepared/pool ──units (row-group slices)──► actor pool (models loaded once per actor) ──►
-    scored/units/<unit>.parquet: the pool's columns + iu0, iu0_content, ifd, ifd_raw, warm_loss, n_tokens,
-                                 n_response_tokens, trainable, embedding
+    scored/units/<unit>.parquet: the pool's columns + iu0, iu0_content, iu0_end, ifd, ifd_raw, warm_loss,
+                                 n_tokens, n_response_tokens, trainable, embedding
 
 * IU₀(x) = IU(θ₀, x): mean response NLL under the **base** model (the loss function of models/loss.py).
 * iu0_content: the same mean without the end-of-turn tokens, from the same forward pass: IU₀ as
   `selection.end_token: skip` ranks it.
+* iu0_end: the mean NLL of the answer's end-of-turn tokens alone, the rest of the same pass: high where the
+  answer stops where the base model is sure it goes on (a cut-off answer; `cluster.end_nll_above`).
 * IFD(x) = s_cond / s_uncond under the **warm-up** model: the last answer's loss given everything
   before it, over its loss alone (with its role tag). Set to 0 when > 1, not finite, or when the
   answer is empty or truncated (ALGORITHM.md §4.2, §10 D14: such samples are kept and form the "zero" cluster).
@@ -125,6 +127,7 @@ class UnitScorer:
         )
 
     def process(self, file: str, row_group: int, start: int, stop: int, name: str) -> dict:
+        from lead_ray.models.loss import end_token_nll
         from lead_ray.models.template import encode_answer_only, encode_conversation, prompt_text
 
         t0 = time.perf_counter()
@@ -132,7 +135,9 @@ class UnitScorer:
         convs = table["messages"].to_pylist()
         L = self.model_cfg.max_length
         full = [encode_conversation(self.tok, c, L) for c in convs]
-        iu0, n_resp, iu0_content = self.losses(self.base, full, end_id=self.tok.eos_token_id)
+        base = self.losses(self.base, full, end_id=self.tok.eos_token_id)
+        iu0, n_resp, iu0_content = base
+        iu0_end = end_token_nll(full, base, self.tok.eos_token_id)
         if self.warm is not None:
             cond = [encode_conversation(self.tok, c, L, supervise="last") for c in convs]
             uncond = [encode_answer_only(self.tok, c, L) for c in convs]
@@ -149,6 +154,7 @@ class UnitScorer:
         out = (
             table.append_column("iu0", pa.array(iu0.astype(np.float32)))
             .append_column("iu0_content", pa.array(iu0_content.astype(np.float32)))
+            .append_column("iu0_end", pa.array(iu0_end.astype(np.float32)))
             .append_column("ifd", pa.array(ifd))
             .append_column("ifd_raw", pa.array(ifd_raw))
             .append_column("warm_loss", pa.array(np.asarray(s_cond, np.float32)))

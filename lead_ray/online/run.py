@@ -50,6 +50,13 @@ def check_clustering(cfg: Config) -> None:
                 f"{getattr(wanted, key)} (selection.preset={cfg.selection.preset}): run `lead-ray cluster` with this "
                 f"config first, or --set cluster.{key}={had}" + _preset_hint(cfg, key, had)
             )
+    had = made.get("end_nll_above")  # None: no gate, as in a pool clustered before the key
+    if had != cfg.cluster.end_nll_above:
+        raise ConfigError(
+            f"the clustered pool in {summary.parent} was made with cluster.end_nll_above={had}, this run asks for "
+            f"{cfg.cluster.end_nll_above}: run `lead-ray cluster` with this config first, or --set "
+            f"cluster.end_nll_above={'null' if had is None else had}"
+        )
 
 
 def _preset_hint(cfg: Config, key: str, had: str) -> str:
