@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.corrupt import plant_pool  # noqa: E402
 from bench.quality_cache import CACHE, log, pack, unpack  # noqa: E402
-from bench.quality_content import add_content_column  # noqa: E402
+from bench.quality_content import add_content_column, add_end_column_to_units  # noqa: E402
 from bench.quality_regimes import (  # noqa: E402
     FRESH_METHODS,
     REGIMES,
@@ -136,14 +136,17 @@ def clustered_work(variant: Path, cfg) -> Path:
     paper) a sibling sharing prepared/, models/ and scored/ whose pool is clustered with those switches."""
     from lead_ray.offline.cluster import cluster
 
-    chosen, paper = switches(cfg), PRESETS["paper"]
-    if (chosen.difficulty_bins, chosen.ifd_above_one) == (paper.difficulty_bins, paper.ifd_above_one):
+    chosen, paper, gate = switches(cfg), PRESETS["paper"], cfg.cluster.end_nll_above
+    if (chosen.difficulty_bins, chosen.ifd_above_one, gate) == (paper.difficulty_bins, paper.ifd_above_one, None):
         return variant
-    work = variant / "clusterings" / f"{chosen.difficulty_bins}-{chosen.ifd_above_one}"
+    name = f"{chosen.difficulty_bins}-{chosen.ifd_above_one}" + (f"-end{gate:g}" if gate is not None else "")
+    work = variant / "clusterings" / name
     work.mkdir(parents=True, exist_ok=True)
-    for shared in ("prepared", "models", "scored"):
+    for shared in ("prepared", "models") + (("scored",) if gate is None else ()):
         if not (work / shared).exists():
             (work / shared).symlink_to(variant / shared, target_is_directory=True)
+    if gate is not None:  # scored units of its own, with the column the gate reads
+        add_end_column_to_units(variant, work, cfg)
     if not (work / "clustered" / "clusters.json").exists():
         log(f"clustering {work.name}")
         cluster(_rebased(cfg, work))
@@ -159,7 +162,7 @@ def paper_budget(variant: Path, cfg) -> int:
 
     # the paper's switches: its pool and the columns it reads (a count of rows needs no other)
     paper = ["selection.preset=paper", "cluster.difficulty_bins=preset", "cluster.ifd_above_one=preset"]
-    paper += ["selection.utility=preset", "selection.end_token=preset"]
+    paper += ["selection.utility=preset", "selection.end_token=preset", "cluster.end_nll_above=null"]
     selectable = index_pool(config_from_dict(to_dict(cfg), [f"work_dir={variant}", *paper])).size
     return max(1, math.ceil(cfg.selection.budget_fraction * selectable))
 

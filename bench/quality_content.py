@@ -8,6 +8,10 @@ the one column: the base model's forward pass over the pool's answers (the forwa
 once per variant, kept in scored/iu0_content.parquet, then appended to a clustered pool's files, whose rows
 and every other column stay as they were. The same pass recomputes iu0, which must match the cached column:
 a check that the column comes from the model and settings that scored the pool.
+
+`cluster.end_nll_above` reads `iu0_end` (the end-of-turn tokens' own NLL) from the scored units when it
+clusters. It is the rest of the same pass, (n·iu0 − (n − k)·iu0_content) / k, so a clustering with the gate gets
+scored units of its own: the variant's, with iu0_end appended from the cached pass (no model run).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import pyarrow.parquet as pq
 from bench.quality_cache import log
 
 CONTENT = "iu0_content"
+END = "iu0_end"
 # nats: the median gap between the recomputed and the cached iu0. bf16 batches padded otherwise than scoring's
 # (its units of 250 rows bucket differently) move single means by up to ~0.3 nats; another model moves them all
 IU0_TOLERANCE = 0.02
@@ -92,3 +97,42 @@ def check_same_model(variant: Path, again: np.ndarray, cached: np.ndarray) -> No
     if median > IU0_TOLERANCE or (np.isfinite(again) != np.isfinite(cached)).any():
         sys.exit(f"{variant}: recomputed iu0 is {median:.4f} nats from the cached column (median): not the same model")
     log(f"{variant.name}: recomputed iu0 within {median:.5f} nats of the cached column (median; at most {worst:.3f})")
+
+
+def end_scores(variant: Path, cfg) -> dict[str, float]:
+    """id → iu0_end of every row of the variant's clustered pool, from the cached pass (loss, content) and the
+    tokenizer's count of the answer's end-of-turn tokens (no model run)."""
+    from lead_ray.models.load import load_tokenizer
+    from lead_ray.models.loss import SampleNLL, end_token_nll
+    from lead_ray.models.template import encode_conversation
+
+    scores = content_scores(variant, cfg)
+    pool = pq.read_table(variant / "clustered" / "pool", columns=["id", "messages", "n_response_tokens"])
+    if pool["id"] != scores["id"]:
+        sys.exit(f"{variant}: the cached pass is for other rows than the clustered pool's")
+    tok = load_tokenizer(str(variant / "models" / "base"))
+    encoded = [encode_conversation(tok, m, cfg.model.max_length) for m in pool["messages"].to_pylist()]
+    n = pool["n_response_tokens"].to_numpy(zero_copy_only=False)
+    loss, content = (scores[c].to_numpy(zero_copy_only=False).astype(np.float64) for c in ("iu0_again", CONTENT))
+    end = end_token_nll(encoded, SampleNLL(loss, n, content), tok.eos_token_id)
+    return dict(zip(scores["id"].to_pylist(), end.tolist()))
+
+
+def add_end_column_to_units(variant: Path, work: Path, cfg) -> None:
+    """work/scored/units: the variant's scored units with iu0_end appended (NaN only for rows the pool left out
+    as untrainable), for a clustering with cluster.end_nll_above. Made once; `work/scored` must not be a link."""
+    out = work / "scored" / "units"
+    done = work / "scored" / "END_DONE"
+    if done.exists():
+        return
+    by_id = end_scores(variant, cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    for unit in sorted((variant / "scored" / "units").glob("*.parquet")):
+        table = pq.read_table(unit)
+        ids, trainable = table["id"].to_pylist(), table["trainable"].to_pylist()
+        if any(ok and i not in by_id for i, ok in zip(ids, trainable)):
+            sys.exit(f"{unit}: a trainable row is not in the clustered pool (near-duplicates dropped?)")
+        column = pa.array([by_id.get(i, float("nan")) for i in ids], pa.float32())
+        pq.write_table(table.append_column(END, column), out / unit.name)
+    done.write_text("")
+    log(f"{work.relative_to(variant.parent)}: {END} added to the scored units")

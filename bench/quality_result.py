@@ -41,6 +41,8 @@ def comparisons() -> dict[str, tuple[str, str]]:
     pairs |= {"quantile_skip_end_vs_random": ("lead+quantile+skip-end", "random")}
     pairs |= {"quantile_drop_skip_end_vs_default": ("lead+quantile+drop+skip-end", "lead+quantile")}
     pairs |= {"quantile_drop_skip_end_vs_random": ("lead+quantile+drop+skip-end", "random")}
+    pairs |= {"quantile_end_gate_vs_default": ("lead+quantile+end-gate", "lead+quantile")}
+    pairs |= {"quantile_end_gate_vs_random": ("lead+quantile+end-gate", "random")}
     return pairs | {f"{v}_vs_paper": (v, "lead") for v in VARIANTS}
 
 

@@ -260,3 +260,46 @@ def test_a_cached_pool_gains_iu0_content_without_moving_a_row(tmp_path):
     )
     with pytest.raises(SystemExit, match="not the same model"):
         add_content_column(other, other, cfg)
+
+
+def test_a_gated_clustering_gets_scored_units_with_iu0_end_from_the_cached_pass(tmp_path):
+    """bench/quality_content.py: the scored units a cluster.end_nll_above clustering reads are the variant's,
+    with iu0_end computed from the cached pass as scoring computes it (NaN for a row the pool left out)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bench.quality_content import END, add_end_column_to_units
+    from lead_ray.config import load_config
+    from lead_ray.data.rows import write_pool_file
+    from lead_ray.models.load import load_model, materialize_model
+    from lead_ray.models.loss import end_token_nll, score_encoded
+    from lead_ray.models.template import encode_conversation
+
+    cfg = load_config(None, ["model.max_length=64"])
+    model, tok = load_model(materialize_model(cfg.model, tmp_path / "models" / "base", cfg.seed), cfg.model)
+    chats = [[{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "ab" * i}] for i in range(5)]
+    encoded = [encode_conversation(tok, c, 64) for c in chats]
+    scores = score_encoded(model.eval(), encoded, tok.pad_token_id, 4096, 8, tok.eos_token_id)
+    ids = [f"s{i}" for i in range(5)]
+    pool = pa.table(
+        {
+            "id": ids[:4],  # s4 is left out of the pool (untrainable)
+            "messages": chats[:4],
+            "iu0": pa.array(scores.loss[:4].astype(np.float32)),
+            "n_response_tokens": pa.array(scores.n[:4].astype(np.int32)),
+            "difficulty_cluster": pa.array([0, 0, 1, 1], pa.int16()),
+        }
+    )
+    (tmp_path / "clustered" / "pool").mkdir(parents=True)
+    write_pool_file(pool, tmp_path / "clustered" / "pool" / "part-0.parquet")
+    (tmp_path / "scored" / "units").mkdir(parents=True)
+    unit = pa.table({"id": ids, "trainable": [True] * 4 + [False], "iu0": pa.array(scores.loss.astype(np.float32))})
+    pq.write_table(unit, tmp_path / "scored" / "units" / "u0.parquet")
+    work = tmp_path / "clusterings" / "quantile-keep-end13.8"
+    add_end_column_to_units(tmp_path, work, cfg)
+    got = pq.read_table(work / "scored" / "units" / "u0.parquet")
+    assert got.drop_columns([END]).equals(unit)
+    want = end_token_nll(encoded, scores, tok.eos_token_id)
+    np.testing.assert_allclose(got[END].to_numpy()[:4], want[:4], rtol=1e-4)
+    assert np.isnan(got[END].to_numpy()[4]) and np.isfinite(want[:4]).all()
