@@ -208,10 +208,13 @@ def one_run(regime: Regime, variant: Path, method: str, seed: int, extra: list[s
 # near-duplicates are kept, how they are searched changes only their flags, which selection never reads
 NO_EFFECT = {"cluster": ("near_dup_partition_rows",)}
 NO_EFFECT_WHILE_KEPT = {"cluster": ("near_dup_search",)}
+# keys added after pools and runs were cached, whose None is what those ran: left out of a key while None
+NONE_AS_BEFORE = {"cluster": ("end_nll_above",)}
 
 
 def _without_no_effect(d: dict) -> dict:
     ignored = [NO_EFFECT] + ([NO_EFFECT_WHILE_KEPT] if not d["cluster"].get("drop_near_dups", False) else [])
+    ignored += [{s: [k for k in keys if d[s].get(k) is None] for s, keys in NONE_AS_BEFORE.items()}]
     for section, keys in (pair for table in ignored for pair in table.items()):
         for key in keys:
             d[section].pop(key, None)

@@ -303,3 +303,15 @@ def test_a_gated_clustering_gets_scored_units_with_iu0_end_from_the_cached_pass(
     want = end_token_nll(encoded, scores, tok.eos_token_id)
     np.testing.assert_allclose(got[END].to_numpy()[:4], want[:4], rtol=1e-4)
     assert np.isnan(got[END].to_numpy()[4]) and np.isfinite(want[:4]).all()
+
+
+def test_a_key_added_later_keeps_cached_pools_while_it_is_none():
+    """bench/quality.py: the settings a cached pool's setup.json and a cached run's config were recorded with
+    lack cluster.end_nll_above; while it is None (what they ran) it is left out of the compared settings, so they
+    are reused, and a threshold is compared."""
+    from bench.quality import _without_no_effect
+    from lead_ray.config import load_config, to_dict
+
+    assert "end_nll_above" not in _without_no_effect(to_dict(load_config(None)))["cluster"]
+    gated = _without_no_effect(to_dict(load_config(None, ["cluster.end_nll_above=13.8"])))
+    assert gated["cluster"]["end_nll_above"] == 13.8
