@@ -1,7 +1,7 @@
 """The package's import layers: a module imports only from layers below it (and from its own package).
 
     core, typed  <  config, console  <  files, stages, runtime, presets  <  models, data  <  offline  <  online
-          <  eval, tune, report, export  <  cli          (jobs/ and bench/ sit on top)
+          <  eval, tune, report, export, cli_args  <  cli          (jobs/ and bench/ sit on top)
 
 `core` is numpy-only (tests/test_core.py checks that); `online` must not import `report`: a run writes
 its numbers, the report reads them.
@@ -27,6 +27,7 @@ LAYERS = {
     "tune": 6,
     "report": 6,
     "export": 6,
+    "cli_args": 6,  # the command line's parser, which only the command line reads
     "cli": 7,
 }
 PACKAGE = Path(__file__).resolve().parents[1] / "lead_ray"
