@@ -41,27 +41,29 @@ def check_clustering(cfg: Config) -> None:
     if not summary.exists():
         return
     made = json.loads(summary.read_text())
-    wanted = switches(cfg)
-    for key in ("difficulty_bins", "ifd_above_one"):
-        had = made.get(key, getattr(PRESETS["paper"], key))  # a pool clustered before the switches: the paper's
-        if had != getattr(wanted, key):
+    wanted, paper = switches(cfg), PRESETS["paper"]
+    # key: (what the pool was clustered with, what this run asks for); a key missing from an older pool's summary
+    # means the behaviour before the key existed: the paper's arms, no end-token gate
+    clustered_with = {
+        "difficulty_bins": (made.get("difficulty_bins", paper.difficulty_bins), wanted.difficulty_bins),
+        "ifd_above_one": (made.get("ifd_above_one", paper.ifd_above_one), wanted.ifd_above_one),
+        "end_nll_above": (made.get("end_nll_above"), cfg.cluster.end_nll_above),
+    }
+    for key, (had, asked) in clustered_with.items():
+        if had != asked:
+            by_preset = f" (selection.preset={cfg.selection.preset})" if hasattr(paper, key) else ""
             raise ConfigError(
                 f"the clustered pool in {summary.parent} was made with cluster.{key}={had}, this run asks for "
-                f"{getattr(wanted, key)} (selection.preset={cfg.selection.preset}): run `lead-ray cluster` with this "
-                f"config first, or --set cluster.{key}={had}" + _preset_hint(cfg, key, had)
+                f"{asked}{by_preset}: run `lead-ray cluster` with this config first, or --set "
+                f"cluster.{key}={'null' if had is None else had}" + _preset_hint(cfg, key, had)
             )
-    had = made.get("end_nll_above")  # None: no gate, as in a pool clustered before the key
-    if had != cfg.cluster.end_nll_above:
-        raise ConfigError(
-            f"the clustered pool in {summary.parent} was made with cluster.end_nll_above={had}, this run asks for "
-            f"{cfg.cluster.end_nll_above}: run `lead-ray cluster` with this config first, or --set "
-            f"cluster.end_nll_above={'null' if had is None else had}"
-        )
 
 
-def _preset_hint(cfg: Config, key: str, had: str) -> str:
+def _preset_hint(cfg: Config, key: str, had: str | float | None) -> str:
     """Why a pool clustered with an older lead-ray is refused: the default preset moved its arms."""
-    if getattr(PRESETS["paper"], key) != had or getattr(cfg.cluster, key) != "preset":
+    if not hasattr(PRESETS["paper"], key) or getattr(PRESETS["paper"], key) != had:
+        return ""
+    if getattr(cfg.cluster, key) != "preset":
         return ""
     return (
         " (the default selection.preset, 'robust', bins difficulty by quantile; a pool clustered by lead-ray "

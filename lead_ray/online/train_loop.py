@@ -195,8 +195,6 @@ class RoundLoop:
         import ray
         import torch.distributed as dist
 
-        from lead_ray.models.load import training_autocast
-        from lead_ray.models.loss import score_encoded
         from lead_ray.models.template import encode_conversation
 
         if not self._broadcast(self.rank == 0 and self._budget_left(t)):
@@ -208,15 +206,7 @@ class RoundLoop:
                 mine,
                 [encode_conversation(self.tok, m, self.cfg.model.max_length) for m in self.rows.messages(mine)],
             )
-        with training_autocast(self.device, self.autocast_dtype):
-            losses = score_encoded(
-                self.plain.eval(),
-                self.pool_enc[1],
-                self.tok.pad_token_id,
-                self.cfg.score.batch_tokens,
-                self.cfg.score.max_batch_size,
-                self.end_id,
-            ).content
+        losses = self._score(self.pool_enc[1], self.end_id).content
         ray.get(self.store.set_u_async(self.pool_enc[0], losses))
         if self.world > 1:
             dist.barrier()
@@ -392,18 +382,18 @@ class RoundLoop:
 
     def _heldout_nll(self) -> float:
         """Mean response NLL of the held-out samples (never selectable); counted apart from training."""
+        return float(np.nanmean(self._score(self.holdout_enc).loss))
+
+    def _score(self, encoded: list, end_id: int | None = None):
+        """Forward-only losses of encoded conversations under the current model (models/loss.py score_encoded)."""
         from lead_ray.models.load import training_autocast
         from lead_ray.models.loss import score_encoded
 
+        score = self.cfg.score
         with training_autocast(self.device, self.autocast_dtype):
-            losses = score_encoded(
-                self.plain.eval(),
-                self.holdout_enc,
-                self.tok.pad_token_id,
-                self.cfg.score.batch_tokens,
-                self.cfg.score.max_batch_size,
-            ).loss
-        return float(np.nanmean(losses))
+            return score_encoded(
+                self.plain.eval(), encoded, self.tok.pad_token_id, score.batch_tokens, score.max_batch_size, end_id
+            )
 
     def _finish_run(self, next_round: int, metrics: dict) -> None:
         """The final model's held-out NLL when the last round did not measure it, then the final report."""
