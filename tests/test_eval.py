@@ -1,6 +1,7 @@
 """`lead-ray eval`: the set readers, the metrics, and in-process vs Ray Data giving the same numbers."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -80,7 +81,22 @@ def test_summaries():
     assert m["accuracy"] == 1.0 and m["nll"] == pytest.approx(0.75)
     m = summarise("gsm8k", [{"target": "4"}, {"target": "9"}], {"losses": [1.0, np.nan], "generated": ["= 4", "8"]})
     assert m["exact_match"] == 0.5 and m["nll"] == 1.0 and m["unscored"] == 1
-    assert per_item("mmlu", items, {"losses": [2, 1, 3, 4, 1, 2, 3, 0.5]}) == {"nll": [1.0, 0.5], "correct": [1.0, 1.0]}
+    scores = per_item("mmlu", items, {"losses": [2, 1, 3, 4, 1, 2, 3, 0.5]})
+    assert scores["nll"] == [1.0, 0.5] and scores["correct"] == [1.0, 1.0]
+    assert scores["choice_nll"][0] == pytest.approx(1 + math.log(sum(math.exp(-x) for x in (2, 1, 3, 4))))
+
+
+def test_mmlu_choice_nll_ignores_how_much_mass_the_letters_hold():
+    """The correct letter's NLL renormalised over the four letters: log 4 when the letters are equally likely,
+    however unlikely letters are; the plain NLL when the letters hold all the mass."""
+    items = [{"answer": 0}, {"answer": 2}]
+    even = [9.0] * 4  # letters equally (and very) unlikely
+    whole = [-math.log(p) for p in (0.1, 0.2, 0.6, 0.1)]  # the letters hold all the mass
+    m = summarise("mmlu", items, {"losses": even + whole})
+    scores = per_item("mmlu", items, {"losses": even + whole})
+    assert scores["choice_nll"] == pytest.approx([math.log(4), -math.log(0.6)])
+    assert scores["nll"] == pytest.approx([9.0, -math.log(0.6)])
+    assert m["choice_nll"] == pytest.approx((math.log(4) - math.log(0.6)) / 2) and m["choice_nll_chance"] == math.log(4)
 
 
 def test_in_process_and_ray_data_agree(ray_session, tmp_path):

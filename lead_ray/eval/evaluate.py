@@ -18,6 +18,7 @@ any HF folder given with --model. Results go to RUN_DIR/eval.json.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -168,13 +169,19 @@ def _to_generate(name: str, start: int, n: int, generate: bool, eval_cfg) -> int
 
 def per_item(name: str, items: list[dict], parts: dict) -> dict[str, list]:
     """Each item's scores, in the set's (deterministic) order, so two runs can be compared item by item:
-    nll (NaN where no response token fits), and for MMLU `correct`, for GSM8K generation `exact_match`."""
+    nll (NaN where no response token fits), and for MMLU `correct` and `choice_nll`, for GSM8K generation
+    `exact_match`."""
     losses = np.asarray(parts["losses"], np.float64)
     if name == "mmlu":
         by_q = losses.reshape(-1, 4)
         answer = np.array([it["answer"] for it in items], dtype=np.int64)
         pred = np.argmin(np.where(np.isnan(by_q), np.inf, by_q), 1)
-        return {"nll": by_q[np.arange(len(items)), answer].tolist(), "correct": (pred == answer).astype(float).tolist()}
+        nll = by_q[np.arange(len(items)), answer]
+        # among the four letters only: how little of the letters' mass the right one has, whatever mass the model
+        # puts on letters at all (`nll` also rewards a model that learnt to answer with a bare letter: format)
+        choice_nll = nll + np.log(np.exp(-by_q).sum(1))
+        correct = (pred == answer).astype(float)
+        return {"nll": nll.tolist(), "correct": correct.tolist(), "choice_nll": choice_nll.tolist()}
     scores = {"nll": losses.tolist()}
     if "generated" in parts:
         scores["exact_match"] = [float(final_number(g) == it["target"]) for g, it in zip(parts["generated"], items)]
@@ -191,7 +198,13 @@ def summarise(name: str, items: list[dict], parts: dict) -> dict:
         "unscored": int(np.isnan(nll).sum()),  # no response token inside max_length
     }
     if name == "mmlu":
-        out.update(accuracy=float(np.mean(scores["correct"])), chance=0.25)
+        choice = np.asarray(scores["choice_nll"], np.float64)
+        out.update(
+            accuracy=float(np.mean(scores["correct"])),
+            chance=0.25,
+            choice_nll=float(np.nanmean(choice)) if np.isfinite(choice).any() else None,
+            choice_nll_chance=math.log(4),
+        )
     if "exact_match" in scores:
         out.update(exact_match=float(np.mean(scores["exact_match"])), n_generated=len(scores["exact_match"]))
     return out
