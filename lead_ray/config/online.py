@@ -135,8 +135,8 @@ class EvalConfig:
     inloop_samples: int = setting(128, "Held-out samples in the in-loop NLL.", ge=1)
     sets: list[str] = setting(
         list(EVAL_SETS),
-        "What `lead-ray eval` measures: holdout, gsm8k, self_instruct (response NLL), mmlu (answer-letter accuracy + "
-        "NLL).",
+        "What `lead-ray eval` measures: holdout, gsm8k, self_instruct (response NLL), mmlu (answer-letter accuracy, "
+        "NLL, and choice_nll: the NLL among the four letters).",
         choices=EVAL_SETS,
     )
     data_dir: str = setting(
