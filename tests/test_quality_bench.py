@@ -315,3 +315,26 @@ def test_a_key_added_later_keeps_cached_pools_while_it_is_none():
     assert "end_nll_above" not in _without_no_effect(to_dict(load_config(None)))["cluster"]
     gated = _without_no_effect(to_dict(load_config(None, ["cluster.end_nll_above=13.8"])))
     assert gated["cluster"]["end_nll_above"] == 13.8
+
+
+def test_mmlu_format_splits_the_nll_and_refuses_a_model_that_is_not_the_runs(tmp_path):
+    import json
+    import math
+
+    import pytest
+
+    from bench.mmlu_format import parts, reproduced, summary
+
+    stored = {"mmlu": {"nll": [1.0, 2.0, 3.0]}}
+    (tmp_path / "eval_items.json").write_text(json.dumps(stored))
+    close = {"nll": [1.01, 1.99, 3.0], "choice_nll": [0.5, 1.0, math.log(4)], "correct": [1, 0, 0]}
+    assert reproduced("run", tmp_path, close)["max_abs_item_diff"] == pytest.approx(0.01)
+    with pytest.raises(SystemExit, match="not the benchmark's model"):
+        reproduced("run", tmp_path, {**close, "nll": [1.1, 2.1, 3.1]})  # a mean 0.1 nats away
+    split = parts(close)
+    assert split["choice_nll"] + split["letter_mass"] == pytest.approx(split["nll"])  # nll = choice + letter mass
+    other = parts({**close, "nll": [2.0, 3.0, 4.0]})  # one more nat of letter mass per item, the same choice
+    result = summary({"lead+quantile-s42": split, "random-s42": other}, {"lead+quantile-s42": {}, "random-s42": {}})
+    assert list(result["paired"]) == ["random-s42_vs_lead+quantile-s42"]  # each pair once
+    gap = result["paired"]["random-s42_vs_lead+quantile-s42"]
+    assert gap["letter_mass"]["mean"] == pytest.approx(1.0, abs=0.01) and gap["choice_nll"]["mean"] == 0.0
