@@ -97,6 +97,8 @@ def test_mmlu_choice_nll_ignores_how_much_mass_the_letters_hold():
     assert scores["choice_nll"] == pytest.approx([math.log(4), -math.log(0.6)])
     assert scores["nll"] == pytest.approx([9.0, -math.log(0.6)])
     assert m["choice_nll"] == pytest.approx((math.log(4) - math.log(0.6)) / 2) and m["choice_nll_chance"] == math.log(4)
+    far = per_item("mmlu", items[:1], {"losses": [900.0, 901.0, 901.0, 901.0]})  # exp(-900) underflows to 0
+    assert far["choice_nll"] == pytest.approx([-math.log(1 / (1 + 3 * math.exp(-1)))])
 
 
 def test_in_process_and_ray_data_agree(ray_session, tmp_path):

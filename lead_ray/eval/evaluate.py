@@ -179,7 +179,8 @@ def per_item(name: str, items: list[dict], parts: dict) -> dict[str, list]:
         nll = by_q[np.arange(len(items)), answer]
         # among the four letters only: how little of the letters' mass the right one has, whatever mass the model
         # puts on letters at all (`nll` also rewards a model that learnt to answer with a bare letter: format)
-        choice_nll = nll + np.log(np.exp(-by_q).sum(1))
+        least = np.min(by_q, 1, keepdims=True)  # log-sum-exp from the likeliest letter: no underflow at any NLL
+        choice_nll = nll - least[:, 0] + np.log(np.exp(least - by_q).sum(1))
         correct = (pred == answer).astype(float)
         return {"nll": nll.tolist(), "correct": correct.tolist(), "choice_nll": choice_nll.tolist()}
     scores = {"nll": losses.tolist()}
