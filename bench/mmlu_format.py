@@ -15,7 +15,8 @@ the three parts, per model and paired over items against the default (`lead+quan
 same seed. The runs' models live in their ray_train folders; a packed cache keeps none, so a run whose model is
 gone is trained again from its config.yaml into <variant>/runs-mmlu/<run> (same seed, the same code) and must
 reproduce the stored MMLU NLL of its items (mean and largest per-item difference reported; a mean over 0.02 nats
-apart stops the script).
+apart stops the script). The re-scoring is bench/mmlu_rescore.py's, whose mmlu_rescored.json beside a run (packed
+with the cache) spares a later report the training.
 One seed: the intervals cover eval-item noise only.
 """
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -33,8 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.mmlu_rescore import base_mmlu, run_mmlu  # noqa: E402
 from bench.quality_cache import log  # noqa: E402
-from lead_ray.config import config_from_dict, load_config, to_dict  # noqa: E402
 
 RUNS = {
     "noisy": [
@@ -51,42 +51,7 @@ RUNS = {
     "clean": ["lead+quantile-s42", "random-s42"],  # the default's lead over random (the rest: --runs)
 }
 REFERENCES = ("lead+quantile-s42", "random-s42")
-# the stored and the new MMLU NLL of a run's items may differ by bf16 noise (~0.06 nats per item when the evaluation
-# batched its items otherwise, as it did before 2026-11-24), never in their mean: a changed model moves the mean
-REPRODUCE_TOLERANCE = 0.02
 PARTS = ("nll", "choice_nll", "letter_mass")
-
-
-def model_of(run_dir: Path, scratch: Path) -> Path:
-    """The run's final model: its own, or, where a packed cache dropped it, the same run trained again."""
-    from lead_ray.eval.evaluate import _final_model
-
-    model = _final_model(run_dir)
-    if model.exists():
-        return model
-    if not (scratch / "run_stats.json").exists():
-        from lead_ray.online.run import run
-
-        shutil.rmtree(scratch, ignore_errors=True)
-        t0 = time.perf_counter()
-        run(load_config(run_dir / "config.yaml"), scratch)
-        log(f"{run_dir.name}: trained again in {time.perf_counter() - t0:.0f} s")
-    return _final_model(scratch)
-
-
-def mmlu_items(variant: Path, run_dir: Path, model: Path, out: Path) -> dict:
-    """The run's MMLU items scored by `model` (cached in out): nll, choice_nll, correct per item."""
-    from lead_ray.eval.evaluate import evaluate
-
-    items_file = out.with_name(out.stem + "_items.json")
-    if not items_file.exists():
-        settings = to_dict(load_config(run_dir / "config.yaml"))
-        only = settings["eval"]
-        only["sets"] = ["mmlu"]  # the same MMLU items (sizes and offsets as the run's evaluation), no other set
-        for key in ("set_sizes", "set_offsets"):
-            only[key] = {k: v for k, v in only[key].items() if k == "mmlu"}
-        evaluate(config_from_dict(settings, [f"work_dir={variant}"]), run_dir, model_dir=model, out=out)
-    return json.loads(items_file.read_text())["mmlu"]
 
 
 def parts(items: dict) -> dict[str, np.ndarray]:
@@ -95,42 +60,17 @@ def parts(items: dict) -> dict[str, np.ndarray]:
 
 
 def score_runs(variant: Path, names: list[str]) -> tuple[dict, dict]:
-    """Per run: its MMLU parts per item, and how it was had (own model, or trained again and how exactly)."""
+    """Per run: its MMLU parts per item, and how they were had (bench/mmlu_rescore.py: the run's own evaluation,
+    its earlier re-scoring, its own model, or the run trained again)."""
     scores, provenance = {}, {}
     for name in names:
-        run_dir, scratch = variant / "runs" / name, variant / "runs-mmlu" / name
+        run_dir = variant / "runs" / name
         if not (run_dir / "eval_items.json").exists():
             log(f"{name}: no finished run, left out")
             continue
-        model = model_of(run_dir, scratch)
-        retrained = scratch in model.parents
-        items = mmlu_items(variant, run_dir, model, scratch / "mmlu.json")
+        items, provenance[name] = run_mmlu(variant, run_dir)
         scores[name] = parts(items)
-        how = "trained again" if retrained else "the run's own"
-        provenance[name] = {"model": how, **reproduced(name, run_dir, items)}
     return scores, provenance
-
-
-def reproduced(name: str, run_dir: Path, items: dict) -> dict:
-    """How far the MMLU NLL scored here is from the one the benchmark stored for this run; stops if too far."""
-    stored = np.asarray(json.loads((run_dir / "eval_items.json").read_text())["mmlu"]["nll"], np.float64)
-    diff = np.asarray(items["nll"], np.float64) - stored
-    if abs(diff.mean()) > REPRODUCE_TOLERANCE:
-        raise SystemExit(f"{name}: not the benchmark's model (MMLU NLL {diff.mean():+.4f} from the stored mean)")
-    return {"mean_nll_diff": float(diff.mean()), "max_abs_item_diff": float(np.abs(diff).max())}
-
-
-def base_scores(variant: Path, any_run: Path) -> tuple[dict, dict] | None:
-    """The base model's MMLU parts (it must reproduce the benchmark's base evaluation, as the runs must)."""
-    from lead_ray.models.load import materialize_model
-
-    stored = variant / "base" / "eval_items.json"
-    if not stored.exists():
-        return None
-    cfg = load_config(any_run / "config.yaml")
-    model = materialize_model(cfg.model, variant / "models" / "base", cfg.seed)
-    items = mmlu_items(variant, any_run, model, variant / "runs-mmlu" / "base" / "mmlu.json")
-    return parts(items), {"model": "the base model", **reproduced("base", stored.parent, items)}
 
 
 def summary(scores: dict, provenance: dict) -> dict:
@@ -170,9 +110,9 @@ def main() -> None:
     init_ray(RayConfig())
     t0 = time.perf_counter()
     scores, provenance = score_runs(variant, names)
-    base = base_scores(variant, variant / "runs" / names[0])
-    if base is not None:
-        scores, provenance = {"base": base[0], **scores}, {"base": base[1], **provenance}
+    if (variant / "base" / "eval_items.json").exists():
+        items, how = base_mmlu(variant, variant / "base", variant / "runs" / names[0])
+        scores, provenance = {"base": parts(items), **scores}, {"base": how, **provenance}
     result = {"pool": pool, **summary(scores, provenance), "seconds": round(time.perf_counter() - t0, 1)}
     out = ROOT / "bench" / "results" / f"mmlu_format{'_noisy' if args.noisy else ''}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -40,6 +40,10 @@ PACKED = [
     *(f"runs-fresh/*/{name}" for name in ("config.yaml", "run_stats.json", "bench_seconds.json", "eval.json")),
     *(f"runs-fresh/*/{name}" for name in ("eval_items.json", "selected.parquet", "rounds.parquet")),
     "runs-fresh/*/bench_environment.json",
+    # MMLU choice_nll of runs evaluated before it existed (bench/mmlu_rescore.py): the re-scoring, not its models
+    *(f"{folder}/mmlu_rescored.json" for folder in ("base", "base-fresh", "runs/*", "runs-fresh/*")),
+    *(f"runs-mmlu/*/{name}" for name in ("config.yaml", "mmlu.json", "mmlu_items.json")),
+    *(f"runs-mmlu/*/{name}" for name in ("mmlu-fresh.json", "mmlu-fresh_items.json")),
 ]
 
 

@@ -22,6 +22,7 @@ METRICS = [
     ("gsm8k", "exact_match", True),
     ("mmlu", "correct", True),
     ("mmlu", "nll", False),
+    ("mmlu", "choice_nll", False),  # the right letter among the four (log 4 at chance): bench/mmlu_format.py
     ("self_instruct", "nll", False),
     ("holdout_clean", "nll", False),  # noisy pool: the held-out items that were not planted
 ]
@@ -38,7 +39,13 @@ SIGN = (
 def item_scores(run_dir: Path, clean: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per-item scores by metric key; with `clean` (the held-out items that were not planted), also
     holdout_clean_nll."""
+    from bench.mmlu_rescore import rescored_choice_nll
+
     items = json.loads((run_dir / "eval_items.json").read_text())
+    if "mmlu" in items and "choice_nll" not in items["mmlu"]:  # evaluated before the field: re-scored, if it was
+        rescored = rescored_choice_nll(run_dir, len(items["mmlu"]["nll"]))
+        if rescored is not None:
+            items["mmlu"]["choice_nll"] = rescored
     if clean is not None:
         if len(items["holdout"]["nll"]) != len(clean):
             raise ValueError(f"{run_dir}: {len(items['holdout']['nll'])} held-out items, {len(clean)} labels")
@@ -53,9 +60,10 @@ def summarise_methods(runs: dict[str, dict[int, Path]], base: Path, clean: np.nd
     for method, by_seed in runs.items():
         scores = {seed: item_scores(d, clean) for seed, d in by_seed.items()}
         stats = [json.loads((d / "run_stats.json").read_text()) for d in by_seed.values()]
+        keys = [k for k in scores[min(scores)] if all(k in one for one in scores.values())]  # what every seed has
         out[method] = {
             "seeds": sorted(by_seed),
-            "sets": {k: pooled_mean_ci(np.stack([scores[s][k] for s in sorted(scores)])) for k in scores[min(scores)]},
+            "sets": {k: pooled_mean_ci(np.stack([scores[s][k] for s in sorted(scores)])) for k in keys},
             "unique_selected": [s["unique_selected"] for s in stats],
             "samples_trained": [s["samples_trained"] for s in stats],
             "training_seconds": [s["training_seconds"] for s in stats],
@@ -84,11 +92,12 @@ def paired(runs: dict, methods: dict, pairs: dict[str, tuple[str, str]], clean: 
         key = f"{s}_{m}"
         if key not in methods["base"]["sets"]:
             continue
+        has = {m for m in runs if key in methods[m]["sets"]}  # a metric some runs lack (added later) is left out
         for name, (one, other) in pairs.items():
-            if one in runs and other in runs:
+            if one in has and other in has:
                 out[name][key] = compare(one, other, key, higher)
-        static = [x for x in STATIC if x in runs]
-        if static and "lead" in runs:
+        static = [x for x in STATIC if x in has]
+        if static and "lead" in has:
             best = (max if higher else min)(static, key=lambda x: methods[x]["sets"][key]["mean"])
             out["lead_vs_best_static"][key] = compare("lead", best, key, higher)
     return out
