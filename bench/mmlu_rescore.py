@@ -97,18 +97,25 @@ def scratch_out(variant: Path, run_dir: Path) -> tuple[Path, Path]:
     return scratch, scratch / ("mmlu.json" if run_dir.parent.name == "runs" else "mmlu-fresh.json")
 
 
+def already_scored(run_dir: Path, own_name: str) -> tuple[dict, dict] | None:
+    """The MMLU items with choice_nll a run (or base) folder already has: its evaluation's, or its re-scoring's."""
+    own = json.loads((run_dir / "eval_items.json").read_text())["mmlu"]
+    if "choice_nll" in own:
+        return own, {"model": own_name}
+    if (run_dir / RESCORED).exists():
+        stored = json.loads((run_dir / RESCORED).read_text())
+        return stored.pop("mmlu"), stored
+    return None
+
+
 def run_mmlu(variant: Path, run_dir: Path) -> tuple[dict, dict]:
     """A stored run's MMLU items with choice_nll, and how they were had: its own evaluation where it wrote the field,
     else as this script scored them before (mmlu_rescored.json), else scored again with its model (its own, or
     trained again), checked against the stored NLL."""
     from lead_ray.eval.evaluate import _final_model
 
-    own = json.loads((run_dir / "eval_items.json").read_text())["mmlu"]
-    if "choice_nll" in own:
-        return own, {"model": "the run's own evaluation"}
-    if (run_dir / RESCORED).exists():
-        stored = json.loads((run_dir / RESCORED).read_text())
-        return stored.pop("mmlu"), stored
+    if (had := already_scored(run_dir, "the run's own evaluation")) is not None:
+        return had
     scratch, out = scratch_out(variant, run_dir)
     items = mmlu_items(variant, run_dir, lambda: model_of(run_dir, scratch), out)
     how = "the run's own" if _final_model(run_dir).exists() else "trained again"
@@ -119,12 +126,8 @@ def base_mmlu(variant: Path, base_dir: Path, any_run: Path) -> tuple[dict, dict]
     """The base model's MMLU items (on any_run's items, which are the folder's), checked as a run's are."""
     from lead_ray.models.load import materialize_model
 
-    own = json.loads((base_dir / "eval_items.json").read_text())["mmlu"]
-    if "choice_nll" in own:
-        return own, {"model": "the base model's own evaluation"}
-    if (base_dir / RESCORED).exists():
-        stored = json.loads((base_dir / RESCORED).read_text())
-        return stored.pop("mmlu"), stored
+    if (had := already_scored(base_dir, "the base model's own evaluation")) is not None:
+        return had
     cfg = load_config(any_run / "config.yaml")
     out = variant / "runs-mmlu" / base_dir.name / "mmlu.json"
     base = variant / "models" / "base"
