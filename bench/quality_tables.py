@@ -10,7 +10,7 @@ python bench/quality_tables.py --docs docs/BENCHMARKS.md [--check]
     ...
     <!-- /quality_tables -->
 
-with the table KIND (methods, paired, corrupt, profile, switches) made from the result files named (paths
+with the table KIND (methods, paired, corrupt, profile, switches, gate) made from the result files named (paths
 from the repository root); `--check` only says which blocks are out of date (exit 1), as the tests do.
 """
 
@@ -30,6 +30,7 @@ COLUMNS = [
     ("gsm8k_exact_match", "GSM8K EM ↑"),
     ("mmlu_correct", "MMLU acc ↑"),
     ("mmlu_nll", "MMLU NLL ↓"),
+    ("mmlu_choice_nll", "MMLU choice NLL ↓"),
     ("self_instruct_nll", "self-instruct NLL ↓"),
     ("holdout_clean_nll", "held-out NLL, unplanted items ↓"),
 ]
@@ -149,12 +150,53 @@ def _signed(entry: dict | None) -> str:
     return signed(entry) + mark
 
 
+# The end-token gate's confirmation, as declared in docs/BENCHMARKS.md (2026-12-05, 04:55 UTC) before it ran:
+# paired against the default over items and seeds, on the freshly planted pool and on the clean pool's unseen items
+GATE_PAIR, GATE, DEFAULT = "quantile_end_gate_vs_default", "lead+quantile+end-gate", "lead+quantile"
+GATE_BETTER_ON_ONE = ("gsm8k_nll", "self_instruct_nll", "holdout_clean_nll")
+GATE_WORSE_ON_NONE = {"planted": (*GATE_BETTER_ON_ONE, "mmlu_choice_nll"), "fresh": ("gsm8k_nll", "mmlu_choice_nll")}
+NAMES = dict(COLUMNS)
+
+
+def gate_table(planted: dict, fresh: dict) -> str:
+    """Each declared test of the gate's confirmation, what was measured, and whether it holds; then the verdict.
+    A test whose metric is missing (not scored) fails: the rule asks for it."""
+    lines = ["| pool | test | measured (gate − default) | holds |", "|---|---|---|---|"]
+    held = []
+
+    def row(pool: str, test: str, measured: str, ok: bool) -> None:
+        held.append(ok)
+        lines.append(f"| {pool} | {test} | {measured} | {'yes' if ok else '**no**'} |")
+
+    rates = planted.get("corrupt_pick_rate_ci", {})
+    if GATE in rates and DEFAULT in rates:
+        gate, default = rates[GATE], rates[DEFAULT]
+        measured = f"{cell(gate)} against {default['mean']:.3f}"
+        row("planted", "planted picks: interval below the default's share", measured, gate["ci"][1] < default["mean"])
+    else:
+        row("planted", "planted picks: interval below the default's share", "not measured", False)
+    entries = planted["paired"].get(GATE_PAIR, {})
+    better = [k for k in GATE_BETTER_ON_ONE if entries.get(k, {}).get("better") == GATE]
+    shown = "; ".join(f"{NAMES[k]} {signed(entries[k])}" for k in GATE_BETTER_ON_ONE if k in entries)
+    row("planted", "better on at least one of " + ", ".join(NAMES[k] for k in GATE_BETTER_ON_ONE), shown, bool(better))
+    for pool, result in (("planted", planted), ("fresh", fresh)):
+        entries = result["paired"].get(GATE_PAIR, {})
+        for key in GATE_WORSE_ON_NONE[pool]:
+            entry = entries.get(key)
+            measured = f"{signed(entry)} (better: {entry['better']})" if entry else "not measured"
+            row(pool, f"not worse on {NAMES[key]}", measured, bool(entry) and entry["better"] != DEFAULT)
+    lines.append(f"| | **verdict** | {sum(held)} of {len(held)} tests hold | {'yes' if all(held) else '**no**'} |")
+    return "\n".join(lines)
+
+
 def block_table(spec: str) -> str:
     """The table a marker asks for: 'KIND RESULT.json [RESULT.json]'."""
     kind, *files = spec.split()
     results = [json.loads((ROOT / f).read_text()) for f in files]
     if kind == "switches":
         return switch_table(*results)
+    if kind == "gate":
+        return gate_table(*results)
     tables = {"methods": methods_table, "paired": paired_table, "corrupt": corrupt_table, "profile": profile_table}
     if kind not in tables or len(results) != 1:
         raise SystemExit(f"quality_tables: bad marker {spec!r} (kinds: {', '.join([*tables, 'switches'])})")

@@ -89,6 +89,44 @@ def test_switch_table_marks_who_wins_and_shows_missing_pools():
     assert "**switch**" in rows[("lead-robust", "clean")] and ("robust", "clean") not in rows
 
 
+def test_the_gate_confirmation_applies_the_declared_rule():
+    """Every declared test is a row; one failing test, or a metric that was not measured, fails the verdict."""
+    import copy
+
+    from bench.quality_tables import gate_table
+
+    def entry(mean, better):
+        return {"vs": "lead+quantile", "mean": mean, "ci": [mean - 0.01, mean + 0.01], "better": better}
+
+    gate, default, none = "lead+quantile+end-gate", "lead+quantile", "none"
+    planted = {
+        "paired": {
+            "quantile_end_gate_vs_default": {
+                "gsm8k_nll": entry(-0.05, gate),
+                "self_instruct_nll": entry(0.0, none),
+                "holdout_clean_nll": entry(0.0, none),
+                "mmlu_choice_nll": entry(0.0, none),
+            }
+        },
+        "corrupt_pick_rate_ci": {gate: {"mean": 0.1, "ci": [0.05, 0.15]}, default: {"mean": 0.36, "ci": [0.3, 0.4]}},
+    }
+    fresh = {
+        "paired": {"quantile_end_gate_vs_default": {"gsm8k_nll": entry(0.0, none), "mmlu_choice_nll": entry(0, none)}}
+    }
+    assert gate_table(planted, fresh).splitlines()[-1].endswith("| 8 of 8 tests hold | yes |")
+    worse = copy.deepcopy(fresh)
+    worse["paired"]["quantile_end_gate_vs_default"]["mmlu_choice_nll"] = entry(0.05, default)
+    assert gate_table(planted, worse).splitlines()[-1].endswith("| 7 of 8 tests hold | **no** |")
+    unscored = copy.deepcopy(planted)
+    del unscored["paired"]["quantile_end_gate_vs_default"]["mmlu_choice_nll"]
+    assert "not measured | **no**" in gate_table(unscored, fresh)
+    unchanged = copy.deepcopy(planted)  # no longer better anywhere
+    unchanged["paired"]["quantile_end_gate_vs_default"]["gsm8k_nll"] = entry(-0.01, none)
+    assert gate_table(unchanged, fresh).splitlines()[-1].endswith("| 7 of 8 tests hold | **no** |")
+    unchanged["corrupt_pick_rate_ci"][gate] = {"mean": 0.3, "ci": [0.25, 0.37]}  # the interval reaches 0.36
+    assert gate_table(unchanged, fresh).splitlines()[-1].endswith("| 6 of 8 tests hold | **no** |")
+
+
 def test_the_benchmark_docs_tables_are_the_committed_results():
     """Every marked table of docs/BENCHMARKS.md is what bench/quality_tables.py makes from the result files it
     names (a result rewritten without the docs fails here), and a changed number is found."""
