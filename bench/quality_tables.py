@@ -154,38 +154,43 @@ def _signed(entry: dict | None) -> str:
 # paired against the default over items and seeds, on the freshly planted pool and on the clean pool's unseen items
 GATE_PAIR, GATE, DEFAULT = "quantile_end_gate_vs_default", "lead+quantile+end-gate", "lead+quantile"
 GATE_BETTER_ON_ONE = ("gsm8k_nll", "self_instruct_nll", "holdout_clean_nll")
-GATE_WORSE_ON_NONE = {"planted": (*GATE_BETTER_ON_ONE, "mmlu_choice_nll"), "fresh": ("gsm8k_nll", "mmlu_choice_nll")}
+GATE_WORSE_ON_NONE = {
+    "planted": (*GATE_BETTER_ON_ONE, "mmlu_choice_nll"),
+    "fresh": ("gsm8k_nll", "mmlu_choice_nll", "self_instruct_nll"),
+}
 NAMES = dict(COLUMNS)
 
 
 def gate_table(planted: dict, fresh: dict) -> str:
-    """Each declared test of the gate's confirmation, what was measured, and whether it holds; then the verdict.
-    A test whose metric is missing (not scored) fails: the rule asks for it."""
+    """Each declared test of the gate's confirmation, what was measured, and whether it holds; then the verdict:
+    yes (every test holds), no (a measured test fails) or open (the rest hold, a test was not measured)."""
     lines = ["| pool | test | measured (gate − default) | holds |", "|---|---|---|---|"]
-    held = []
+    held: list[bool | None] = []
 
-    def row(pool: str, test: str, measured: str, ok: bool) -> None:
+    def row(pool: str, test: str, measured: str, ok: bool | None) -> None:
         held.append(ok)
-        lines.append(f"| {pool} | {test} | {measured} | {'yes' if ok else '**no**'} |")
+        lines.append(f"| {pool} | {test} | {measured} | {({True: 'yes', False: '**no**', None: '–'})[ok]} |")
 
+    test = "planted picks: interval below the default's share"
     rates = planted.get("corrupt_pick_rate_ci", {})
     if GATE in rates and DEFAULT in rates:
         gate, default = rates[GATE], rates[DEFAULT]
-        measured = f"{cell(gate)} against {default['mean']:.3f}"
-        row("planted", "planted picks: interval below the default's share", measured, gate["ci"][1] < default["mean"])
+        row("planted", test, f"{cell(gate)} against {default['mean']:.3f}", gate["ci"][1] < default["mean"])
     else:
-        row("planted", "planted picks: interval below the default's share", "not measured", False)
+        row("planted", test, "not measured", None)
     entries = planted["paired"].get(GATE_PAIR, {})
-    better = [k for k in GATE_BETTER_ON_ONE if entries.get(k, {}).get("better") == GATE]
+    test = "better on at least one of " + ", ".join(NAMES[k] for k in GATE_BETTER_ON_ONE)
     shown = "; ".join(f"{NAMES[k]} {signed(entries[k])}" for k in GATE_BETTER_ON_ONE if k in entries)
-    row("planted", "better on at least one of " + ", ".join(NAMES[k] for k in GATE_BETTER_ON_ONE), shown, bool(better))
+    better = any(entries.get(k, {}).get("better") == GATE for k in GATE_BETTER_ON_ONE)
+    row("planted", test, shown or "not measured", better if entries else None)
     for pool, result in (("planted", planted), ("fresh", fresh)):
         entries = result["paired"].get(GATE_PAIR, {})
         for key in GATE_WORSE_ON_NONE[pool]:
             entry = entries.get(key)
             measured = f"{signed(entry)} (better: {entry['better']})" if entry else "not measured"
-            row(pool, f"not worse on {NAMES[key]}", measured, bool(entry) and entry["better"] != DEFAULT)
-    lines.append(f"| | **verdict** | {sum(held)} of {len(held)} tests hold | {'yes' if all(held) else '**no**'} |")
+            row(pool, f"not worse on {NAMES[key]}", measured, entry["better"] != DEFAULT if entry else None)
+    verdict = "**no**" if False in held else "yes" if all(held) else "open: a test was not measured"
+    lines.append(f"| | **verdict** | {held.count(True)} of {len(held)} tests hold | {verdict} |")
     return "\n".join(lines)
 
 

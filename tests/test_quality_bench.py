@@ -90,7 +90,7 @@ def test_switch_table_marks_who_wins_and_shows_missing_pools():
 
 
 def test_the_gate_confirmation_applies_the_declared_rule():
-    """Every declared test is a row; one failing test, or a metric that was not measured, fails the verdict."""
+    """Every declared test is a row; one failing test fails the verdict, a test not measured leaves it open."""
     import copy
 
     from bench.quality_tables import gate_table
@@ -110,21 +110,22 @@ def test_the_gate_confirmation_applies_the_declared_rule():
         },
         "corrupt_pick_rate_ci": {gate: {"mean": 0.1, "ci": [0.05, 0.15]}, default: {"mean": 0.36, "ci": [0.3, 0.4]}},
     }
-    fresh = {
-        "paired": {"quantile_end_gate_vs_default": {"gsm8k_nll": entry(0.0, none), "mmlu_choice_nll": entry(0, none)}}
-    }
-    assert gate_table(planted, fresh).splitlines()[-1].endswith("| 8 of 8 tests hold | yes |")
+    fresh_pairs = {k: entry(0.0, none) for k in ("gsm8k_nll", "mmlu_choice_nll", "self_instruct_nll")}
+    fresh = {"paired": {"quantile_end_gate_vs_default": fresh_pairs}}
+    assert gate_table(planted, fresh).splitlines()[-1].endswith("| 9 of 9 tests hold | yes |")
     worse = copy.deepcopy(fresh)
     worse["paired"]["quantile_end_gate_vs_default"]["mmlu_choice_nll"] = entry(0.05, default)
-    assert gate_table(planted, worse).splitlines()[-1].endswith("| 7 of 8 tests hold | **no** |")
-    unscored = copy.deepcopy(planted)
-    del unscored["paired"]["quantile_end_gate_vs_default"]["mmlu_choice_nll"]
-    assert "not measured | **no**" in gate_table(unscored, fresh)
+    assert gate_table(planted, worse).splitlines()[-1].endswith("| 8 of 9 tests hold | **no** |")
+    unscored = copy.deepcopy(fresh)
+    del unscored["paired"]["quantile_end_gate_vs_default"]["self_instruct_nll"]
+    table = gate_table(planted, unscored)
+    assert "not measured | – |" in table and table.endswith("| 8 of 9 tests hold | open: a test was not measured |")
+    assert gate_table(planted, {"paired": {}}).endswith("| 6 of 9 tests hold | open: a test was not measured |")
     unchanged = copy.deepcopy(planted)  # no longer better anywhere
     unchanged["paired"]["quantile_end_gate_vs_default"]["gsm8k_nll"] = entry(-0.01, none)
-    assert gate_table(unchanged, fresh).splitlines()[-1].endswith("| 7 of 8 tests hold | **no** |")
+    assert gate_table(unchanged, unscored).splitlines()[-1].endswith("| 7 of 9 tests hold | **no** |")
     unchanged["corrupt_pick_rate_ci"][gate] = {"mean": 0.3, "ci": [0.25, 0.37]}  # the interval reaches 0.36
-    assert gate_table(unchanged, fresh).splitlines()[-1].endswith("| 6 of 8 tests hold | **no** |")
+    assert gate_table(unchanged, fresh).splitlines()[-1].endswith("| 7 of 9 tests hold | **no** |")
 
 
 def test_the_benchmark_docs_tables_are_the_committed_results():
