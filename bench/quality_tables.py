@@ -10,7 +10,8 @@ python bench/quality_tables.py --docs docs/BENCHMARKS.md [--check]
     ...
     <!-- /quality_tables -->
 
-with the table KIND (methods, paired, corrupt, profile, switches, gate) made from the result files named (paths
+with the table KIND (methods, paired, corrupt, profile, switches, or a declared confirmation: gate, total-choice,
+total-p2) made from the result files named (paths
 from the repository root); `--check` only says which blocks are out of date (exit 1), as the tests do.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,48 +152,117 @@ def _signed(entry: dict | None) -> str:
     return signed(entry) + mark
 
 
-# The end-token gate's confirmation, as declared in docs/BENCHMARKS.md (2026-12-05, 04:55 UTC) before it ran:
-# paired against the default over items and seeds, on the freshly planted pool and on the clean pool's unseen items
-GATE_PAIR, GATE, DEFAULT = "quantile_end_gate_vs_default", "lead+quantile+end-gate", "lead+quantile"
-GATE_BETTER_ON_ONE = ("gsm8k_nll", "self_instruct_nll", "holdout_clean_nll")
-GATE_WORSE_ON_NONE = {
-    "planted": (*GATE_BETTER_ON_ONE, "mmlu_choice_nll"),
-    "fresh": ("gsm8k_nll", "mmlu_choice_nll", "self_instruct_nll"),
-}
 NAMES = dict(COLUMNS)
 
 
-def gate_table(planted: dict, fresh: dict) -> str:
-    """Each declared test of the gate's confirmation, what was measured, and whether it holds; then the verdict:
-    yes (every test holds), no (a measured test fails) or open (the rest hold, a test was not measured)."""
-    lines = ["| pool | test | measured (gate − default) | holds |", "|---|---|---|---|"]
-    held: list[bool | None] = []
+@dataclass(frozen=True)
+class Declared:
+    """A confirmation as declared in docs/BENCHMARKS.md before it ran: a candidate paired against a reference
+    method over items and seeds, and its tests, each (pool, kind, metric or compared method). The pools name the
+    result files of the marker, in order. Kinds: `rate_below` (the candidate's planted-pick interval lies below
+    the method's share), `rate_half` (its share is at most half of the method's and its interval lies below the
+    method's interval), `better_on_one` (better on one of the metrics), `not_worse` (the interval is not above 0)."""
 
-    def row(pool: str, test: str, measured: str, ok: bool | None) -> None:
+    candidate: str
+    reference: str
+    pair: str
+    label: str
+    pools: tuple[str, ...]
+    tests: tuple[tuple[str, str, str | tuple[str, ...]], ...]
+
+
+_NOT_WORSE_FRESH = ("gsm8k_nll", "mmlu_choice_nll", "self_instruct_nll")
+_GATE_BETTER_ON_ONE = ("gsm8k_nll", "self_instruct_nll", "holdout_clean_nll")
+DECLARED = {
+    # The end-token gate (2026-12-05, 04:55 UTC): the freshly planted pool and the clean pool's unseen items
+    "gate": Declared(
+        "lead+quantile+end-gate",
+        "lead+quantile",
+        "quantile_end_gate_vs_default",
+        "gate − default",
+        ("planted", "fresh"),
+        (
+            ("planted", "rate_below", "lead+quantile"),
+            ("planted", "better_on_one", _GATE_BETTER_ON_ONE),
+            *(("planted", "not_worse", k) for k in (*_GATE_BETTER_ON_ONE, "mmlu_choice_nll")),
+            *(("fresh", "not_worse", k) for k in _NOT_WORSE_FRESH),
+        ),
+    ),
+    # `rank_by: total` read again on MMLU choice_nll (2026-12-05, 06:25 UTC): the tests of 2026-11-24 with
+    # MMLU NLL replaced by MMLU choice NLL; (a) the clean pool's unseen items, (b) and (c) the planted pool
+    "total-choice": Declared(
+        "lead+quantile+total",
+        "lead+quantile",
+        "quantile_total_vs_default",
+        "total − default",
+        ("planted", "fresh"),
+        (
+            *(("fresh", "not_worse", k) for k in ("gsm8k_nll", "mmlu_choice_nll")),
+            *(("planted", "not_worse", k) for k in _NOT_WORSE_FRESH),
+            ("planted", "rate_half", "random"),
+        ),
+    ),
+    # Its confirmation on a third planting, --plant-seed 2 (2026-12-05, 09:35 UTC)
+    "total-p2": Declared(
+        "lead+quantile+total",
+        "lead+quantile",
+        "quantile_total_vs_default",
+        "total − default",
+        ("planted",),
+        (
+            ("planted", "rate_half", "random"),
+            *(("planted", "not_worse", k) for k in (*_NOT_WORSE_FRESH, "holdout_clean_nll")),
+        ),
+    ),
+}
+
+
+def _rate_test(declared: Declared, result: dict, kind: str, other: str) -> tuple[str, str, bool | None]:
+    """The planted-pick test: its name, what was measured and whether it holds (None: not measured)."""
+    rates = result.get("corrupt_pick_rate_ci", {})
+    who = "the default" if other == declared.reference else other
+    if kind == "rate_below":
+        test = f"planted picks: interval below {who}'s share"
+    else:
+        test = f"planted picks: at most half of {who}'s, interval below {who}'s"
+    if declared.candidate not in rates or other not in rates:
+        return test, "not measured", None
+    mine, theirs = rates[declared.candidate], rates[other]
+    if kind == "rate_below":
+        return test, f"{cell(mine)} against {theirs['mean']:.3f}", mine["ci"][1] < theirs["mean"]
+    holds = mine["mean"] <= theirs["mean"] / 2 and mine["ci"][1] < theirs["ci"][0]
+    return test, f"{cell(mine)} against {cell(theirs)}", holds
+
+
+def confirmation_table(declared: Declared, *results: dict) -> str:
+    """Each declared test, what was measured, and whether it holds; then the verdict: yes (every test holds),
+    no (a measured test fails) or open (the rest hold, a test was not measured)."""
+    lines = [f"| pool | test | measured ({declared.label}) | holds |", "|---|---|---|---|"]
+    held: list[bool | None] = []
+    by_pool = dict(zip(declared.pools, results, strict=True))
+    for pool, kind, what in declared.tests:
+        result = by_pool[pool]
+        entries = result["paired"].get(declared.pair, {})
+        if kind in ("rate_below", "rate_half"):
+            test, measured, ok = _rate_test(declared, result, kind, what)
+        elif kind == "better_on_one":
+            test = "better on at least one of " + ", ".join(NAMES[k] for k in what)
+            measured = "; ".join(f"{NAMES[k]} {signed(entries[k])}" for k in what if k in entries) or "not measured"
+            ok = any(entries.get(k, {}).get("better") == declared.candidate for k in what) if entries else None
+        else:
+            entry = entries.get(what)
+            test = f"not worse on {NAMES[what]}"
+            measured = f"{signed(entry)} (better: {entry['better']})" if entry else "not measured"
+            ok = entry["better"] != declared.reference if entry else None
         held.append(ok)
         lines.append(f"| {pool} | {test} | {measured} | {({True: 'yes', False: '**no**', None: '–'})[ok]} |")
-
-    test = "planted picks: interval below the default's share"
-    rates = planted.get("corrupt_pick_rate_ci", {})
-    if GATE in rates and DEFAULT in rates:
-        gate, default = rates[GATE], rates[DEFAULT]
-        row("planted", test, f"{cell(gate)} against {default['mean']:.3f}", gate["ci"][1] < default["mean"])
-    else:
-        row("planted", test, "not measured", None)
-    entries = planted["paired"].get(GATE_PAIR, {})
-    test = "better on at least one of " + ", ".join(NAMES[k] for k in GATE_BETTER_ON_ONE)
-    shown = "; ".join(f"{NAMES[k]} {signed(entries[k])}" for k in GATE_BETTER_ON_ONE if k in entries)
-    better = any(entries.get(k, {}).get("better") == GATE for k in GATE_BETTER_ON_ONE)
-    row("planted", test, shown or "not measured", better if entries else None)
-    for pool, result in (("planted", planted), ("fresh", fresh)):
-        entries = result["paired"].get(GATE_PAIR, {})
-        for key in GATE_WORSE_ON_NONE[pool]:
-            entry = entries.get(key)
-            measured = f"{signed(entry)} (better: {entry['better']})" if entry else "not measured"
-            row(pool, f"not worse on {NAMES[key]}", measured, entry["better"] != DEFAULT if entry else None)
     verdict = "**no**" if False in held else "yes" if all(held) else "open: a test was not measured"
     lines.append(f"| | **verdict** | {held.count(True)} of {len(held)} tests hold | {verdict} |")
     return "\n".join(lines)
+
+
+def gate_table(planted: dict, fresh: dict) -> str:
+    return confirmation_table(DECLARED["gate"], planted, fresh)
 
 
 def block_table(spec: str) -> str:
@@ -200,11 +271,11 @@ def block_table(spec: str) -> str:
     results = [json.loads((ROOT / f).read_text()) for f in files]
     if kind == "switches":
         return switch_table(*results)
-    if kind == "gate":
-        return gate_table(*results)
+    if kind in DECLARED:
+        return confirmation_table(DECLARED[kind], *results)
     tables = {"methods": methods_table, "paired": paired_table, "corrupt": corrupt_table, "profile": profile_table}
     if kind not in tables or len(results) != 1:
-        raise SystemExit(f"quality_tables: bad marker {spec!r} (kinds: {', '.join([*tables, 'switches'])})")
+        raise SystemExit(f"quality_tables: bad marker {spec!r} (kinds: {', '.join([*tables, 'switches', *DECLARED])})")
     return tables[kind](results[0])
 
 
