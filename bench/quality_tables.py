@@ -10,9 +10,9 @@ python bench/quality_tables.py --docs docs/BENCHMARKS.md [--check]
     ...
     <!-- /quality_tables -->
 
-with the table KIND (methods, paired, corrupt, profile, switches, or a declared confirmation: gate, total-choice,
-total-p2) made from the result files named (paths
-from the repository root); `--check` only says which blocks are out of date (exit 1), as the tests do.
+with the table KIND (methods, paired, corrupt, profile, switches, or a declared confirmation: gate,
+total-choice) made from the result files named (paths from the repository root); `--check` only says which blocks
+are out of date (exit 1), as the tests do.
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ class Declared:
     tests: tuple[tuple[str, str, str | tuple[str, ...]], ...]
 
 
-_NOT_WORSE_FRESH = ("gsm8k_nll", "mmlu_choice_nll", "self_instruct_nll")
+_NOT_WORSE_FRESH = ("gsm8k_nll", "mmlu_choice_nll", "self_instruct_nll")  # the downstream NLLs
 _GATE_BETTER_ON_ONE = ("gsm8k_nll", "self_instruct_nll", "holdout_clean_nll")
 DECLARED = {
     # The end-token gate (2026-12-05, 04:55 UTC): the freshly planted pool and the clean pool's unseen items
@@ -200,18 +200,6 @@ DECLARED = {
             *(("fresh", "not_worse", k) for k in ("gsm8k_nll", "mmlu_choice_nll")),
             *(("planted", "not_worse", k) for k in _NOT_WORSE_FRESH),
             ("planted", "rate_half", "random"),
-        ),
-    ),
-    # Its confirmation on a third planting, --plant-seed 2 (2026-12-05, 09:35 UTC)
-    "total-p2": Declared(
-        "lead+quantile+total",
-        "lead+quantile",
-        "quantile_total_vs_default",
-        "total − default",
-        ("planted",),
-        (
-            ("planted", "rate_half", "random"),
-            *(("planted", "not_worse", k) for k in (*_NOT_WORSE_FRESH, "holdout_clean_nll")),
         ),
     ),
 }

@@ -129,32 +129,30 @@ def test_the_gate_confirmation_applies_the_declared_rule():
 
 
 def test_a_confirmation_against_random_needs_half_its_share_and_an_interval_below_its_interval():
-    """`total-p2` as declared: planted picks at most half of random's with the intervals apart, and not worse
-    than the default on four NLLs; a share under half whose interval reaches random's interval fails."""
+    """`total-choice` as declared: planted picks at most half of random's with the intervals apart, and not
+    worse than the default on five NLLs over two pools; a share under half whose interval reaches random's
+    interval fails, as does one NLL worse."""
     from bench.quality_tables import DECLARED, confirmation_table
 
     total, default, none = "lead+quantile+total", "lead+quantile", "none"
-    keys = ("gsm8k_nll", "mmlu_choice_nll", "self_instruct_nll", "holdout_clean_nll")
-    planted = {
-        "paired": {"quantile_total_vs_default": {k: {"mean": 0.0, "ci": [-0.02, 0.02], "better": none} for k in keys}},
-        "corrupt_pick_rate_ci": {
-            total: {"mean": 0.05, "ci": [0.01, 0.09]},
-            "random": {"mean": 0.15, "ci": [0.11, 0.2]},
-        },
-    }
-    table = confirmation_table(DECLARED["total-p2"], planted)
-    assert table.splitlines()[-1].endswith("| 5 of 5 tests hold | yes |") and "(total − default)" in table
-    planted["corrupt_pick_rate_ci"][total] = {"mean": 0.07, "ci": [0.02, 0.12]}  # under half, intervals overlap
-    assert confirmation_table(DECLARED["total-p2"], planted).splitlines()[-1].endswith("| 4 of 5 tests hold | **no** |")
-    planted["corrupt_pick_rate_ci"][total] = {"mean": 0.05, "ci": [0.01, 0.09]}
-    planted["paired"]["quantile_total_vs_default"]["mmlu_choice_nll"] = {
-        "mean": 0.1,
-        "ci": [0.05, 0.15],
-        "better": default,
-    }
-    assert confirmation_table(DECLARED["total-p2"], planted).splitlines()[-1].endswith("| 4 of 5 tests hold | **no** |")
-    del planted["corrupt_pick_rate_ci"]["random"]
-    assert "not measured | – |" in confirmation_table(DECLARED["total-p2"], planted)
+    declared = DECLARED["total-choice"]
+
+    def pools(rate: dict, choice_nll: float = 0.0) -> tuple[dict, dict]:
+        keys = ("gsm8k_nll", "mmlu_choice_nll", "self_instruct_nll")
+        pairs = {k: {"mean": 0.0, "ci": [-0.02, 0.02], "better": none} for k in keys}
+        worse = {"mean": choice_nll, "ci": [choice_nll - 0.02, choice_nll + 0.02], "better": default}
+        fresh = {**pairs, "mmlu_choice_nll": worse} if choice_nll else pairs
+        planted = {"paired": {declared.pair: pairs}, "corrupt_pick_rate_ci": rate}
+        return planted, {"paired": {declared.pair: fresh}}
+
+    rates = {total: {"mean": 0.05, "ci": [0.01, 0.09]}, "random": {"mean": 0.15, "ci": [0.11, 0.2]}}
+    table = confirmation_table(declared, *pools(rates))
+    assert table.splitlines()[-1].endswith("| 6 of 6 tests hold | yes |") and "(total − default)" in table
+    overlapping = {**rates, total: {"mean": 0.07, "ci": [0.02, 0.12]}}  # under half, the intervals overlap
+    assert confirmation_table(declared, *pools(overlapping)).splitlines()[-1].endswith("| 5 of 6 tests hold | **no** |")
+    assert confirmation_table(declared, *pools(rates, 0.05)).splitlines()[-1].endswith("| 5 of 6 tests hold | **no** |")
+    table = confirmation_table(declared, *pools({total: rates[total]}))
+    assert "not measured | – |" in table and table.endswith("| 5 of 6 tests hold | open: a test was not measured |")
 
 
 def test_the_benchmark_docs_tables_are_the_committed_results():
