@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.quality_cache import log  # noqa: E402
 from lead_ray.config import config_from_dict, load_config, to_dict  # noqa: E402
+from lead_ray.presets import resolved_dict  # noqa: E402
 
 RESCORED = "mmlu_rescored.json"
 # the stored and the new MMLU NLL of a run's items may differ by bf16 noise (~0.06 nats per item when the evaluation
@@ -40,7 +41,10 @@ BASES = {"runs": "base", "runs-fresh": "base-fresh"}
 
 
 def training_settings(path: Path) -> dict:
-    settings = to_dict(load_config(path))
+    """A run's settings that decide its model, every switch resolved: two configs written by different lead-ray
+    versions (a switch spelt `preset` in one and by its value in the other, a key one of them lacks at its
+    default) compare equal when they train the same."""
+    settings = resolved_dict(load_config(path))
     for key in ITEMS_ONLY:
         settings["eval"].pop(key, None)
     return settings

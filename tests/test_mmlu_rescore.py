@@ -91,6 +91,10 @@ def test_a_model_trained_again_is_reused_only_for_a_run_that_trains_the_same(tmp
     save_config(load_config(ROOT / "configs" / "demo.yaml", ["seed=42", *items]), fresh / "config.yaml")
     (fresh / "run_stats.json").write_text(json.dumps({"checkpoint": str(fresh / "gone")}))
     assert model_of(fresh, scratch) == scratch / "ckpt" / "model"
-    save_config(load_config(ROOT / "configs" / "demo.yaml", ["seed=43", *items]), fresh / "config.yaml")
-    with pytest.raises(SystemExit, match="trained with other settings"):
-        model_of(fresh, scratch)
+    spelt = ["seed=42", "cluster.difficulty_bins=quantile", "selection.rank_by=mean", *items]  # the robust preset's
+    save_config(load_config(ROOT / "configs" / "demo.yaml", spelt), fresh / "config.yaml")
+    assert model_of(fresh, scratch) == scratch / "ckpt" / "model"  # the same switches, spelt by value
+    for other in (["seed=43"], ["seed=42", "selection.rank_by=total"]):
+        save_config(load_config(ROOT / "configs" / "demo.yaml", [*other, *items]), fresh / "config.yaml")
+        with pytest.raises(SystemExit, match="trained with other settings"):
+            model_of(fresh, scratch)
