@@ -62,6 +62,39 @@ def write_checkpoint(folder: Path, trainer: TrainerState, store, bandit, round_l
     write_manifest(folder)
 
 
+def load_checkpoint(folder: Path, model, optimizer, scheduler) -> int:
+    """A verified checkpoint's trainable weights, optimizer and LR schedule into the training objects; returns
+    the round to start at."""
+    verify_checkpoint(folder)
+    state = load_trainer_state(folder)
+    model.load_state_dict(state["trainable"], strict=False)
+    optimizer.load_state_dict(state["optimizer"])  # moves the state to each parameter's device
+    scheduler.load_state_dict(state["scheduler"])
+    return state["next_round"]
+
+
+def restore_selection(folder: Path, store, bandit) -> list[dict]:
+    """Rank 0 after a restart: the UtilityStore shards and the bandit as checkpointed; returns the round log."""
+    from lead_ray.online.actors import restore_bandit
+
+    store.restore(folder / "selection")
+    restore_bandit(bandit, folder / "selection")
+    return read_round_log(folder)
+
+
+def report_with_checkpoint(metrics: dict, trainer: TrainerState, store, bandit, round_log: list[dict]) -> None:
+    """Rank 0's `ray.train.report`: the metrics with a checkpoint of the model, optimizer and selection state."""
+    import tempfile
+
+    import ray.train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_checkpoint(Path(tmp), trainer, store, bandit, round_log)
+        ray.train.report(
+            {**metrics, "next_round": trainer.next_round}, checkpoint=ray.train.Checkpoint.from_directory(tmp)
+        )
+
+
 def verify_checkpoint(folder: Path) -> None:
     """Refuse a checkpoint that is incomplete: no manifest, or a file missing or of the wrong size."""
     manifest = folder / MANIFEST

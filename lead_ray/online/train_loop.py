@@ -23,7 +23,6 @@ No forward pass ever runs over samples that are not being trained (ALGORITHM.md 
 from __future__ import annotations
 
 import math
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +33,12 @@ import numpy as np
 from lead_ray.config import Config
 from lead_ray.online.checkpoint import (
     TrainerState,
-    load_trainer_state,
-    read_round_log,
+    load_checkpoint,
+    report_with_checkpoint,
+    restore_selection,
     shared_run_path,
-    verify_checkpoint,
-    write_checkpoint,
 )
+from lead_ray.online.collective import broadcast_from_rank0, sum_over_workers
 from lead_ray.online.direction import PER_SAMPLE, RoundDirection, direction_params
 from lead_ray.online.pushes import RoundPushes
 from lead_ray.online.rounds import RoundPlan, RoundTotals, TrainedRound, eta_seconds, progress_line, round_record
@@ -122,8 +121,6 @@ class RoundLoop:
         import ray
         import ray.train
 
-        from lead_ray.online.actors import restore_bandit
-
         ckpt = ray.train.get_checkpoint()
         if not ckpt:  # a start, or a restart before the first checkpoint: the actors go back to round 0
             if self.rank == 0:
@@ -131,17 +128,10 @@ class RoundLoop:
                 ray.get(self.bandit.load_state.remote(self.s.initial_bandit))
             return 0
         with ckpt.as_directory() as d:
-            folder = Path(d)
-            verify_checkpoint(folder)
-            state = load_trainer_state(folder)
-            self.model.load_state_dict(state["trainable"], strict=False)
-            self.opt.load_state_dict(state["optimizer"])  # moves the state to each parameter's device
-            self.sched.load_state_dict(state["scheduler"])
+            next_round = load_checkpoint(Path(d), self.model, self.opt, self.sched)
             if self.rank == 0:
-                self.store.restore(folder / "selection")
-                restore_bandit(self.bandit, folder / "selection")
-                self.round_log = read_round_log(folder)
-            return state["next_round"]
+                self.round_log = restore_selection(Path(d), self.store, self.bandit)
+            return next_round
 
     def _setup_distributed(self) -> None:
         import ray.train.torch
@@ -181,7 +171,7 @@ class RoundLoop:
             if plan is None:
                 break
             trained = self._train_round(t, plan)
-            counts = self._sum_over_workers([trained.forwarded, trained.padding, pool_forwards])
+            counts = sum_over_workers([trained.forwarded, trained.padding, pool_forwards], self.world, self.device)
             metrics = self._finish_round(t, plan, trained, counts) if self.rank == 0 else {}
             next_round = t + 1
             if next_round % self.training.checkpoint_every == 0:
@@ -315,17 +305,6 @@ class RoundLoop:
         loss = out.loss.detach().float().cpu().numpy()
         return loss, loss if self.end_id is None else out.content.detach().float().cpu().numpy()
 
-    def _sum_over_workers(self, counts: list[int]) -> list[int]:
-        """Per-worker counts summed over all workers (an all-reduce; every rank gets the totals)."""
-        if self.world == 1:
-            return counts
-        import torch
-        import torch.distributed as dist
-
-        total = torch.tensor(counts, dtype=torch.int64, device=self.device)
-        dist.all_reduce(total)
-        return total.tolist()
-
     def _finish_round(self, t: int, plan: RoundPlan, trained: TrainedRound, counts: list[int]) -> dict:
         """Rank 0: held-out NLL, reward, bandit update, the round's record, progress line."""
         import ray
@@ -413,16 +392,10 @@ class RoundLoop:
         final = {k: v for k, v in metrics.items() if k in ("mean_loss", "heldout_nll")}  # Tune reads the last report
         self._report({**final, "round": -1, "rounds_done": next_round, "start_round": self.start_round}, next_round)
 
-    # ------------------------------------------------------------------ checkpoints
+    # ------------------------------------------------------------------ collectives and checkpoints
 
     def _broadcast(self, obj):
-        if self.world == 1:
-            return obj
-        import torch.distributed as dist
-
-        box = [obj]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
+        return broadcast_from_rank0(obj, self.world)
 
     def _report(self, metrics: dict, next_round: int) -> None:
         """All ranks report (a barrier); rank 0 attaches the checkpoint: model, optimizer, selection state."""
@@ -431,7 +404,5 @@ class RoundLoop:
         if self.rank != 0:
             ray.train.report(metrics)
             return
-        with tempfile.TemporaryDirectory() as tmp:
-            state = TrainerState(self.plain, self.tok, self.opt, self.sched, next_round)
-            write_checkpoint(Path(tmp), state, self.store, self.bandit, self.round_log)
-            ray.train.report({**metrics, "next_round": next_round}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        state = TrainerState(self.plain, self.tok, self.opt, self.sched, next_round)
+        report_with_checkpoint(metrics, state, self.store, self.bandit, self.round_log)

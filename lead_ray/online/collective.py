@@ -1,0 +1,26 @@
+"""The two collectives the round loop needs beyond DDP's own all-reduce; a no-op with one worker."""
+
+from __future__ import annotations
+
+
+def broadcast_from_rank0(obj, world: int):
+    """Rank 0's `obj` on every rank (a picklable object: the round's plan, a yes/no)."""
+    if world == 1:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def sum_over_workers(counts: list[int], world: int, device) -> list[int]:
+    """Per-worker counts summed over all workers (an all-reduce; every rank gets the totals)."""
+    if world == 1:
+        return counts
+    import torch
+    import torch.distributed as dist
+
+    total = torch.tensor(counts, dtype=torch.int64, device=device)
+    dist.all_reduce(total)
+    return total.tolist()
