@@ -40,6 +40,7 @@ from lead_ray.online.checkpoint import (
 )
 from lead_ray.online.collective import broadcast_from_rank0, sum_over_workers
 from lead_ray.online.direction import PER_SAMPLE, RoundDirection, direction_params
+from lead_ray.online.pool_rescore import PoolRescore
 from lead_ray.online.pushes import RoundPushes
 from lead_ray.online.rounds import RoundPlan, RoundTotals, TrainedRound, eta_seconds, progress_line, round_record
 from lead_ray.presets import switches
@@ -157,9 +158,11 @@ class RoundLoop:
             if self.rank == 0
             else []
         )
-        self.pool_enc = None  # the `rescore` baseline's encoded pool, built on first use
+        rescore = self.selection.method == "rescore"  # the baseline that scores the whole pool every round
+        share = (self.rows, self.tok, self.cfg.model.max_length, self.s.pool_size, self.rank, self.world)
+        self.pool_rescore = PoolRescore(*share) if rescore else None
         self.tracker = RoundLogger(self.cfg, self.run_dir, self.s.run_name) if self.rank == 0 else None
-        self.smooth_b = 0.0 if self.selection.method == "rescore" else self.selection.smoothing_b
+        self.smooth_b = 0.0 if rescore else self.selection.smoothing_b
 
     # ------------------------------------------------------------------ the rounds
 
@@ -180,27 +183,15 @@ class RoundLoop:
 
     def _rescore_pool(self, t: int) -> tuple[int, float]:
         """The `rescore` baseline only: every pool sample scored by the current model before the round."""
-        if self.selection.method != "rescore":
+        if self.pool_rescore is None or not self._broadcast(self.rank == 0 and self._budget_left(t)):
             return 0, 0.0
-        import ray
         import torch.distributed as dist
 
-        from lead_ray.models.template import encode_conversation
-
-        if not self._broadcast(self.rank == 0 and self._budget_left(t)):
-            return 0, 0.0
         t0 = time.perf_counter()
-        if self.pool_enc is None:
-            mine = np.arange(self.s.pool_size, dtype=np.int64)[self.rank :: self.world]
-            self.pool_enc = (
-                mine,
-                [encode_conversation(self.tok, m, self.cfg.model.max_length) for m in self.rows.messages(mine)],
-            )
-        losses = self._score(self.pool_enc[1], self.end_id).content
-        ray.get(self.store.set_u_async(self.pool_enc[0], losses))
+        forwarded = self.pool_rescore(lambda encoded: self._score(encoded, self.end_id).content, self.store)
         if self.world > 1:
             dist.barrier()
-        return len(losses), time.perf_counter() - t0
+        return forwarded, time.perf_counter() - t0
 
     def _budget_left(self, t: int) -> bool:
         return t < self.selection.max_rounds and self.store.used_count() < self.s.budget
