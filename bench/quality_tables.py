@@ -171,7 +171,7 @@ class Declared:
     tests: tuple[tuple[str, str, str | tuple[str, ...]], ...]
 
 
-_NOT_WORSE_FRESH = ("gsm8k_nll", "mmlu_choice_nll", "self_instruct_nll")  # the downstream NLLs
+_DOWNSTREAM_NLLS = ("gsm8k_nll", "mmlu_choice_nll", "self_instruct_nll")
 _GATE_BETTER_ON_ONE = ("gsm8k_nll", "self_instruct_nll", "holdout_clean_nll")
 DECLARED = {
     # The end-token gate (2026-12-05, 04:55 UTC): the freshly planted pool and the clean pool's unseen items
@@ -185,7 +185,7 @@ DECLARED = {
             ("planted", "rate_below", "lead+quantile"),
             ("planted", "better_on_one", _GATE_BETTER_ON_ONE),
             *(("planted", "not_worse", k) for k in (*_GATE_BETTER_ON_ONE, "mmlu_choice_nll")),
-            *(("fresh", "not_worse", k) for k in _NOT_WORSE_FRESH),
+            *(("fresh", "not_worse", k) for k in _DOWNSTREAM_NLLS),
         ),
     ),
     # `rank_by: total` read again on MMLU choice_nll (2026-12-05, 06:25 UTC): the tests of 2026-11-24 with
@@ -198,7 +198,7 @@ DECLARED = {
         ("planted", "fresh"),
         (
             *(("fresh", "not_worse", k) for k in ("gsm8k_nll", "mmlu_choice_nll")),
-            *(("planted", "not_worse", k) for k in _NOT_WORSE_FRESH),
+            *(("planted", "not_worse", k) for k in _DOWNSTREAM_NLLS),
             ("planted", "rate_half", "random"),
         ),
     ),
@@ -247,10 +247,6 @@ def confirmation_table(declared: Declared, *results: dict) -> str:
     verdict = "**no**" if False in held else "yes" if all(held) else "open: a test was not measured"
     lines.append(f"| | **verdict** | {held.count(True)} of {len(held)} tests hold | {verdict} |")
     return "\n".join(lines)
-
-
-def gate_table(planted: dict, fresh: dict) -> str:
-    return confirmation_table(DECLARED["gate"], planted, fresh)
 
 
 def block_table(spec: str) -> str:

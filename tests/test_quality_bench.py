@@ -93,7 +93,10 @@ def test_the_gate_confirmation_applies_the_declared_rule():
     """Every declared test is a row; one failing test fails the verdict, a test not measured leaves it open."""
     import copy
 
-    from bench.quality_tables import gate_table
+    from bench.quality_tables import DECLARED, confirmation_table
+
+    def gate_table(planted, fresh):
+        return confirmation_table(DECLARED["gate"], planted, fresh)
 
     def entry(mean, better):
         return {"vs": "lead+quantile", "mean": mean, "ci": [mean - 0.01, mean + 0.01], "better": better}

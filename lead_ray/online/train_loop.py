@@ -170,7 +170,7 @@ class RoundLoop:
         next_round, metrics = self.start_round, {}
         for t in range(self.start_round, self.selection.max_rounds):
             pool_forwards, pool_s = self._rescore_pool(t)
-            plan = self._broadcast(self._plan_round(t, pool_s) if self.rank == 0 else None)
+            plan = broadcast_from_rank0(self._plan_round(t, pool_s) if self.rank == 0 else None, self.world)
             if plan is None:
                 break
             trained = self._train_round(t, plan)
@@ -183,7 +183,7 @@ class RoundLoop:
 
     def _rescore_pool(self, t: int) -> tuple[int, float]:
         """The `rescore` baseline only: every pool sample scored by the current model before the round."""
-        if self.pool_rescore is None or not self._broadcast(self.rank == 0 and self._budget_left(t)):
+        if self.pool_rescore is None or not broadcast_from_rank0(self.rank == 0 and self._budget_left(t), self.world):
             return 0, 0.0
         import torch.distributed as dist
 
@@ -383,10 +383,7 @@ class RoundLoop:
         final = {k: v for k, v in metrics.items() if k in ("mean_loss", "heldout_nll")}  # Tune reads the last report
         self._report({**final, "round": -1, "rounds_done": next_round, "start_round": self.start_round}, next_round)
 
-    # ------------------------------------------------------------------ collectives and checkpoints
-
-    def _broadcast(self, obj):
-        return broadcast_from_rank0(obj, self.world)
+    # ------------------------------------------------------------------ checkpoints
 
     def _report(self, metrics: dict, next_round: int) -> None:
         """All ranks report (a barrier); rank 0 attaches the checkpoint: model, optimizer, selection state."""
