@@ -59,7 +59,7 @@ from lead_ray.presets import PRESETS, resolved_dict, switches  # noqa: E402
 
 def source_groups(sources: list[str]) -> np.ndarray:
     """Each row's source group: its file, or its folder when that holds many files (T0's 283 templates)."""
-    from lead_ray.report import collapsed_folders, source_group
+    from lead_ray.data.sources import collapsed_folders, source_group
 
     collapsed = collapsed_folders(sources)
     return np.array([source_group(s, collapsed) for s in sources])
@@ -136,16 +136,19 @@ def clustered_work(variant: Path, cfg) -> Path:
     paper) a sibling sharing prepared/, models/ and scored/ whose pool is clustered with those switches."""
     from lead_ray.offline.cluster import cluster
 
-    chosen, paper, gate = switches(cfg), PRESETS["paper"], cfg.cluster.end_nll_above
-    if (chosen.difficulty_bins, chosen.ifd_above_one, gate) == (paper.difficulty_bins, paper.ifd_above_one, None):
+    chosen, paper = switches(cfg), PRESETS["paper"]
+    gate, z_gate = cfg.cluster.end_nll_above, cfg.cluster.end_z_above
+    gated = gate is not None or z_gate is not None
+    if (chosen.difficulty_bins, chosen.ifd_above_one, gated) == (paper.difficulty_bins, paper.ifd_above_one, False):
         return variant
     name = f"{chosen.difficulty_bins}-{chosen.ifd_above_one}" + (f"-end{gate:g}" if gate is not None else "")
+    name += f"-endz{z_gate:g}" if z_gate is not None else ""
     work = variant / "clusterings" / name
     work.mkdir(parents=True, exist_ok=True)
-    for shared in ("prepared", "models") + (("scored",) if gate is None else ()):
+    for shared in ("prepared", "models") + (("scored",) if not gated else ()):
         if not (work / shared).exists():
             (work / shared).symlink_to(variant / shared, target_is_directory=True)
-    if gate is not None:  # scored units of its own, with the column the gate reads
+    if gated:  # scored units of its own, with the column the gates read
         add_end_column_to_units(variant, work, cfg)
     if not (work / "clustered" / "clusters.json").exists():
         log(f"clustering {work.name}")
@@ -163,6 +166,7 @@ def paper_budget(variant: Path, cfg) -> int:
     # the paper's switches: its pool and the columns it reads (a count of rows needs no other)
     paper = ["selection.preset=paper", "cluster.difficulty_bins=preset", "cluster.ifd_above_one=preset"]
     paper += ["selection.utility=preset", "selection.end_token=preset", "cluster.end_nll_above=null"]
+    paper += ["cluster.end_z_above=null"]
     selectable = index_pool(config_from_dict(to_dict(cfg), [f"work_dir={variant}", *paper])).size
     return max(1, math.ceil(cfg.selection.budget_fraction * selectable))
 
@@ -209,7 +213,7 @@ def one_run(regime: Regime, variant: Path, method: str, seed: int, extra: list[s
 NO_EFFECT = {"cluster": ("near_dup_partition_rows",)}
 NO_EFFECT_WHILE_KEPT = {"cluster": ("near_dup_search",)}
 # keys added after pools and runs were cached, whose None is what those ran: left out of a key while None
-NONE_AS_BEFORE = {"cluster": ("end_nll_above",)}
+NONE_AS_BEFORE = {"cluster": ("end_nll_above", "end_z_above")}
 
 
 def _without_no_effect(d: dict) -> dict:

@@ -12,7 +12,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
-BASELINE_VARIANTS = {"random-x2": ("random", ["selection.static_passes=2"])}
+BASELINE_VARIANTS = {
+    "random-x2": ("random", ["selection.static_passes=2"]),
+    # a filter's controls (issue 33): random and random-x2 on the pool the relative end-token gate leaves, so
+    # that what dropping broken pairs gains is not credited to in-loop selection. Added 2026-12-07 before any run
+    "random+end-z": ("random", ["cluster.end_z_above=3.5"]),
+    "random-x2+end-z": ("random", ["selection.static_passes=2", "cluster.end_z_above=3.5"]),
+}
 # Robust LEAD (ALGORITHM.md §12): the paper with one switch on (each switch's own effect), and with all of them.
 # Every method starts from selection.preset=paper (Regime.overrides), so `lead` is the paper's LEAD.
 VARIANTS = {
@@ -56,6 +62,11 @@ VARIANTS = {
     # million that the answer ends there) dropped before clustering: a static look at the seed-0 pool put 87 of
     # its 96 truncations above 14 nats. Added 2026-12-05 (01:20 UTC), the threshold fixed before any run of it
     "lead+quantile+end-gate": ["cluster.difficulty_bins=quantile", "cluster.end_nll_above=13.8"],
+    # issue 33, added 2026-12-07 (04:50 UTC) before any run of either; τ and z fixed in advance (BENCHMARKS):
+    # the default skipping the top 15% of each task group's ranking (τ = the planted share, co-teaching's rule)
+    "lead+quantile+trim": ["cluster.difficulty_bins=quantile", "selection.trim_top=0.15"],
+    # the default with the end-token gate relative to each source group (robust z > 3.5, Iglewicz-Hoaglin)
+    "lead+quantile+end-z": ["cluster.difficulty_bins=quantile", "cluster.end_z_above=3.5"],
 }
 # A preset is run as the variant whose switches it resolves to; tests/test_quality_bench.py fails if they drift apart.
 ROBUST_METHOD = "lead+quantile"  # selection.preset=robust: the paper with quantile bins
@@ -101,6 +112,10 @@ REGIMES = {
             "lead+quantile+skip-end",
             "lead+quantile+drop+skip-end",
             "lead+quantile+end-gate",
+            "lead+quantile+trim",
+            "lead+quantile+end-z",
+            "random+end-z",
+            "random-x2+end-z",
         ),
         {"holdout": 0, "gsm8k": 200, "mmlu": 285, "self_instruct": 0},
         100,

@@ -43,6 +43,13 @@ def comparisons() -> dict[str, tuple[str, str]]:
     pairs |= {"quantile_drop_skip_end_vs_random": ("lead+quantile+drop+skip-end", "random")}
     pairs |= {"quantile_end_gate_vs_default": ("lead+quantile+end-gate", "lead+quantile")}
     pairs |= {"quantile_end_gate_vs_random": ("lead+quantile+end-gate", "random")}
+    # issue 33: every candidate against the default, random and random-x2; a filter's controls against theirs
+    for name, method in (("trim", "lead+quantile+trim"), ("end_z", "lead+quantile+end-z")):
+        pairs |= {f"{name}_vs_default": (method, DEFAULT_METHOD), f"{name}_vs_random": (method, "random")}
+        pairs |= {f"{name}_vs_random_x2": (method, "random-x2")}
+    pairs |= {"end_z_vs_random_end_z": ("lead+quantile+end-z", "random+end-z")}
+    pairs |= {"end_z_vs_random_x2_end_z": ("lead+quantile+end-z", "random-x2+end-z")}
+    pairs |= {"random_end_z_vs_random": ("random+end-z", "random")}
     return pairs | {f"{v}_vs_paper": (v, "lead") for v in VARIANTS}
 
 

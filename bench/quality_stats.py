@@ -27,6 +27,12 @@ METRICS = [
     ("holdout_clean", "nll", False),  # noisy pool: the held-out items that were not planted
 ]
 DOWNSTREAM = ("gsm8k", "mmlu", "self_instruct")  # not the pool's own distribution
+# The primary metric (declared 2026-12-07 04:50 UTC, docs/BENCHMARKS.md, before any run it judges): the mean over
+# these four clean sets of the per-set mean paired ΔNLL; the held-out split is its unplanted items on a noisy pool.
+# Every per-set metric is secondary, Holm-corrected within its comparison.
+PRIMARY_SETS = ("gsm8k_nll", "mmlu_choice_nll", "self_instruct_nll")
+PRIMARY_HELDOUT = {False: "holdout_nll", True: "holdout_clean_nll"}  # by whether the pool was planted
+PLANNED_SEEDS = 5  # the seed count every `mde` is computed for
 STATIC = ("random", "random-x2", "length", "ifd", "ppl")
 SIGN = (
     "difference = first − second of the pair's name (lead_vs_random: lead − random; lead+quantile_vs_paper: "
@@ -76,15 +82,18 @@ def summarise_methods(runs: dict[str, dict[int, Path]], base: Path, clean: np.nd
 def paired(runs: dict, methods: dict, pairs: dict[str, tuple[str, str]], clean: np.ndarray | None = None) -> dict:
     """Paired differences over the same eval items and seeds: each of `pairs` (name: (one, other)) whose two
     methods both ran, and LEAD against the best static baseline of each metric."""
-    from lead_ray.eval.stats import pooled_paired_diff
+    from lead_ray.eval.stats import mde, pooled_paired_diff, variance_components
 
     scores = {m: {seed: item_scores(d, clean) for seed, d in by_seed.items()} for m, by_seed in runs.items()}
 
     def compare(one: str, other: str, key: str, higher: bool) -> dict:
-        seeds = sorted(set(runs[one]) & set(runs[other]))
-        a = np.stack([scores[one][s][key] for s in seeds])
-        b = np.stack([scores[other][s][key] for s in seeds])
-        return {"vs": other, **pooled_paired_diff(a, b, higher, names=(one, other))}
+        a, b = _paired_tables(scores, one, other, key)
+        entry = {"vs": other, **pooled_paired_diff(a, b, higher, names=(one, other))}
+        if len(a) > 1:
+            keep = np.all(np.isfinite(a) & np.isfinite(b), axis=0)
+            spread = variance_components((a - b)[:, keep])
+            entry["mde"] = {**mde(spread, PLANNED_SEEDS, spread["items"]), "components": spread}
+        return entry
 
     out = {"sign": SIGN, "lead_vs_best_static": {}}
     out |= {name: {} for name in pairs}
@@ -100,7 +109,67 @@ def paired(runs: dict, methods: dict, pairs: dict[str, tuple[str, str]], clean: 
         if static and "lead" in has:
             best = (max if higher else min)(static, key=lambda x: methods[x]["sets"][key]["mean"])
             out["lead_vs_best_static"][key] = compare("lead", best, key, higher)
+    for name, (one, other) in pairs.items():
+        if one in runs and other in runs:
+            _add_holm(out[name])
+            out[name]["primary"] = primary(scores, one, other, clean is not None)
     return out
+
+
+def _paired_tables(scores: dict, one: str, other: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(seeds × items) scores of two methods on one metric, over the seeds both ran."""
+    seeds = sorted(set(scores[one]) & set(scores[other]))
+    return np.stack([scores[one][s][key] for s in seeds]), np.stack([scores[other][s][key] for s in seeds])
+
+
+def _add_holm(entries: dict) -> None:
+    """Each metric's seed t-test p-value Holm-adjusted over the comparison's metrics (the secondary family)."""
+    from lead_ray.eval.stats import holm
+
+    p = {k: e["seed_t_p"] for k, e in entries.items() if isinstance(e, dict) and "seed_t_p" in e}
+    for key, adjusted in holm(p).items():
+        entries[key]["holm_p"] = adjusted
+
+
+def primary(scores: dict, one: str, other: str, planted: bool) -> dict:
+    """The primary metric of one comparison: per seed, the mean over the four clean sets of each set's mean
+    paired difference (one − other, NLL: negative favours `one`); a two-level bootstrap (seeds shared by the
+    sets, items resampled within each set), a t-interval over the per-seed values, and its mde at 5 seeds."""
+    from lead_ray.eval.stats import RESAMPLES, mde, seed_t_interval, seed_t_p, variance_components, verdict
+
+    keys = (*PRIMARY_SETS, PRIMARY_HELDOUT[planted])
+    seeds = sorted(set(scores[one]) & set(scores[other]))
+    missing = [k for k in keys if not all(k in scores[m][s] for m in (one, other) for s in seeds)]
+    if missing or len(seeds) < 2:
+        return {"sets": list(keys), "missing": missing, "seeds": len(seeds)}
+    tables = []
+    for key in keys:
+        a, b = _paired_tables(scores, one, other, key)
+        d = a - b
+        tables.append(d[:, np.all(np.isfinite(d), axis=0)])
+    per_seed = np.mean([d.mean(1) for d in tables], axis=0)
+    rng, boot = np.random.default_rng(0), np.empty(RESAMPLES)
+    for r in range(RESAMPLES):
+        pick = rng.integers(0, len(seeds), len(seeds))
+        boot[r] = np.mean([d[np.ix_(pick, rng.integers(0, d.shape[1], d.shape[1]))].mean() for d in tables])
+    ci = [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))]
+    t_ci = seed_t_interval(per_seed)
+    both = verdict(ci, False, (one, other))
+    parts = [variance_components(d) for d in tables]  # the mean of four sets: each set's item terms over 16
+    item_terms = {k: sum(c[k] ** 2 / c["items"] for c in parts) / len(parts) ** 2 for k in ("item", "interaction")}
+    seed_var = max(float(per_seed.var(ddof=1)) - item_terms["interaction"], 0.0)
+    spread = {"seed": seed_var**0.5, "item": item_terms["item"] ** 0.5, "interaction": item_terms["interaction"] ** 0.5}
+    return {
+        "sets": list(keys),
+        "mean": float(per_seed.mean()),
+        "ci": ci,
+        "seed_t_interval": t_ci,
+        "seed_t_p": seed_t_p(per_seed),
+        "per_seed": per_seed.tolist(),
+        "seeds": len(seeds),
+        "better": both if verdict(t_ci, False, (one, other)) == both else "none",
+        "mde": mde(spread, PLANNED_SEEDS, 1),  # item terms already divided by each set's item count
+    }
 
 
 def clean_holdout(variant: Path, cfg) -> np.ndarray:

@@ -19,19 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-MANY_FILES = 8  # a folder with more source files than this counts as one source (e.g. 283 T0 templates)
-
-
-def collapsed_folders(sources) -> set[str]:
-    per_folder: dict[str, set[str]] = {}
-    for s in set(sources):
-        per_folder.setdefault(s.rsplit("/", 1)[0] if "/" in s else "", set()).add(s)
-    return {f for f, files in per_folder.items() if f and len(files) > MANY_FILES}
-
-
-def source_group(source: str, collapsed: set[str]) -> str:
-    folder = source.rsplit("/", 1)[0] if "/" in source else ""
-    return folder + "/*" if folder in collapsed else source
+from lead_ray.data.sources import collapsed_folders, source_group
 
 
 def short_name(name: str, width: int = 40) -> str:

@@ -301,3 +301,66 @@ def test_trim_to_budget_caps_new_samples(items, remaining):
     if 0 < len(kept) < len(index):  # everything kept ranks at or above everything dropped
         dropped = np.setdiff1d(np.arange(len(items)), pos)
         assert u[pos].min() >= u[dropped].max()
+
+
+# ----------------------------------------------------------------------------- selection.trim_top
+
+
+def test_trim_top_skips_the_highest_ranked_of_each_group_ties_by_position():
+    # group 0: ten samples, U 9..0 with a tie at the skip boundary; group 1: five samples
+    u = np.array([9, 8, 8, 7, 6, 5, 4, 3, 2, 1, 50, 40, 30, 20, 10], float)
+    task = np.array([0] * 10 + [1] * 5)
+    use = np.zeros(15, int)
+    # τ = 0.2: group 0 skips ⌊2.0⌋ = 2 (U 9 and the first 8, by position), takes ⌊0.3·10⌋ = 3: the second 8, 7, 6;
+    # group 1 skips ⌊1.0⌋ = 1 (U 50), takes ⌊1.5⌋ = 1: U 40
+    assert select_round(u, use, task, 0.3, 4, trim_top=0.2).tolist() == [2, 3, 4, 11]
+    # a skip never leaves less than the quota: ρ = 0.5 and τ = 0.6 of 5 → take 2 of the last 2 below a skip of 3
+    assert select_round(u[10:], use[10:], task[10:] * 0, 0.5, 4, trim_top=0.6).tolist() == [3, 4]
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(0, 300), groups=st.integers(1, 5), rho=st.floats(0.0, 1.0))
+def test_trim_top_zero_is_todays_selection_bit_for_bit(seed, n, groups, rho):
+    rng = np.random.default_rng(seed)
+    u, use, task = rng.integers(0, 5, n).astype(float), rng.integers(0, 5, n), rng.integers(0, groups, n)
+    today = select_round(u, use, task, rho, 3, np.random.default_rng(seed))
+    assert select_round(u, use, task, rho, 3, np.random.default_rng(seed), trim_top=0.0).tolist() == today.tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(1, 400),
+    shards=st.integers(1, 4),
+    rho=st.floats(0.01, 0.6),
+    trim=st.floats(0.0, 0.39),
+)
+def test_sharded_trim_selects_exactly_what_one_table_selects(seed, n, shards, rho, trim):
+    from lead_ray.core.select import skips_for
+
+    rng = np.random.default_rng(seed)
+    iu0 = rng.integers(0, 6, n).astype(np.float32)
+    cluster, task = rng.integers(0, 3, n), rng.integers(0, 4, n)
+    cuts = np.linspace(0, n, shards + 1).astype(int)
+    parts = [UtilityTable(iu0[a:b], cluster[a:b], task[a:b], offset=a) for a, b in zip(cuts[:-1], cuts[1:])]
+    for k in range(3):
+        counts: dict[int, int] = {}
+        for p in parts:
+            for g, c in p.eligible_counts(k, 4).items():
+                counts[g] = counts.get(g, 0) + c
+        quotas = quotas_for(counts, rho)
+        skips = skips_for(counts, quotas, trim)
+        depth = {g: q + skips[g] for g, q in quotas.items()}
+        merged = merge_top_k([p.top_k(k, depth, 4) for p in parts], quotas, skips)
+        members = np.flatnonzero(cluster == k)
+        ref = select_round(iu0[members], np.zeros(len(members), int), task[members], rho, 4, trim_top=trim)
+        assert merged.tolist() == members[ref].tolist()
+        assert len(merged) == sum(quotas.values())
+
+
+def test_trim_top_and_rho_must_leave_something_to_take():
+    from lead_ray.config import ConfigError, load_config
+
+    assert load_config(None, ["selection.trim_top=0.15"]).selection.trim_top == 0.15
+    with pytest.raises(ConfigError, match="'selection.trim_top' = 0.5 leaves nothing to take"):
+        load_config(None, ["selection.rho=0.5", "selection.trim_top=0.5"])

@@ -243,6 +243,40 @@ def test_cluster_drops_answers_whose_end_token_is_a_surprise_and_counts_them(pip
     assert out.num_rows == stats["rows_out"] == sum(stats["difficulty_sizes"].values())
 
 
+def test_cluster_end_z_gate_drops_each_sources_outliers_and_counts_add_up(pipeline, tmp_path):
+    """cluster.end_z_above: rows whose iu0_end is far above their own source group's spread leave the pool;
+    counted apart, with every group's threshold in clusters.json; the kept rows are exactly the ones at or
+    below their group's threshold (core/gate.py, tested on its own in test_gate.py)."""
+    from lead_ray.core.gate import group_thresholds
+    from lead_ray.data.sources import collapsed_folders, source_group
+
+    cfg, work, _ = pipeline
+    shutil.copytree(work / "scored", tmp_path / "scored")
+    units = sorted((tmp_path / "scored" / "units").glob("*.parquet"))
+    first = pq.read_table(units[0])
+    planted = np.zeros(first.num_rows, bool)
+    planted[::9] = True  # answers that stop where the model is sure they go on
+    end = np.where(planted, 25.0, first["iu0_end"].to_numpy(zero_copy_only=False)).astype(np.float32)
+    pq.write_table(first.set_column(first.schema.get_field_index("iu0_end"), "iu0_end", pa.array(end)), units[0])
+    rows = pa.concat_tables([pq.read_table(u, columns=["source", "iu0_end", "trainable"]) for u in units])
+    sources = rows["source"].to_pylist()
+    collapsed = collapsed_folders(sources)
+    names = sorted({source_group(s, collapsed) for s in sources})
+    codes = np.array([names.index(source_group(s, collapsed)) for s in sources])
+    values = rows["iu0_end"].to_numpy(zero_copy_only=False).astype(np.float64)
+    trainable = rows["trainable"].to_numpy(zero_copy_only=False)
+    thresholds = group_thresholds(np.where(trainable, values, np.nan), codes, len(names), z=3.5)
+    expected = int((trainable & (np.nan_to_num(values, nan=-1) > thresholds[codes])).sum())
+    stats = cluster(config_from_dict(to_dict(cfg), [f"work_dir={tmp_path}", "cluster.end_z_above=3.5"]))
+    assert stats["end_z_above"] == 3.5 and stats["end_z_dropped"] == expected >= int(planted.sum()) - 2
+    assert stats["end_z_thresholds"] == pytest.approx(dict(zip(names, thresholds.tolist())))
+    parts = ("rows_out", "not_trainable", "near_dups_dropped", "ifd_above_one_dropped", "end_nll_dropped")
+    assert stats["rows_in"] == sum(stats[k] for k in parts) + stats["end_z_dropped"]
+    out = pq.read_table(tmp_path / "clustered" / "pool", columns=["iu0_end"])
+    assert not (out["iu0_end"].to_numpy(zero_copy_only=False) >= 25.0).any()
+    assert out.num_rows == stats["rows_out"] == sum(stats["difficulty_sizes"].values())
+
+
 def test_cluster_drops_ifd_above_one_and_quantile_arms_are_even(pipeline, tmp_path):
     cfg, work, _ = pipeline
     shutil.copytree(work / "scored", tmp_path / "scored")

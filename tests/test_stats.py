@@ -73,3 +73,48 @@ def test_pooled_mean_ci_over_seeds_and_items():
     assert got["ci"][1] - got["ci"][0] > items_only[1] - items_only[0]  # seed noise widens it
     one = pooled_mean_ci(x[:1])
     assert one["seeds"] == 1 and one["ci"] == pytest.approx(mean_ci(x[0])["ci"])
+
+
+def test_seed_t_interval_is_the_textbook_one_and_both_intervals_must_agree():
+    from lead_ray.eval.stats import seed_t_interval
+
+    per_seed = [-0.10, -0.02, -0.06]  # mean −0.06, sd 0.04, t(0.975; 2) = 4.3027
+    lo, hi = seed_t_interval(per_seed)
+    assert (lo, hi) == pytest.approx((-0.06 - 4.3027 * 0.04 / np.sqrt(3), -0.06 + 4.3027 * 0.04 / np.sqrt(3)), abs=1e-4)
+    # three seeds, one item effect each: the bootstrap over seeds × items excludes 0, the t-interval over the
+    # three per-seed means does not, so the verdict is "none"
+    rng = np.random.default_rng(5)
+    a = rng.normal(2.0, 0.01, (3, 400))
+    b = a - np.array([-0.10, -0.005, -0.06])[:, None]
+    d = pooled_paired_diff(a, b, higher_is_better=False, names=("lead", "random"))
+    assert d["ci"][1] < 0 and d["seed_t_interval"][0] < 0 < d["seed_t_interval"][1]
+    assert d["better"] == "none" and 0.05 < d["seed_t_p"] < 1
+
+
+def test_holm_adjusts_step_down_and_keeps_order():
+    from lead_ray.eval.stats import holm
+
+    got = holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.5})
+    # sorted 0.01, 0.03, 0.04, 0.5 → ×4, ×3, ×2, ×1 with a running maximum
+    assert got == pytest.approx({"a": 0.04, "c": 0.09, "b": 0.09, "d": 0.5})
+    assert holm({"x": 0.6, "y": 0.7}) == pytest.approx({"x": 1.0, "y": 1.0})
+
+
+def test_variance_components_recover_known_spreads_and_mde_matches_hand_sums():
+    from scipy.stats import norm, t
+
+    from lead_ray.eval.stats import mde, variance_components
+
+    rng = np.random.default_rng(7)
+    seeds, items = 400, 300
+    d = rng.normal(0, 0.05, (seeds, 1)) + rng.normal(0, 0.2, (1, items)) + rng.normal(0, 0.1, (seeds, items))
+    c = variance_components(d)
+    assert c["seed"] == pytest.approx(0.05, rel=0.1) and c["item"] == pytest.approx(0.2, rel=0.1)
+    assert c["interaction"] == pytest.approx(0.1, rel=0.02) and (c["seeds"], c["items"]) == (seeds, items)
+    spread = {"seed": 0.03, "item": 0.2, "interaction": 0.15}
+    got = mde(spread, seeds=5, items=200)
+    t_hand = (t.ppf(0.975, 4) + t.ppf(0.8, 4)) * np.sqrt((0.03**2 + 0.15**2 / 200) / 5)
+    z_hand = (norm.ppf(0.975) + norm.ppf(0.8)) * np.sqrt(0.03**2 / 5 + 0.2**2 / 200 + 0.15**2 / 1000)
+    assert got["t"] == pytest.approx(t_hand) and got["bootstrap"] == pytest.approx(z_hand)
+    assert got["nats"] == pytest.approx(max(t_hand, z_hand))
+    assert mde(spread, seeds=10, items=200)["nats"] < got["nats"]  # more seeds: a smaller detectable difference

@@ -137,6 +137,11 @@ def config_from_dict(raw: dict, overrides: list[str] | None = None, origin: str 
 def _check_training(built, section: str, origin: str) -> None:
     if isinstance(built, TrainingSettings):
         check_batch_sizes(built, built.num_workers, section, origin)
+    if isinstance(built, SelectionConfig) and built.rho + built.trim_top >= 1:
+        raise ConfigError(
+            f"{origin}: '{section}.trim_top' = {built.trim_top} leaves nothing to take: with {section}.rho = "
+            f"{built.rho} a round would skip and take more than a whole group; keep rho + trim_top below 1"
+        )
 
 
 def check_batch_sizes(ts: TrainingSettings, world: int, section: str, origin: str = "config") -> None:

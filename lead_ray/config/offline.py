@@ -191,6 +191,15 @@ class ClusterConfig:
         "preset: not yet measured on the quality benchmark (docs/BENCHMARKS.md).",
         gt=0,
     )
+    end_z_above: float | None = setting(
+        None,
+        "Drop pairs whose iu0_end is an outlier among their own source group's before clustering: robust z-score "
+        "(x − median) / (1.4826 · MAD) within the group above this, and iu0_end above ln 1000 ≈ 6.9 nats; a group "
+        "under 30 scored pairs is judged against the whole pool (core/gate.py). 3.5 is Iglewicz and Hoaglin's "
+        "outlier rule. Unlike end_nll_above it spares a source whose answers all end where the base model does "
+        "not expect (GSM8K's '#### N'). Counted in clusters.json; None keeps every pair (the paper).",
+        gt=0,
+    )
     near_dup_search: str = setting(
         "auto",
         "How a near-duplicate partition is searched: 'exact' (every earlier point, blocked matrix products: cost "

@@ -30,6 +30,14 @@ class SelectionConfig:
     min_per_group: int = setting(
         0, "Lift ⌊ρ·n_T⌋ to at least this many per task group (0 = ALGORITHM.md §7's rule).", ge=0
     )
+    trim_top: float = setting(
+        0.0,
+        "Share τ of each task group's eligible samples, the highest-ranked, that a round passes over before it takes "
+        "its ⌊ρ·n_T⌋ (0 = the paper). Broken pairs (truncated, swapped, mismatched) keep a high loss and gather at "
+        "the top of any loss-type ranking; ρ + τ must stay below 1.",
+        ge=0,
+        lt=1,
+    )
     use_cap: int = setting(4, "Most times one sample may be selected (LEAD: 4; 1 = remove once used).", ge=1, le=255)
     budget_fraction: float = setting(
         0.025, "Stop once this share of the pool has been selected at least once (LEAD: 2.5%).", gt=0, le=1

@@ -6,8 +6,12 @@ id order, so this is "ties by id"), keep the top ⌊ρ · n_T⌋. The round is t
 then shuffled with a seeded RNG (ALGORITHM.md §10 D9; no RNG keeps the official code's order: task by task, U
 descending).
 
-The same three steps serve one table and a table split into shards: per-group quotas from the
-global eligible counts, each shard's own top-k per group, and a merge.
+With `selection.trim_top` τ > 0, each group first skips its ⌊τ · n_T⌋ highest-ranked eligible samples and
+takes the quota from below them (the small-loss trick of co-teaching; Data Diet prunes the highest-scoring
+examples first): broken pairs gather at the very top of any loss-type score. τ = 0 is the paper's rule.
+
+The same three steps serve one table and a table split into shards: per-group quotas (and skips) from the
+global eligible counts, each shard's own top quota + skip per group, and a merge.
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ def quotas_for(counts: dict[int, int], rho: float, min_per_group: int = 0) -> di
     return out
 
 
+def skips_for(counts: dict[int, int], quotas: dict[int, int], trim_top: float) -> dict[int, int]:
+    """⌊τ · n_T⌋ per group with a quota, at most n_T − quota: the highest-ranked eligible samples passed over."""
+    return {g: min(int(np.floor(trim_top * counts[g])), counts[g] - k) for g, k in quotas.items()}
+
+
 def top_k_by_u(u: np.ndarray, positions: np.ndarray, k: int) -> np.ndarray:
     """The k positions with the largest U, best first, ties by smaller position; O(n) via argpartition."""
     if k <= 0 or len(positions) == 0:
@@ -38,13 +47,17 @@ def top_k_by_u(u: np.ndarray, positions: np.ndarray, k: int) -> np.ndarray:
     return positions[np.lexsort((positions, -u[positions]))]
 
 
-def merge_top_k(parts: list[dict[int, tuple[np.ndarray, np.ndarray]]], quotas: dict[int, int]) -> np.ndarray:
-    """Global per-group top-k from per-shard answers {group: (positions, U)}; task by task, U descending."""
+def merge_top_k(
+    parts: list[dict[int, tuple[np.ndarray, np.ndarray]]], quotas: dict[int, int], skips: dict[int, int] | None = None
+) -> np.ndarray:
+    """Global per-group top-k from per-shard answers {group: (positions, U)}; task by task, U descending.
+    With `skips`, each group's first skip (in that order) are passed over: shards answered skip + quota."""
     picked = []
     for group in sorted(quotas):
         pos = np.concatenate([p[group][0] for p in parts if group in p] or [np.zeros(0, np.int64)])
         u = np.concatenate([p[group][1] for p in parts if group in p] or [np.zeros(0, np.float32)])
-        picked.append(pos[np.lexsort((pos, -u))][: quotas[group]])
+        skip = (skips or {}).get(group, 0)
+        picked.append(pos[np.lexsort((pos, -u))][skip : skip + quotas[group]])
     return np.concatenate(picked) if picked else np.zeros(0, np.int64)
 
 
@@ -56,6 +69,7 @@ def select_round(
     cap: int,
     rng: np.random.Generator | None = None,
     min_per_group: int = 0,
+    trim_top: float = 0.0,
 ) -> np.ndarray:
     """Positions selected for this round among one cluster's samples (arrays indexed by position).
 
@@ -63,9 +77,11 @@ def select_round(
     (`UtilityTable.top_k` per shard, `merge_top_k`) and `first_round_sizes` are checked against it."""
     eligible = np.flatnonzero(use_count < cap)
     groups, counts = np.unique(task[eligible], return_counts=True)
-    quotas = quotas_for(dict(zip(groups.tolist(), counts.tolist())), rho, min_per_group)
-    parts = [{g: (top_k_by_u(u, eligible[task[eligible] == g], k), None) for g, k in quotas.items()}]
-    picked = np.concatenate([parts[0][g][0] for g in sorted(quotas)] or [np.zeros(0, np.int64)])
+    n = dict(zip(groups.tolist(), counts.tolist()))
+    quotas = quotas_for(n, rho, min_per_group)
+    skips = skips_for(n, quotas, trim_top)
+    ranked = {g: top_k_by_u(u, eligible[task[eligible] == g], skips[g] + k) for g, k in quotas.items()}
+    picked = np.concatenate([ranked[g][skips[g] :] for g in sorted(quotas)] or [np.zeros(0, np.int64)])
     if rng is not None:
         picked = picked[rng.permutation(len(picked))]
     return picked

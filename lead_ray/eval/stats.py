@@ -10,7 +10,14 @@ match), for one or more training seeds. The intervals are percentile/BCa bootstr
                             item-to-item eval noise both widen the interval).
 
 A difference whose interval contains 0 is "none": no difference at that confidence. `better` names
-the side whose score is better given the metric's direction (lower NLL, higher accuracy).
+the side whose score is better given the metric's direction (lower NLL, higher accuracy). With two or more
+seeds a pooled difference also carries `seed_t_interval`, a Student-t interval over the per-seed paired
+means, and is "better" only when both intervals exclude 0 (a bootstrap over 3 seeds has 10 distinct seed
+resamples: it understates seed-to-seed variance).
+
+  variance_components(d)    d: (seeds × items) differences: the seed, item and seed×item standard deviations;
+  mde(components, seeds, items)  the smallest true difference both intervals detect with 80% power;
+  holm(p)                   Holm's step-down adjustment of a family of p-values.
 scipy.stats.bootstrap does the single-level resampling; the two-level one is a few lines of numpy.
 """
 
@@ -113,11 +120,92 @@ def pooled_paired_diff(
         one = paired_diff(a[0, keep], b[0, keep], higher_is_better, names, confidence, seed)
         return {**one, "seeds": 1, "per_seed": [one["mean"]]}
     ci = _two_level_ci(d, confidence, seed)
+    per_seed = d.mean(axis=1)
+    t_ci = seed_t_interval(per_seed, confidence)
+    both = verdict(ci, higher_is_better, names)
     return {
         "mean": float(d.mean()),
         "ci": ci,
+        "seed_t_interval": t_ci,
+        "seed_t_p": seed_t_p(per_seed),
         "seeds": seeds,
         "n": items,
-        "per_seed": [float(x) for x in d.mean(axis=1)],
-        "better": verdict(ci, higher_is_better, names),
+        "per_seed": [float(x) for x in per_seed],
+        "better": both if verdict(t_ci, higher_is_better, names) == both else "none",
+    }
+
+
+def seed_t_interval(per_seed, confidence: float = CONFIDENCE) -> list[float]:
+    """Student-t interval of the mean of per-seed paired means (n − 1 degrees of freedom)."""
+    from scipy.stats import t
+
+    x = np.asarray(per_seed, np.float64)
+    if len(x) < 2:
+        return [float("nan")] * 2
+    half = float(t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return [float(x.mean()) - half, float(x.mean()) + half]
+
+
+def seed_t_p(per_seed) -> float:
+    """Two-sided p-value of a one-sample t-test of the per-seed paired means against 0 (1.0 when they are all 0)."""
+    from scipy.stats import t
+
+    x = np.asarray(per_seed, np.float64)
+    if len(x) < 2 or np.all(x == 0):
+        return 1.0
+    sd = x.std(ddof=1)
+    if sd <= 1e-12 * np.abs(x).max():  # every seed the same difference
+        return 0.0
+    return float(2 * t.sf(abs(x.mean()) / (sd / np.sqrt(len(x))), len(x) - 1))
+
+
+def holm(p_values: dict[str, float]) -> dict[str, float]:
+    """Holm's step-down adjusted p-values of one family (family-wise error held at the level compared to)."""
+    order = sorted(p_values, key=p_values.get)
+    out, running = {}, 0.0
+    for rank, key in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p_values[key]))
+        out[key] = running
+    return out
+
+
+def variance_components(d) -> dict[str, float]:
+    """Standard deviations of a (seeds × items) table of paired differences, by the two-way random-effects
+    ANOVA without replication: `seed` (a seed's shift of every item), `item` (an item's shift in every seed)
+    and `interaction` (the rest). Negative variance estimates are set to 0."""
+    d = np.asarray(d, np.float64)
+    seeds, items = d.shape
+    seed_means, item_means, grand = d.mean(1), d.mean(0), d.mean()
+    rest = d - seed_means[:, None] - item_means[None, :] + grand
+    interaction = float((rest**2).sum() / max((seeds - 1) * (items - 1), 1))
+    seed_var = float(seed_means.var(ddof=1)) - interaction / items if seeds > 1 else 0.0
+    item_var = float(item_means.var(ddof=1)) - interaction / seeds if items > 1 else 0.0
+    return {
+        "seed": float(np.sqrt(max(seed_var, 0.0))),
+        "item": float(np.sqrt(max(item_var, 0.0))),
+        "interaction": float(np.sqrt(interaction)),
+        "seeds": seeds,
+        "items": items,
+    }
+
+
+def mde(components: dict, seeds: int, items: int, power: float = 0.8, confidence: float = CONFIDENCE) -> dict:
+    """Minimum detectable difference (nats) with `seeds` seeds and `items` items, at `power`: the larger of
+    what the seed t-interval needs, (t_{1−α/2} + t_power; seeds − 1 df) · √((σ_seed² + σ_int²/items) / seeds),
+    and what the two-level bootstrap needs, (z_{1−α/2} + z_power) · √(σ_seed²/seeds + σ_item²/items +
+    σ_int²/(seeds·items)). A verdict needs both intervals to exclude 0, so the larger one binds."""
+    from scipy.stats import norm, t
+
+    s, i, x = components["seed"], components["item"], components["interaction"]
+    df = seeds - 1
+    t_mde = (t.ppf(0.5 + confidence / 2, df) + t.ppf(power, df)) * np.sqrt((s**2 + x**2 / items) / seeds)
+    z_mde = (norm.ppf(0.5 + confidence / 2) + norm.ppf(power)) * np.sqrt(
+        s**2 / seeds + i**2 / items + x**2 / (seeds * items)
+    )
+    return {
+        "nats": float(max(t_mde, z_mde)),
+        "t": float(t_mde),
+        "bootstrap": float(z_mde),
+        "seeds": seeds,
+        "items": items,
     }

@@ -19,7 +19,7 @@ task_cluster, near_dup_of; each file ordered by difficulty cluster then IU₀, i
 by row number: data/rows.py) and their narrow copies in clustered/pool.narrow/ (the same rows without
 the conversations, for the run's driver), clustered/near_dups.parquet, and clusters.json. Counts add up:
 scored rows = clustered rows + not trainable + dropped (near-duplicates, IFD > 1, iu0_end above
-cluster.end_nll_above).
+cluster.end_nll_above, iu0_end an outlier within its source group by cluster.end_z_above).
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ import pyarrow.parquet as pq
 
 from lead_ray.config import ClusterConfig, Config
 from lead_ray.core import bins
+from lead_ray.core.gate import group_thresholds, keep_below
 from lead_ray.data.rows import write_pool_file
+from lead_ray.data.sources import collapsed_folders, source_group
 from lead_ray.files import require
 from lead_ray.offline.neardup import embeddings, find_near_duplicates, sample_rows, unit_flags
 from lead_ray.presets import switches
@@ -95,6 +97,7 @@ def assign_unit(
     edges: list,
     drop_ifd_above_one: bool,
     end_nll_above: float | None,
+    end_z: dict | None,
     task_mode: str,
     task_centroids: dict,
     label_index: dict,
@@ -118,6 +121,13 @@ def assign_unit(
         keep = pc.invert(pc.fill_null(pc.greater(t["iu0_end"], end_nll_above), False))
         end_dropped = t.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
         t = t.filter(keep)
+    end_z_dropped = 0
+    if end_z is not None:  # cluster.end_z_above: each source group against its own threshold
+        names, codes = _group_codes(t["source"], set(end_z["collapsed"]))
+        thresholds = np.array([end_z["thresholds"].get(n, np.inf) for n in names] or [np.inf])
+        keep = keep_below(t["iu0_end"].to_numpy(zero_copy_only=False), codes, thresholds)
+        end_z_dropped = int((~keep).sum())
+        t = t.filter(pa.array(keep))
     dropped = 0
     if drop:
         keep = pc.is_null(t["near_dup_of"])
@@ -138,6 +148,7 @@ def assign_unit(
         "near_dups_dropped": int(dropped),
         "ifd_above_one_dropped": int(ifd_dropped),
         "end_nll_dropped": int(end_dropped),
+        "end_z_dropped": end_z_dropped,
         "pairs": pc.value_counts(
             pc.binary_join_element_wise(
                 pc.cast(t["difficulty_cluster"], pa.string()), pc.cast(t["task_cluster"], pa.string()), ":"
@@ -184,11 +195,39 @@ def _fit_task_centroids(units, difficulty_all, trainable_all, k_diff, cluster_cf
     return {"centroids": centroids, "inertia": inertia, "fit_points": {str(k): len(v) for k, v in chosen.items()}}
 
 
-def _read_scores(units: list[str], drop_above_one: bool, end_nll_above: float | None, difficulty_k: int):
-    """(IFD, near-dup points = trainable, clustered = trainable and not dropped for IFD > 1 or iu0_end) of every
-    row."""
+def _group_codes(sources: pa.ChunkedArray, collapsed: set[str]) -> tuple[list[str], np.ndarray]:
+    """(source group names, each row's index into them), through the column's dictionary: a row's string is
+    never turned into a Python object."""
+    encoded = pc.dictionary_encode(sources).combine_chunks()
+    names = [source_group(s, collapsed) for s in encoded.dictionary.to_pylist()]
+    unique = sorted(set(names))
+    remap = np.array([unique.index(n) for n in names], np.int64)
+    return unique, remap[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def _end_z_gate(units: list[str], end: np.ndarray, keep: np.ndarray, z: float) -> tuple[dict, np.ndarray]:
+    """cluster.end_z_above: each source group's threshold from the pairs still kept (core/gate.py), and which
+    rows it keeps. Reads one small column per unit; the driver holds one int per row."""
+    collapsed = collapsed_folders(
+        {s for u in units for s in pc.unique(pq.read_table(u, columns=["source"])["source"]).to_pylist()}
+    )
+    per_unit = [_group_codes(pq.read_table(u, columns=["source"])["source"], collapsed) for u in units]
+    names = sorted({n for unit_names, _ in per_unit for n in unit_names})
+    codes = np.concatenate([np.array([names.index(n) for n in un], np.int64)[c] for un, c in per_unit])
+    scored = np.where(keep, end, np.nan)  # rows already out (untrainable, dropped) do not set a threshold
+    thresholds = group_thresholds(scored, codes, len(names), z)
+    gate = {"collapsed": sorted(collapsed), "thresholds": dict(zip(names, thresholds.tolist()))}
+    return gate, keep_below(end, codes, thresholds)
+
+
+def _read_scores(
+    units: list[str], drop_above_one: bool, end_nll_above: float | None, end_z_above: float | None, difficulty_k: int
+):
+    """(IFD, near-dup points = trainable, clustered = trainable and not dropped for IFD > 1 or iu0_end, the
+    relative end-token gate or None) of every row."""
     switch_columns = {"ifd_raw": "cluster.ifd_above_one=keep", "iu0_end": "cluster.end_nll_above=null"}
-    wanted = (["ifd_raw"] if drop_above_one else []) + (["iu0_end"] if end_nll_above is not None else [])
+    ends = end_nll_above is not None or end_z_above is not None
+    wanted = (["ifd_raw"] if drop_above_one else []) + (["iu0_end"] if ends else [])
     missing = [c for c in wanted if c not in pq.read_schema(units[0]).names]
     if missing:
         raise ValueError(
@@ -204,6 +243,10 @@ def _read_scores(units: list[str], drop_above_one: bool, end_nll_above: float | 
     if end_nll_above is not None:
         end = small["iu0_end"].to_numpy(zero_copy_only=False)
         trainable = trainable & ~(np.nan_to_num(end, nan=-np.inf) > end_nll_above)
+    end_z = None
+    if end_z_above is not None:
+        end_z, kept = _end_z_gate(units, small["iu0_end"].to_numpy(zero_copy_only=False), trainable, end_z_above)
+        trainable = trainable & kept
     if not trainable.any():
         raise ValueError("no trainable sample in the scored pool (every prompt fills model.max_length?)")
     if difficulty_k > int(trainable.sum()):
@@ -213,7 +256,7 @@ def _read_scores(units: list[str], drop_above_one: bool, end_nll_above: float | 
             f"'cluster.difficulty_k' = {difficulty_k} is larger than the pool's {int(trainable.sum())} "
             "trainable samples: lower it (or add data)"
         )
-    return ifd, points, trainable
+    return ifd, points, trainable, end_z
 
 
 def _task_labels(units: list[str], column: str) -> dict[str, int]:
@@ -222,7 +265,15 @@ def _task_labels(units: list[str], column: str) -> dict[str, int]:
     return {v: i for i, v in enumerate(labels)}
 
 
-ROW_COUNTS = ("rows_in", "rows_out", "not_trainable", "near_dups_dropped", "ifd_above_one_dropped", "end_nll_dropped")
+ROW_COUNTS = (
+    "rows_in",
+    "rows_out",
+    "not_trainable",
+    "near_dups_dropped",
+    "ifd_above_one_dropped",
+    "end_nll_dropped",
+    "end_z_dropped",
+)
 
 
 def _add_up(results: list[dict]) -> tuple[dict, dict]:
@@ -252,7 +303,9 @@ def cluster(cfg: Config) -> dict:
     chosen = switches(cfg)
     drop_above_one = chosen.ifd_above_one == "drop"
     step = Steps()
-    ifd, points, trainable = _read_scores(units, drop_above_one, cluster_cfg.end_nll_above, cluster_cfg.difficulty_k)
+    ifd, points, trainable, end_z = _read_scores(
+        units, drop_above_one, cluster_cfg.end_nll_above, cluster_cfg.end_z_above, cluster_cfg.difficulty_k
+    )
     step.done("read_scores")
     edges, centroids = difficulty_edges(ifd[trainable], cluster_cfg.difficulty_k, chosen.difficulty_bins, cfg.seed)
     difficulty_all = bins.assign(ifd, edges)
@@ -272,6 +325,7 @@ def cluster(cfg: Config) -> dict:
             "edges": edges.tolist(),
             "drop_ifd_above_one": drop_above_one,
             "end_nll_above": cluster_cfg.end_nll_above,
+            "end_z": end_z,
             "task_mode": cluster_cfg.task_groups,
             "task_centroids": task_fit.get("centroids", {}),
             "label_index": label_index,
@@ -292,6 +346,8 @@ def cluster(cfg: Config) -> dict:
         "difficulty_edges": edges.tolist(),
         "ifd_above_one": chosen.ifd_above_one,
         "end_nll_above": cluster_cfg.end_nll_above,
+        "end_z_above": cluster_cfg.end_z_above,
+        "end_z_thresholds": end_z["thresholds"] if end_z else None,
         "difficulty_sizes": {k: sum(v.values()) for k, v in sizes.items()},
         "task_groups": cluster_cfg.task_groups,
         "task_sizes": sizes,

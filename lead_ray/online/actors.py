@@ -25,7 +25,7 @@ import ray
 
 from lead_ray.core.bandit import Exp3Bandit
 from lead_ray.core.idu import DirectionMemory
-from lead_ray.core.select import merge_top_k, quotas_for
+from lead_ray.core.select import merge_top_k, quotas_for, skips_for
 from lead_ray.core.utility import UtilityTable
 from lead_ray.files import write_bytes_atomic, write_text_atomic
 
@@ -211,12 +211,16 @@ class UtilityClient:
                 counts[g] = counts.get(g, 0) + c
         return counts
 
-    def select(self, cluster: int, rho: float, cap: int, min_per_group: int) -> np.ndarray:
-        """Stratified top-k of one cluster: global quotas from all shards' counts, then a merge."""
-        quotas = quotas_for(self.eligible_counts(cluster, cap), rho, min_per_group)
+    def select(self, cluster: int, rho: float, cap: int, min_per_group: int, trim_top: float = 0.0) -> np.ndarray:
+        """Stratified top-k of one cluster: global quotas (and skips, `selection.trim_top`) from all shards'
+        counts, each shard's top skip + quota per group, then a merge."""
+        counts = self.eligible_counts(cluster, cap)
+        quotas = quotas_for(counts, rho, min_per_group)
         if not quotas:
             return np.zeros(0, np.int64)
-        return merge_top_k(ray.get([h.top_k.remote(cluster, quotas, cap) for h in self.handles]), quotas)
+        skips = skips_for(counts, quotas, trim_top)
+        depth = {g: k + skips[g] for g, k in quotas.items()}
+        return merge_top_k(ray.get([h.top_k.remote(cluster, depth, cap) for h in self.handles]), quotas, skips)
 
     def mark_used(self, index: np.ndarray) -> None:
         ray.get([h.mark_used.remote(i) for h, i, _ in self._split(np.asarray(index))])

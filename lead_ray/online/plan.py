@@ -24,6 +24,6 @@ def allowed_arms(store, n_arms: int, selection: SelectionConfig) -> np.ndarray:
 
 def pick_samples(store, arm: int, selection: SelectionConfig, budget_left: int) -> np.ndarray:
     """The drawn arm's samples for this round (the budget is a hard cap on unique samples)."""
-    index = store.select(arm, selection.rho, selection.use_cap, selection.min_per_group)
+    index = store.select(arm, selection.rho, selection.use_cap, selection.min_per_group, selection.trim_top)
     keys, used = store.ranking(index)  # U, or U − floor (selection.utility: reducible); × tokens (rank_by: total)
     return trim_to_budget(index, keys, used == 0, budget_left)

@@ -48,6 +48,7 @@ def check_clustering(cfg: Config) -> None:
         "difficulty_bins": (made.get("difficulty_bins", paper.difficulty_bins), wanted.difficulty_bins),
         "ifd_above_one": (made.get("ifd_above_one", paper.ifd_above_one), wanted.ifd_above_one),
         "end_nll_above": (made.get("end_nll_above"), cfg.cluster.end_nll_above),
+        "end_z_above": (made.get("end_z_above"), cfg.cluster.end_z_above),
     }
     for key, (had, asked) in clustered_with.items():
         if had != asked:
