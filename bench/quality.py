@@ -41,6 +41,7 @@ from bench.corrupt import plant_pool  # noqa: E402
 from bench.quality_cache import CACHE, log, pack, unpack  # noqa: E402
 from bench.quality_content import add_content_column, add_end_column_to_units  # noqa: E402
 from bench.quality_regimes import (  # noqa: E402
+    DEFAULT_METHOD,
     FRESH_METHODS,
     REGIMES,
     SHARED,
@@ -314,8 +315,8 @@ def main() -> None:
         unknown = sorted(set(chosen) - {method for method, _ in order})
         if unknown:
             raise SystemExit(f"--methods: no method {unknown} in the {args.regime} regime")
-        if "lead" not in chosen and not args.fresh_eval:
-            raise SystemExit("--methods must include lead: every comparison is made against it")
+        if not {"lead", DEFAULT_METHOD} & set(chosen) and not args.fresh_eval:
+            raise SystemExit(f"--methods must include lead or {DEFAULT_METHOD}: the comparisons are made against them")
         if args.methods:  # a part of the benchmark; --fresh-eval alone is the whole of its confirmation
             skipped += sum(method not in chosen for method, _ in order)
         order = [(method, seed) for method, seed in order if method in chosen]
