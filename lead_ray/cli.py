@@ -43,6 +43,18 @@ def _warmup(cfg) -> dict:
     return stats
 
 
+def _anchor(cfg) -> dict:
+    from lead_ray.offline.anchor import anchor
+
+    stats = anchor(cfg)
+    print(
+        f"\nanchor: {stats['trained_on']} pairs trained on, {stats['held_out']} held out; best epoch "
+        f"{stats['best_epoch']} of {stats['epochs_run']} (held-out NLL {stats['best_val_loss']:.4f}, "
+        f"{stats['seconds']:.0f} s)\n  model: {stats['model']}/ (run `lead-ray score` next)"
+    )
+    return stats
+
+
 def _score(cfg) -> dict:
     from lead_ray.offline.score import score
 
@@ -127,6 +139,7 @@ def _with_ray(stage):
 STAGES = {
     "prepare": _with_ray(_prepare),
     "warmup": _with_ray(_warmup),
+    "anchor": _with_ray(_anchor),
     "score": _with_ray(_score),
     "cluster": _with_ray(_cluster),
     "run": _with_ray(_run),
@@ -190,7 +203,7 @@ def _cmd_export(args, overrides) -> None:
 
 
 def _cmd_pipeline(args, overrides) -> None:
-    """demo and pipeline: prepare → warmup → score → cluster → run."""
+    """demo and pipeline: prepare → warmup (→ anchor, when anchor.data is set) → score → cluster → run."""
     out = args.out if args.command == "demo" else args.work_dir
     if out:
         overrides.append("work_dir=" + json.dumps(out))
@@ -198,7 +211,7 @@ def _cmd_pipeline(args, overrides) -> None:
     if args.command == "demo":  # the demo's inputs are repo paths: resolve them to run from any folder
         cfg.ingest.inputs = [p if Path(p).exists() else str(REPO_ROOT / p) for p in cfg.ingest.inputs]
     cfg = resolve_paths(cfg)
-    for name in ("prepare", "warmup", "score", "cluster", "run"):
+    for name in ("prepare", "warmup", *(("anchor",) if cfg.anchor.data else ()), "score", "cluster", "run"):
         STAGES[name](cfg)
     print(f"\n{args.command} finished; outputs under {cfg.work_dir}/")
     if args.command == "demo":
@@ -225,6 +238,7 @@ COMMANDS = {
     "config": _cmd_config,
     "prepare": _cmd_prepare,
     "warmup": _cmd_stage,
+    "anchor": _cmd_stage,
     "score": _cmd_stage,
     "cluster": _cmd_stage,
     "run": _cmd_stage,

@@ -68,6 +68,7 @@ def _add_offline_commands(sub) -> None:
 
     for name, text in (
         ("warmup", "fine-tune the warm-up model on a random ~1% of the pool (Ray Train)"),
+        ("anchor", "train the reference model of selection.utility=learnability on anchor.data (Ray Train)"),
         ("score", "IU0, IFD and prompt embeddings for every pool sample (Ray Data actor pool; resumable)"),
         ("cluster", "difficulty clusters (bandit arms) x task groups, and near-duplicates"),
     ):

@@ -19,7 +19,7 @@ class Switches:
     ifd_above_one: str  # cluster: keep | drop
     reward_norm: str  # bandit: minmax | window
     delta: str  # IDU: round | sample
-    utility: str  # selection ranks: idu | reducible
+    utility: str  # selection ranks: idu | reducible | learnability
     rank_by: str  # selection weighs the rank key: mean (per answer token) | total (times them) | saturating
     end_token: str  # U counts the answer's end-of-turn token: count | skip
 

@@ -344,3 +344,36 @@ def test_a_tune_trial_that_changes_the_preset_reclusters():
     assert _own_clustering(paper, paper, {"cluster.task_k": 2})
     robust_on_kmeans = load_config(None, ["selection.preset=robust", "cluster.difficulty_bins=kmeans"])
     assert not _own_clustering(paper, robust_on_kmeans, {"selection.preset": "robust"})
+
+
+def test_learnability_ranks_against_the_anchor_model_with_no_extra_forward(ray_session, tmp_path):
+    """`selection.utility: learnability` on the toy pool: the anchor model's loss (a column `lead-ray score` writes
+    once models/anchor exists) is the floor. Half of every task group has answers the anchor model finds as
+    surprising as the base model does (nothing left to learn: 5.4 of 5.6 nats); ranked by U − floor they are never
+    picked, and the run's model sees only each round's samples."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lead_ray.config import ConfigError
+    from lead_ray.online.run import run
+    from tests.test_online import toy_config, toy_pool
+
+    toy_pool(tmp_path)
+    path = tmp_path / "clustered" / "pool" / "part-0.parquet"
+    pool = pq.read_table(path)
+    cfg = toy_config(tmp_path, 1)
+    cfg.selection.utility, cfg.selection.max_rounds = "learnability", 3
+    with pytest.raises(ConfigError, match="no column anchor_loss.*lead-ray anchor"):
+        run(cfg, run_dir=str(tmp_path / "refused"))
+    unlearnable = np.arange(pool.num_rows) % 4 < 2  # half of each task group (task_cluster = row % 2)
+    for name in ("anchor_loss", "anchor_content"):
+        pool = pool.append_column(name, pa.array(np.where(unlearnable, 5.4, 0.5).astype(np.float32)))
+    pq.write_table(pool, path)
+    stats = run(cfg)
+    assert stats["switches"]["utility"] == "learnability"
+    rounds = pq.read_table(tmp_path / "run" / "rounds.parquet").to_pylist()
+    for r in rounds:
+        assert r["forward_samples"] - r["padding_samples"] == r["size"] == r["trained"]
+    picked = set(pq.read_table(tmp_path / "run" / "selected.parquet")["id"].to_pylist())
+    high = set(np.array(pool["id"].to_pylist())[unlearnable].tolist())
+    assert len(picked) >= 16 and not picked & high

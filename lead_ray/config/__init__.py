@@ -24,6 +24,7 @@ from lead_ray.config.offline import (
     GPU_CHOICES,
     INPUT_FORMATS,
     LORA_TARGETS,
+    AnchorConfig,
     ClusterConfig,
     IngestConfig,
     LoraSettings,
@@ -63,6 +64,7 @@ __all__ = [
     "LoraSettings",
     "TrainingSettings",
     "WarmupConfig",
+    "AnchorConfig",
     "ScoreConfig",
     "ClusterConfig",
     "SELECTION_METHODS",
@@ -85,6 +87,7 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
+    anchor: AnchorConfig = field(default_factory=AnchorConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
@@ -179,6 +182,7 @@ def resolve_paths(cfg: Config, base: Path | None = None) -> Config:
     out.model.base = out.model.base if out.model.base == "tiny" else absolute(out.model.base)
     out.model.tokenizer = out.model.tokenizer if out.model.tokenizer == "bytes" else absolute(out.model.tokenizer)
     out.eval.data_dir = absolute(out.eval.data_dir)
+    out.anchor.data = absolute(out.anchor.data) if out.anchor.data else None
     return out
 
 

@@ -124,6 +124,30 @@ class WarmupConfig(TrainingSettings):
 
 
 @dataclass
+class AnchorConfig(TrainingSettings):
+    """`lead-ray anchor`: a reference model trained on pairs the user trusts, for `selection.utility: learnability`."""
+
+    data: str | None = setting(
+        None,
+        "A prepared pool of pairs you trust (`lead-ray prepare FILES --out DIR`, then DIR/pool): a few hundred from "
+        "the sources you care about, checked by hand. None: no anchor (`selection.utility: learnability` needs one).",
+    )
+    val_fraction: float = setting(
+        0.2,
+        "Share of the anchor (by id hash) kept out of training to stop it: its NLL is checked every epoch.",
+        gt=0,
+        lt=1,
+    )
+    max_epochs: int = setting(12, "Most passes over the anchor's training part.", ge=1)
+    patience: int = setting(
+        1, "Epochs without a lower held-out anchor NLL before training stops; the best epoch's model is kept.", ge=0
+    )
+    lr: float = setting(1e-4, "Peak learning rate (AdamW, weight decay 0).", gt=0)
+    lr_decay: float = setting(1.0, "LR multiplier every lr_decay_every optimizer steps (1 = constant).", gt=0, le=1)
+    lora: LoraSettings = field(default_factory=lambda: LoraSettings(r=32))
+
+
+@dataclass
 class ScoreConfig:
     ifd: bool = setting(True, "Score IFD with the warm-up model (needs `lead-ray warmup`); off: ifd = 0.")
     batch_tokens: int = setting(

@@ -78,10 +78,11 @@ class SelectionConfig:
     )
     utility: str = setting(
         "preset",
-        "What selection ranks: 'idu' (U, the paper) or 'reducible' (U minus the warm-up model's loss on the answer, "
-        "computed by scoring for IFD: learnable, not yet learnt, not noise); 'preset' takes selection.preset's "
-        "choice.",
-        choices=("preset", "idu", "reducible"),
+        "What selection ranks: 'idu' (U, the paper), 'reducible' (U minus the warm-up model's loss on the answer, "
+        "computed by scoring for IFD: learnable, not yet learnt, not noise) or 'learnability' (U minus the loss of "
+        "a reference model trained on pairs you trust, `lead-ray anchor` with anchor.data; RHO-LOSS, JEST); "
+        "'preset' takes selection.preset's choice.",
+        choices=("preset", "idu", "reducible", "learnability"),
     )
     rank_by: str = setting(
         "preset",

@@ -15,6 +15,9 @@
 * ifd_raw: the same ratio before zeroing (above 1 kept; NaN where it cannot be computed).
 * warm_loss = s_cond, the warm-up model's loss on the last answer (NaN without a warm-up model): the
   irreducible-loss proxy of `selection.utility: reducible`, a by-product of IFD, no extra forward pass.
+* anchor_loss, anchor_content (only once `lead-ray anchor` has made models/anchor): the anchor's reference
+  model's mean response NLL, with and without the end-of-turn tokens: what `selection.utility: learnability`
+  subtracts from U (offline/anchor.py). Units scored before the anchor model existed are scored again.
 * embedding: all-MiniLM-L6-v2 of the prompt (everything before the last answer), truncated.
 * trainable = at least one supervised token survives truncation to model.max_length; the cluster
   stage leaves the others out and counts them (ALGORITHM.md §3: samples with no supervised token are dropped).
@@ -99,6 +102,7 @@ class UnitScorer:
         self,
         base_dir: str,
         warmup_dir: str | None,
+        anchor_dir: str | None,
         model_cfg: ModelConfig,
         score_cfg: ScoreConfig,
         out_dir: str,
@@ -114,7 +118,8 @@ class UnitScorer:
         device = ray_device()  # a GPU when this actor was given one; an error if torch cannot use it
         self.base, self.tok = load_model(base_dir, self.model_cfg, device)
         self.warm = load_model(warmup_dir, self.model_cfg, device)[0] if warmup_dir else None
-        for m in (self.base, self.warm):
+        self.ref = load_model(anchor_dir, self.model_cfg, device)[0] if anchor_dir else None
+        for m in (self.base, self.warm, self.ref):
             if m is not None:
                 m.eval()
         self.embedder = PromptEmbedder(self.score_cfg.embed_max_tokens, device=str(self.base.device))
@@ -163,6 +168,10 @@ class UnitScorer:
             .append_column("trainable", pa.array(trainable))
             .append_column("embedding", pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), EMBED_DIM))
         )
+        if self.ref is not None:
+            ref = self.losses(self.ref, full, end_id=self.tok.eos_token_id)
+            out = out.append_column("anchor_loss", pa.array(ref.loss.astype(np.float32)))
+            out = out.append_column("anchor_content", pa.array(ref[2].astype(np.float32)))
         write_parquet_atomic(out, self.out_dir / f"{name}.parquet")
         return {
             "unit": name,
@@ -171,6 +180,11 @@ class UnitScorer:
             "not_trainable": int((~trainable).sum()),
             "seconds": time.perf_counter() - t0,
         }
+
+
+def _done(unit: Path, has_anchor: bool) -> bool:
+    """A unit is done when written, and, once an anchor model exists, written with its columns."""
+    return unit.exists() and (not has_anchor or "anchor_loss" in pq.read_schema(unit).names)
 
 
 def score(cfg: Config) -> dict:
@@ -189,8 +203,10 @@ def score(cfg: Config) -> dict:
     warm = cfg.stage_dir("models") / "warmup"
     if cfg.score.ifd:  # or --set score.ifd=false
         require(warm / "config.json", None, "warm-up model (score.ifd needs it; or --set score.ifd=false)", "warmup")
+    ref = cfg.stage_dir("models") / "anchor"
+    has_anchor = (ref / "config.json").exists()
     units = plan_units(pool, cfg.score.unit_rows)
-    todo = [u for u in units if not (units_dir / f"{u['name']}.parquet").exists()]
+    todo = [u for u in units if not _done(units_dir / f"{u['name']}.parquet", has_anchor)]
     plan = plan_actors(cfg.score.use_gpu, cfg.score.actors, ray.cluster_resources(), len(todo))
     results = run_units_on_actors(
         todo,
@@ -198,6 +214,7 @@ def score(cfg: Config) -> dict:
         {
             "base_dir": str(base),
             "warmup_dir": str(warm) if cfg.score.ifd else None,
+            "anchor_dir": str(ref) if has_anchor else None,
             "model_cfg": cfg.model,
             "score_cfg": cfg.score,
             "out_dir": str(units_dir),
@@ -217,6 +234,7 @@ def score(cfg: Config) -> dict:
         "actors": plan.actors,
         "use_gpu": plan.use_gpu,
         "ifd": cfg.score.ifd,
+        "anchor": has_anchor,
         "base_model": str(base),
         "seconds": round(time.perf_counter() - t0, 2),
         "actor_seconds": round(sum(r["seconds"] for r in results), 2),

@@ -34,70 +34,148 @@ def in_sample(ids, seed: int, fraction: float, holdout: float = 0.0) -> np.ndarr
 
 
 def warmup_loop(loop_config: dict) -> None:
-    """Runs on every Ray Train worker."""
+    """Runs on every Ray Train worker: the warm-up model (a fixed number of epochs), or, with a "val" dataset
+    shard, the anchor's reference model (`lead-ray anchor`: stopped once the held-out NLL has not fallen for
+    `patience` epochs, the best epoch's weights kept)."""
     import ray.train
     import ray.train.torch
     import torch
 
-    from lead_ray.models.load import load_for_training, train_worker_device, training_autocast
-    from lead_ray.models.loss import collate, masked_mean, sample_losses
-    from lead_ray.models.optim import build_optimizer
-    from lead_ray.models.template import encode_conversation
+    from lead_ray.models.load import load_for_training, train_worker_device
 
     quiet_train_worker()
     torch.set_num_threads(loop_config["threads"])
     torch.manual_seed(loop_config["seed"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    warmup_cfg, model_cfg = loop_config["warmup"], loop_config["model"]
+    settings, model_cfg, patience = loop_config["settings"], loop_config["model"], loop_config.get("patience")
     device = train_worker_device()
-    model, tok, autocast_dtype = load_for_training(loop_config["base_dir"], model_cfg, warmup_cfg.lora, device)
+    model, tok, autocast_dtype = load_for_training(loop_config["base_dir"], model_cfg, settings.lora, device)
     model = ray.train.torch.prepare_model(model)
-    opt, sched, accum = build_optimizer(model, warmup_cfg, world)
-    shard = ray.train.get_dataset_shard("train")
-    step, t0 = 0, time.perf_counter()
-    for epoch in range(warmup_cfg.epochs):
-        model.train()
+    run = _Epochs(model, tok, model_cfg, settings, world, device, autocast_dtype)
+    history, best, best_state, stale = [], float("inf"), None, 0
+    for epoch in range(loop_config["epochs"]):
+        metrics = {"epoch": epoch + 1, **run.train(ray.train.get_dataset_shard("train"), loop_config["seed"] + epoch)}
+        last = epoch == loop_config["epochs"] - 1
+        if patience is None:  # the warm-up: every epoch, the last one's model
+            _report(model, tok, metrics, save=last and rank == 0)
+            continue
+        held_out = run.held_out_nll(ray.train.get_dataset_shard("val"))
+        history.append(held_out)
+        if held_out < best:
+            best, stale = held_out, 0
+            best_state = {n: w.detach().cpu().clone() for n, w in model.named_parameters() if w.requires_grad}
+        else:
+            stale += 1
+        stop = last or stale > patience  # the same on every worker: the held-out NLL is all-reduced
+        if stop:
+            _restore(model, best_state)
+            metrics |= {"val_history": history, "best_epoch": int(np.argmin(history)) + 1, "val_loss": best}
+        _report(model, tok, metrics, save=stop and rank == 0)
+        if stop:
+            break
+
+
+def _restore(model, trained: dict) -> None:
+    """Put the best epoch's trainable weights (kept on the CPU: a LoRA's are small) back into the model."""
+    import torch
+
+    with torch.no_grad():
+        for name, w in model.named_parameters():
+            if name in trained:
+                w.copy_(trained[name].to(w.device))
+
+
+class _Epochs:
+    """One worker's training passes and held-out NLL (warm-up and anchor share them)."""
+
+    def __init__(self, model, tok, model_cfg, settings, world: int, device, autocast_dtype):
+        from lead_ray.models.optim import build_optimizer
+
+        self.model, self.tok, self.model_cfg, self.settings = model, tok, model_cfg, settings
+        self.device, self.autocast_dtype = device, autocast_dtype
+        self.opt, self.sched, self.accum = build_optimizer(model, settings, world)
+        self.steps, self.t0 = 0, time.perf_counter()
+
+    def _encode(self, batch) -> list:
+        from lead_ray.models.template import encode_conversation
+
+        return [encode_conversation(self.tok, m, self.model_cfg.max_length) for m in batch["messages"].to_pylist()]
+
+    def train(self, shard, shuffle_seed: int) -> dict:
+        import torch
+
+        from lead_ray.models.load import training_autocast
+        from lead_ray.models.loss import collate, masked_mean, sample_losses
+
+        self.model.train()
         total, count, pending = 0.0, 0, 0
         batches = shard.iter_batches(
-            batch_size=warmup_cfg.micro_batch_size,
+            batch_size=self.settings.micro_batch_size,
             batch_format="pyarrow",
             local_shuffle_buffer_size=256,
-            local_shuffle_seed=loop_config["seed"] + epoch,
+            local_shuffle_seed=shuffle_seed,
         )
         for batch in batches:
-            enc = [encode_conversation(tok, m, model_cfg.max_length) for m in batch["messages"].to_pylist()]
-            with training_autocast(device, autocast_dtype):
-                losses = sample_losses(model, collate(enc, tok.pad_token_id)).loss
-            (masked_mean(losses) / accum).backward()
+            with training_autocast(self.device, self.autocast_dtype):
+                losses = sample_losses(self.model, collate(self._encode(batch), self.tok.pad_token_id)).loss
+            (masked_mean(losses) / self.accum).backward()
             valid = ~torch.isnan(losses)
             total += float(losses[valid].detach().sum())
             count += int(valid.sum())
             pending += 1
-            if pending == accum:
-                opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
-                step, pending = step + 1, 0
+            if pending == self.accum:
+                self._step()
+                pending = 0
         if pending:
-            opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
-            step += 1
-        metrics = {
-            "epoch": epoch + 1,
+            self._step()
+        return {
             "train_loss": total / max(count, 1),
-            "steps": step,
-            "lr": sched.get_last_lr()[0],
-            "seconds": time.perf_counter() - t0,
+            "steps": self.steps,
+            "lr": self.sched.get_last_lr()[0],
+            "seconds": time.perf_counter() - self.t0,
         }
-        last = epoch == warmup_cfg.epochs - 1
-        if last and rank == 0:
-            with tempfile.TemporaryDirectory() as tmp:
-                plain = model.module if hasattr(model, "module") else model
-                if hasattr(plain, "merge_and_unload"):  # merged in float32: a bf16 merge rounds small LoRA updates away
-                    plain = plain.float().merge_and_unload()
-                plain.save_pretrained(tmp, safe_serialization=True)
-                tok.save_pretrained(tmp)
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-        else:  # every worker reports equally often: report is a barrier
-            ray.train.report(metrics)
+
+    def _step(self) -> None:
+        self.opt.step(), self.sched.step(), self.opt.zero_grad(set_to_none=True)
+        self.steps += 1
+
+    def held_out_nll(self, shard) -> float:
+        """Mean per-sample response NLL over every worker's share of the held-out pairs."""
+        import torch
+
+        from lead_ray.models.load import training_autocast
+        from lead_ray.models.loss import collate, sample_losses
+
+        self.model.eval()
+        sums = torch.zeros(2, dtype=torch.float64)
+        with torch.no_grad():
+            for batch in shard.iter_batches(batch_size=self.settings.micro_batch_size, batch_format="pyarrow"):
+                with training_autocast(self.device, self.autocast_dtype):
+                    losses = sample_losses(self.model, collate(self._encode(batch), self.tok.pad_token_id)).loss
+                valid = ~torch.isnan(losses)
+                sums += torch.tensor([float(losses[valid].sum()), float(valid.sum())], dtype=torch.float64)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            sums = sums.to(self.device)
+            torch.distributed.all_reduce(sums)
+        return float(sums[0] / max(float(sums[1]), 1.0))
+
+
+def _report(model, tok, metrics: dict, save: bool) -> None:
+    """Report an epoch; with `save`, the model (a LoRA merged in float32) as the run's checkpoint. Every worker
+    reports equally often: report is a barrier."""
+    import ray.train
+
+    if not save:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = model.module if hasattr(model, "module") else model
+        if hasattr(plain, "merge_and_unload"):  # merged in float32: a bf16 merge rounds small LoRA updates away
+            plain = plain.float().merge_and_unload()
+        plain.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
 def _warmup_sample(cfg: Config, pool: Path):
@@ -121,50 +199,17 @@ def _warmup_sample(cfg: Config, pool: Path):
 
 def warmup(cfg: Config) -> dict:
     """Train the warm-up model; write work_dir/models/warmup and warmup_stats.json."""
-    import ray
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from lead_ray.models.load import DONE, materialize_model
-    from lead_ray.runtime import train_scaling
-
     t0 = time.perf_counter()
     warmup_cfg = cfg.warmup
     check_batch_sizes(warmup_cfg, warmup_cfg.num_workers, "warmup")
     pool = require(cfg.stage_dir("prepared") / "pool", "*.parquet", "pool", "prepare")
-    base = materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)
-
     ds = _warmup_sample(cfg, pool)
     n = ds.count()
     if n == 0:
         raise ValueError(
             f"warm-up sample is empty: {warmup_cfg.fraction=} of the pool selects no row; raise warmup.fraction"
         )
-    scaling = train_scaling(warmup_cfg, ray.cluster_resources())
-    use_gpu = scaling["use_gpu"]
-    trainer = TorchTrainer(
-        warmup_loop,
-        train_loop_config={
-            "warmup": warmup_cfg,
-            "model": cfg.model,
-            "base_dir": str(base),
-            "seed": cfg.seed,
-            "threads": max(1, round(scaling["resources_per_worker"]["CPU"])),
-        },
-        scaling_config=ScalingConfig(**scaling),
-        # A fresh run name every time: reusing one would silently resume an old run.
-        run_config=RunConfig(
-            **train_logging(),
-            name=f"warmup-{uuid.uuid4().hex[:8]}",
-            storage_path=str(Path(cfg.work_dir, "ray_train").resolve()),
-        ),
-        datasets={"train": ds},
-    )
-    result = trainer.fit()
-    dest = cfg.stage_dir("models") / "warmup"
-    with result.checkpoint.as_directory() as ckpt, atomic_path(dest) as tmp:
-        shutil.copytree(ckpt, tmp)
-        (tmp / DONE).write_text("ok\n")
+    result, use_gpu = fit_model(cfg, warmup_cfg, {"train": ds}, warmup_cfg.epochs, None, "warmup")
     stats = {
         "samples": n,
         "epochs": warmup_cfg.epochs,
@@ -174,7 +219,46 @@ def warmup(cfg: Config) -> dict:
         "optimizer_steps": result.metrics.get("steps"),
         "train_seconds": round(result.metrics.get("seconds", 0.0), 2),
         "seconds": round(time.perf_counter() - t0, 2),
-        "model": str(dest),
+        "model": str(cfg.stage_dir("models") / "warmup"),
     }
-    (dest.parent / "warmup_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    (cfg.stage_dir("models") / "warmup_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats
+
+
+def fit_model(cfg: Config, settings, datasets: dict, epochs: int, patience: int | None, name: str):
+    """One TorchTrainer over `warmup_loop` from the base model; its checkpoint becomes work_dir/models/<name>.
+    Returns (the Ray Train result, whether it used GPUs)."""
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from lead_ray.models.load import DONE, materialize_model
+    from lead_ray.runtime import train_scaling
+
+    base = materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)
+    scaling = train_scaling(settings, ray.cluster_resources())
+    trainer = TorchTrainer(
+        warmup_loop,
+        train_loop_config={
+            "settings": settings,
+            "epochs": epochs,
+            "patience": patience,
+            "model": cfg.model,
+            "base_dir": str(base),
+            "seed": cfg.seed,
+            "threads": max(1, round(scaling["resources_per_worker"]["CPU"])),
+        },
+        scaling_config=ScalingConfig(**scaling),
+        # A fresh run name every time: reusing one would silently resume an old run.
+        run_config=RunConfig(
+            **train_logging(),
+            name=f"{name}-{uuid.uuid4().hex[:8]}",
+            storage_path=str(Path(cfg.work_dir, "ray_train").resolve()),
+        ),
+        datasets=datasets,
+    )
+    result = trainer.fit()
+    with result.checkpoint.as_directory() as ckpt, atomic_path(cfg.stage_dir("models") / name) as tmp:
+        shutil.copytree(ckpt, tmp)
+        (tmp / DONE).write_text("ok\n")
+    return result, scaling["use_gpu"]

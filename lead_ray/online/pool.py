@@ -49,7 +49,14 @@ def selection_columns(cfg: Config) -> list[str]:
     extra = (["warm_loss"] if chosen.utility == "reducible" else []) + (
         ["iu0_content"] if chosen.end_token == "skip" else []
     )
+    if chosen.utility == "learnability":
+        extra.append(anchor_column(cfg))
     return SELECTION_COLUMNS + extra
+
+
+def anchor_column(cfg: Config) -> str:
+    """The anchor model's loss over the tokens U counts (`selection.end_token`): what learnability subtracts."""
+    return "anchor_content" if switches(cfg).end_token == "skip" else "anchor_loss"
 
 
 def pool_files(cfg: Config) -> list[Path]:
@@ -67,8 +74,8 @@ def require_columns(files: list[Path], columns: list[str]) -> None:
     if missing:
         raise ConfigError(
             f"{Path(files[0]).parent} has no column {', '.join(dict.fromkeys(missing))}: it was scored by an older "
-            "lead-ray; run `lead-ray score` and `lead-ray cluster` again (or --set selection.utility=idu / "
-            "selection.end_token=count)"
+            "lead-ray or before `lead-ray anchor`; run `lead-ray score` and `lead-ray cluster` again (or --set "
+            "selection.utility=idu / selection.end_token=count)"
         )
 
 

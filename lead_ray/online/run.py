@@ -244,6 +244,22 @@ def _check_round_sizes(cfg: Config, table: pa.Table) -> dict[int, int]:
     return first_round
 
 
+def _floor(cfg: Config, table: pa.Table) -> np.ndarray | None:
+    """What selection subtracts from U: the warm-up model's loss (`reducible`), the anchor model's
+    (`learnability`, refused while the pool has none scored), or nothing."""
+    from lead_ray.online.pool import anchor_column
+
+    utility = switches(cfg).utility
+    if utility == "reducible":
+        return table["warm_loss"].to_numpy(zero_copy_only=False)
+    if utility != "learnability":
+        return None
+    floor = table[anchor_column(cfg)].to_numpy(zero_copy_only=False)
+    if not np.isfinite(floor).any():
+        raise ConfigError(f"selection.utility=learnability: no pool row has {anchor_column(cfg)} scored")
+    return floor
+
+
 def _start_actors(cfg: Config, table: pa.Table, name: str):
     """The UtilityStore shard(s) and the BanditActor of this run, as named actors."""
     from lead_ray.online.actors import BanditActor, UtilityClient
@@ -258,7 +274,7 @@ def _start_actors(cfg: Config, table: pa.Table, name: str):
         table["task_cluster"].to_numpy().astype(np.int32),
         selection.store_shards,
         name=f"utility-{name}",
-        floor=table["warm_loss"].to_numpy(zero_copy_only=False) if chosen.utility == "reducible" else None,
+        floor=_floor(cfg, table),
         resources=cfg.train.placement_resources,
         weight=rank_weights(table["n_response_tokens"].to_numpy(), chosen.rank_by),
     )
