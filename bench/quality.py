@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.corrupt import plant_pool  # noqa: E402
+from bench.quality_anchor import anchor_folder, prepare_anchor  # noqa: E402
 from bench.quality_cache import CACHE, log, pack, unpack  # noqa: E402
 from bench.quality_content import add_content_column, add_end_column_to_units  # noqa: E402
 from bench.quality_regimes import (  # noqa: E402
@@ -52,7 +53,7 @@ from bench.quality_regimes import (  # noqa: E402
     run_order,
 )
 from bench.quality_result import environment, write_result  # noqa: E402
-from lead_ray.config import load_config, to_dict  # noqa: E402
+from lead_ray.config import config_from_dict, load_config, to_dict  # noqa: E402
 from lead_ray.presets import PRESETS, resolved_dict, switches  # noqa: E402
 
 # ----------------------------------------------------------------------------- setup
@@ -161,7 +162,6 @@ def paper_budget(variant: Path, cfg) -> int:
     """The unique-sample budget a run on the variant's own clustered pool gets (budget_fraction × selectable)."""
     import math
 
-    from lead_ray.config import config_from_dict
     from lead_ray.online.pool import index_pool
 
     # the paper's switches: its pool and the columns it reads (a count of rows needs no other)
@@ -173,8 +173,6 @@ def paper_budget(variant: Path, cfg) -> int:
 
 
 def _rebased(cfg, work: Path):
-    from lead_ray.config import config_from_dict
-
     return config_from_dict(to_dict(cfg), [f"work_dir={work}"])
 
 
@@ -186,6 +184,8 @@ def one_run(regime: Regime, variant: Path, method: str, seed: int, extra: list[s
     run_dir = variant / runs / f"{method}-s{seed}"
     selection_method, keys = method_settings(method)
     settings = overrides(regime, variant, extra) + [f"seed={seed}", f"selection.method={selection_method}", *keys]
+    if "selection.utility=learnability" in keys:  # the variant's trusted pairs (bench/quality_anchor.py)
+        settings.append(f"anchor.data={anchor_folder(variant)}")
     cfg = load_config(ROOT / regime.config, settings)
     work = clustered_work(variant, cfg)
     if work != variant:  # the same number of unique samples as on the paper's pool, however many were dropped
@@ -196,6 +196,9 @@ def one_run(regime: Regime, variant: Path, method: str, seed: int, extra: list[s
         return run_dir
     if switches(cfg).end_token == "skip":
         add_content_column(variant, work, cfg)  # a pool scored before the column existed
+    if switches(cfg).utility == "learnability":
+        # once per variant, as the warm-up: the reference model does not depend on the run's seed
+        prepare_anchor(variant, work, config_from_dict(to_dict(cfg), [f"work_dir={variant}", "seed=42"]))
     shutil.rmtree(run_dir, ignore_errors=True)
     t0 = time.perf_counter()
     run(cfg, run_dir)

@@ -34,6 +34,10 @@ PACKED = [
     "runs/*/RELABELLED.txt",  # a run renamed after it ran, and why
     "runs/*/bench_environment.json",  # the library versions it trained under
     "clusterings/*/clustered",
+    # selection.utility=learnability (bench/quality_anchor.py): the anchor, how its model trained, its pool scores
+    "anchor/pool",
+    "models/anchor_stats.json",
+    "scored/anchor_scores.parquet",
     # --fresh-eval: the reruns scored on unseen items, and the base model on them
     "base-fresh/eval.json",
     "base-fresh/eval_items.json",

@@ -67,6 +67,8 @@ VARIANTS = {
     "lead+quantile+trim": ["cluster.difficulty_bins=quantile", "selection.trim_top=0.15"],
     # the default with the end-token gate relative to each source group (robust z > 3.5, Iglewicz-Hoaglin)
     "lead+quantile+end-z": ["cluster.difficulty_bins=quantile", "cluster.end_z_above=3.5"],
+    # the default ranking by U minus a reference model trained on trusted pairs (bench/quality_anchor.py)
+    "lead+quantile+anchor": ["cluster.difficulty_bins=quantile", "selection.utility=learnability"],
 }
 # A preset is run as the variant whose switches it resolves to; tests/test_quality_bench.py fails if they drift apart.
 ROBUST_METHOD = "lead+quantile"  # selection.preset=robust: the paper with quantile bins
@@ -116,6 +118,7 @@ REGIMES = {
             "lead+quantile+end-z",
             "random+end-z",
             "random-x2+end-z",
+            "lead+quantile+anchor",
         ),
         {"holdout": 0, "gsm8k": 200, "mmlu": 285, "self_instruct": 0},
         100,

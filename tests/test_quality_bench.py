@@ -384,3 +384,19 @@ def test_a_key_added_later_keeps_cached_pools_while_it_is_none():
     assert "end_nll_above" not in _without_no_effect(to_dict(load_config(None)))["cluster"]
     gated = _without_no_effect(to_dict(load_config(None, ["cluster.end_nll_above=13.8"])))
     assert gated["cluster"]["end_nll_above"] == 13.8
+
+
+def test_the_anchor_comes_from_outside_the_slice_spread_over_sources():
+    from bench.quality_anchor import anchor_rows
+
+    sources = ["gsm8k/train.jsonl"] * 300 + ["self_instruct/seed_tasks.jsonl"] * 40
+    sources += [f"t0_train_50k/task_{i % 20}.jsonl" for i in range(600)]
+    full = pa.table({"id": [f"{i:06d}" for i in range(len(sources))], "source": sources})
+    taken = set(stratified_slice(full, 200)["id"].to_pylist())
+    anchor = anchor_rows(full, taken, rows=90)
+    ids = anchor["id"].to_pylist()
+    assert len(ids) == 90 and not set(ids) & taken
+    got = anchor["source"].to_pylist()
+    # the slice took every self-instruct row (a small group gives what it has): the anchor has none of them
+    assert got.count("gsm8k/train.jsonl") == 45 and "self_instruct/seed_tasks.jsonl" not in got
+    assert sum(s.startswith("t0_train_50k/") for s in got) == 45
