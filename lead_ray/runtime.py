@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+import time
 from dataclasses import dataclass
 
 from lead_ray.config import RayConfig, TrainingSettings
@@ -88,3 +90,82 @@ def plan_actors(setting: bool | str, requested: int, cluster: dict, units: int, 
     actors = max(1, min(requested or max(1, cpus // cpus_per_actor), units or 1))
     threads = max(1, cpus // actors)  # CPU actors split the CPUs (torch threads = CPUs held)
     return ActorPlan(actors, num_cpus=max(0.5, threads - 0.5), num_gpus=0, threads=threads)
+
+
+# ----------------------------------------------------------------------------- waiting for the workers
+
+NOTICE_AFTER_S = 0.0  # say what is missing at once (the issue's bound: within a minute)
+POLL_S = 5.0
+
+
+def worker_bundle(scaling: dict) -> dict[str, float]:
+    """What one Ray Train worker asks for, as ScalingConfig arguments (train_scaling) describe it."""
+    bundle = {k: float(v) for k, v in scaling["resources_per_worker"].items() if v}
+    if scaling["use_gpu"]:
+        bundle["GPU"] = bundle.get("GPU", 1.0)
+    return bundle
+
+
+def placeable_workers(nodes: list[dict], bundle: dict[str, float]) -> int:
+    """How many workers of `bundle` the alive nodes could hold at most (each node's total resources)."""
+    count = 0
+    for node in nodes:
+        if not node.get("Alive", True):
+            continue
+        have = node.get("Resources", {})
+        count += min(int(have.get(k, 0.0) // v) for k, v in bundle.items())
+    return count
+
+
+def wait_for_workers(scaling: dict, timeout_s: float, stage: str, nodes=None, clock=time.monotonic) -> float:
+    """Block until the cluster's nodes could hold every worker `scaling` asks for; return the seconds waited.
+
+    Ray Train v2 retries a placement that never succeeds forever, and says nothing at lead-ray's log level. So
+    before a trainer starts: if the workers do not fit, say at once what was asked and what the cluster has, ask
+    the autoscaler for them (ray.autoscaler.sdk.request_resources; without an autoscaler it is a no-op), and stop
+    after `timeout_s` with the same numbers. `nodes`: a callable listing nodes (tests); ray.nodes by default."""
+    import ray
+
+    list_nodes = nodes or ray.nodes
+    bundle, wanted = worker_bundle(scaling), scaling["num_workers"]
+    t0, asked = clock(), False
+    while True:
+        current = list_nodes()
+        if placeable_workers(current, bundle) >= wanted or timeout_s <= 0:
+            if asked:
+                _request(None)
+            return clock() - t0
+        have = _cluster_summary(current)
+        if not asked:
+            print(
+                f"[lead-ray] {stage}: waiting for {wanted} worker(s) of {bundle}; the cluster has {have}. An "
+                f"autoscaler is asked for them; stopping after {timeout_s:.0f} s (placement_timeout_s).",
+                file=sys.stderr,
+                flush=True,
+            )
+            _request([bundle] * wanted)
+            asked = True
+        if clock() - t0 >= timeout_s:
+            _request(None)
+            raise RuntimeError(
+                f"{stage}: the cluster cannot hold {wanted} worker(s) of {bundle} after {timeout_s:.0f} s of waiting "
+                f"(it has {have}). Lower {stage}.num_workers, set {stage}.use_gpu=false, or add nodes "
+                f"(cluster.yaml, k8s/rayjob.yaml), then run again."
+            )
+        time.sleep(POLL_S)
+
+
+def _cluster_summary(nodes: list[dict]) -> str:
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive", True)]
+    per_node = [{k: v for k, v in r.items() if k in ("CPU", "GPU")} for r in alive]
+    return f"{len(alive)} node(s): {per_node}"
+
+
+def _request(bundles: list[dict] | None) -> None:
+    """Ask the autoscaler for these bundles (None: withdraw the request); a cluster without one ignores it."""
+    try:
+        from ray.autoscaler.sdk import request_resources
+
+        request_resources(bundles=bundles or [])
+    except Exception:  # noqa: BLE001 - no autoscaler (a local Ray): nothing to ask
+        pass

@@ -24,7 +24,8 @@ def test_cluster_yaml_passes_ray_validation():
     assert gpu and nodes[gpu[0]]["max_workers"] >= nodes[gpu[0]]["min_workers"] >= 0
     assert "gpu" in raw["docker"]["image"] and ray.__version__ in raw["docker"]["image"]
     assert raw["docker"]["image"].split("/")[-1].startswith("lead-ray:")  # the image k8s/Dockerfile builds
-    assert nodes[gpu[0]]["resources"].get("GPU", 0) >= 1  # what a stage's GPU request is matched against
+    assert nodes[gpu[0]]["resources"].get("GPU", 0) == 8  # 8-GPU nodes: what a stage's request is matched against
+    assert "," not in raw["provider"]["availability_zone"]  # one zone: multi-node NCCL does not cross zones
     # work_dir's shared storage: mounted on every host, passed into every container
     assert any("mount -t nfs4" in c and "/mnt/efs" in c for c in raw["initialization_commands"])
     assert "-v /mnt/efs:/mnt/shared" in raw["docker"]["run_options"]
@@ -42,7 +43,7 @@ def test_cluster_yaml_passes_ray_validation():
 
 
 def test_kuberay_rayjob_manifest_has_what_kuberay_requires():
-    job = yaml.safe_load((ROOT / "k8s" / "rayjob.yaml").read_text())
+    job, policy = yaml.safe_load_all((ROOT / "k8s" / "rayjob.yaml").read_text())
     assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob" and job["metadata"]["name"]
     spec = job["spec"]
     entry = spec["entrypoint"].split()
@@ -51,14 +52,31 @@ def test_kuberay_rayjob_manifest_has_what_kuberay_requires():
     cluster = spec["rayClusterSpec"]
     assert cluster["rayVersion"] == ray.__version__
     head = cluster["headGroupSpec"]
-    assert isinstance(head["rayStartParams"], dict) and head["rayStartParams"]["dashboard-host"] == "127.0.0.1"
+    # KubeRay's submitter and operator reach the dashboard through the head Service: it listens on every
+    # interface, behind Ray's token authentication and a NetworkPolicy that admits only the job's own pods and
+    # the operator (docs/SCALING.md, "Who can reach the dashboard")
+    assert isinstance(head["rayStartParams"], dict) and head["rayStartParams"]["dashboard-host"] == "0.0.0.0"
+    assert cluster["authOptions"]["mode"] == "token"
+    name = job["metadata"]["name"]
+    assert policy["kind"] == "NetworkPolicy" and policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == {
+        "ray.io/node-type": "head",
+        "ray.io/originated-from-cr-name": name,
+    }
+    own, operator = policy["spec"]["ingress"]
+    assert own["from"] == [{"podSelector": {"matchLabels": {"ray.io/originated-from-cr-name": name}}}]
+    assert operator["from"][0]["podSelector"]["matchLabels"] == {"app.kubernetes.io/component": "kuberay-operator"}
+    assert operator["ports"] == [{"protocol": "TCP", "port": 8265}]
+    # GPUs come in 8-GPU pods, one per node, and the in-tree autoscaler adds them for what a stage requests
+    assert cluster["enableInTreeAutoscaling"] is True
     assert all(isinstance(v, str) for v in head["rayStartParams"].values())  # KubeRay wants strings
     assert head["template"]["spec"]["containers"][0]["image"]
     for group in cluster["workerGroupSpecs"]:
         assert group["groupName"] and 0 <= group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
         assert isinstance(group["rayStartParams"], dict)
         container = group["template"]["spec"]["containers"][0]
-        assert container["image"] and container["resources"]["limits"]["nvidia.com/gpu"]
+        assert container["image"] and container["resources"]["limits"]["nvidia.com/gpu"] == "8"
+        assert group["rayStartParams"]["num-gpus"] == "8" and group["maxReplicas"] >= 2
     for pod in [head["template"]["spec"]] + [g["template"]["spec"] for g in cluster["workerGroupSpecs"]]:
         volumes = {v["name"]: v for v in pod["volumes"]}
         mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}

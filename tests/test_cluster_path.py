@@ -260,3 +260,42 @@ def test_a_checkpoint_written_on_a_gpu_resumes_on_a_cpu(tmp_path):
     state = load_trainer_state(tmp_path)
     assert state["next_round"] == 4 and state["trainable"]["w"].device.type == "cpu"
     assert state["optimizer"]["state"][0]["exp_avg"].tolist() == [0.5] * 3
+
+
+def test_a_run_the_cluster_cannot_hold_says_so_at_once_and_stops_after_its_timeout(capsys, monkeypatch):
+    """Ray Train v2 retries an unplaceable start forever; lead-ray waits `placement_timeout_s` at most, saying
+    at once what it asked for and what the cluster has, and asks the autoscaler meanwhile (here: a fake clock,
+    a fake node list, the request recorded)."""
+    from lead_ray import runtime
+
+    asked = []
+    monkeypatch.setattr(runtime, "_request", lambda bundles: asked.append(bundles))
+    monkeypatch.setattr(runtime.time, "sleep", lambda s: now.append(now[-1] + s))
+    now = [0.0]
+    cpu_node = [{"Alive": True, "Resources": {"CPU": 8.0, "memory": 1e10}}]
+    scaling = {"num_workers": 2, "use_gpu": True, "resources_per_worker": {"CPU": 1}}
+    with pytest.raises(RuntimeError, match=r"cannot hold 2 worker\(s\) of \{'CPU': 1.0, 'GPU': 1.0\} after 30 s"):
+        runtime.wait_for_workers(scaling, 30, "train", nodes=lambda: cpu_node, clock=lambda: now[-1])
+    said = capsys.readouterr().err
+    assert "train: waiting for 2 worker(s)" in said and "'GPU'" in said and "1 node(s): [{'CPU': 8.0}]" in said
+    assert asked == [[{"CPU": 1.0, "GPU": 1.0}] * 2, None]  # asked the autoscaler, then withdrew the request
+    # a GPU node arrives while it waits: it goes on, and withdraws the request
+    nodes = iter([cpu_node, cpu_node + [{"Alive": True, "Resources": {"CPU": 96.0, "GPU": 8.0}}]])
+    now[:] = [0.0]
+    waited = runtime.wait_for_workers(scaling, 600, "train", nodes=lambda: next(nodes), clock=lambda: now[-1])
+    assert waited == runtime.POLL_S and asked[-1] is None
+    # dead nodes and too few GPUs per node do not count
+    dead = [{"Alive": False, "Resources": {"GPU": 8.0, "CPU": 8.0}}]
+    assert runtime.placeable_workers(dead + [{"Resources": {"GPU": 1.0, "CPU": 0.5}}], {"CPU": 1.0, "GPU": 1.0}) == 0
+    assert runtime.placeable_workers([{"Resources": {"GPU": 8.0, "CPU": 96.0}}], {"CPU": 1.0, "GPU": 1.0}) == 8
+
+
+def test_a_gpu_run_on_the_cpu_test_cluster_stops_with_a_message_not_a_hang(ray_session, tmp_path):
+    from lead_ray.online.run import run
+    from tests.test_online import toy_config, toy_pool
+
+    toy_pool(tmp_path)
+    cfg = toy_config(tmp_path, 1)
+    cfg.train.use_gpu, cfg.train.placement_timeout_s = True, 1
+    with pytest.raises(RuntimeError, match=r"train: the cluster cannot hold 1 worker\(s\) of .*'GPU': 1.0"):
+        run(cfg)

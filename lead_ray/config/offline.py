@@ -109,6 +109,13 @@ class TrainingSettings:
         "false never, auto = when the cluster has GPUs as the stage starts.",
         choices=GPU_CHOICES,
     )
+    placement_timeout_s: float = setting(
+        600.0,
+        "Seconds to wait for the cluster to hold every worker (an autoscaler is asked for them meanwhile) before the "
+        "stage stops with an error naming what it asked for and what the cluster has; 0 = do not wait (Ray Train "
+        "then retries placement on its own, silently).",
+        ge=0,
+    )
     lora: LoraSettings = field(default_factory=lambda: LoraSettings(r=64))
 
 

@@ -233,10 +233,11 @@ def fit_model(cfg: Config, settings, datasets: dict, epochs: int, patience: int 
     from ray.train.torch import TorchTrainer
 
     from lead_ray.models.load import DONE, materialize_model
-    from lead_ray.runtime import train_scaling
+    from lead_ray.runtime import train_scaling, wait_for_workers
 
     base = materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)
     scaling = train_scaling(settings, ray.cluster_resources())
+    wait_for_workers(scaling, settings.placement_timeout_s, name)
     trainer = TorchTrainer(
         warmup_loop,
         train_loop_config={

@@ -89,7 +89,7 @@ def run(
 
     from lead_ray.data.rows import write_round_layout
     from lead_ray.online.pool import index_pool, read_selection
-    from lead_ray.runtime import train_scaling
+    from lead_ray.runtime import train_scaling, wait_for_workers
 
     t0 = time.perf_counter()
     check_batch_sizes(cfg.train, cfg.train.num_workers, "train")  # here, not in each worker's retries
@@ -103,6 +103,7 @@ def run(
     first_round = _check_round_sizes(cfg, table)
     store, bandit, n_arms = _start_actors(cfg, table, name)
     scaling = train_scaling(cfg.train, ray.cluster_resources(), cpu_share)
+    wait_for_workers(scaling, cfg.train.placement_timeout_s, "train")  # Train v2 would wait forever, silently
     settings = _loop_settings(cfg, run_dir, name, pool, table, (store, bandit, n_arms), budget, static_order, scaling)
     result = _trainer(cfg, settings, scaling, callbacks).fit()
     t_fit = time.perf_counter() - t0
