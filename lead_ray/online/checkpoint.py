@@ -116,10 +116,12 @@ def read_round_log(checkpoint_dir: Path) -> list[dict]:
 def load_trainer_state(folder: Path) -> dict:
     """trainer.pt of a checkpoint, onto the CPU: it may have been written on a GPU, and be read on a host
     without one (a resume with train.use_gpu=false) or by a worker whose GPU is not the writer's GPU 0.
-    load_state_dict then moves each tensor to its parameter's device."""
+    load_state_dict then moves each tensor to its parameter's device. Memory-mapped: the tensors stay in the
+    file's pages until load_state_dict copies them to the device, and the ranks of one node share those pages,
+    so a resume does not hold one host copy of the weights and optimizer state per rank."""
     import torch
 
-    return torch.load(folder / "trainer.pt", map_location="cpu", weights_only=True)
+    return torch.load(folder / "trainer.pt", map_location="cpu", weights_only=True, mmap=True)
 
 
 def shared_run_path(run_dir: Path, name: str) -> Path:
