@@ -318,3 +318,68 @@ def test_resuming_maps_the_trainer_state_instead_of_reading_it_into_memory(tmp_p
     out = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, check=True)
     grown_mb, round_, value = out.stdout.split()
     assert float(grown_mb) < 16 and round_ == "3" and float(value) == 1.0
+
+
+def test_ddp_all_reduces_once_per_optimizer_step_under_accumulation(tmp_path):
+    """online/collective.py `accumulating`, as the round loop uses it: 8 micro-batches at accumulation 4 give 2
+    all-reduces (a comm hook on a one-process gloo DDP counts them), not 8. In a fresh process: a process group."""
+    import subprocess
+    import sys
+
+    probe = """
+import os, torch, torch.distributed as dist
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ["PORT"])
+dist.init_process_group("gloo", rank=0, world_size=1)
+from torch.nn.parallel import DistributedDataParallel as DDP
+from lead_ray.online.collective import accumulating
+calls = []
+def count(state, bucket):
+    calls.append(1)
+    done = torch.futures.Future()
+    done.set_result(bucket.buffer())
+    return done
+for accum, n_micro in ((4, 8), (4, 6), (1, 3)):
+    model = DDP(torch.nn.Linear(4, 2))
+    model.register_comm_hook(None, count)
+    calls.clear()
+    for j in range(n_micro):
+        with accumulating(model, steps_now=(j + 1) % accum == 0 or j == n_micro - 1):
+            model(torch.randn(3, 4)).sum().backward()
+    print(len(calls))
+dist.destroy_process_group()
+"""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PORT": str(port)}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split() == ["2", "2", "3"]  # a partial last group still syncs; no accumulation: every one
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients_and_refuses_per_sample_deltas(tmp_path):
+    from lead_ray.models.load import load_for_training, materialize_model
+    from lead_ray.models.loss import collate, sample_losses
+    from lead_ray.models.template import encode_conversation
+    from lead_ray.online.run import run
+
+    cfg = load_config(None, ["model.tiny.hidden_size=64", "model.tiny.intermediate_size=128", "model.max_length=64"])
+    folder = materialize_model(cfg.model, tmp_path / "base", 0)
+    conv = [{"role": "user", "content": "ping"}, {"role": "assistant", "content": "pong pong"}]
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)  # the same LoRA initialisation
+        model, tok, _ = load_for_training(folder, cfg.model, cfg.train.lora, torch.device("cpu"), checkpointing)
+        assert any(getattr(m, "gradient_checkpointing", False) for m in model.modules()) == checkpointing
+        model.train()
+        torch.manual_seed(0)  # the same LoRA dropout masks (recomputation replays the RNG state)
+        losses = sample_losses(model, collate([encode_conversation(tok, conv, 64)] * 2, tok.pad_token_id)).loss
+        losses.mean().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name, g in grads[0].items():
+        torch.testing.assert_close(grads[1][name], g, rtol=1e-4, atol=1e-6)
+    bad = load_config(None, [f"work_dir={tmp_path}", "train.gradient_checkpointing=true", "selection.delta=sample"])
+    with pytest.raises(ConfigError, match="gradient_checkpointing.*selection.delta=sample"):
+        run(bad)

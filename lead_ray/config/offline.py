@@ -109,6 +109,12 @@ class TrainingSettings:
         "false never, auto = when the cluster has GPUs as the stage starts.",
         choices=GPU_CHOICES,
     )
+    gradient_checkpointing: bool = setting(
+        False,
+        "Recompute each layer's activations in the backward pass instead of keeping them: activation memory falls "
+        "from every layer's to about one layer's, for roughly a third more compute. Not with selection.delta "
+        "sample or update (their per-sample products read the kept activations).",
+    )
     placement_timeout_s: float = setting(
         600.0,
         "Seconds to wait for the cluster to hold every worker (an autoscaler is asked for them meanwhile) before the "

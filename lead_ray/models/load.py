@@ -187,13 +187,18 @@ def load_model(
     return model, load_tokenizer(str(folder), model_cfg.trust_remote_code)
 
 
-def load_for_training(folder: str | Path, model_cfg: ModelConfig, lora: LoraSettings, device: torch.device):
+def load_for_training(
+    folder: str | Path, model_cfg: ModelConfig, lora: LoraSettings, device: torch.device, checkpointing: bool = False
+):
     """(model, tokenizer, autocast dtype or None) for warm-up and online training.
 
     Trainable weights are float32 (master weights); frozen ones (the LoRA base) stay in the compute
-    dtype. When that is not float32, the forward pass runs under autocast to it."""
+    dtype. When that is not float32, the forward pass runs under autocast to it. `checkpointing`: activations
+    recomputed in the backward pass (non-reentrant, so a LoRA's frozen inputs need no gradient)."""
     dtype = compute_dtype(model_cfg.dtype, device)
     model, tok = load_model(folder, model_cfg, device, master_float32=not lora.enabled)
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = apply_lora(model, lora)
     for p in model.parameters():
         if p.requires_grad and p.dtype != torch.float32:

@@ -1,4 +1,5 @@
-"""The two collectives the round loop needs beyond DDP's own all-reduce; a no-op with one worker."""
+"""The two collectives the round loop needs beyond DDP's own all-reduce (a no-op with one worker), and when DDP
+skips that all-reduce: under gradient accumulation, on every micro-batch but the one that ends a step."""
 
 from __future__ import annotations
 
@@ -24,3 +25,14 @@ def sum_over_workers(counts: list[int], world: int, device) -> list[int]:
     total = torch.tensor(counts, dtype=torch.int64, device=device)
     dist.all_reduce(total)
     return total.tolist()
+
+
+def accumulating(model, steps_now: bool):
+    """The context of one micro-batch's forward and backward under gradient accumulation: DDP's no_sync() unless
+    this micro-batch ends an optimizer step, so gradients are all-reduced once per step, not once per
+    micro-batch (the other micro-batches accumulate into the local .grad)."""
+    import contextlib
+
+    if steps_now or not hasattr(model, "no_sync"):
+        return contextlib.nullcontext()
+    return model.no_sync()

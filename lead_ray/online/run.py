@@ -93,6 +93,11 @@ def run(
 
     t0 = time.perf_counter()
     check_batch_sizes(cfg.train, cfg.train.num_workers, "train")  # here, not in each worker's retries
+    if cfg.train.gradient_checkpointing and switches(cfg).delta in ("sample", "update"):
+        raise ConfigError(
+            f"'train.gradient_checkpointing' = true with selection.delta={switches(cfg).delta}: the per-sample "
+            "products read each layer's kept activations, which checkpointing recomputes; turn one of them off"
+        )
     check_clustering(cfg)  # the selection must run on the arms its switches ask for (eval reads any clustering)
     pool = index_pool(cfg)
     table = read_selection(cfg, pool)  # per-sample selection columns only: the conversations stay on disk

@@ -38,7 +38,7 @@ from lead_ray.online.checkpoint import (
     restore_selection,
     shared_run_path,
 )
-from lead_ray.online.collective import broadcast_from_rank0, sum_over_workers
+from lead_ray.online.collective import accumulating, broadcast_from_rank0, sum_over_workers
 from lead_ray.online.direction import PER_SAMPLE, RoundDirection, direction_params
 from lead_ray.online.pool_rescore import PoolRescore
 from lead_ray.online.pushes import RoundPushes
@@ -110,7 +110,7 @@ class RoundLoop:
 
         self.device = train_worker_device()
         self.model, self.tok, self.autocast_dtype = load_for_training(
-            self.s.base_dir, self.cfg.model, self.training.lora, self.device
+            self.s.base_dir, self.cfg.model, self.training.lora, self.device, self.training.gradient_checkpointing
         )
         self.opt, self.sched, self.accum = build_optimizer(self.model, self.training, self.world)
         self.end_id = self.tok.eos_token_id if self.switches.end_token == "skip" else None  # U without it
@@ -256,9 +256,10 @@ class RoundLoop:
         for j in range(n_micro):
             chunk = mine[j * micro : (j + 1) * micro]
             padded = len(chunk) == 0  # this rank ran out: a zero-weight step keeps DDP's all-reduce in step
-            losses, utility = self._loss_step(
-                encoded[j * micro : (j + 1) * micro] if not padded else encoded[:1], padded
-            )
+            with accumulating(self.model, steps_now=(j + 1) % self.accum == 0 or j == n_micro - 1):
+                losses, utility = self._loss_step(
+                    encoded[j * micro : (j + 1) * micro] if not padded else encoded[:1], padded
+                )
             forwarded, padding = forwarded + len(losses), padding + (len(losses) if padded else 0)
             deltas = self.direction.sample_deltas(losses, plan.eta) if per_sample else None
             if not padded:
