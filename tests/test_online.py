@@ -158,10 +158,17 @@ def test_lora_run_stops_at_the_budget_and_checkpoints_an_adapter(ray_session, tm
     toy_pool(tmp_path)
     cfg = toy_config(tmp_path, 1)
     cfg.selection.budget_samples, cfg.train.lora.enabled, cfg.train.lora.r = 40, True, 4
+    cfg.train.checkpoint_every = 1  # a checkpoint every round, and the final one: train.keep_checkpoints (2) kept
     stats = run(cfg)
     assert stats["rounds"] == 3 and stats["unique_selected"] == 40  # 16 new per round, the third cut to the 8 left
-    model_dir = __import__("pathlib").Path(stats["checkpoint"]) / "model"
+    final = __import__("pathlib").Path(stats["checkpoint"])
+    model_dir = final / "model"
     assert (model_dir / "adapter_config.json").exists() and (model_dir / "adapter_model.safetensors").exists()
+    kept = sorted(p for p in final.parent.iterdir() if p.is_dir() and p.name.startswith("checkpoint_"))
+    assert len(kept) == 2 and final in kept, kept
+    earlier = next(p for p in kept if p != final)  # resumable from trainer.pt alone: the weights are stored once
+    assert (earlier / "trainer.pt").exists() and not (earlier / "model").exists()
+    assert not any((tmp_path / "run" / "staging").iterdir())  # written under the run folder, then moved
     rounds = pq.read_table(tmp_path / "run" / "rounds.parquet").to_pylist()
     assert rounds[1]["d_p"] > 0  # round 2 saw round 1's direction: the last layer's LoRA gradients
 

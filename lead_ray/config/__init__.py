@@ -201,6 +201,9 @@ RESUME_MAY_CHANGE = {
     "train.use_gpu",
     "train.micro_batch_size",
     "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.gradient_checkpointing",
+    "train.placement_timeout_s",
     "train.max_failures",
     "train.placement_resources",
 }

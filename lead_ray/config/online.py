@@ -227,6 +227,12 @@ class TuneConfig:
 
 @dataclass
 class TrainConfig(TrainingSettings):
+    keep_checkpoints: int = setting(
+        2,
+        "Checkpoints kept under run/ray_train (the latest; older ones are deleted as new ones land). Only the final "
+        "one holds model/ (what eval loads); every one holds trainer.pt, enough to resume.",
+        ge=1,
+    )
     checkpoint_every: int = setting(
         5, "Rounds between checkpoints (model + selection state); the last round always checkpoints.", ge=1
     )

@@ -1,9 +1,13 @@
 """A run's checkpoint as files: what rank 0 writes, what a restart and the driver read back.
 
 MANIFEST.json         every file of the checkpoint with its size, written last
-trainer.pt            trainable weights, optimizer, LR schedule, next round (loaded onto the CPU)
-model/                the LoRA adapter or full model (`save_pretrained`)
+trainer.pt            trainable weights, optimizer, LR schedule, next round (memory-mapped when read back)
+model/                the final checkpoint only: the LoRA adapter or full model (`save_pretrained`), what
+                      `lead-ray eval` and users load; a checkpoint a run resumes from needs only trainer.pt
 selection/            the UtilityStore shards, the bandit, and the round log (rounds.json)
+
+Rank 0 writes each one under the run folder (run/staging/: on the shared storage the run uses, not a node's
+small /tmp), Ray Train moves it to run/ray_train/ and keeps the latest train.keep_checkpoints of them.
 """
 
 from __future__ import annotations
@@ -38,15 +42,19 @@ class TrainerState:
     next_round: int
 
 
-def write_checkpoint(folder: Path, trainer: TrainerState, store, bandit, round_log: list[dict]) -> None:
+def write_checkpoint(
+    folder: Path, trainer: TrainerState, store, bandit, round_log: list[dict], with_model: bool = True
+) -> None:
     """Every file of a checkpoint into `folder`, the manifest last. `store`: a UtilityClient, `bandit`: the
-    BanditActor; both hand their state over as bytes and this process writes them, on its node."""
+    BanditActor; both hand their state over as bytes and this process writes them, on its node. `with_model`:
+    also model/ (the final checkpoint's; the others hold the weights once, in trainer.pt)."""
     import torch
 
     from lead_ray.online.actors import save_bandit
 
-    trainer.model.save_pretrained(folder / "model", safe_serialization=True)  # the LoRA adapter, or the full model
-    trainer.tokenizer.save_pretrained(folder / "model")
+    if with_model:
+        trainer.model.save_pretrained(folder / "model", safe_serialization=True)  # the LoRA adapter, or full model
+        trainer.tokenizer.save_pretrained(folder / "model")
     trainable = {n: p.detach().cpu() for n, p in trainer.model.named_parameters() if p.requires_grad}
     state = {
         "trainable": trainable,
@@ -82,14 +90,18 @@ def restore_selection(folder: Path, store, bandit) -> list[dict]:
     return read_round_log(folder)
 
 
-def report_with_checkpoint(metrics: dict, trainer: TrainerState, store, bandit, round_log: list[dict]) -> None:
-    """Rank 0's `ray.train.report`: the metrics with a checkpoint of the model, optimizer and selection state."""
+def report_with_checkpoint(
+    metrics: dict, trainer: TrainerState, store, bandit, round_log: list[dict], staging: Path, final: bool
+) -> None:
+    """Rank 0's `ray.train.report`: the metrics with a checkpoint of the model, optimizer and selection state,
+    written under `staging` (the run folder's), model/ only when `final`."""
     import tempfile
 
     import ray.train
 
-    with tempfile.TemporaryDirectory() as tmp:
-        write_checkpoint(Path(tmp), trainer, store, bandit, round_log)
+    Path(staging).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=staging) as tmp:
+        write_checkpoint(Path(tmp), trainer, store, bandit, round_log, with_model=final)
         ray.train.report(
             {**metrics, "next_round": trainer.next_round}, checkpoint=ray.train.Checkpoint.from_directory(tmp)
         )

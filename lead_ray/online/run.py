@@ -308,7 +308,7 @@ def _initial_state(store, bandit) -> dict:
 
 def _trainer(cfg: Config, settings, scaling: dict, callbacks: list | None):
     """The one TorchTrainer that runs every round."""
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from lead_ray.online.train_loop import lead_train_loop
@@ -322,6 +322,7 @@ def _trainer(cfg: Config, settings, scaling: dict, callbacks: list | None):
             name=settings.run_name,
             storage_path=str(Path(settings.run_dir) / "ray_train"),
             failure_config=FailureConfig(max_failures=cfg.train.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),  # the latest ones
             callbacks=callbacks or [],
         ),
     )

@@ -382,11 +382,12 @@ class RoundLoop:
         if self.tracker is not None:
             self.tracker.finish()
         final = {k: v for k, v in metrics.items() if k in ("mean_loss", "heldout_nll")}  # Tune reads the last report
-        self._report({**final, "round": -1, "rounds_done": next_round, "start_round": self.start_round}, next_round)
+        done = {**final, "round": -1, "rounds_done": next_round, "start_round": self.start_round}
+        self._report(done, next_round, final=True)
 
     # ------------------------------------------------------------------ checkpoints
 
-    def _report(self, metrics: dict, next_round: int) -> None:
+    def _report(self, metrics: dict, next_round: int, final: bool = False) -> None:
         """All ranks report (a barrier); rank 0 attaches the checkpoint: model, optimizer, selection state."""
         import ray.train
 
@@ -394,4 +395,4 @@ class RoundLoop:
             ray.train.report(metrics)
             return
         state = TrainerState(self.plain, self.tok, self.opt, self.sched, next_round)
-        report_with_checkpoint(metrics, state, self.store, self.bandit, self.round_log)
+        report_with_checkpoint(metrics, state, self.store, self.bandit, self.round_log, self.run_dir / "staging", final)
