@@ -155,6 +155,16 @@ def _cmd_config(args, overrides) -> None:
         print(yaml.safe_dump(to_dict(load_config(args.config, overrides)), sort_keys=False), end="")
 
 
+def _cmd_plan(args, overrides) -> None:
+    """Per-GPU memory of every training stage for this config; exits 1 (through main) when one will not fit."""
+    from lead_ray.models.memory import plan_stages
+
+    text, fits = plan_stages(load_config(args.config, overrides), args.gpu_memory_gb)
+    print(text)
+    if not fits:
+        raise ConfigError("a training stage will not fit (above): change what its 'change:' line says")
+
+
 def _cmd_prepare(args, overrides) -> None:
     for flag, key in (("inputs", "ingest.inputs"), ("out", "ingest.out")):
         if getattr(args, flag):
@@ -236,6 +246,7 @@ def _demo_ending(cfg) -> None:
 
 COMMANDS = {
     "config": _cmd_config,
+    "plan": _cmd_plan,
     "prepare": _cmd_prepare,
     "warmup": _cmd_stage,
     "anchor": _cmd_stage,

@@ -164,6 +164,13 @@ def _add_tool_commands(sub) -> None:
     p.add_argument("--out", "-o", metavar="DIR", default="runs/demo", help="run folder (default: runs/demo)")
     _config_args(p)
 
+    p = sub.add_parser(
+        "plan",
+        help="per-GPU memory of warm-up, anchor and online training for this config; refuses one that will not fit",
+    )
+    p.add_argument("--gpu-memory-gb", type=float, default=80.0, metavar="GB", help="memory of one GPU (default 80)")
+    _config_args(p)
+
     p = sub.add_parser("config", help="print the effective config, or the reference of every key")
     p.add_argument("--reference", action="store_true", help="print the config reference as Markdown")
     _config_args(p)
