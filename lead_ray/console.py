@@ -36,10 +36,11 @@ def worker_env() -> dict:
 
 
 def train_logging() -> dict:
-    """RunConfig arguments: Ray Train's start-up and per-report INFO lines only when verbose."""
-    import ray
+    """RunConfig arguments: Ray Train's start-up and per-report INFO lines only when verbose (Train's own
+    LoggingConfig, which its RunConfig is typed for; Ray core's has other fields)."""
+    import ray.train
 
-    return {} if verbose() else {"logging_config": ray.LoggingConfig(log_level="WARNING")}
+    return {} if verbose() else {"logging_config": ray.train.LoggingConfig(log_level="WARNING")}
 
 
 class _DropNotices(logging.Filter):

@@ -383,3 +383,15 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients_and_refuses_pe
     bad = load_config(None, [f"work_dir={tmp_path}", "train.gradient_checkpointing=true", "selection.delta=sample"])
     with pytest.raises(ConfigError, match="gradient_checkpointing.*selection.delta=sample"):
         run(bad)
+
+
+def test_train_runs_get_ray_trains_own_logging_config(monkeypatch):
+    import ray.train
+
+    from lead_ray.console import train_logging
+
+    monkeypatch.setenv("LEAD_RAY_VERBOSE", "0")
+    got = train_logging()["logging_config"]
+    assert type(got) is ray.train.LoggingConfig and got.log_level == "WARNING"
+    monkeypatch.setenv("LEAD_RAY_VERBOSE", "1")
+    assert train_logging() == {}
