@@ -112,6 +112,7 @@ def run(
     settings = _loop_settings(cfg, run_dir, name, pool, table, (store, bandit, n_arms), budget, static_order, scaling)
     result = _trainer(cfg, settings, scaling, callbacks).fit()
     t_fit = time.perf_counter() - t0
+    _remove_if_empty(run_dir / "staging")  # where rank 0 wrote each checkpoint before Ray Train moved it
     with result.checkpoint.as_directory() as final:  # the final checkpoint holds every round's record
         rounds = read_round_log(Path(final))
     columns, state_bytes = store.columns(), store.nbytes()
@@ -326,6 +327,11 @@ def _trainer(cfg: Config, settings, scaling: dict, callbacks: list | None):
             callbacks=callbacks or [],
         ),
     )
+
+
+def _remove_if_empty(folder: Path) -> None:
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def _kill_named(name: str) -> None:
