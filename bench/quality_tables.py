@@ -10,7 +10,7 @@ python bench/quality_tables.py --docs docs/BENCHMARKS.md [--check]
     ...
     <!-- /quality_tables -->
 
-with the table KIND (methods, paired, corrupt, profile, switches, or a declared confirmation: gate,
+with the table KIND (methods, paired, corrupt, profile, primary, switches, or a declared confirmation: gate,
 total-choice) made from the result files named (paths from the repository root); `--check` only says which blocks
 are out of date (exit 1), as the tests do.
 """
@@ -249,6 +249,42 @@ def confirmation_table(declared: Declared, *results: dict) -> str:
     return "\n".join(lines)
 
 
+DECISION_PAIRS = (  # issue 33's comparisons, in the order a reader asks them
+    "default_vs_random",
+    "default_vs_random_x2",
+    "trim_vs_default",
+    "trim_vs_random",
+    "trim_vs_random_x2",
+    "end_z_vs_default",
+    "end_z_vs_random_end_z",
+    "end_z_vs_random_x2_end_z",
+    "random_end_z_vs_random",
+)
+
+
+def primary_table(result: dict) -> str:
+    """Issue 33's primary metric per comparison: mean ΔNLL over the four clean sets with the two-level bootstrap
+    and the t-interval over per-seed values, the verdict (both must exclude 0), and the mde at 5 seeds."""
+    lines = [
+        "| comparison | seeds | primary ΔNLL [bootstrap 95%] | t-interval over seeds | better | mde at 5 seeds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in DECISION_PAIRS:
+        entry = (result["paired"].get(name) or {}).get("primary")
+        if not entry:
+            continue
+        if "mean" not in entry:
+            missing = ", ".join(entry.get("missing", [])) or "fewer than 2 seeds"
+            lines.append(f"| {name} | {entry.get('seeds', 0)} | not measured ({missing}) | – | – | – |")
+            continue
+        lo, hi = entry["seed_t_interval"]
+        lines.append(
+            f"| {name} | {entry['seeds']} | {signed(entry)} | [{lo:+.3f}, {hi:+.3f}] | {entry['better']} | "
+            f"{entry['mde']['nats']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
 def block_table(spec: str) -> str:
     """The table a marker asks for: 'KIND RESULT.json [RESULT.json]'."""
     kind, *files = spec.split()
@@ -258,6 +294,7 @@ def block_table(spec: str) -> str:
     if kind in DECLARED:
         return confirmation_table(DECLARED[kind], *results)
     tables = {"methods": methods_table, "paired": paired_table, "corrupt": corrupt_table, "profile": profile_table}
+    tables |= {"primary": primary_table}
     if kind not in tables or len(results) != 1:
         raise SystemExit(f"quality_tables: bad marker {spec!r} (kinds: {', '.join([*tables, 'switches', *DECLARED])})")
     return tables[kind](results[0])

@@ -400,3 +400,26 @@ def test_the_anchor_comes_from_outside_the_slice_spread_over_sources():
     # the slice took every self-instruct row (a small group gives what it has): the anchor has none of them
     assert got.count("gsm8k/train.jsonl") == 45 and "self_instruct/seed_tasks.jsonl" not in got
     assert sum(s.startswith("t0_train_50k/") for s in got) == 45
+
+
+def test_the_primary_table_shows_both_intervals_and_what_was_not_measured():
+    from bench.quality_tables import primary_table
+
+    entry = {
+        "mean": -0.05,
+        "ci": [-0.08, -0.02],
+        "seed_t_interval": [-0.09, -0.01],
+        "seeds": 5,
+        "better": "lead+quantile+trim",
+        "mde": {"nats": 0.061},
+    }
+    result = {
+        "paired": {
+            "trim_vs_default": {"primary": entry},
+            "default_vs_random": {"primary": {"sets": [], "missing": ["mmlu_choice_nll"], "seeds": 3}},
+        }
+    }
+    lines = primary_table(result).splitlines()
+    assert lines[2] == "| default_vs_random | 3 | not measured (mmlu_choice_nll) | – | – | – |"
+    want = "| trim_vs_default | 5 | -0.050 [-0.080, -0.020] | [-0.090, -0.010] | lead+quantile+trim | 0.061 |"
+    assert lines[3] == want
