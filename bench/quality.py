@@ -216,13 +216,16 @@ def one_run(regime: Regime, variant: Path, method: str, seed: int, extra: list[s
 # near-duplicates are kept, how they are searched changes only their flags, which selection never reads
 NO_EFFECT = {"cluster": ("near_dup_partition_rows",)}
 NO_EFFECT_WHILE_KEPT = {"cluster": ("near_dup_search",)}
-# keys added after pools and runs were cached, whose None is what those ran: left out of a key while None
-NONE_AS_BEFORE = {"cluster": ("end_nll_above", "end_z_above")}
+# keys added after pools and runs were cached, at the value that is what those ran: left out of a key at that value
+AS_BEFORE = {
+    "cluster": {"end_nll_above": None, "end_z_above": None},
+    "warmup": {"gradient_checkpointing": False, "placement_timeout_s": 600.0},
+}
 
 
 def _without_no_effect(d: dict) -> dict:
     ignored = [NO_EFFECT] + ([NO_EFFECT_WHILE_KEPT] if not d["cluster"].get("drop_near_dups", False) else [])
-    ignored += [{s: [k for k in keys if d[s].get(k) is None] for s, keys in NONE_AS_BEFORE.items()}]
+    ignored += [{s: [k for k, v in keys.items() if d[s].get(k, v) == v] for s, keys in AS_BEFORE.items()}]
     for section, keys in (pair for table in ignored for pair in table.items()):
         for key in keys:
             d[section].pop(key, None)

@@ -305,9 +305,7 @@ def test_cluster_drops_ifd_above_one_and_quantile_arms_are_even(pipeline, tmp_pa
 # ----------------------------------------------------------------------------- anchor (selection.utility learnability)
 
 
-def test_anchor_stops_when_held_out_nll_stops_falling_keeps_the_best_epoch_and_score_adds_its_loss(
-    pipeline, tmp_path
-):
+def test_anchor_stops_when_held_out_nll_stops_falling_keeps_the_best_epoch_and_score_adds_its_loss(pipeline, tmp_path):
     """`lead-ray anchor`: trained until the held-out anchor NLL has not fallen for `patience` epochs (a learning
     rate that makes it diverge stops it early), the best epoch's weights kept (their NLL on the held-out pairs is
     the best one recorded); then `score` writes its loss per row, and a unit written before the anchor model

@@ -1,5 +1,7 @@
 """bench/quality.py's pure parts: the stratified slice covers every source; picks counted by source group."""
 
+import json
+
 import pyarrow as pa
 
 from bench.quality import stratified_slice
@@ -423,3 +425,20 @@ def test_the_primary_table_shows_both_intervals_and_what_was_not_measured():
     assert lines[2] == "| default_vs_random | 3 | not measured (mmlu_choice_nll) | – | – | – |"
     want = "| trim_vs_default | 5 | -0.050 [-0.080, -0.020] | [-0.090, -0.010] | lead+quantile+trim | 0.061 |"
     assert lines[3] == want
+
+
+def test_keys_added_since_the_cached_pools_leave_their_setup_key_alone_at_the_old_value():
+    """A cached pool's setup key (setup.json) was made before these keys existed: at the value those pools ran
+    with they are left out, so the cache stays valid; set otherwise they are part of the key."""
+    import tarfile
+
+    from bench.quality import REGIMES, ROOT, _without_no_effect, overrides
+    from lead_ray.config import load_config, to_dict
+
+    regime = REGIMES["cpu"]
+    with tarfile.open(ROOT / "bench" / "cache" / "quality-cpu-clean.tar.gz") as tar:
+        stored = json.load(tar.extractfile("setup.json"))["key"]
+    now = _without_no_effect(to_dict(load_config(ROOT / regime.config, overrides(regime, ROOT, []))))
+    assert {k: now[k] for k in ("warmup", "cluster")} == {k: stored[k] for k in ("warmup", "cluster")}
+    changed = to_dict(load_config(ROOT / regime.config, overrides(regime, ROOT, ["cluster.end_z_above=3.5"])))
+    assert _without_no_effect(changed)["cluster"]["end_z_above"] == 3.5
