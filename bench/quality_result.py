@@ -50,6 +50,9 @@ def comparisons() -> dict[str, tuple[str, str]]:
     pairs |= {"end_z_vs_random_end_z": ("lead+quantile+end-z", "random+end-z")}
     pairs |= {"end_z_vs_random_x2_end_z": ("lead+quantile+end-z", "random-x2+end-z")}
     pairs |= {"random_end_z_vs_random": ("random+end-z", "random")}
+    pairs |= {"random_end_z_vs_default": ("random+end-z", DEFAULT_METHOD)}
+    pairs |= {"random_end_z_vs_random_x2": ("random+end-z", "random-x2")}
+    pairs |= {"random_vs_random_x2": ("random", "random-x2")}
     return pairs | {f"{v}_vs_paper": (v, "lead") for v in VARIANTS}
 
 

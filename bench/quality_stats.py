@@ -99,7 +99,7 @@ def paired(runs: dict, methods: dict, pairs: dict[str, tuple[str, str]], clean: 
     out |= {name: {} for name in pairs}
     for s, m, higher in METRICS:
         key = f"{s}_{m}"
-        if key not in methods["base"]["sets"]:
+        if not any(key in entry["sets"] for entry in methods.values()):
             continue
         has = {m for m in runs if key in methods[m]["sets"]}  # a metric some runs lack (added later) is left out
         for name, (one, other) in pairs.items():
@@ -140,7 +140,7 @@ def primary(scores: dict, one: str, other: str, planted: bool) -> dict:
     keys = (*PRIMARY_SETS, PRIMARY_HELDOUT[planted])
     seeds = sorted(set(scores[one]) & set(scores[other]))
     missing = [k for k in keys if not all(k in scores[m][s] for m in (one, other) for s in seeds)]
-    if missing or len(seeds) < 2:
+    if missing or not seeds:
         return {"sets": list(keys), "missing": missing, "seeds": len(seeds)}
     tables = []
     for key in keys:
@@ -148,6 +148,8 @@ def primary(scores: dict, one: str, other: str, planted: bool) -> dict:
         d = a - b
         tables.append(d[:, np.all(np.isfinite(d), axis=0)])
     per_seed = np.mean([d.mean(1) for d in tables], axis=0)
+    if len(seeds) == 1:  # a screen: the value, no interval and no verdict
+        return {"sets": list(keys), "mean": float(per_seed[0]), "per_seed": per_seed.tolist(), "seeds": 1}
     rng, boot = np.random.default_rng(0), np.empty(RESAMPLES)
     for r in range(RESAMPLES):
         pick = rng.integers(0, len(seeds), len(seeds))
