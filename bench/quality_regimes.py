@@ -67,6 +67,13 @@ VARIANTS = {
     "lead+quantile+trim": ["cluster.difficulty_bins=quantile", "selection.trim_top=0.15"],
     # the default with the end-token gate relative to each source group (robust z > 3.5, Iglewicz-Hoaglin)
     "lead+quantile+end-z": ["cluster.difficulty_bins=quantile", "cluster.end_z_above=3.5"],
+    # both screened designs at once: added 2026-12-07 (05:52 UTC) before any run of it, because neither alone is
+    # likely to meet the goal of at most half random's planted share (screen: 12.8% and 24.4% against 15.1%)
+    "lead+quantile+end-z+trim": [
+        "cluster.difficulty_bins=quantile",
+        "cluster.end_z_above=3.5",
+        "selection.trim_top=0.15",
+    ],
     # the default ranking by U minus a reference model trained on trusted pairs (bench/quality_anchor.py)
     "lead+quantile+anchor": ["cluster.difficulty_bins=quantile", "selection.utility=learnability"],
 }
@@ -118,6 +125,7 @@ REGIMES = {
             "lead+quantile+end-z",
             "random+end-z",
             "random-x2+end-z",
+            "lead+quantile+end-z+trim",
             "lead+quantile+anchor",
         ),
         {"holdout": 0, "gsm8k": 200, "mmlu": 285, "self_instruct": 0},

@@ -44,11 +44,17 @@ def comparisons() -> dict[str, tuple[str, str]]:
     pairs |= {"quantile_end_gate_vs_default": ("lead+quantile+end-gate", "lead+quantile")}
     pairs |= {"quantile_end_gate_vs_random": ("lead+quantile+end-gate", "random")}
     # issue 33: every candidate against the default, random and random-x2; a filter's controls against theirs
-    for name, method in (("trim", "lead+quantile+trim"), ("end_z", "lead+quantile+end-z")):
+    for name, method in (
+        ("trim", "lead+quantile+trim"),
+        ("end_z", "lead+quantile+end-z"),
+        ("end_z_trim", "lead+quantile+end-z+trim"),
+    ):
         pairs |= {f"{name}_vs_default": (method, DEFAULT_METHOD), f"{name}_vs_random": (method, "random")}
         pairs |= {f"{name}_vs_random_x2": (method, "random-x2")}
     pairs |= {"end_z_vs_random_end_z": ("lead+quantile+end-z", "random+end-z")}
     pairs |= {"end_z_vs_random_x2_end_z": ("lead+quantile+end-z", "random-x2+end-z")}
+    pairs |= {"end_z_trim_vs_random_end_z": ("lead+quantile+end-z+trim", "random+end-z")}
+    pairs |= {"end_z_trim_vs_random_x2_end_z": ("lead+quantile+end-z+trim", "random-x2+end-z")}
     pairs |= {"random_end_z_vs_random": ("random+end-z", "random")}
     pairs |= {"random_end_z_vs_default": ("random+end-z", DEFAULT_METHOD)}
     pairs |= {"random_end_z_vs_random_x2": ("random+end-z", "random-x2")}

@@ -259,6 +259,9 @@ DECISION_PAIRS = (  # issue 33's comparisons, in the order a reader asks them
     "end_z_vs_default",
     "end_z_vs_random_end_z",
     "end_z_vs_random_x2_end_z",
+    "end_z_trim_vs_default",
+    "end_z_trim_vs_random_end_z",
+    "end_z_trim_vs_random_x2_end_z",
     "random_end_z_vs_random",
 )
 
@@ -286,7 +289,7 @@ def primary_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-SCREENED = ("lead+quantile+trim", "lead+quantile+end-z", "random+end-z")
+SCREENED = ("lead+quantile+trim", "lead+quantile+end-z", "lead+quantile+end-z+trim", "random+end-z")
 
 
 def screen_table(result: dict) -> str:
