@@ -198,7 +198,7 @@ def load_for_training(
     dtype = compute_dtype(model_cfg.dtype, device)
     model, tok = load_model(folder, model_cfg, device, master_float32=not lora.enabled)
     if checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model = apply_lora(model, lora)
     for p in model.parameters():
         if p.requires_grad and p.dtype != torch.float32:
