@@ -244,7 +244,6 @@ def test_fresh_eval_scores_the_items_after_the_reported_ones_and_checks_the_pick
 
 
 def test_machine_seconds_adds_setup_and_every_finished_run(tmp_path):
-    import json
 
     from bench.quality_result import machine_seconds
 
@@ -267,7 +266,6 @@ def test_machine_seconds_adds_setup_and_every_finished_run(tmp_path):
 
 
 def test_run_environments_group_runs_by_the_versions_they_trained_under(tmp_path):
-    import json
 
     from bench.quality_result import run_environments
 
@@ -386,59 +384,3 @@ def test_a_key_added_later_keeps_cached_pools_while_it_is_none():
     assert "end_nll_above" not in _without_no_effect(to_dict(load_config(None)))["cluster"]
     gated = _without_no_effect(to_dict(load_config(None, ["cluster.end_nll_above=13.8"])))
     assert gated["cluster"]["end_nll_above"] == 13.8
-
-
-def test_the_anchor_comes_from_outside_the_slice_spread_over_sources():
-    from bench.quality_anchor import anchor_rows
-
-    sources = ["gsm8k/train.jsonl"] * 300 + ["self_instruct/seed_tasks.jsonl"] * 40
-    sources += [f"t0_train_50k/task_{i % 20}.jsonl" for i in range(600)]
-    full = pa.table({"id": [f"{i:06d}" for i in range(len(sources))], "source": sources})
-    taken = set(stratified_slice(full, 200)["id"].to_pylist())
-    anchor = anchor_rows(full, taken, rows=90)
-    ids = anchor["id"].to_pylist()
-    assert len(ids) == 90 and not set(ids) & taken
-    got = anchor["source"].to_pylist()
-    # the slice took every self-instruct row (a small group gives what it has): the anchor has none of them
-    assert got.count("gsm8k/train.jsonl") == 45 and "self_instruct/seed_tasks.jsonl" not in got
-    assert sum(s.startswith("t0_train_50k/") for s in got) == 45
-
-
-def test_the_primary_table_shows_both_intervals_and_what_was_not_measured():
-    from bench.quality_tables import primary_table
-
-    entry = {
-        "mean": -0.05,
-        "ci": [-0.08, -0.02],
-        "seed_t_interval": [-0.09, -0.01],
-        "seeds": 5,
-        "better": "lead+quantile+trim",
-        "mde": {"nats": 0.061},
-    }
-    result = {
-        "paired": {
-            "trim_vs_default": {"primary": entry},
-            "default_vs_random": {"primary": {"sets": [], "missing": ["mmlu_choice_nll"], "seeds": 3}},
-        }
-    }
-    lines = primary_table(result).splitlines()
-    assert lines[2] == "| default_vs_random | 3 | not measured (mmlu_choice_nll) | – | – | – |"
-    want = "| trim_vs_default | 5 | -0.050 [-0.080, -0.020] | [-0.090, -0.010] | lead+quantile+trim | 0.061 |"
-    assert lines[3] == want
-
-
-def test_keys_added_since_the_cached_pools_leave_their_setup_key_alone_at_the_old_value():
-    """A cached pool's setup key (setup.json) was made before these keys existed: at the value those pools ran
-    with they are left out, so the cache stays valid; set otherwise they are part of the key."""
-    import tarfile
-
-    from bench.quality import REGIMES, ROOT, _without_no_effect, overrides
-    from lead_ray.config import load_config, to_dict
-
-    regime = REGIMES["cpu"]
-    with tarfile.open(ROOT / "bench" / "cache" / "quality-cpu-clean.tar.gz") as tar:
-        stored = json.load(tar.extractfile("setup.json"))["key"]
-    now = _without_no_effect(to_dict(load_config(ROOT / regime.config, overrides(regime, ROOT, []))))
-    assert {k: now[k] for k in ("warmup", "cluster")} == {k: stored[k] for k in ("warmup", "cluster")}
-    changed = to_dict(load_config(ROOT / regime.config, overrides(regime, ROOT, ["cluster.end_z_above=3.5"])))
-    assert _without_no_effect(changed)["cluster"]["end_z_above"] == 3.5

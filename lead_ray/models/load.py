@@ -68,26 +68,12 @@ def materialize_model(model_cfg: ModelConfig, dest: str | Path, seed: int) -> Pa
     source = _source_key(model_cfg, seed)
     if (dest / DONE).exists() and (dest / DONE).read_text() == source:
         return dest  # built from the same model.base (and tiny settings): reuse; anything else is rebuilt
-    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
     if model_cfg.base == "tiny":
         tok = load_tokenizer(model_cfg.tokenizer, model_cfg.trust_remote_code)
-        t = model_cfg.tiny
-        config = LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=t.hidden_size,
-            intermediate_size=t.intermediate_size,
-            num_hidden_layers=t.num_layers,
-            num_attention_heads=t.num_heads,
-            num_key_value_heads=t.num_heads,
-            max_position_embeddings=model_cfg.max_length,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-            tie_word_embeddings=True,
-        )
         torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
+        model = LlamaForCausalLM(tiny_config(model_cfg, tok))
     else:
         if not Path(model_cfg.base).is_file():
             raise FileNotFoundError(f"model.base: no such GGUF file: {model_cfg.base}")
@@ -158,6 +144,26 @@ def train_worker_device() -> torch.device:
 
     ray_device()
     return ray.train.torch.get_device()
+
+
+def tiny_config(model_cfg: ModelConfig, tok):
+    """The tiny preset's LlamaConfig (a 2-layer model built from settings, the byte tokenizer's vocabulary)."""
+    from transformers import LlamaConfig
+
+    t = model_cfg.tiny
+    return LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=t.hidden_size,
+        intermediate_size=t.intermediate_size,
+        num_hidden_layers=t.num_layers,
+        num_attention_heads=t.num_heads,
+        num_key_value_heads=t.num_heads,
+        max_position_embeddings=model_cfg.max_length,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+    )
 
 
 def load_model(

@@ -110,22 +110,13 @@ def hf_config(model_cfg):
     """The HF config of `model.base`: an HF folder's, a GGUF file's (read from its header), or the tiny preset's."""
     from pathlib import Path
 
-    from transformers import AutoConfig, LlamaConfig
+    from transformers import AutoConfig
 
-    from lead_ray.models.load import load_tokenizer
+    from lead_ray.models.load import load_tokenizer, tiny_config
 
     base = model_cfg.base
     if base == "tiny":
-        t = model_cfg.tiny
-        return LlamaConfig(
-            vocab_size=len(load_tokenizer(model_cfg.tokenizer, model_cfg.trust_remote_code)),
-            hidden_size=t.hidden_size,
-            intermediate_size=t.intermediate_size,
-            num_hidden_layers=t.num_layers,
-            num_attention_heads=t.num_heads,
-            num_key_value_heads=t.num_heads,
-            tie_word_embeddings=True,
-        )
+        return tiny_config(model_cfg, load_tokenizer(model_cfg.tokenizer, model_cfg.trust_remote_code))
     if base.endswith(".gguf"):
         return AutoConfig.from_pretrained(str(Path(base).parent), gguf_file=Path(base).name)
     return AutoConfig.from_pretrained(base, trust_remote_code=model_cfg.trust_remote_code)

@@ -212,8 +212,7 @@ class UtilityClient:
         return counts
 
     def select(self, cluster: int, rho: float, cap: int, min_per_group: int, trim_top: float = 0.0) -> np.ndarray:
-        """Stratified top-k of one cluster: global quotas (and skips, `selection.trim_top`) from all shards'
-        counts, each shard's top skip + quota per group, then a merge."""
+        """Stratified top-k of one cluster: quotas and skips (`trim_top`) from all shards' counts, then a merge."""
         counts = self.eligible_counts(cluster, cap)
         quotas = quotas_for(counts, rho, min_per_group)
         if not quotas:
