@@ -1,6 +1,7 @@
 """The online loop on a local Ray: the toy end-to-end check of LEAD spec §12, with 1 and 2 workers."""
 
 import json
+import os
 import random
 import string
 
@@ -184,3 +185,14 @@ def test_uniform_arm_choice_leaves_exp3_untouched(ray_session):
     assert set(arms) == {0, 2} and 15 < arms.count(0) < 45
     assert ray.get(bandit.finish_round.remote(0, 0.5, 3.0, None)) == 0.0
     assert json.loads(ray.get(bandit.state.remote())["json"])["bandit"]["log_w"] == [0.0, 0.0, 0.0]
+
+
+def test_an_embedded_ray_polls_its_train_workers_every_quarter_second(ray_session):
+    """Ray Train's controller reads the interval from the driver's environment as each fit starts (its
+    ENV_VARS_TO_PROPAGATE); at Ray's 2 s default every fit of a local run ended up to 2 s after its work."""
+    from ray.train.v2._internal.constants import ENV_VARS_TO_PROPAGATE, HEALTH_CHECK_INTERVAL_S_ENV_VAR
+
+    from lead_ray.runtime import LOCAL_TRAIN_POLL_S
+
+    assert HEALTH_CHECK_INTERVAL_S_ENV_VAR in ENV_VARS_TO_PROPAGATE
+    assert os.environ[HEALTH_CHECK_INTERVAL_S_ENV_VAR] == LOCAL_TRAIN_POLL_S == "0.25"
