@@ -19,11 +19,12 @@ $(STAMP): pyproject.toml
 demo: setup
 	WANDB_MODE=offline $(VENV)/bin/lead-ray demo
 
-test: setup lint browser
+test: setup lint
 	WANDB_MODE=offline $(PY) -m pytest -q
 
-# A real browser for the report test: Debian's chromium, installed when root and apt-get are there;
-# without it that one test is skipped and says why.
+# A real browser for the report's rendering test (`make browser`; .ci/run does it before `make test`):
+# Debian's chromium, installed when root and apt-get are there. `make test` never installs system
+# packages: without a browser that one test is skipped and says why.
 browser:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \

@@ -25,6 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # bench.quality_result's comparison names, when run as a script
+
+from bench.glance_table import glance_table  # noqa: E402
+
 BLOCK = re.compile(r"(<!-- quality_tables (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /quality_tables -->)", re.S)
 
 COLUMNS = [
@@ -346,6 +349,8 @@ def block_table(spec: str) -> str:
     results = [json.loads((ROOT / f).read_text()) for f in files]
     if kind == "switches":
         return switch_table(*results)
+    if kind == "glance":
+        return glance_table(*results)
     if kind in DECLARED:
         return confirmation_table(DECLARED[kind], *results)
     tables = {"methods": methods_table, "paired": paired_table, "corrupt": corrupt_table, "profile": profile_table}

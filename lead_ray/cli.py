@@ -240,7 +240,7 @@ def _demo_ending(cfg) -> None:
         f"  lead-ray eval {run_dir} --work-dir {work} --set eval.max_samples=100   # held-out, GSM8K, MMLU, ...\n"
         f"  lead-ray export {run_dir} --out {work}/export --to messages,sharegpt,alpaca   # for TRL / LLaMA-Factory\n"
         f"  lead-ray tune --config configs/demo.yaml --work-dir {work}   # sweep smoothing and EXP3's gamma\n"
-        f"  lead-ray prepare your/data/ --config your.yaml   # then warmup, score, cluster, run: see README"
+        f"  lead-ray prepare your/data/ --config your.yaml   # then warmup, score, cluster, run: see docs/STAGES.md"
     )
 
 

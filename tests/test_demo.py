@@ -101,7 +101,10 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-@pytest.mark.skipif(_chromium() is None, reason="no Chromium (make test installs it where root and apt-get are)")
+NO_BROWSER = "no Chromium on PATH: `make browser` installs it (as root, with apt-get), or install chromium yourself"
+
+
+@pytest.mark.skipif(_chromium() is None, reason=NO_BROWSER)
 def test_report_renders_in_a_real_browser(demo, tmp_path):
     from PIL import Image
 

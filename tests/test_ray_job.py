@@ -183,7 +183,7 @@ def test_pipeline_as_a_ray_job_on_a_local_head(local_head, tmp_path):
     # The dashboard (the job API, the one HTTP port) listens on localhost only. lead-ray opens no port
     # of its own. Ray 2.60's internal gRPC servers (GCS, raylet, core workers, dashboard agent) listen on
     # every interface even with --node-ip-address=127.0.0.1 (measured here; no setting changes it), so on
-    # a shared host a firewall must cover Ray's ports: see README "Running on a Ray cluster".
+    # a shared host a firewall must cover Ray's ports: see docs/CLUSTER.md.
     found = listeners(local_head["pid"])
     dash = local_head["ports"][1]
     on_dash = {ip for _, ip, port in found if port == dash}

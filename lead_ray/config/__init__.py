@@ -227,5 +227,5 @@ def resume_conflicts(saved: dict, new: dict) -> list[str]:
 
 
 def reference_markdown() -> str:
-    """The config reference table (README links to docs/CONFIG.md, generated from this)."""
+    """The config reference table (docs/CONFIG.md is generated from this)."""
     return typed_reference(Config)

@@ -145,6 +145,6 @@ def shared_run_path(run_dir: Path, name: str) -> Path:
         raise FileNotFoundError(
             f"{path} was written by the driver but does not exist on this node ({socket.gethostname()}): on a "
             f"multi-node cluster, work_dir must be on storage that every node mounts at the same path "
-            f"(NFS/EFS, a ReadWriteMany volume); see README, 'Before your first GPU cluster run'"
+            f"(NFS/EFS, a ReadWriteMany volume); see docs/CLUSTER.md, 'Before your first GPU cluster run'"
         )
     return path
