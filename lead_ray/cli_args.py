@@ -107,10 +107,9 @@ def _add_selection_commands(sub) -> None:
 
     p = sub.add_parser(
         "export",
-        help="copy a run's selected subset out: original records (JSONL) + Parquet with scores",
-        description="Writes OUT/selected.jsonl (each selected sample as its original input record) and "
-        "OUT/selected.parquet (id, source, messages, U, IU0, use count, rounds, clusters) "
-        "from RUN_DIR/selected.parquet. Idempotent: files are written then renamed.",
+        help="copy a run's selected subset out in the formats fine-tuning tools read",
+        description="Writes the selected samples of RUN_DIR in each --to format, and always OUT/selected.parquet "
+        "(id, source, messages, U, IU0, use count, rounds, clusters). Idempotent: files are written then renamed.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder")
     p.add_argument("--out", "-o", metavar="DIR", required=True, help="destination folder")
@@ -122,7 +121,12 @@ def _add_selection_commands(sub) -> None:
         help="comma-separated: source (original records), messages (TRL), sharegpt and alpaca (LLaMA-Factory, with "
         "dataset_info.json), hf (datasets.load_from_disk); default: source",
     )
-    p.add_argument("--with-scores", action="store_true", help="add lead-ray's per-sample scores as columns")
+    p.add_argument(
+        "--with-scores",
+        action="store_true",
+        help="add each sample's scores as fields of the messages, sharegpt, alpaca and hf exports: u (its final "
+        "utility), iu0 (base-model loss), ifd, use_count (rounds it was trained in), difficulty_cluster, task_cluster",
+    )
 
 
 def _add_tool_commands(sub) -> None:

@@ -1,5 +1,6 @@
 """The command line: help texts, and the generated config reference kept current."""
 
+import re
 import subprocess
 import sys
 
@@ -82,3 +83,12 @@ def test_a_failure_is_one_line_and_the_traceback_waits_for_verbose(tmp_path, cap
     monkeypatch.setenv("LEAD_RAY_VERBOSE", "0")
     with pytest.raises(RuntimeError):
         cli.main(["report", str(tmp_path), "--verbose"])  # after the command too
+
+
+def test_export_help_names_every_format_and_every_score_column():
+    from lead_ray.export import EXPORT_FORMATS, SCORE_COLUMNS
+
+    export = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "export")[1]
+    text = export.format_help()
+    words = set(re.findall(r"[a-z_0-9]+", text))
+    assert set(EXPORT_FORMATS) <= words and set(SCORE_COLUMNS) <= words
