@@ -14,6 +14,7 @@ import time
 import warnings
 
 PROGRESS_EVERY_S = 15.0
+UNIT_PROGRESS_EVERY_S = 30.0  # inside a unit: from a Ray actor, so a line per 30 s at most
 RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.serve")
 
 
@@ -131,3 +132,40 @@ class Progress:
             print(f"\r{text}\033[K", end=end, file=sys.stderr, flush=True)
         else:
             print(text, file=sys.stderr, flush=True)
+
+
+class UnitProgress:
+    """Progress inside one long unit of work that makes several passes over its rows (scoring: the base model,
+    the warm-up model twice, the embedder): rows done, tokens/s and the unit's ETA, a line at most every `every`
+    seconds, so a 2,048-row unit on a CPU is never silent for more than that. The ETA weighs every pass alike."""
+
+    def __init__(self, label: str, rows: int, passes: int, every: float = UNIT_PROGRESS_EVERY_S, clock=None):
+        self.label, self.rows, self.passes, self.every = label, rows, passes, every
+        self.clock = clock or time.perf_counter
+        self.t0 = self.shown = self.clock()
+        self.finished_passes, self.pass_rows, self.tokens, self.lines = 0, 0, 0, []
+
+    def start_pass(self, name: str) -> None:
+        if self.pass_rows:
+            self.finished_passes += 1
+        self.pass_name, self.pass_rows = name, 0
+
+    def advance(self, rows: int, tokens: int = 0) -> None:
+        self.pass_rows += rows
+        self.tokens += tokens
+        now = self.clock()
+        if now - self.shown >= self.every:
+            self.shown = now
+            self._show(now)
+
+    def _show(self, now: float) -> None:
+        elapsed = now - self.t0
+        done = (self.finished_passes * self.rows + self.pass_rows) / (self.passes * self.rows)
+        eta = elapsed / done * (1 - done) if done else float("nan")
+        text = (
+            f"[lead-ray] {self.label}: pass {self.finished_passes + 1}/{self.passes} ({self.pass_name}) "
+            f"{self.pass_rows:,}/{self.rows:,} rows, {self.tokens / max(elapsed, 1e-9):,.0f} tokens/s, "
+            f"{elapsed:.0f} s, unit ETA {eta:.0f} s"
+        )
+        self.lines.append(text)
+        print(text, flush=True)

@@ -136,10 +136,16 @@ LOGITS_BUDGET = 2**29
 
 
 def score_encoded(
-    model, encoded: list[Encoded], pad_id: int, batch_tokens: int, max_batch: int, end_id: int | None = None
+    model,
+    encoded: list[Encoded],
+    pad_id: int,
+    batch_tokens: int,
+    max_batch: int,
+    end_id: int | None = None,
+    on_batch=None,
 ) -> SampleNLL:
     """IU of many samples without gradients, in length buckets: a SampleNLL of float64/int64 arrays in input
-    order."""
+    order. `on_batch(rows, tokens)`, when given, hears of every batch scored (progress)."""
     losses = np.full(len(encoded), np.nan, dtype=np.float64)
     content = losses.copy() if end_id is not None else losses  # without end_id, content is the loss itself
     counts = np.zeros(len(encoded), dtype=np.int64)
@@ -152,4 +158,6 @@ def score_encoded(
             if end_id is not None:
                 content[idx] = out.content.double().cpu().numpy()
             counts[idx] = out.n.cpu().numpy()
+            if on_batch is not None:
+                on_batch(len(idx), sum(len(encoded[i].input_ids) for i in idx))
     return SampleNLL(losses, counts, content)

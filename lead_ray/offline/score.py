@@ -29,6 +29,7 @@ Each unit's output is written atomically; a rerun skips units already written (r
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -37,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lead_ray.config import Config, ModelConfig, ScoreConfig
+from lead_ray.console import UnitProgress
 from lead_ray.files import require, write_parquet_atomic
 from lead_ray.stages import run_units_on_actors
 
@@ -89,10 +91,16 @@ class PromptEmbedder:
         self.model = SentenceTransformer(str(get_model_path()), device=device, model_kwargs={"use_kernels": False})
         self.model.max_seq_length = max_tokens
 
-    def __call__(self, texts: list[str], batch_size: int) -> np.ndarray:
-        return self.model.encode(
-            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-        ).astype(np.float32)
+    def __call__(self, texts: list[str], batch_size: int, on_batch=None) -> np.ndarray:
+        """Embeddings of `texts`, encoded in chunks of a few batches so that `on_batch(rows)` hears of progress."""
+        chunk, parts = batch_size * 16, []
+        kwargs = dict(batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        for start in range(0, len(texts), chunk):
+            part = texts[start : start + chunk]
+            parts.append(self.model.encode(part, **kwargs).astype(np.float32))
+            if on_batch is not None:
+                on_batch(len(part), 0)
+        return np.concatenate(parts) if parts else np.zeros((0, EMBED_DIM), np.float32)
 
 
 class UnitScorer:
@@ -124,11 +132,13 @@ class UnitScorer:
                 m.eval()
         self.embedder = PromptEmbedder(self.score_cfg.embed_max_tokens, device=str(self.base.device))
 
-    def losses(self, model, encoded, end_id: int | None = None):
+    def losses(self, model, encoded, end_id: int | None, progress: UnitProgress, name: str):
         from lead_ray.models.loss import score_encoded
 
+        progress.start_pass(name)
+        cfg = self.score_cfg
         return score_encoded(
-            model, encoded, self.tok.pad_token_id, self.score_cfg.batch_tokens, self.score_cfg.max_batch_size, end_id
+            model, encoded, self.tok.pad_token_id, cfg.batch_tokens, cfg.max_batch_size, end_id, progress.advance
         )
 
     def process(self, file: str, row_group: int, start: int, stop: int, name: str) -> dict:
@@ -138,23 +148,26 @@ class UnitScorer:
         t0 = time.perf_counter()
         table = pq.ParquetFile(file).read_row_group(row_group).slice(start, stop - start)
         convs = table["messages"].to_pylist()
+        passes = 2 + 2 * (self.warm is not None) + (self.ref is not None)  # the models' passes and the embedder
+        progress = UnitProgress(f"score {name}", len(convs), passes)
         L = self.model_cfg.max_length
         full = [encode_conversation(self.tok, c, L) for c in convs]
-        base = self.losses(self.base, full, end_id=self.tok.eos_token_id)
+        base = self.losses(self.base, full, self.tok.eos_token_id, progress, "base model")
         iu0, n_resp, iu0_content = base
         iu0_end = end_token_nll(full, base, self.tok.eos_token_id)
         if self.warm is not None:
             cond = [encode_conversation(self.tok, c, L, supervise="last") for c in convs]
             uncond = [encode_answer_only(self.tok, c, L) for c in convs]
-            s_cond, n_cond, _ = self.losses(self.warm, cond)
-            s_uncond = self.losses(self.warm, uncond).loss
+            s_cond, n_cond, _ = self.losses(self.warm, cond, None, progress, "warm-up model, with the prompt")
+            s_uncond = self.losses(self.warm, uncond, None, progress, "warm-up model, answer alone").loss
             answer_whole = np.array([not (e.truncated or u.truncated) for e, u in zip(cond, uncond)])
             ifd_raw = raw_ifd(s_cond, s_uncond, answer_whole & (n_cond > 0))
             ifd = ifd_scores(s_cond, s_uncond, answer_whole & (n_cond > 0))
         else:
             ifd = np.zeros(len(convs), np.float32)
             s_cond = ifd_raw = np.full(len(convs), np.nan, np.float32)
-        emb = self.embedder([prompt_text(c) for c in convs], self.score_cfg.embed_batch_size)
+        progress.start_pass("prompt embeddings")
+        emb = self.embedder([prompt_text(c) for c in convs], self.score_cfg.embed_batch_size, progress.advance)
         trainable = np.array([e.n_supervised > 0 and not e.prompt_too_long for e in full])
         out = (
             table.append_column("iu0", pa.array(iu0.astype(np.float32)))
@@ -169,7 +182,7 @@ class UnitScorer:
             .append_column("embedding", pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), EMBED_DIM))
         )
         if self.ref is not None:
-            ref = self.losses(self.ref, full, end_id=self.tok.eos_token_id)
+            ref = self.losses(self.ref, full, self.tok.eos_token_id, progress, "anchor model")
             out = out.append_column("anchor_loss", pa.array(ref.loss.astype(np.float32)))
             out = out.append_column("anchor_content", pa.array(ref[2].astype(np.float32)))
         write_parquet_atomic(out, self.out_dir / f"{name}.parquet")
@@ -208,6 +221,13 @@ def score(cfg: Config) -> dict:
     units = plan_units(pool, cfg.score.unit_rows)
     todo = [u for u in units if not _done(units_dir / f"{u['name']}.parquet", has_anchor)]
     plan = plan_actors(cfg.score.use_gpu, cfg.score.actors, ray.cluster_resources(), len(todo))
+    if todo:  # how much work there is, before the first unit's progress
+        print(
+            f"[lead-ray] score: {sum(u['stop'] - u['start'] for u in todo):,} rows in {len(todo)} unit(s) "
+            f"({len(units) - len(todo)} already scored), {plan.actors} actor(s) on {'GPU' if plan.use_gpu else 'CPU'}",
+            file=sys.stderr,
+            flush=True,
+        )
     results = run_units_on_actors(
         todo,
         UnitScorer,
