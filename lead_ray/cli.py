@@ -155,6 +155,14 @@ def _cmd_config(args, overrides) -> None:
         print(yaml.safe_dump(to_dict(load_config(args.config, overrides)), sort_keys=False), end="")
 
 
+def _cmd_eval_data(args, overrides) -> None:
+    from lead_ray.eval.fetch import fetch_eval_sets
+
+    written = fetch_eval_sets(args.out)
+    print(f"eval-data: {', '.join(f'{k} {v:,} items' for k, v in written.items())} in {args.out}")
+    print(f"  lead-ray eval RUN_DIR --set eval.data_dir={args.out}")
+
+
 def _cmd_plan(args, overrides) -> None:
     """Per-GPU memory of every training stage for this config; exits 1 (through main) when one will not fit."""
     from lead_ray.models.memory import plan_stages
@@ -254,6 +262,7 @@ COMMANDS = {
     "cluster": _cmd_stage,
     "run": _cmd_stage,
     "eval": _cmd_stage,
+    "eval-data": _cmd_eval_data,
     "tune": _cmd_stage,
     "report": _cmd_report,
     "export": _cmd_export,

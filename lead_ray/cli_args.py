@@ -102,6 +102,16 @@ def _add_selection_commands(sub) -> None:
         "--model", metavar="DIR", help="evaluate this HF folder (or LoRA adapter) instead of the run's checkpoint"
     )
     p.add_argument("--out", "-o", metavar="FILE", help="results file (default: RUN_DIR/eval.json)")
+
+    p = sub.add_parser(
+        "eval-data",
+        help="fetch the eval sets (GSM8K, MMLU, self-instruct) from the Hugging Face Hub into eval.data_dir's layout",
+        description="Downloads openai/gsm8k, cais/mmlu and yizhongw/self_instruct (human_eval) with `datasets` and "
+        "writes them as DIR/gsm8k/test.jsonl, DIR/mmlu/<split>/*.csv and "
+        "DIR/self_instruct_user_oriented/user_oriented_instructions.jsonl; then set eval.data_dir=DIR. Without "
+        "the Hub, names each set it could not fetch and where its files go.",
+    )
+    p.add_argument("--out", "-o", metavar="DIR", required=True, help="folder to write (eval.data_dir)")
     _work_dir_arg(p)
     _config_args(p)
 

@@ -150,7 +150,9 @@ class EvalConfig:
     )
     data_dir: str = setting(
         "../shared/data/eval",
-        "Folder holding gsm8k/, self_instruct_user_oriented/ and mmlu/ (relative paths: from the current folder).",
+        "Folder holding gsm8k/, self_instruct_user_oriented/ and mmlu/ (relative paths: from the current folder); "
+        "`lead-ray eval-data --out DIR` fetches them from the Hugging Face Hub. The default is the development "
+        "machine's copy.",
     )
     max_samples: int = setting(500, "Most samples per eval set (the first in file order); 0 = all.", ge=0)
     set_sizes: dict[str, int] = setting(
