@@ -69,14 +69,14 @@ def anchor_scores(variant: Path, cfg) -> pa.Table:
         return pq.read_table(cached)
     import torch
 
-    from lead_ray.models.load import load_model
+    from lead_ray.models.load import load_model_or_adapter
     from lead_ray.models.loss import score_encoded
     from lead_ray.models.template import encode_conversation
 
     pool = pq.read_table(variant / "clustered" / "pool", columns=["id", "messages"])
     log(f"{variant.name}: the anchor model's pass over {pool.num_rows} pool rows")
     torch.set_num_threads(2)
-    model, tok = load_model(variant / "models" / "anchor", cfg.model)
+    model, tok = load_model_or_adapter(variant / "models" / "anchor", variant / "models" / "base", cfg.model, "cpu")
     encoded = [encode_conversation(tok, m, cfg.model.max_length) for m in pool["messages"].to_pylist()]
     loss, _, content = score_encoded(
         model.eval(), encoded, tok.pad_token_id, cfg.score.batch_tokens, cfg.score.max_batch_size, tok.eos_token_id

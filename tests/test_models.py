@@ -212,3 +212,48 @@ def test_models_load_without_hub_kernels(tmp_path):
     model, _ = load_model(materialize_model(cfg.model, tmp_path / "base", seed=0), cfg.model)
     assert model.use_kernels is False
     assert WORKER_ENV["USE_HUB_KERNELS"] == os.environ.get("USE_HUB_KERNELS", "NO")
+
+
+def _adapter(base, cfg, folder, seed: int, scale: float = 0.3):
+    """A LoRA adapter on `base` with random updates (moving the tiny model's losses by ~0.3), saved alone."""
+    from lead_ray.models.load import apply_lora
+
+    model, tok = load_model(base, cfg.model)
+    model = apply_lora(model, cfg.train.lora)
+    g = torch.Generator().manual_seed(seed)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            p.data = torch.randn(p.shape, generator=g) * scale
+    model.save_pretrained(folder)
+    return model.eval(), tok
+
+
+def test_scoring_keeps_lora_adapters_unmerged_on_one_copy_of_the_base_model(tmp_path):
+    """A bf16 scorer: the warm-up and anchor adapters stay float32 branches on the one bf16 base model (a merge into
+    bf16 weights rounds small updates away, and two merged models would hold the base twice); the base pass has no
+    adapter in it, and each adapter's losses are its float32 model's within bf16 noise."""
+    from lead_ray.models.load import ScoringModels
+
+    cfg = load_config(None, ["model.max_length=256", "train.lora.enabled=true"])
+    base = materialize_model(cfg.model, tmp_path / "base", seed=0)
+    warm, tok = _adapter(base, cfg, tmp_path / "warm", 1)
+    anchor, _ = _adapter(base, cfg, tmp_path / "anchor", 2)
+    encoded = [encode_conversation(tok, CHAT[1 : 3 + 2 * (i % 2)], 256) for i in range(8)]
+
+    def losses(model):
+        return score_encoded(model, encoded, tok.pad_token_id, 16384, 64).loss
+
+    bf16 = load_config(None, ["model.max_length=256", "model.dtype=bfloat16"]).model
+    scoring = ScoringModels(base, bf16, "cpu", warmup=tmp_path / "warm", anchor=tmp_path / "anchor", other=None)
+    assert scoring.has("warmup") and scoring.has("anchor") and not scoring.has("other")
+    with scoring.use(None) as model:
+        plain = losses(model)
+    assert np.array_equal(plain, losses(load_model(base, bf16)[0].eval()))  # adapters off
+    for name, reference in (("warmup", warm), ("anchor", anchor)):
+        with scoring.use(name) as model:
+            got = losses(model)
+        assert np.abs(got - losses(reference)).max() < 0.005 < 0.05 < np.abs(got - plain).max(), name
+    dtypes = {("lora_" in n, p.dtype) for n, p in scoring.peft.named_parameters()}
+    assert dtypes == {(True, torch.float32), (False, torch.bfloat16)}
+    weights = {p.data_ptr() for p in scoring.peft.parameters()} | {p.data_ptr() for p in scoring.base.parameters()}
+    assert len(weights) == len(list(scoring.peft.parameters()))  # the base's weights once, inside the PeftModel

@@ -12,7 +12,7 @@ import pytest
 from lead_ray.config import ConfigError, config_from_dict, load_config, to_dict
 from lead_ray.core import bins
 from lead_ray.data.ingest import prepare
-from lead_ray.models.load import load_model
+from lead_ray.models.load import load_model, load_model_or_adapter
 from lead_ray.models.loss import SampleNLL, end_token_nll, score_encoded
 from lead_ray.models.template import encode_conversation
 from lead_ray.offline.cluster import cluster
@@ -308,7 +308,8 @@ def test_cluster_drops_ifd_above_one_and_quantile_arms_are_even(pipeline, tmp_pa
 def test_anchor_stops_when_held_out_nll_stops_falling_keeps_the_best_epoch_and_score_adds_its_loss(pipeline, tmp_path):
     """`lead-ray anchor`: trained until the held-out anchor NLL has not fallen for `patience` epochs (a learning
     rate that makes it diverge stops it early), the best epoch's weights kept (their NLL on the held-out pairs is
-    the best one recorded); then `score` writes its loss per row, and a unit written before the anchor model
+    the best one recorded; a LoRA adapter, scored unmerged on the base model); then `score` writes its loss per
+    row, and a unit written before the anchor model
     existed counts as not done."""
     from lead_ray.offline.anchor import anchor, anchor_split
     from lead_ray.offline.score import _done
@@ -319,7 +320,7 @@ def test_anchor_stops_when_held_out_nll_stops_falling_keeps_the_best_epoch_and_s
         (tmp_path / folder).mkdir(parents=True)
         pq.write_table(rows, tmp_path / folder / "part-0.parquet")
     over = [f"work_dir={tmp_path}", f"anchor.data={tmp_path / 'anchor'}", "score.ifd=false", "score.unit_rows=30"]
-    over += ["anchor.lora.enabled=false", "anchor.lr=3.0", "anchor.max_epochs=6", "anchor.patience=0"]
+    over += ["anchor.lora.enabled=true", "anchor.lr=3.0", "anchor.max_epochs=6", "anchor.patience=0"]
     over += ["anchor.batch_size=4"]
     acfg = config_from_dict(to_dict(cfg), over)
     stats = anchor(acfg)
@@ -327,7 +328,8 @@ def test_anchor_stops_when_held_out_nll_stops_falling_keeps_the_best_epoch_and_s
     history = stats["val_history"]
     assert stats["epochs_run"] == stats["best_epoch"] + 1 < 6, history  # stopped at the first epoch not better
     assert stats["best_val_loss"] == min(history) == history[stats["best_epoch"] - 1] < history[-1]
-    model, tok = load_model(tmp_path / "models" / "anchor", acfg.model)
+    assert (tmp_path / "models" / "anchor" / "adapter_config.json").exists()  # a LoRA adapter, saved unmerged
+    model, tok = load_model_or_adapter(tmp_path / "models" / "anchor", work / "models" / "base", acfg.model, "cpu")
     held_out = rows.filter(pa.array(anchor_split(rows["id"].to_pylist(), acfg.seed, 0.2)))
     enc = [encode_conversation(tok, m, acfg.model.max_length) for m in held_out["messages"].to_pylist()]
     losses = score_encoded(model.eval(), enc, tok.pad_token_id, 4096, 64).loss

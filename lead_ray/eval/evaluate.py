@@ -31,26 +31,13 @@ UNIT_ITEMS = 256  # items per Ray Data unit
 
 
 def load_eval_model(model_dir: str | Path, base_dir: str | Path | None, model_cfg: ModelConfig):
-    """(model, tokenizer) from a full-model folder, or a LoRA adapter folder on top of base_dir, on this
-    process's device. The adapter is merged only into float32 weights: merged into bf16 ones, updates
-    smaller than bf16's resolution would round away, so there it stays a separate (exact) branch."""
-    import torch
+    """(model, tokenizer) of a run's final checkpoint on this process's device, in eval mode; a LoRA adapter's
+    tokenizer from its own folder when it has one (models/load.py: `load_model_or_adapter`)."""
+    from lead_ray.models.load import is_adapter, load_model_or_adapter, load_tokenizer, ray_device
 
-    from lead_ray.models.load import load_model, load_tokenizer, ray_device
-
-    model_dir, device = Path(model_dir), ray_device()
-    if (model_dir / "adapter_config.json").exists():
-        from peft import PeftModel
-
-        if base_dir is None:
-            raise FileNotFoundError(f"{model_dir} is a LoRA adapter; its base model folder is needed")
-        base, _ = load_model(base_dir, model_cfg, device)
-        model = PeftModel.from_pretrained(base, str(model_dir))
-        if base.dtype == torch.float32:
-            model = model.merge_and_unload()
-        has_tok = (model_dir / "tokenizer_config.json").exists()
-        return model.eval(), load_tokenizer(str(model_dir if has_tok else base_dir), model_cfg.trust_remote_code)
-    model, tok = load_model(model_dir, model_cfg, device)
+    model, tok = load_model_or_adapter(model_dir, base_dir, model_cfg, ray_device())
+    if is_adapter(model_dir) and (Path(model_dir) / "tokenizer_config.json").exists():
+        tok = load_tokenizer(str(model_dir), model_cfg.trust_remote_code)
     return model.eval(), tok
 
 

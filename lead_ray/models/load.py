@@ -9,6 +9,7 @@ see identical weights, GGUF's slow de-quantisation happens once, and weights are
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -233,3 +234,69 @@ def apply_lora(model, lora: LoraSettings):
             r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets, task_type="CAUSAL_LM"
         ),
     )
+
+
+def is_adapter(folder: str | Path) -> bool:
+    return (Path(folder) / "adapter_config.json").exists()
+
+
+def is_saved_model(folder: str | Path) -> bool:
+    """A stage's finished model folder: a full model (config.json) or a LoRA adapter."""
+    return (Path(folder) / "config.json").exists() or is_adapter(folder)
+
+
+def load_model_or_adapter(folder: str | Path, base_dir: str | Path | None, model_cfg: ModelConfig, device):
+    """(model, tokenizer) from a full-model folder, or a LoRA adapter folder on top of base_dir. The adapter is
+    merged only into float32 weights: merged into bf16 ones, updates smaller than bf16's resolution would round
+    away, so there it stays a separate (exact) branch."""
+    if not is_adapter(folder):
+        return load_model(folder, model_cfg, device)
+    from peft import PeftModel
+
+    if base_dir is None:
+        raise FileNotFoundError(f"{folder} is a LoRA adapter; its base model folder is needed")
+    base, tok = load_model(base_dir, model_cfg, device)
+    model = PeftModel.from_pretrained(base, str(folder))
+    if base.dtype == torch.float32:
+        model = model.merge_and_unload()
+    return model, tok
+
+
+class ScoringModels:
+    """The base model and the other models scoring reads (the warm-up model, the anchor), each loaded once. A LoRA
+    adapter folder becomes a named adapter on the one base model, never merged (merged into bf16 weights a small
+    update rounds away: about half of a 1e-3 relative one), so two adapters cost one model's memory; a full-model
+    folder (full fine-tuning) is a model of its own. `use(name)` gives the model to score with: None the base."""
+
+    def __init__(self, base_dir: str | Path, model_cfg: ModelConfig, device, **others: str | Path | None):
+        self.base, self.tok = load_model(base_dir, model_cfg, device)
+        self.peft, self.full, self.names = None, {}, []
+        for name, folder in others.items():
+            if folder is None:
+                continue
+            self.names.append(name)
+            if not is_adapter(folder):
+                self.full[name] = load_model(folder, model_cfg, device)[0].eval()
+            elif self.peft is None:
+                from peft import PeftModel
+
+                self.peft = PeftModel.from_pretrained(self.base, str(folder), adapter_name=name)
+            else:
+                self.peft.load_adapter(str(folder), adapter_name=name)
+        (self.peft or self.base).eval()
+
+    def has(self, name: str) -> bool:
+        return name in self.names
+
+    @contextlib.contextmanager
+    def use(self, name: str | None = None):
+        if name in self.full:
+            yield self.full[name]
+        elif name is None and self.peft is not None:
+            with self.peft.disable_adapter():
+                yield self.peft
+        elif name is None:
+            yield self.base
+        else:
+            self.peft.set_adapter(name)
+            yield self.peft

@@ -118,28 +118,27 @@ class UnitScorer:
     ):
         import torch
 
-        from lead_ray.models.load import load_model, ray_device
+        from lead_ray.models.load import ScoringModels, ray_device
 
         torch.set_num_threads(max(1, threads))
         self.model_cfg, self.score_cfg = model_cfg, score_cfg
         self.out_dir = Path(out_dir)
         device = ray_device()  # a GPU when this actor was given one; an error if torch cannot use it
-        self.base, self.tok = load_model(base_dir, self.model_cfg, device)
-        self.warm = load_model(warmup_dir, self.model_cfg, device)[0] if warmup_dir else None
-        self.ref = load_model(anchor_dir, self.model_cfg, device)[0] if anchor_dir else None
-        for m in (self.base, self.warm, self.ref):
-            if m is not None:
-                m.eval()
-        self.embedder = PromptEmbedder(self.score_cfg.embed_max_tokens, device=str(self.base.device))
+        # a LoRA warm-up or anchor model is an unmerged adapter on the one base model (models/load.py)
+        self.models = ScoringModels(base_dir, self.model_cfg, device, warmup=warmup_dir, anchor=anchor_dir)
+        self.tok = self.models.tok
+        self.embedder = PromptEmbedder(self.score_cfg.embed_max_tokens, device=str(self.models.base.device))
 
-    def losses(self, model, encoded, end_id: int | None, progress: UnitProgress, name: str):
+    def losses(self, model: str | None, encoded, end_id: int | None, progress: UnitProgress, name: str):
+        """The per-sample losses of `encoded` under `model` (None: the base model; "warmup", "anchor")."""
         from lead_ray.models.loss import score_encoded
 
         progress.start_pass(name)
         cfg = self.score_cfg
-        return score_encoded(
-            model, encoded, self.tok.pad_token_id, cfg.batch_tokens, cfg.max_batch_size, end_id, progress.advance
-        )
+        with self.models.use(model) as m:
+            return score_encoded(
+                m, encoded, self.tok.pad_token_id, cfg.batch_tokens, cfg.max_batch_size, end_id, progress.advance
+            )
 
     def process(self, file: str, row_group: int, start: int, stop: int, name: str) -> dict:
         from lead_ray.models.loss import end_token_nll
@@ -148,18 +147,18 @@ class UnitScorer:
         t0 = time.perf_counter()
         table = pq.ParquetFile(file).read_row_group(row_group).slice(start, stop - start)
         convs = table["messages"].to_pylist()
-        passes = 2 + 2 * (self.warm is not None) + (self.ref is not None)  # the models' passes and the embedder
+        passes = 2 + 2 * self.models.has("warmup") + self.models.has("anchor")  # the models' passes and the embedder
         progress = UnitProgress(f"score {name}", len(convs), passes)
         L = self.model_cfg.max_length
         full = [encode_conversation(self.tok, c, L) for c in convs]
-        base = self.losses(self.base, full, self.tok.eos_token_id, progress, "base model")
+        base = self.losses(None, full, self.tok.eos_token_id, progress, "base model")
         iu0, n_resp, iu0_content = base
         iu0_end = end_token_nll(full, base, self.tok.eos_token_id)
-        if self.warm is not None:
+        if self.models.has("warmup"):
             cond = [encode_conversation(self.tok, c, L, supervise="last") for c in convs]
             uncond = [encode_answer_only(self.tok, c, L) for c in convs]
-            s_cond, n_cond, _ = self.losses(self.warm, cond, None, progress, "warm-up model, with the prompt")
-            s_uncond = self.losses(self.warm, uncond, None, progress, "warm-up model, answer alone").loss
+            s_cond, n_cond, _ = self.losses("warmup", cond, None, progress, "warm-up model, with the prompt")
+            s_uncond = self.losses("warmup", uncond, None, progress, "warm-up model, answer alone").loss
             answer_whole = np.array([not (e.truncated or u.truncated) for e, u in zip(cond, uncond)])
             ifd_raw = raw_ifd(s_cond, s_uncond, answer_whole & (n_cond > 0))
             ifd = ifd_scores(s_cond, s_uncond, answer_whole & (n_cond > 0))
@@ -181,8 +180,8 @@ class UnitScorer:
             .append_column("trainable", pa.array(trainable))
             .append_column("embedding", pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), EMBED_DIM))
         )
-        if self.ref is not None:
-            ref = self.losses(self.ref, full, self.tok.eos_token_id, progress, "anchor model")
+        if self.models.has("anchor"):
+            ref = self.losses("anchor", full, self.tok.eos_token_id, progress, "anchor model")
             out = out.append_column("anchor_loss", pa.array(ref.loss.astype(np.float32)))
             out = out.append_column("anchor_content", pa.array(ref[2].astype(np.float32)))
         write_parquet_atomic(out, self.out_dir / f"{name}.parquet")
@@ -204,7 +203,7 @@ def score(cfg: Config) -> dict:
     """Score every unit of the prepared pool not yet scored; return and write score_stats.json."""
     import ray
 
-    from lead_ray.models.load import materialize_model
+    from lead_ray.models.load import is_saved_model, materialize_model
     from lead_ray.runtime import plan_actors
 
     t0 = time.perf_counter()
@@ -214,10 +213,10 @@ def score(cfg: Config) -> dict:
     units_dir.mkdir(parents=True, exist_ok=True)
     base = materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)
     warm = cfg.stage_dir("models") / "warmup"
-    if cfg.score.ifd:  # or --set score.ifd=false
+    if cfg.score.ifd and not is_saved_model(warm):  # or --set score.ifd=false
         require(warm / "config.json", None, "warm-up model (score.ifd needs it; or --set score.ifd=false)", "warmup")
     ref = cfg.stage_dir("models") / "anchor"
-    has_anchor = (ref / "config.json").exists()
+    has_anchor = is_saved_model(ref)
     units = plan_units(pool, cfg.score.unit_rows)
     todo = [u for u in units if not _done(units_dir / f"{u['name']}.parquet", has_anchor)]
     plan = plan_actors(cfg.score.use_gpu, cfg.score.actors, ray.cluster_resources(), len(todo))

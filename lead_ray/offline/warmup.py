@@ -7,8 +7,8 @@ The warm-up model is used only to score IFD; online training starts again from t
 * Training: one Ray Train `TorchTrainer` (CPU or GPU workers, DDP), AdamW with weight decay 0, the
   LEAD schedule lr · decay^⌊step/every⌋, gradient accumulation up to warmup.batch_size samples per
   optimizer step, loss = mean of the per-sample IU (the shared loss function). LoRA when enabled;
-  its adapters are merged before saving, so `score` loads a plain HF folder.
-* Output: work_dir/models/warmup (safetensors + tokenizer) and warmup_stats.json.
+  then the adapter alone is saved, unmerged, and `score` applies it to the base model it already holds.
+* Output: work_dir/models/warmup (a full model or a LoRA adapter, safetensors + tokenizer) and warmup_stats.json.
 """
 
 from __future__ import annotations
@@ -162,8 +162,9 @@ class _Epochs:
 
 
 def _report(model, tok, metrics: dict, save: bool) -> None:
-    """Report an epoch; with `save`, the model (a LoRA merged in float32) as the run's checkpoint. Every worker
-    reports equally often: report is a barrier."""
+    """Report an epoch; with `save`, the model as the run's checkpoint: a full model, or a LoRA adapter alone
+    (float32, unmerged: scoring keeps it a separate branch on the base model, where a merge into bf16 weights
+    would round small updates away). Every worker reports equally often: report is a barrier."""
     import ray.train
 
     if not save:
@@ -171,9 +172,7 @@ def _report(model, tok, metrics: dict, save: bool) -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         plain = model.module if hasattr(model, "module") else model
-        if hasattr(plain, "merge_and_unload"):  # merged in float32: a bf16 merge rounds small LoRA updates away
-            plain = plain.float().merge_and_unload()
-        plain.save_pretrained(tmp, safe_serialization=True)
+        plain.save_pretrained(tmp, safe_serialization=True)  # a PeftModel saves its adapter alone
         tok.save_pretrained(tmp)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
