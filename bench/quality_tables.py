@@ -2,17 +2,12 @@
 
 python bench/quality_tables.py bench/results/quality.json
 python bench/quality_tables.py --switches bench/results/quality.json bench/results/quality_noisy.json
-python bench/quality_tables.py --docs docs/BENCHMARKS.md [--check]
+python bench/quality_tables.py --docs docs/BENCHMARKS.md [--check]   (and README.md)
 
-`--docs` rewrites every block of the file that sits between a marker and its end,
-
-    <!-- quality_tables KIND RESULT.json [RESULT.json] -->
-    ...
-    <!-- /quality_tables -->
-
-with the table KIND (methods, paired, corrupt, profile, primary, screen, switches, or a declared confirmation: gate,
-total-choice) made from the result files named (paths from the repository root); `--check` only says which blocks
-are out of date (exit 1), as the tests do.
+`--docs` rewrites every block between `<!-- quality_tables KIND RESULT.json ... -->` and `<!-- /quality_tables -->`
+with the table KIND (methods, paired, corrupt, profile, primary, screen; over several files: switches, glance,
+decision, or a declared confirmation: gate, total-choice) made from the result files named (paths from the
+repository root); `--check` only says which blocks are out of date (exit 1), as the tests do.
 """
 
 from __future__ import annotations
@@ -26,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # bench.quality_result's comparison names, when run as a script
 
+from bench.decision_table import decision_table  # noqa: E402
 from bench.glance_table import glance_table  # noqa: E402
 
 BLOCK = re.compile(r"(<!-- quality_tables (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /quality_tables -->)", re.S)
@@ -344,19 +340,17 @@ def _screen_set(result: dict, one: str, other: str, key: str) -> str:
 
 
 def block_table(spec: str) -> str:
-    """The table a marker asks for: 'KIND RESULT.json [RESULT.json]'."""
+    """The table a marker asks for: 'KIND RESULT.json ...'."""
     kind, *files = spec.split()
     results = [json.loads((ROOT / f).read_text()) for f in files]
-    if kind == "switches":
-        return switch_table(*results)
-    if kind == "glance":
-        return glance_table(*results)
-    if kind in DECLARED:
-        return confirmation_table(DECLARED[kind], *results)
+    several = {"switches": switch_table, "glance": glance_table, "decision": decision_table}
+    several |= {name: lambda *r, d=declared: confirmation_table(d, *r) for name, declared in DECLARED.items()}
+    if kind in several:
+        return several[kind](*results)
     tables = {"methods": methods_table, "paired": paired_table, "corrupt": corrupt_table, "profile": profile_table}
     tables |= {"primary": primary_table, "screen": screen_table}
     if kind not in tables or len(results) != 1:
-        raise SystemExit(f"quality_tables: bad marker {spec!r} (kinds: {', '.join([*tables, 'switches', *DECLARED])})")
+        raise SystemExit(f"quality_tables: bad marker {spec!r} (kinds: {', '.join([*tables, *several])})")
     return tables[kind](results[0])
 
 

@@ -5,6 +5,7 @@ import json
 
 import pyarrow as pa
 
+from bench.decision_table import CLEAN_SETS, decision_table
 from bench.quality import stratified_slice
 
 
@@ -62,3 +63,45 @@ def test_keys_added_since_the_cached_pools_leave_their_setup_key_alone_at_the_ol
     assert {k: now[k] for k in ("warmup", "cluster")} == {k: stored[k] for k in ("warmup", "cluster")}
     changed = to_dict(load_config(ROOT / regime.config, overrides(regime, ROOT, ["cluster.end_z_above=3.5"])))
     assert _without_no_effect(changed)["cluster"]["end_z_above"] == 3.5
+
+
+def _pool(rate: float, rate_hi: float, primary: float, better: str, worse_set: str | None = None, seeds: int = 5):
+    """A result file holding one design (trim) as the decision reads it."""
+    method = "lead+quantile+trim"
+    sets = {k: {"mean": 0.01, "ci": [-0.02, 0.04], "better": "none", "seeds": seeds} for k in CLEAN_SETS}
+    if worse_set:
+        sets[worse_set] = {"mean": 0.08, "ci": [0.03, 0.12], "better": "lead+quantile", "seeds": seeds}
+    p = {"mean": primary, "ci": [primary - 0.02, primary + 0.02], "better": better, "seeds": seeds}
+    return {
+        "corrupt_pick_rate_ci": {
+            method: {"mean": rate, "ci": [rate - 0.02, rate_hi], "seeds": seeds},
+            "random": {"mean": 0.15, "ci": [0.11, 0.19], "seeds": seeds},
+        },
+        "paired": {"trim_vs_default": sets, "trim_vs_random_x2": {"primary": p}},
+    }
+
+
+def _row(table: str, method: str = "lead+quantile+trim") -> list[str]:
+    return [c.strip() for c in next(x for x in table.splitlines() if x.startswith(f"| {method} |")).split("|")[2:-1]]
+
+
+def test_the_decision_rule_is_applied_by_code_goal_by_goal():
+    """Issue 33's declared rule: yes only when all three goals hold on 5 seeds; one measured failure is no; too
+    few seeds, or a pool not run, leaves it open."""
+    good = _pool(0.06, 0.09, -0.07, "lead+quantile+trim")
+    row = _row(decision_table(good, good, good))
+    assert [c.rsplit(": ", 1)[1] for c in row[:-1]] == ["yes"] * 6 and row[-1] == "yes"
+    assert row[0] == "6.0% [4.0, 9.0] vs 15.0%: yes"
+    too_many = _pool(0.09, 0.12, -0.07, "lead+quantile+trim")  # above half of random's 15%
+    assert _row(decision_table(good, too_many, good))[0].endswith("**no**")
+    worse = _pool(0.06, 0.09, -0.07, "lead+quantile+trim", worse_set="mmlu_choice_nll")
+    row = _row(decision_table(good, good, worse))
+    assert row[2] == "worse: mmlu_choice_nll on the fresh planting (+0.080): **no**" and row[-1] == "**no**"
+    no_difference = _pool(0.06, 0.09, -0.01, "none")
+    assert _row(decision_table(no_difference, good, good))[3].endswith("**no**")
+    three_seeds = _pool(0.06, 0.09, -0.07, "lead+quantile+trim", seeds=3)
+    row = _row(decision_table(good, three_seeds, good))
+    assert row[0] == "6.0% [4.0, 9.0] vs 15.0% (3 seeds): open" and row[-1] == "open"
+    assert _row(decision_table(good, good, good), "lead+quantile+end-z") == ["not run: open"] * 2 + [
+        "none worse so far: open"
+    ] + ["not run: open"] * 3 + ["open"]
