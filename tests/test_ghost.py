@@ -135,3 +135,22 @@ def test_update_delta_predicts_the_loss_change_an_adam_step_makes(tmp_path):
     np.testing.assert_allclose(predicted, actual, rtol=0.05, atol=1e-6)
     paper = sample_delta(lr, ghost_products(g_mean))
     assert np.abs(paper).max() < 0.01 * np.abs(actual).min(), (paper, actual)
+
+
+@pytest.mark.parametrize("delta,per_sample", [("round", False), ("update", False), ("sample", True)])
+def test_the_stored_direction_is_bounded_unless_per_sample_products_need_it_whole(tmp_path, delta, per_sample):
+    """Full fine-tuning's last layer is the direction: longer than `selection.direction_dims`, what rank 0 sends
+    the BanditActor is its sketch (the actor keeps one per arm and the previous one, so its memory is bounded by
+    (arms + 1) · dims floats); per-sample ΔL̂′ reads the whole direction on every worker, so it stays whole."""
+    from lead_ray.online.direction import RoundDirection
+
+    model, tok, encoded = small_model(tmp_path, lora=False)
+    names = list(direction_params(model, "last_layer"))
+    rounds = RoundDirection(model, names, delta, per_sample, rank=0, accum=1, sketch_dims=512)
+    size = sum(p.numel() for p in rounds.params.values())  # per-sample: the linear weights among them
+    assert size > 512
+    rounds.begin_round(None, "cpu")
+    masked_mean(sample_losses(model, collate(encoded, tok.pad_token_id)).loss).backward()
+    rounds.before_step()
+    direction, _ = rounds.finish_round()
+    assert direction.shape == ((size,) if per_sample else (512,))

@@ -122,6 +122,14 @@ class SelectionConfig:
         "all trainable.",
         choices=("last_layer", "all"),
     )
+    direction_dims: int = setting(
+        1_048_576,
+        "A round's direction longer than this is stored as a count sketch of this many numbers (full fine-tuning of "
+        "a large model: the last layer is hundreds of MB): ΔL̂′ needs only its norms and inner products, which the "
+        "sketch keeps in expectation (a norm's relative spread ≈ √(2/dims)). 0 = always the full vector. Per-sample "
+        "ΔL̂′ (delta: sample or update) needs the full vector and ignores this.",
+        ge=0,
+    )
     store_shards: int = setting(1, "UtilityStore actors, each holding one index range of the pool.", ge=1)
 
 

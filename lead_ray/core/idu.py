@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 EPS = 1e-12
+SKETCH_SEED, SKETCH_BLOCK = 0x5EED, 1 << 22  # the sketch's signs, and how many coordinates it reads at a time
 
 
 def idu_update(u_prev: np.ndarray, loss: np.ndarray, delta: float, b: float) -> np.ndarray:
@@ -68,6 +69,23 @@ def predict_delta(eta: float, g_k: np.ndarray | None, g_p: np.ndarray | None) ->
     cos_phi = float(np.clip(cos_phi, -1.0, 1.0))
     beta = optimal_beta(d_k, d_p, cos_phi)
     return DeltaEstimate(-eta * mixed_sq_norm(beta, d_k, d_p, cos_phi), beta, cos_phi, d_k, d_p)
+
+
+def sketch(vector: np.ndarray, dims: int) -> np.ndarray:
+    """A sketch of `vector` in `dims` numbers: coordinate i, times a pseudo-random sign s(i), is added to bucket
+    i mod dims. The signs are fixed by (dims, i), so every round's direction is sketched alike and the sketch of a
+    sum is the sum of the sketches; inner products and norms are kept in expectation (E⟨Sa, Sb⟩ = ⟨a, b⟩, a norm's
+    relative spread about √(2/dims)). Read in blocks: the extra memory is a block's, not the vector's."""
+    v = np.asarray(vector, np.float32).ravel()
+    chunk = max(1, SKETCH_BLOCK // dims) * dims
+    out = np.zeros(dims, np.float64)
+    for c, start in enumerate(range(0, v.size, chunk)):
+        part = v[start : start + chunk]
+        signs = np.random.default_rng([SKETCH_SEED, dims, c]).integers(0, 2, part.size, dtype=np.int8)
+        signed = np.where(signs == 1, part, -part)
+        signed = np.concatenate([signed, np.zeros((-part.size) % dims, np.float32)])
+        out += signed.reshape(-1, dims).sum(0, dtype=np.float64)
+    return out.astype(np.float32)
 
 
 def predicted_direction(g_k: np.ndarray | None, g_p: np.ndarray | None, beta: float) -> np.ndarray | None:

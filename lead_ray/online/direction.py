@@ -6,6 +6,8 @@ the round moved them in, which the BanditActor stores for the arm it pulled:
   update           g = the change the round made to the parameters' values.
 With `selection.delta: sample | update`, every micro-batch's backward pass also yields each sample's inner
 product with the arm's stored direction (models/ghost.py), from which the sample's own ΔL̂′ is computed.
+Otherwise a direction longer than `selection.direction_dims` is sent as its count sketch (core/idu.py): the
+round-level ΔL̂′ reads only norms and inner products, and the actor's memory stays bounded.
 """
 
 from __future__ import annotations
@@ -33,12 +35,15 @@ class RoundDirection:
     """One worker's direction bookkeeping: the parameters, the ghost products (per-sample ΔL̂′ only) and,
     on rank 0, the running measurement of the current round's direction."""
 
-    def __init__(self, plain_model, names: list[str], delta: str, per_sample: bool, rank: int, accum: int):
+    def __init__(
+        self, plain_model, names: list[str], delta: str, per_sample: bool, rank: int, accum: int, sketch_dims: int = 0
+    ):
         from lead_ray.models.ghost import GhostProducts, linear_params
 
         params = dict(plain_model.named_parameters())
         self.params = {n: params[n] for n in names}
         self.delta, self.rank, self.accum = delta, rank, accum
+        self.sketch_dims = 0 if per_sample else sketch_dims  # the ghost products need the full direction
         self.ghost = None
         if per_sample:
             self.params = linear_params(plain_model, self.params)  # the same set for g and every g(x)
@@ -77,6 +82,10 @@ class RoundDirection:
         direction = (self.grad_sum / self.steps).cpu().numpy() if self.grad_sum is not None else None
         if self.start is not None:  # `update`: the round's direction is the change it made (rank 0)
             direction = (self._values() - self.start).cpu().numpy()
+        if direction is not None and 0 < self.sketch_dims < direction.size:
+            from lead_ray.core.idu import sketch
+
+            direction = sketch(direction, self.sketch_dims)  # what the BanditActor stores, bounded
         return direction, (self.ghost.seconds - self.ghost_s0 if self.ghost is not None else 0.0)
 
     def _values(self):

@@ -142,7 +142,9 @@ class RoundLoop:
         self.plain = self.model.module if hasattr(self.model, "module") else self.model  # without DDP
         sel = self.selection
         per_sample = self.switches.delta in PER_SAMPLE and sel.method == "lead" and sel.use_delta
-        self.direction = RoundDirection(self.plain, names, self.switches.delta, per_sample, self.rank, self.accum)
+        self.direction = RoundDirection(
+            self.plain, names, self.switches.delta, per_sample, self.rank, self.accum, sel.direction_dims
+        )
 
     def _setup_round_inputs(self) -> None:
         from lead_ray.core.baselines import round_slices
