@@ -36,7 +36,7 @@ lint: setup   # ruff: the rules and the 120-column format in pyproject.toml
 	$(VENV)/bin/ruff format --check .
 
 bench: setup
-	$(PY) bench/ingest.py
+	$(PY) bench/micro/ingest.py
 
 docs: setup   # regenerate docs/CONFIG.md from lead_ray/config/
 	{ printf '# Configuration reference\n\nGenerated from `lead_ray/config/` by `make docs` (a test checks it is current).\nEvery key can be set in a YAML file (`--config FILE`) and overridden with `--set key=value`.\n\n'; \

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench.corrupt import CORRUPT_COLUMN, plant, plant_pool
+from bench.quality.corrupt import CORRUPT_COLUMN, plant, plant_pool
 
 
 def pool(n=300):

@@ -2,7 +2,7 @@
 
 import re
 
-from bench.quality_tables import ROOT, update_docs
+from bench.quality.tables import ROOT, update_docs
 
 README = ROOT / "README.md"
 
@@ -22,7 +22,7 @@ def test_the_readmes_results_table_is_the_committed_results_and_a_stale_copy_fai
     text = README.read_text()
     assert text.count("<!-- quality_tables glance ") == 1
     regenerated, stale = update_docs(text)
-    assert stale == [] and regenerated == text, f"run: python bench/quality_tables.py --docs README.md ({stale})"
+    assert stale == [] and regenerated == text, f"run: python bench/quality/tables.py --docs README.md ({stale})"
     row = next(line for line in text.splitlines() if line.startswith("| clean pool | random |"))
     number = re.search(r"[+-]\d\.\d{3}", row).group()
     stale_copy = text.replace(row, row.replace(number, f"{float(number) + 0.001:+.3f}", 1))

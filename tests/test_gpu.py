@@ -1,5 +1,5 @@
 """GPU checks: run only with `pytest -m gpu` on a host with a CUDA GPU (the default suite hides GPUs).
-bench/gpu_smoke.py runs them as part of its GPU smoke test."""
+bench/gpu/smoke.py runs them as part of its GPU smoke test."""
 
 import pytest
 import torch

@@ -65,3 +65,50 @@ def test_the_check_finds_an_upward_import(tmp_path):
     fake.write_text("from lead_ray.report import report\nimport lead_ray.core.bandit\n")
     assert imports(fake) == {"lead_ray.report", "lead_ray.core.bandit"}
     assert LAYERS[unit("lead_ray.report")] > LAYERS["online"]  # what online/run.py used to do
+
+
+BENCH = PACKAGE.parent / "bench"
+BENCH_PACKAGES = {"quality", "scale", "micro", "gpu"}
+
+
+def bench_imports(path: Path) -> set[str]:
+    """The bench modules a file imports, at its top or inside a function (a lazy import is still a cycle)."""
+    tree = ast.parse(path.read_text())
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}
+    return {m for m in names if m.startswith("bench.")}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every import cycle's modules (a depth-first search; each cycle found once per entry point)."""
+    found, state = [], {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                found.append(trail[trail.index(nxt) :] + [nxt])
+            elif nxt not in state:
+                visit(nxt, [*trail, nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return found
+
+
+def test_bench_is_packages_by_purpose_without_import_cycles_and_lead_ray_never_imports_it():
+    modules = {".".join(p.relative_to(BENCH.parent).with_suffix("").parts): p for p in BENCH.rglob("*.py")}
+    modules = {m: p for m, p in modules.items() if "work" not in p.relative_to(BENCH).parts}
+    top = {p.name for p in BENCH.glob("*.py")} - {"__init__.py"}
+    assert not top, f"bench/ holds packages by purpose, not loose scripts: {sorted(top)}"
+    assert {p.name for p in BENCH.iterdir() if (p / "__init__.py").exists()} == BENCH_PACKAGES
+    graph = {m: {i for i in bench_imports(p) if i in modules} for m, p in modules.items()}
+    assert not cycles(graph), cycles(graph)
+    assert not [p for p in PACKAGE.rglob("*.py") if bench_imports(p)], "lead_ray imports bench"
+
+
+def test_the_cycle_check_finds_a_lazy_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []

@@ -1,4 +1,5 @@
-"""MMLU choice_nll for stored benchmark runs: bench/mmlu_format.py's split and bench/mmlu_rescore.py's re-scoring."""
+"""MMLU choice_nll for stored benchmark runs: bench/quality/mmlu_format.py's split and mmlu_rescore.py's
+re-scoring."""
 
 
 def test_mmlu_format_splits_the_nll_and_refuses_a_model_that_is_not_the_runs(tmp_path):
@@ -7,8 +8,8 @@ def test_mmlu_format_splits_the_nll_and_refuses_a_model_that_is_not_the_runs(tmp
 
     import pytest
 
-    from bench.mmlu_format import parts, summary
-    from bench.mmlu_rescore import reproduced
+    from bench.quality.mmlu_format import parts, summary
+    from bench.quality.mmlu_rescore import reproduced
 
     stored = {"mmlu": {"nll": [1.0, 2.0, 3.0]}}
     (tmp_path / "eval_items.json").write_text(json.dumps(stored))
@@ -42,8 +43,8 @@ def test_a_run_evaluated_before_choice_nll_takes_it_from_its_rescoring_or_goes_w
 
     import pytest
 
-    from bench.mmlu_rescore import RESCORED, run_mmlu
-    from bench.quality_stats import item_scores, paired, summarise_methods
+    from bench.quality.mmlu_rescore import RESCORED, run_mmlu
+    from bench.quality.stats import item_scores, paired, summarise_methods
 
     old, new, base = tmp_path / "runs" / "a-s42", tmp_path / "runs" / "b-s42", tmp_path / "base"
     _stored_run(old, {"nll": [2.0, 3.0], "correct": [1, 0]})
@@ -75,8 +76,8 @@ def test_a_model_trained_again_is_reused_only_for_a_run_that_trains_the_same(tmp
     import pytest
     import yaml
 
-    from bench.mmlu_rescore import model_of
-    from bench.quality_regimes import ROOT
+    from bench.quality.mmlu_rescore import model_of
+    from bench.quality.regimes import ROOT
     from lead_ray.config import load_config, to_dict
 
     def save_config(cfg, path):

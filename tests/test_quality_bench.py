@@ -1,10 +1,10 @@
-"""bench/quality.py's pure parts: the stratified slice covers every source; picks counted by source group."""
+"""bench/quality/run.py's pure parts: the stratified slice covers every source; picks counted by source group."""
 
 import json
 
 import pyarrow as pa
 
-from bench.quality import stratified_slice
+from bench.quality.pool_slice import stratified_slice
 
 
 def test_stratified_slice_gives_every_source_its_share():
@@ -22,7 +22,7 @@ def test_stratified_slice_gives_every_source_its_share():
 def test_source_mix_pools_each_methods_picks_over_its_seeds(tmp_path):
     import pyarrow.parquet as pq
 
-    from bench.quality_stats import source_mix
+    from bench.quality.stats import source_mix
 
     picks = {
         ("lead", 1): ["gsm8k/train.jsonl"] * 3 + ["t0_train_50k/task_1.jsonl"],
@@ -43,7 +43,7 @@ def test_source_mix_pools_each_methods_picks_over_its_seeds(tmp_path):
 def test_pick_profile_counts_trained_tokens_with_revisits(tmp_path):
     import pyarrow.parquet as pq
 
-    from bench.quality_stats import pick_profile
+    from bench.quality.stats import pick_profile
 
     pool = tmp_path / "pool.parquet"
     pq.write_table(pa.table({"n_response_tokens": [2, 4, 6, 8, 100]}), pool)
@@ -61,7 +61,7 @@ def test_pick_profile_counts_trained_tokens_with_revisits(tmp_path):
 
 
 def test_switch_table_marks_who_wins_and_shows_missing_pools():
-    from bench.quality_tables import switch_table
+    from bench.quality.tables import switch_table
 
     def entry(mean, lo, hi, better):
         return {"vs": "lead", "mean": mean, "ci": [lo, hi], "seeds": 3, "better": better}
@@ -95,7 +95,7 @@ def test_the_gate_confirmation_applies_the_declared_rule():
     """Every declared test is a row; one failing test fails the verdict, a test not measured leaves it open."""
     import copy
 
-    from bench.quality_tables import DECLARED, confirmation_table
+    from bench.quality.tables import DECLARED, confirmation_table
 
     def gate_table(planted, fresh):
         return confirmation_table(DECLARED["gate"], planted, fresh)
@@ -137,7 +137,7 @@ def test_a_confirmation_against_random_needs_half_its_share_and_an_interval_belo
     """`total-choice` as declared: planted picks at most half of random's with the intervals apart, and not
     worse than the default on five NLLs over two pools; a share under half whose interval reaches random's
     interval fails, as does one NLL worse."""
-    from bench.quality_tables import DECLARED, confirmation_table
+    from bench.quality.tables import DECLARED, confirmation_table
 
     total, default, none = "lead+quantile+total", "lead+quantile", "none"
     declared = DECLARED["total-choice"]
@@ -161,15 +161,15 @@ def test_a_confirmation_against_random_needs_half_its_share_and_an_interval_belo
 
 
 def test_the_benchmark_docs_tables_are_the_committed_results():
-    """Every marked table of docs/BENCHMARKS.md is what bench/quality_tables.py makes from the result files it
+    """Every marked table of docs/BENCHMARKS.md is what bench/quality/tables.py makes from the result files it
     names (a result rewritten without the docs fails here), and a changed number is found."""
-    from bench.quality_tables import ROOT, update_docs
+    from bench.quality.tables import ROOT, update_docs
 
     text = (ROOT / "docs" / "BENCHMARKS.md").read_text()
     assert text.count("<!-- quality_tables ") >= 8
     regenerated, stale = update_docs(text)
     assert stale == [] and regenerated == text, (
-        f"run: python bench/quality_tables.py --docs docs/BENCHMARKS.md ({stale})"
+        f"run: python bench/quality/tables.py --docs docs/BENCHMARKS.md ({stale})"
     )
     cell = next(line for line in text.splitlines() if line.startswith("| random | 42,43,44 |"))
     _, stale = update_docs(text.replace(cell, cell.replace("|", "| 9.999 |", 1), 1))
@@ -178,7 +178,7 @@ def test_the_benchmark_docs_tables_are_the_committed_results():
 
 def test_every_regime_and_method_resolves_to_a_valid_config(tmp_path):
     """The gpu regime has never run on this machine: at least every run it would start must load."""
-    from bench.quality_regimes import REGIMES, ROOT, method_settings, overrides
+    from bench.quality.regimes import REGIMES, ROOT, method_settings, overrides
     from lead_ray.config import load_config
     from lead_ray.presets import switches
 
@@ -196,7 +196,7 @@ def test_every_regime_and_method_resolves_to_a_valid_config(tmp_path):
 def test_lead_is_the_paper_and_the_default_method_is_lead_rays_default(tmp_path):
     """The benchmark's names stay true when the default preset changes: `lead` runs the paper's switches,
     DEFAULT_METHOD the switches a config that sets no preset resolves to (and the setup clusters as the paper)."""
-    from bench.quality_regimes import DEFAULT_METHOD, METHOD_ALIASES, REGIMES, ROOT, method_settings, overrides
+    from bench.quality.regimes import DEFAULT_METHOD, METHOD_ALIASES, REGIMES, ROOT, method_settings, overrides
     from lead_ray.config import load_config
     from lead_ray.presets import PRESETS, switches
 
@@ -221,8 +221,8 @@ def test_fresh_eval_scores_the_items_after_the_reported_ones_and_checks_the_pick
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from bench.quality_regimes import REGIMES, ROOT, fresh_eval_overrides, overrides
-    from bench.quality_stats import same_picks
+    from bench.quality.regimes import REGIMES, ROOT, fresh_eval_overrides, overrides
+    from bench.quality.stats import same_picks
     from lead_ray.config import load_config
 
     cpu = REGIMES["cpu"]
@@ -245,7 +245,7 @@ def test_fresh_eval_scores_the_items_after_the_reported_ones_and_checks_the_pick
 
 def test_machine_seconds_adds_setup_and_every_finished_run(tmp_path):
 
-    from bench.quality_result import machine_seconds
+    from bench.quality.result import machine_seconds
 
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "warmup_stats.json").write_text(json.dumps({"seconds": 300.0}))
@@ -267,7 +267,7 @@ def test_machine_seconds_adds_setup_and_every_finished_run(tmp_path):
 
 def test_run_environments_group_runs_by_the_versions_they_trained_under(tmp_path):
 
-    from bench.quality_result import run_environments
+    from bench.quality.result import run_environments
 
     runs = {}
     for name, env in (("lead-s42", {"torch": "2.13.0"}), ("lead-s43", {"torch": "2.12.0"}), ("random-s42", None)):
@@ -282,14 +282,14 @@ def test_run_environments_group_runs_by_the_versions_they_trained_under(tmp_path
 
 
 def test_a_cached_pool_gains_iu0_content_without_moving_a_row(tmp_path):
-    """bench/quality_content.py: the column from the base model's pass, every other column and the row order
+    """bench/quality/content.py: the column from the base model's pass, every other column and the row order
     kept; a pool whose iu0 the model does not reproduce is refused."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
     import pytest
 
-    from bench.quality_content import CONTENT, add_content_column
+    from bench.quality.content import CONTENT, add_content_column
     from lead_ray.config import load_config
     from lead_ray.data.rows import write_pool_file
     from lead_ray.models.load import load_model, materialize_model
@@ -332,13 +332,13 @@ def test_a_cached_pool_gains_iu0_content_without_moving_a_row(tmp_path):
 
 
 def test_a_gated_clustering_gets_scored_units_with_iu0_end_from_the_cached_pass(tmp_path):
-    """bench/quality_content.py: the scored units a cluster.end_nll_above clustering reads are the variant's,
+    """bench/quality/content.py: the scored units a cluster.end_nll_above clustering reads are the variant's,
     with iu0_end computed from the cached pass as scoring computes it (NaN for a row the pool left out)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from bench.quality_content import END, add_end_column_to_units
+    from bench.quality.content import END, add_end_column_to_units
     from lead_ray.config import load_config
     from lead_ray.data.rows import write_pool_file
     from lead_ray.models.load import load_model, materialize_model
@@ -375,10 +375,10 @@ def test_a_gated_clustering_gets_scored_units_with_iu0_end_from_the_cached_pass(
 
 
 def test_a_key_added_later_keeps_cached_pools_while_it_is_none():
-    """bench/quality.py: the settings a cached pool's setup.json and a cached run's config were recorded with
+    """bench/quality/run.py: the settings a cached pool's setup.json and a cached run's config were recorded with
     lack cluster.end_nll_above; while it is None (what they ran) it is left out of the compared settings, so they
     are reused, and a threshold is compared."""
-    from bench.quality import _without_no_effect
+    from bench.quality.run import _without_no_effect
     from lead_ray.config import load_config, to_dict
 
     assert "end_nll_above" not in _without_no_effect(to_dict(load_config(None)))["cluster"]

@@ -5,12 +5,12 @@ import json
 
 import pyarrow as pa
 
-from bench.decision_table import CLEAN_SETS, decision_table
-from bench.quality import stratified_slice
+from bench.quality.decision import CLEAN_SETS, decision_table
+from bench.quality.pool_slice import stratified_slice
 
 
 def test_the_anchor_comes_from_outside_the_slice_spread_over_sources():
-    from bench.quality_anchor import anchor_rows
+    from bench.quality.anchor import anchor_rows
 
     sources = ["gsm8k/train.jsonl"] * 300 + ["self_instruct/seed_tasks.jsonl"] * 40
     sources += [f"t0_train_50k/task_{i % 20}.jsonl" for i in range(600)]
@@ -26,7 +26,7 @@ def test_the_anchor_comes_from_outside_the_slice_spread_over_sources():
 
 
 def test_the_primary_table_shows_both_intervals_and_what_was_not_measured():
-    from bench.quality_tables import primary_table
+    from bench.quality.tables import primary_table
 
     entry = {
         "mean": -0.05,
@@ -53,7 +53,7 @@ def test_keys_added_since_the_cached_pools_leave_their_setup_key_alone_at_the_ol
     with they are left out, so the cache stays valid; set otherwise they are part of the key."""
     import tarfile
 
-    from bench.quality import REGIMES, ROOT, _without_no_effect, overrides
+    from bench.quality.run import REGIMES, ROOT, _without_no_effect, overrides
     from lead_ray.config import load_config, to_dict
 
     regime = REGIMES["cpu"]

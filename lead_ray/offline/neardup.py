@@ -6,7 +6,7 @@ exact argmin over the P centroids), the way semantic de-duplication is done at s
 one Ray task, which flags each point whose cosine similarity to an *earlier* point (pool order) is at least
 cluster.near_dup_threshold: exactly (blocked matrix products) or with an hnswlib k-NN search
 (cluster.near_dup_search). Pairs that straddle two partitions are
-missed; bench/scale.py measures how many against the single pass. With P = 1 (a pool at or under the
+missed; bench/scale/run.py measures how many against the single pass. With P = 1 (a pool at or under the
 partition size) this is the single pass over all points.
 
 Stages (each a set of Ray tasks over files): partition the scored units → de-duplicate each partition

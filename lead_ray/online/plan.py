@@ -1,4 +1,4 @@
-"""The UtilityStore's side of a bandit round, shared by the training loop and bench/scale.py.
+"""The UtilityStore's side of a bandit round, shared by the training loop and bench/scale/run.py.
 
 Which arms can still give a round, and which samples the drawn arm gives: its stratified top-ρ by
 rank key (ALGORITHM.md §7), cut to the unique budget left with already-used samples kept first.

@@ -1,7 +1,7 @@
 """Is a method's MMLU NLL on the quality benchmark knowledge, or answer format?
 
-    python bench/mmlu_format.py --noisy     # the noisy pool's seed-42 models → bench/results/mmlu_format_noisy.json
-    python bench/mmlu_format.py             # the clean pool's                → bench/results/mmlu_format.json
+    python bench/quality/mmlu_format.py --noisy  # the noisy pool's seed-42 models → results/mmlu_format_noisy.json
+    python bench/quality/mmlu_format.py          # the clean pool's                → results/mmlu_format.json
 
 The benchmark's MMLU NLL is −log p(right letter) right after the prompt. It splits exactly into two parts:
 
@@ -15,7 +15,7 @@ the three parts, per model and paired over items against the default (`lead+quan
 same seed. The runs' models live in their ray_train folders; a packed cache keeps none, so a run whose model is
 gone is trained again from its config.yaml into <variant>/runs-mmlu/<run> (same seed, the same code) and must
 reproduce the stored MMLU NLL of its items (mean and largest per-item difference reported; a mean over 0.02 nats
-apart stops the script). The re-scoring is bench/mmlu_rescore.py's, whose mmlu_rescored.json beside a run (packed
+apart stops the script). The re-scoring is mmlu_rescore.py's, whose mmlu_rescored.json beside a run (packed
 with the cache) spares a later report the training.
 One seed: the intervals cover eval-item noise only.
 """
@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.mmlu_rescore import base_mmlu, run_mmlu  # noqa: E402
-from bench.quality_cache import log  # noqa: E402
+from bench.quality.cache import log  # noqa: E402
+from bench.quality.mmlu_rescore import base_mmlu, run_mmlu  # noqa: E402
 
 RUNS = {
     "noisy": [
@@ -60,7 +60,7 @@ def parts(items: dict) -> dict[str, np.ndarray]:
 
 
 def score_runs(variant: Path, names: list[str]) -> tuple[dict, dict]:
-    """Per run: its MMLU parts per item, and how they were had (bench/mmlu_rescore.py: the run's own evaluation,
+    """Per run: its MMLU parts per item, and how they were had (bench/quality/mmlu_rescore.py: the run's own evaluation,
     its earlier re-scoring, its own model, or the run trained again)."""
     scores, provenance = {}, {}
     for name in names:

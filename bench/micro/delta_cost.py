@@ -1,7 +1,7 @@
 """What per-sample ΔL̂′ costs: training steps with and without the ghost inner products, side by side.
 
-    python bench/delta_cost.py                     # SmolLM2-135M + LoRA (configs/smollm2.yaml) and the tiny preset
-    python bench/delta_cost.py --models tiny       # the tiny preset only (full fine-tuning)
+    python bench/micro/delta_cost.py               # SmolLM2-135M + LoRA (configs/smollm2.yaml) and the tiny preset
+    python bench/micro/delta_cost.py --models tiny       # the tiny preset only (full fine-tuning)
 
 The same micro-batches of pool samples go through forward + backward + optimizer step, alternating between
 `selection.delta: round` (no hooks at work) and `sample` (models/ghost.py: the products against a random
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Developer tool: what lets bench/gpu_smoke.py run on a GPU host that has PyTorch but no package index and
+# Developer tool: what lets bench/gpu/smoke.py run on a GPU host that has PyTorch but no package index and
 # takes at most 64 MiB per transfer (this project's lent H200: Python 3.12, torch 2.11+cu130, transformers
 # 5.17, no Ray). Builds two ignored folders, each under the limit, sent in two calls to the same machine:
 #   .whl/   Ray 2.60 without its Java jars, RLlib, Serve, LLM and dashboard UI (xz, ~24 MB) + the wheels the
@@ -51,7 +51,7 @@ test -d /tmp/site/ray || { echo "NO /tmp/site: a fresh machine, rerun call 1 fir
 mkdir -p /tmp/mini && tar -xJf .mini/minilm16.tar.xz -C /tmp/mini || exit 4
 export PYTHONPATH=/tmp/mini:/tmp/site:$PWD WANDB_MODE=offline
 set -o pipefail
-timeout ${SMOKE_S:-540} python3 bench/gpu_smoke.py --rounds 12 $SMOKE_ARGS 2>&1 | tee $OUT/gpu_smoke.log; echo "smoke rc=$?"
+timeout ${SMOKE_S:-540} python3 bench/gpu/smoke.py --rounds 12 $SMOKE_ARGS 2>&1 | tee $OUT/gpu_smoke.log; echo "smoke rc=$?"
 cp bench/results/gpu_smoke.json $OUT/ 2>/dev/null
 for f in demo run score; do tail -c 400000 bench/work/gpu_smoke/$f.log > $OUT/$f.log 2>/dev/null; done
 cp bench/work/gpu_smoke/run/run_stats.json $OUT/ 2>/dev/null

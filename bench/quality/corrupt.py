@@ -11,7 +11,7 @@ The hidden column `CORRUPT_COLUMN` holds the kind ("" for clean samples). It is 
 analysis only: the run reads a fixed list of columns (online/run.py POOL_COLUMNS) and no module of
 lead_ray names this column (tests/test_corrupt.py checks both).
 
-    python bench/corrupt.py PREPARED_POOL_DIR --fraction 0.15 --seed 0     # rewrites the pool in place
+    python bench/quality/corrupt.py PREPARED_POOL_DIR --fraction 0.15 --seed 0     # rewrites the pool in place
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 CORRUPT_COLUMN = "_planted_corruption"

@@ -1,4 +1,4 @@
-"""bench/quality.py's settings: the regimes, the methods and variants it runs, and each run's overrides.
+"""bench/quality/run.py's settings: the regimes, the methods and variants it runs, and each run's overrides.
 
 Fixed before any result is seen; nothing here is tuned on the eval sets.
 """
@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
 
 BASELINE_VARIANTS = {
@@ -74,7 +74,7 @@ VARIANTS = {
         "cluster.end_z_above=3.5",
         "selection.trim_top=0.15",
     ],
-    # the default ranking by U minus a reference model trained on trusted pairs (bench/quality_anchor.py)
+    # the default ranking by U minus a reference model trained on trusted pairs (bench/quality/anchor.py)
     "lead+quantile+anchor": ["cluster.difficulty_bins=quantile", "selection.utility=learnability"],
 }
 # A preset is run as the variant whose switches it resolves to; tests/test_quality_bench.py fails if they drift apart.

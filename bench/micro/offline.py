@@ -1,6 +1,6 @@
 """Offline-stage benchmark: embedding throughput, IU₀ scoring speed, clustering cost and quality.
 
-    python bench/offline.py [--texts 1536] [--quality-per-class 250] [--sizes 10000,100000,1000000]
+    python bench/micro/offline.py [--texts 1536] [--quality-per-class 250] [--sizes 10000,100000,1000000]
 
 Everything is measured in this one run, on this machine, and written to bench/results/offline.json
 (the last line printed is that JSON):
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
 POOL = SHARED / "data" / "pool"
 SMOLLM = SHARED / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -271,7 +271,8 @@ def bench_clustering_cost(sizes: list[int]) -> list[dict]:
     results = []
     for n in sizes:
         code = (
-            f"import json,sys; sys.path.insert(0, {str(ROOT)!r}); from bench.offline import clustering_cost_child; "
+            f"import json,sys; sys.path.insert(0, {str(ROOT)!r}); "
+            "from bench.micro.offline import clustering_cost_child; "
             f"print(json.dumps(clustering_cost_child({n}, {n <= 100_000})))"
         )
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

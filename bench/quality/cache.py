@@ -1,11 +1,11 @@
-"""bench/quality.py's cache across machines: a variant's setup and finished runs packed into bench/cache/."""
+"""bench/quality/run.py's cache across machines: a variant's setup and finished runs packed into bench/cache/."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def log(msg: str) -> None:
@@ -34,7 +34,7 @@ PACKED = [
     "runs/*/RELABELLED.txt",  # a run renamed after it ran, and why
     "runs/*/bench_environment.json",  # the library versions it trained under
     "clusterings/*/clustered",
-    # selection.utility=learnability (bench/quality_anchor.py): the anchor, how its model trained, its pool scores
+    # selection.utility=learnability (bench/quality/anchor.py): the anchor, how its model trained, its pool scores
     "anchor/pool",
     "models/anchor_stats.json",
     "scored/anchor_scores.parquet",
@@ -44,7 +44,7 @@ PACKED = [
     *(f"runs-fresh/*/{name}" for name in ("config.yaml", "run_stats.json", "bench_seconds.json", "eval.json")),
     *(f"runs-fresh/*/{name}" for name in ("eval_items.json", "selected.parquet", "rounds.parquet")),
     "runs-fresh/*/bench_environment.json",
-    # MMLU choice_nll of runs evaluated before it existed (bench/mmlu_rescore.py): the re-scoring, not its models
+    # MMLU choice_nll of runs evaluated before it existed (quality/mmlu_rescore.py): the re-scoring, not its models
     *(f"{folder}/mmlu_rescored.json" for folder in ("base", "base-fresh", "runs/*", "runs-fresh/*")),
     *(f"runs-mmlu/*/{name}" for name in ("config.yaml", "mmlu.json", "mmlu_items.json")),
     *(f"runs-mmlu/*/{name}" for name in ("mmlu-fresh.json", "mmlu-fresh_items.json")),

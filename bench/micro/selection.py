@@ -1,6 +1,6 @@
 """Selection benchmark: LEAD next to every baseline and ablation, same pool, model, trainer and budgets.
 
-    python bench/selection.py [--rows 4000] [--seeds 42,43,44] [--budgets 0.025,0.05] [--eval-samples 200]
+    python bench/micro/selection.py [--rows 4000] [--seeds 42,43,44] [--budgets 0.025,0.05] [--eval-samples 200]
 
 1. Setup (once, reused by later invocations): `lead-ray prepare` over all of ../shared/data/pool
    (without pool/noncommercial/), a slice of --rows samples drawn by id hash, then warmup, score and
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 

@@ -1,7 +1,7 @@
 """The README's results-at-a-glance table: the default against its controls on the quality benchmark's three
 comparisons (clean pool, noisy pool, unseen clean items), every number read from the result files.
 
-Written into README.md by `python bench/quality_tables.py --docs README.md` (marker kind `glance`).
+Written into README.md by `python bench/quality/tables.py --docs README.md` (marker kind `glance`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Ingest throughput: the whole shared pool through `prepare`, Ray start-up included.
 
-    python bench/ingest.py [INPUT ...] [--scale K]
+    python bench/micro/ingest.py [INPUT ...] [--scale K]
 
 Prints rows/s (wall clock from before `ray.init` to the stats file written) and peak memory: the
 largest sum of RSS over this process and every process it started (raylet, Ray workers), sampled
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psutil
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_INPUT = ROOT.parent / "shared" / "data" / "pool"
 
 

@@ -1,9 +1,9 @@
 """MMLU `choice_nll` for the quality benchmark's runs evaluated before `lead-ray eval` wrote it.
 
-    python bench/mmlu_rescore.py --noisy --plant-seed 1 --runs base,lead+quantile-s42,lead+quantile-s43
-    python bench/mmlu_rescore.py --fresh-eval --runs base,lead+quantile-s43
+    python bench/quality/mmlu_rescore.py --noisy --plant-seed 1 --runs base,lead+quantile-s42,lead+quantile-s43
+    python bench/quality/mmlu_rescore.py --fresh-eval --runs base,lead+quantile-s43
 
-`choice_nll` (the right letter's NLL among the four letters; bench/mmlu_format.py) came after most runs were
+`choice_nll` (the right letter's NLL among the four letters; bench/quality/mmlu_format.py) came after most runs were
 stored. This scores a stored run's MMLU items again with its final model and writes them, with how the model was
 had, beside its eval_items.json as mmlu_rescored.json, which the benchmark's statistics read for a run whose own
 evaluation lacks the field. A packed cache keeps no models, so a run whose model is gone is trained again from its
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.quality_cache import log  # noqa: E402
+from bench.quality.cache import log  # noqa: E402
 from lead_ray.config import config_from_dict, load_config, to_dict  # noqa: E402
 from lead_ray.presets import resolved_dict  # noqa: E402
 

@@ -1,9 +1,9 @@
 """What LEAD saves: `rescore` (score the whole pool with the current model every round) against `lead`
 (utilities read off the training forward pass) at a pool where re-scoring costs what it costs in practice.
 
-    python bench/rescore_scale.py [--rows 24000] [--budget 0.025] [--rounds 12]   → bench/results/rescore_scale.json
+    python bench/scale/rescore.py [--rows 24000] [--budget 0.025] [--rounds 12]   → bench/results/rescore_scale.json
 
-The tiny preset (configs/demo.yaml) on a stratified slice of ../shared/data/pool (bench/quality.py's
+The tiny preset (configs/demo.yaml) on a stratified slice of ../shared/data/pool (bench/quality/run.py's
 setup, cached), one seed, the same budget and rounds for both; both runs happen in this invocation.
 Reported: wall-clock seconds of each run, selection + training seconds (the rounds' own timings), the
 pool forwards each made, and the ratios (goal: rescore / lead ≥ 10 on wall clock).
@@ -17,11 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.quality import setup  # noqa: E402
-from bench.quality_regimes import Regime, overrides  # noqa: E402
+from bench.quality.regimes import Regime, overrides  # noqa: E402
+from bench.quality.run import setup  # noqa: E402
 from lead_ray.config import load_config  # noqa: E402
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench.quality_cache import log
+from bench.quality.cache import log
 
 CONTENT = "iu0_content"
 END = "iu0_end"

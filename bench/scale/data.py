@@ -1,4 +1,4 @@
-"""Synthetic pools for bench/scale.py, made from Arrow buffers (no Python object per row), reproducibly from
+"""Synthetic pools for bench/scale/run.py, made from Arrow buffers (no Python object per row), reproducibly from
 the seed, and cached in bench/work/scale/ by (size, seed, MAKER_VERSION or RUN_MAKER_VERSION)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "bench" / "work" / "scale"
 MAKER_VERSION = 2
 RUN_MAKER_VERSION = 4  # 4: pool files in `lead-ray cluster`'s layout (rows.write_pool_file, 256-row groups)

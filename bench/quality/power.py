@@ -1,6 +1,6 @@
 """How small a difference the quality benchmark can detect: `mde` per eval set and for the primary metric.
 
-    python bench/quality_power.py        # → bench/results/quality_power.json (reads bench/work/quality-cpu)
+    python bench/quality/power.py        # → bench/results/quality_power.json (reads bench/work/quality-cpu)
 
 From the stored runs' per-item paired differences (the default against random and random-x2, every pool
 that has both), each set's spread is split into seed, item and seed×item parts (lead_ray/eval/stats.py,
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.quality_regimes import DEFAULT_METHOD  # noqa: E402
-from bench.quality_stats import PLANNED_SEEDS, PRIMARY_HELDOUT, PRIMARY_SETS, item_scores  # noqa: E402
+from bench.quality.regimes import DEFAULT_METHOD  # noqa: E402
+from bench.quality.stats import PLANNED_SEEDS, PRIMARY_HELDOUT, PRIMARY_SETS, item_scores  # noqa: E402
 from lead_ray.eval.stats import mde, variance_components  # noqa: E402
 
 # (pool folder, runs folder) per pool; MMLU choice_nll on the clean pool exists for the runs-fresh reruns only
@@ -53,8 +53,8 @@ def planted_holdout(variant: Path):
     """The unplanted held-out items of a noisy pool (None on the clean pool)."""
     if not variant.name.startswith("noisy"):
         return None
-    from bench.quality_regimes import REGIMES, overrides
-    from bench.quality_stats import clean_holdout
+    from bench.quality.regimes import REGIMES, overrides
+    from bench.quality.stats import clean_holdout
     from lead_ray.config import load_config
 
     regime = REGIMES["cpu"]

@@ -1,11 +1,11 @@
 """Scale benchmark: the stages that used to hold the whole pool in one process, at growing pool sizes.
 
-    python bench/scale.py [--run-sizes 1000000,3000000,10000000] [--cluster-sizes 300000,1000000,3000000]
+    python bench/scale/run.py [--run-sizes 1000000,3000000,10000000] [--cluster-sizes 300000,1000000,3000000]
                           [--neardup-sizes 100000] [--prepare-copies 26]
 
 Each (stage, size) runs in a fresh subprocess, so its peak RSS (VmHWM) is its own; a sampler thread in
 it polls every process of its Ray session for the largest one. Synthetic pools come from
-bench/scale_data.py (cached by their settings). Results go to bench/results/scale.json, merged per stage and size.
+bench/scale/data.py (cached by their settings). Results go to bench/results/scale.json, merged per stage and size.
 
 run: the driver's work before the first round and per round, with the conversations on disk: index
   (ids and their held-out hashes read, id sort) and selection columns read, both from the pool files'
@@ -14,13 +14,13 @@ run: the driver's work before the first round and per round, with the conversati
   UtilityStore shards and BanditActor started, then ROUNDS bandit rounds of the store side
   (allowed arms, the arm's stratified top-ρ, budget cut, mark used: `select_round_s`) and one worker's
   read of a round's conversations (`read_round_s`). Training itself does not depend on the pool size
-  and is measured by bench/loop.py.
+  and is measured by bench/micro/loop.py.
 neardup: the partitioned near-duplicate search (5 and 20 partitions, exact within each; and 5 searched by
   hnswlib) against the single exact search over the same points: recall = pairs found / pairs the single
   exact search finds.
 cluster: `lead-ray cluster` end to end on synthetic scored units (384-d embeddings with 5% planted near
   copies, IFD, trainable), the default config (its near_dup_partition_rows decides the partitions).
-prepare: bench/ingest.py on K physical copies of the shared pool (its marginal rows/s, driver peak RSS).
+prepare: bench/micro/ingest.py on K physical copies of the shared pool (its marginal rows/s, driver peak RSS).
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESULT = ROOT / "bench" / "results" / "scale.json"
 sys.path.insert(0, str(ROOT))
-from bench.scale_data import make_run_pool, make_scored_units  # noqa: E402
+from bench.scale.data import make_run_pool, make_scored_units  # noqa: E402
 
 ROUNDS = 5
 
@@ -252,7 +252,7 @@ def measure_run(n: int, seed: int) -> dict:
 
 
 def measure_prepare(copies: int, seed: int) -> dict:
-    """`prepare` on `copies` physical copies of the shared pool (bench/ingest.py; its marginal rate)."""
+    """`prepare` on `copies` physical copies of the shared pool (bench/micro/ingest.py; its marginal rate)."""
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "ingest.py"), "--scale", str(copies)],
         capture_output=True,
@@ -261,7 +261,7 @@ def measure_prepare(copies: int, seed: int) -> dict:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     if out.returncode:
-        raise SystemExit(f"bench/ingest.py: exit {out.returncode}\n{out.stderr[-3000:]}")
+        raise SystemExit(f"bench/micro/ingest.py: exit {out.returncode}\n{out.stderr[-3000:]}")
     got = json.loads(out.stdout.strip().splitlines()[-1])
     return {
         "rows": got["scaled"]["rows"],

@@ -1,7 +1,7 @@
 """The quality benchmark's anchor (issue 33, design c): trusted pairs for `selection.utility: learnability`.
 
 The anchor is ANCHOR_ROWS rows of the full prepared pool (../shared/data/pool without noncommercial/; never
-eval/) from outside the variant's slice, spread over the source groups as the slice is (bench/quality.py,
+eval/) from outside the variant's slice, spread over the source groups as the slice is (bench/quality/run.py,
 `stratified_slice`), and never planted: the pairs a user would check by hand. It is written once per variant to
 <variant>/anchor/pool. `lead-ray anchor` trains the reference model on it (<variant>/models/anchor), and its
 losses over the variant's clustered pool (cached pools were scored before the columns existed) are computed once
@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench.quality_cache import log
+from bench.quality.cache import log
 
 ANCHOR_ROWS = 300
 COLUMNS = ("anchor_loss", "anchor_content")
@@ -25,7 +25,7 @@ COLUMNS = ("anchor_loss", "anchor_content")
 
 def anchor_rows(full: pa.Table, taken: set[str], rows: int = ANCHOR_ROWS) -> pa.Table:
     """`rows` rows of the full pool that the slice did not take, spread over source groups like the slice."""
-    from bench.quality import stratified_slice
+    from bench.quality.pool_slice import stratified_slice
 
     outside = full.filter(pa.array([i not in taken for i in full["id"].to_pylist()]))
     return stratified_slice(outside, rows)
@@ -36,13 +36,13 @@ def anchor_folder(variant: Path) -> Path:
 
 
 def make_anchor(variant: Path, full: Path) -> Path:
-    """Write the variant's anchor once (from the full prepared pool, which bench/quality.py's setup made)."""
+    """Write the variant's anchor once (from the full prepared pool, which bench/quality/run.py's setup made)."""
     folder = anchor_folder(variant)
     if (folder / "part-0.parquet").exists():
         return folder
     pool = full / "prepared" / "pool"
     if not pool.exists():
-        sys.exit(f"{pool}: the full prepared pool is missing; run bench/quality.py's setup (a fresh --work) first")
+        sys.exit(f"{pool}: the full prepared pool is missing; run bench/quality/run.py's setup (a fresh --work) first")
     taken = set(pq.read_table(variant / "prepared" / "pool", columns=["id"])["id"].to_pylist())
     table = anchor_rows(pq.read_table(pool), taken)
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""bench/quality.py's result file: every method's scores, the paired comparisons, and what the runs cost."""
+"""bench/quality/run.py's result file: every method's scores, the paired comparisons, and what the runs cost."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.quality_regimes import DEFAULT_METHOD, METHOD_ALIASES, ROOT, VARIANTS, overrides
-from bench.quality_stats import (
+from bench.quality.regimes import DEFAULT_METHOD, METHOD_ALIASES, ROOT, VARIANTS, overrides
+from bench.quality.stats import (
     DOWNSTREAM,
     clean_holdout,
     corrupt_rates,

@@ -1,9 +1,9 @@
 """The scorer's speed and exactness on the real model: what scoring and evaluation cost per token.
 
-    python bench/scorer.py [--samples 256] [--max-length 256]   → bench/results/scorer.json
+    python bench/micro/scorer.py [--samples 256] [--max-length 256]   → bench/results/scorer.json
 
 SmolLM2-135M-Instruct (../shared/models, de-quantised once) scores the same conversations from the
-pool (bench/quality.py's stratified slice) four ways, side by side in this run:
+pool (bench/quality/run.py's stratified slice) four ways, side by side in this run:
   fp32 full          float32, logits at every position (the scorer before response-only logits)
   fp32 response      float32, logits from the first response position on (`logits_to_keep`)
   bf16 autocast      float32 weights, the forward under CPU bf16 autocast, response-only
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 
@@ -33,7 +33,7 @@ def conversations(n: int) -> list:
 
     import pyarrow as pa
 
-    from bench.quality import stratified_slice
+    from bench.quality.pool_slice import stratified_slice
     from lead_ray.data.plan import open_input
 
     rows = []

@@ -1,6 +1,6 @@
 """Online-loop benchmark: bookkeeping share of a round, UtilityStore throughput, top-k at 10M.
 
-    python bench/loop.py [--pool 20000] [--rounds 6] [--topk-n 10000000]
+    python bench/micro/loop.py [--pool 20000] [--rounds 6] [--topk-n 10000000]
 
 Measured in this one run, written to bench/results/loop.json (the last line printed):
 
@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def log(msg: str) -> None:

@@ -1,8 +1,8 @@
-"""Markdown tables of a bench/quality.py result, for docs/BENCHMARKS.md (numbers copied from the JSON, never typed).
+"""Markdown tables of a bench/quality/run.py result, for docs/BENCHMARKS.md (numbers copied from the JSON, never typed).
 
-python bench/quality_tables.py bench/results/quality.json
-python bench/quality_tables.py --switches bench/results/quality.json bench/results/quality_noisy.json
-python bench/quality_tables.py --docs docs/BENCHMARKS.md [--check]   (and README.md)
+python bench/quality/tables.py bench/results/quality.json
+python bench/quality/tables.py --switches bench/results/quality.json bench/results/quality_noisy.json
+python bench/quality/tables.py --docs docs/BENCHMARKS.md [--check]   (and README.md)
 
 `--docs` rewrites every block between `<!-- quality_tables KIND RESULT.json ... -->` and `<!-- /quality_tables -->`
 with the table KIND (methods, paired, corrupt, profile, primary, screen; over several files: switches, glance,
@@ -18,11 +18,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # bench.quality_result's comparison names, when run as a script
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # bench.quality.result's comparison names, when run as a script
 
-from bench.decision_table import decision_table  # noqa: E402
-from bench.glance_table import glance_table  # noqa: E402
+from bench.quality.decision import decision_table  # noqa: E402
+from bench.quality.glance import glance_table  # noqa: E402
 
 BLOCK = re.compile(r"(<!-- quality_tables (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /quality_tables -->)", re.S)
 
@@ -318,7 +318,7 @@ def screen_table(result: dict) -> str:
 def _screen_pair(result: dict, one: str, other: str) -> tuple[dict, int]:
     """The paired entry of one − other, whatever the comparison is named, and the sign to read it with (−1 where
     only other − one was compared)."""
-    from bench.quality_result import comparisons
+    from bench.quality.result import comparisons
 
     for name, pair in comparisons().items():
         if pair in ((one, other), (other, one)) and result["paired"].get(name):

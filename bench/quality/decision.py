@@ -8,7 +8,7 @@ code, not by a reader: each design's three goals on each pool, yes / no / open, 
       clean pool and on both plantings.
 
 A goal is measured only on 5 seeds of both sides; fewer leave it open. Marker kind `decision` in
-bench/quality_tables.py, with the clean, seed-0 planted and fresh planted result files.
+bench/quality/tables.py, with the clean, seed-0 planted and fresh planted result files.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The GPU path, end to end, on one GPU machine: writes bench/results/gpu_smoke.json.
 
-    python bench/gpu_smoke.py                      # on a host with a CUDA GPU (H200: demo ~200 s, run ~80 s)
-    python bench/gpu_smoke.py --cpu --rounds 2     # the same steps on the CPU: checks the script, no GPU numbers
+    python bench/gpu/smoke.py                      # on a host with a CUDA GPU (H200: demo ~200 s, run ~80 s)
+    python bench/gpu/smoke.py --cpu --rounds 2     # the same steps on the CPU: checks the script, no GPU numbers
 
 Steps, cheapest first, each timed, each recorded (and the JSON rewritten) as soon as it ends, failed or not:
   demo      `lead-ray demo` (every stage's use_gpu=true): prepare, warm-up, GPU scoring actors, cluster, run
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 

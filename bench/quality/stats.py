@@ -1,4 +1,4 @@
-"""bench/quality.py's statistics: per-method means with 95% intervals, paired differences, corrupt-pick rates.
+"""bench/quality/run.py's statistics: per-method means with 95% intervals, paired differences, corrupt-pick rates.
 
 The resampling itself is lead_ray/eval/stats.py (tested there); this module arranges the per-item scores
 each run's evaluation wrote (eval_items.json) into the shapes bench/results/quality*.json holds.
@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench.corrupt import CORRUPT_COLUMN
+from bench.quality.corrupt import CORRUPT_COLUMN
 
 # (eval set, per-item score, higher is better)
 METRICS = [
@@ -22,7 +22,7 @@ METRICS = [
     ("gsm8k", "exact_match", True),
     ("mmlu", "correct", True),
     ("mmlu", "nll", False),
-    ("mmlu", "choice_nll", False),  # the right letter among the four (log 4 at chance): bench/mmlu_format.py
+    ("mmlu", "choice_nll", False),  # the right letter among the four (log 4 at chance): bench/quality/mmlu_format.py
     ("self_instruct", "nll", False),
     ("holdout_clean", "nll", False),  # noisy pool: the held-out items that were not planted
 ]
@@ -45,7 +45,7 @@ SIGN = (
 def item_scores(run_dir: Path, clean: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per-item scores by metric key; with `clean` (the held-out items that were not planted), also
     holdout_clean_nll."""
-    from bench.mmlu_rescore import rescored_choice_nll
+    from bench.quality.mmlu_rescore import rescored_choice_nll
 
     items = json.loads((run_dir / "eval_items.json").read_text())
     if "mmlu" in items and "choice_nll" not in items["mmlu"]:  # evaluated before the field: re-scored, if it was
@@ -219,7 +219,7 @@ def corrupt_rates(variant: Path, runs: dict[str, dict[int, Path]], cfg) -> dict:
 
 def source_mix(runs: dict[str, dict[int, Path]]) -> dict:
     """Each method's unique picks by source group (pooled over its seeds), as shares: what it chose to train."""
-    from bench.quality import source_groups
+    from bench.quality.pool_slice import source_groups
 
     mix = {}
     for method, by_seed in runs.items():

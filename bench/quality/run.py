@@ -1,14 +1,14 @@
 """Selection quality: does training on LEAD's subset beat training on a random subset of the same size?
 
-    python bench/quality.py                   # CPU regime, clean pool   → bench/results/quality.json
-    python bench/quality.py --noisy           # the same with 15% planted broken pairs → quality_noisy.json
-    python bench/quality.py --regime gpu      # one H100: bigger pool, 2.5% budget, full-size eval sets
-    python bench/quality.py --regime smoke    # tiny model, small pool and eval sets: checks this script
+    python bench/quality/run.py                   # CPU regime, clean pool   → bench/results/quality.json
+    python bench/quality/run.py --noisy           # the same with 15% planted broken pairs → quality_noisy.json
+    python bench/quality/run.py --regime gpu      # one H100: bigger pool, 2.5% budget, full-size eval sets
+    python bench/quality/run.py --regime smoke    # tiny model, small pool and eval sets: checks this script
 
 1. Setup, once per regime and variant (cached; a changed setting is refused, not silently reused):
    `prepare` over ../shared/data/pool (without noncommercial/), a slice stratified by source so that
    GSM8K, code, role-play, tool use, self-instruct and T0 are all present, planted corruptions for
-   --noisy (bench/corrupt.py), then warmup, score and cluster.
+   --noisy (bench/quality/corrupt.py), then warmup, score and cluster.
 2. Every method and seed: `lead-ray run`, then `lead-ray eval` with per-item scores (eval_items.json).
    A finished run is reused only when its config.yaml equals the one it would run with now.
    The base model (before any online training) is evaluated once.
@@ -17,8 +17,8 @@
    LEAD − full, per seed and pooled. With --noisy: the share of each method's picks that are planted.
 
 Settings are the regime's, fixed before any result is seen; nothing here is tuned on the eval sets.
-They live in bench/quality_regimes.py, the result file is written by bench/quality_result.py, the statistics
-are bench/quality_stats.py and the cache across machines bench/quality_cache.py.
+They live in bench/quality/regimes.py, the result file is written by bench/quality/result.py, the statistics
+are bench/quality/stats.py and the cache across machines bench/quality/cache.py.
 """
 
 from __future__ import annotations
@@ -31,17 +31,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.corrupt import plant_pool  # noqa: E402
-from bench.quality_anchor import anchor_folder, prepare_anchor  # noqa: E402
-from bench.quality_cache import CACHE, log, pack, unpack  # noqa: E402
-from bench.quality_content import add_content_column, add_end_column_to_units  # noqa: E402
-from bench.quality_regimes import (  # noqa: E402
+from bench.quality.anchor import anchor_folder, prepare_anchor  # noqa: E402
+from bench.quality.cache import CACHE, log, pack, unpack  # noqa: E402
+from bench.quality.content import add_content_column, add_end_column_to_units  # noqa: E402
+from bench.quality.corrupt import plant_pool  # noqa: E402
+from bench.quality.pool_slice import source_groups, stratified_slice  # noqa: E402
+from bench.quality.regimes import (  # noqa: E402
     DEFAULT_METHOD,
     FRESH_METHODS,
     REGIMES,
@@ -52,35 +52,11 @@ from bench.quality_regimes import (  # noqa: E402
     overrides,
     run_order,
 )
-from bench.quality_result import environment, write_result  # noqa: E402
+from bench.quality.result import environment, write_result  # noqa: E402
 from lead_ray.config import config_from_dict, load_config, to_dict  # noqa: E402
 from lead_ray.presets import PRESETS, resolved_dict, switches  # noqa: E402
 
 # ----------------------------------------------------------------------------- setup
-
-
-def source_groups(sources: list[str]) -> np.ndarray:
-    """Each row's source group: its file, or its folder when that holds many files (T0's 283 templates)."""
-    from lead_ray.data.sources import collapsed_folders, source_group
-
-    collapsed = collapsed_folders(sources)
-    return np.array([source_group(s, collapsed) for s in sources])
-
-
-def stratified_slice(table: pa.Table, rows: int) -> pa.Table:
-    """`rows` rows spread over the source groups (a folder of many files is one group, e.g. T0): an equal
-    share each, a small group giving what it has and the rest going to the others. Within a group, the
-    first rows in id order (ids are content hashes: a uniform, reproducible sample)."""
-    table = table.sort_by("id")
-    groups = source_groups(table["source"].to_pylist())
-    names, sizes = np.unique(groups, return_counts=True)
-    take = np.zeros(len(names), int)
-    while take.sum() < min(rows, len(groups)):
-        open_ = take < sizes
-        share = max(1, (rows - take.sum()) // open_.sum())
-        take = np.where(open_, np.minimum(sizes, take + share), take)
-    keep = np.concatenate([np.flatnonzero(groups == g)[:k] for g, k in zip(names, take)])
-    return table.take(pa.array(np.sort(keep)))
 
 
 def setup(regime: Regime, variant: Path, full: Path, corrupt: float, extra: list[str], plant_seed: int = 0) -> dict:
@@ -184,7 +160,7 @@ def one_run(regime: Regime, variant: Path, method: str, seed: int, extra: list[s
     run_dir = variant / runs / f"{method}-s{seed}"
     selection_method, keys = method_settings(method)
     settings = overrides(regime, variant, extra) + [f"seed={seed}", f"selection.method={selection_method}", *keys]
-    if "selection.utility=learnability" in keys:  # the variant's trusted pairs (bench/quality_anchor.py)
+    if "selection.utility=learnability" in keys:  # the variant's trusted pairs (bench/quality/anchor.py)
         settings.append(f"anchor.data={anchor_folder(variant)}")
     cfg = load_config(ROOT / regime.config, settings)
     work = clustered_work(variant, cfg)
