@@ -143,16 +143,17 @@ class UnitProgress:
         self.label, self.rows, self.passes, self.every = label, rows, passes, every
         self.clock = clock or time.perf_counter
         self.t0 = self.shown = self.clock()
-        self.finished_passes, self.pass_rows, self.tokens, self.lines = 0, 0, 0, []
+        self.finished_passes, self.pass_rows, self.tokens, self.padded, self.lines = 0, 0, 0, 0, []
 
     def start_pass(self, name: str) -> None:
         if self.pass_rows:
             self.finished_passes += 1
         self.pass_name, self.pass_rows = name, 0
 
-    def advance(self, rows: int, tokens: int = 0) -> None:
+    def advance(self, rows: int, tokens: int = 0, padded: int | None = None) -> None:
         self.pass_rows += rows
         self.tokens += tokens
+        self.padded += tokens if padded is None else padded
         now = self.clock()
         if now - self.shown >= self.every:
             self.shown = now

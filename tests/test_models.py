@@ -159,6 +159,18 @@ def test_end_token_nll_is_the_mean_over_the_end_of_turn_tokens_alone(tiny):
     assert np.isnan(end[2]) and out.n[2] == 0
 
 
+def test_scoring_reports_each_batch_with_its_padding(tiny):
+    """Progress and the padding fraction in score_stats.json: each batch's rows, real tokens, and rows × its
+    longest sample (what the model computed); length buckets keep the padding small."""
+    model, tok, _ = tiny
+    enc = [encode_conversation(tok, CHAT[: 1 + 2 * (i % 2 + 1)], 256) for i in range(6)]
+    heard = []
+    score_encoded(model.eval(), enc, tok.pad_token_id, 4096, 2, on_batch=lambda *a: heard.append(a))
+    assert sum(h[0] for h in heard) == 6 and sum(h[1] for h in heard) == sum(len(e.input_ids) for e in enc)
+    widths = sorted(len(e.input_ids) for e in enc)  # batches of 2 in length order
+    assert [h[2] for h in heard] == [2 * widths[1], 2 * widths[3], 2 * widths[5]]
+
+
 def test_no_supervised_tokens_gives_nan(tiny):
     model, tok, _ = tiny
     e = encode_conversation(tok, CHAT, 20)

@@ -97,6 +97,7 @@ def test_scores_are_the_shared_loss_and_well_formed(pipeline):
     t = scored(work)
     assert t.num_rows == stats["score"]["rows"] == pq.read_table(work / "prepared" / "pool").num_rows
     assert stats["score"]["units"] == 4 and stats["score"]["units_scored_now"] == 4
+    assert 0 <= stats["score"]["padding_fraction"] < 0.5  # length buckets
     trainable = t["trainable"].to_numpy(zero_copy_only=False)
     assert trainable.sum() == t.num_rows - 1  # only the over-long prompt is untrainable
     iu0 = t["iu0"].to_numpy(zero_copy_only=False)

@@ -145,7 +145,8 @@ def score_encoded(
     on_batch=None,
 ) -> SampleNLL:
     """IU of many samples without gradients, in length buckets: a SampleNLL of float64/int64 arrays in input
-    order. `on_batch(rows, tokens)`, when given, hears of every batch scored (progress)."""
+    order. `on_batch(rows, tokens, padded)`, when given, hears of every batch scored: its rows, their tokens, and
+    the tokens the batch computed with its padding (rows × its longest)."""
     losses = np.full(len(encoded), np.nan, dtype=np.float64)
     content = losses.copy() if end_id is not None else losses  # without end_id, content is the loss itself
     counts = np.zeros(len(encoded), dtype=np.int64)
@@ -159,5 +160,6 @@ def score_encoded(
                 content[idx] = out.content.double().cpu().numpy()
             counts[idx] = out.n.cpu().numpy()
             if on_batch is not None:
-                on_batch(len(idx), sum(len(encoded[i].input_ids) for i in idx))
+                lengths = [len(encoded[i].input_ids) for i in idx]
+                on_batch(len(idx), sum(lengths), len(idx) * max(lengths))
     return SampleNLL(losses, counts, content)

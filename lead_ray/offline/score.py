@@ -189,6 +189,8 @@ class UnitScorer:
             "unit": name,
             "rows": out.num_rows,
             "tokens": int(sum(len(e.input_ids) for e in full)),
+            "model_tokens": progress.tokens,  # every model pass's tokens, and the same with their batches' padding
+            "model_padded_tokens": progress.padded,
             "not_trainable": int((~trainable).sum()),
             "seconds": time.perf_counter() - t0,
         }
@@ -197,6 +199,12 @@ class UnitScorer:
 def _done(unit: Path, has_anchor: bool) -> bool:
     """A unit is done when written, and, once an anchor model exists, written with its columns."""
     return unit.exists() and (not has_anchor or "anchor_loss" in pq.read_schema(unit).names)
+
+
+def _padding(results: list[dict]) -> float | None:
+    """The share of the models' computed tokens that was padding (batches are bucketed by length to keep it low)."""
+    padded = sum(r.get("model_padded_tokens", 0) for r in results)
+    return round(1 - sum(r.get("model_tokens", 0) for r in results) / padded, 4) if padded else None
 
 
 def score(cfg: Config) -> dict:
@@ -250,6 +258,7 @@ def score(cfg: Config) -> dict:
         "units_skipped": len(units) - len(todo),
         "rows": rows,
         "tokens_scored_now": sum(r["tokens"] for r in results),
+        "padding_fraction": _padding(results),
         "actors": plan.actors,
         "use_gpu": plan.use_gpu,
         "ifd": cfg.score.ifd,
