@@ -116,9 +116,9 @@ def test_in_process_and_ray_data_agree(ray_session, tmp_path):
     cfg = load_config(None, overrides + ["eval.generate=true"])
     model = materialize_model(cfg.model, tmp_path / "models" / "base", cfg.seed)
     local = evaluate(cfg, tmp_path / "run", model_dir=model, out=tmp_path / "local.json")
-    cfg_ray = load_config(None, overrides + ["eval.ray_min_samples=1", "eval.generate=true"])
+    cfg_ray = load_config(None, overrides + ["eval.ray_min_samples=1", "eval.generate=true", "eval.actors=2"])
     remote = evaluate(cfg_ray, tmp_path / "run", model_dir=model, out=tmp_path / "ray.json")
-    assert local["mode"] == "in_process" and remote["mode"].startswith("ray_data")
+    assert local["mode"] == "in_process" and remote["mode"] == "ray_data (2 CPU actors)"  # eval.actors, not auto
     assert set(local["sets"]) == {"holdout", "gsm8k", "self_instruct", "mmlu"}
     assert local["sets"]["mmlu"]["n"] == 6 and local["sets"]["gsm8k"]["n_generated"] == 3
     for name, m in local["sets"].items():

@@ -192,6 +192,12 @@ class EvalConfig:
         "never, auto = when the cluster has GPUs as the stage starts.",
         choices=GPU_CHOICES,
     )
+    actors: int = setting(
+        0,
+        "Eval actors; 0 = one per GPU the cluster has as the stage starts (at least one when use_gpu is true), "
+        "else one per 2 CPUs. On an autoscaling cluster, set it: the request is what starts the GPU nodes.",
+        ge=0,
+    )
 
 
 @dataclass

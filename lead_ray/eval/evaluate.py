@@ -258,7 +258,7 @@ def evaluate(
         for k, v in sets.items()
         for a in range(0, len(v), UNIT_ITEMS)
     ]
-    plan = plan_actors(eval_cfg.use_gpu, 0, ray.cluster_resources(), len(units))
+    plan = plan_actors(eval_cfg.use_gpu, eval_cfg.actors, ray.cluster_resources(), len(units))
     if total >= eval_cfg.ray_min_samples or plan.use_gpu:  # on GPUs always the actors: the driver holds none
         results = run_units_on_actors(
             units, EvalWorker, ctor, actors=plan.actors, num_cpus=plan.num_cpus, num_gpus=plan.num_gpus
