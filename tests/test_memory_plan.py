@@ -52,7 +52,17 @@ def test_the_8b_plan_counts_llama_3_1_8b_and_refuses_full_fine_tuning_on_80_gb(c
     assert main(["plan", *model, *small, "--set", "train.lora.enabled=false"]) == 2
     captured = capsys.readouterr()
     assert "DOES NOT FIT (full fine-tuning" in captured.out and "change: train.lora.enabled=true" in captured.out
-    assert "will not fit" in captured.err
+    assert "change: train.strategy=fsdp" in captured.out and "will not fit" in captured.err
+    fsdp = [
+        "--set",
+        "train.strategy=fsdp",
+        "--set",
+        "train.num_workers=8",
+        "--set",
+        "train.gradient_checkpointing=true",
+    ]
+    assert main(["plan", *model, *small, "--set", "train.lora.enabled=false", *fsdp]) == 0  # sharded over 8 GPUs
+    assert "fits (full fine-tuning, FSDP over 8 GPUs" in capsys.readouterr().out
     assert main(["plan", *model, *small, "--gpu-memory-gb", "16"]) == 2  # even LoRA's bf16 base is 15.6 GiB
 
 
@@ -70,3 +80,16 @@ def test_checkpointing_is_what_brings_long_sequences_under_a_small_gpu(checkpoin
         checkpointing=checkpointing,
     )
     assert (plan["activations"] < 1 * GIB) == checkpointing
+
+
+def test_fsdp_divides_the_states_by_the_shards_and_adds_two_gathered_units():
+    config = LlamaConfig(**SMALL)
+    total, _ = count_parameters(config, None, 8)
+    shape = model_shape(config)
+    common = dict(lora_enabled=False, micro_batch=1, max_length=128, compute_bytes=2, checkpointing=False)
+    ddp, fsdp = memory_plan(total, 0, shape, **common), memory_plan(total, 0, shape, **common, shards=4)
+    assert (fsdp["weights"], fsdp["gradients"], fsdp["adamw_state"]) == (total, total, 2 * total)  # 4, 4, 8 B / 4
+    assert fsdp["ddp_buckets"] == 0 < ddp["ddp_buckets"] and ddp["fsdp_gathered"] == 0
+    h, i = config.hidden_size, config.intermediate_size
+    assert fsdp["fsdp_gathered"] == 2 * max(4 * h * h + 3 * h * i, config.vocab_size * h) * 4
+    assert fsdp["activations"] == ddp["activations"] and fsdp["total"] < ddp["total"]

@@ -243,6 +243,14 @@ class TuneConfig:
 
 @dataclass
 class TrainConfig(TrainingSettings):
+    strategy: str = setting(
+        "ddp",
+        "How the Train workers share the model: 'ddp' (every worker holds all of it, gradients all-reduced) or "
+        "'fsdp' (PyTorch FSDP2: weights, gradients and optimizer state sharded over the workers, for full "
+        "fine-tuning of a model one GPU cannot hold; checkpoints written sharded, with torch.distributed.checkpoint). "
+        "fsdp is not with selection.delta sample or update.",
+        choices=("ddp", "fsdp"),
+    )
     keep_checkpoints: int = setting(
         2,
         "Checkpoints kept under run/ray_train (the latest; older ones are deleted as new ones land). Only the final "

@@ -14,6 +14,10 @@ configured target modules. Per GPU, under DDP (every GPU holds a whole replica):
                  checkpointing, each layer's input (h) plus one layer's full set while it is recomputed
   logits         per token: the vocabulary in the compute dtype and again in float32 for the loss
 
+Under FSDP (`train.strategy: fsdp`, over `shards` GPUs) weights, gradients and AdamW state are divided by the
+shards, there are no DDP buckets, and each GPU also holds the unit it has gathered and the next one prefetched:
+2 × the largest unit (a decoder layer, or the embeddings) in float32.
+
 h = hidden size, h_kv = key/value heads × head size, i = MLP size; tokens = micro_batch_size × max_length.
 """
 
@@ -69,40 +73,49 @@ def memory_plan(
     max_length: int,
     compute_bytes: int,
     checkpointing: bool,
+    shards: int = 1,
 ) -> dict[str, int]:
-    """Bytes per GPU by part (see the module docstring), and their total."""
+    """Bytes per GPU by part (see the module docstring), and their total. `shards` > 1: FSDP over that many GPUs."""
     trainable = lora if lora_enabled else total
     weights = total * compute_bytes + lora * 4 if lora_enabled else total * 4
     tokens = micro_batch * max_length
     per_layer = 8 * shape.hidden + 3 * shape.kv_hidden + 4 * shape.intermediate  # elements per token
     kept = shape.hidden * shape.layers + per_layer if checkpointing else per_layer * shape.layers
+    layer = 4 * shape.hidden * shape.hidden + 3 * shape.hidden * shape.intermediate  # a Llama block's weights, about
     parts = {
-        "weights": weights,
-        "gradients": trainable * 4,
-        "adamw_state": trainable * 8,
-        "ddp_buckets": trainable * 4,
+        "weights": weights // shards,
+        "gradients": trainable * 4 // shards,
+        "adamw_state": trainable * 8 // shards,
+        "ddp_buckets": trainable * 4 if shards == 1 else 0,
+        "fsdp_gathered": 2 * max(layer, shape.vocab * shape.hidden) * 4 if shards > 1 else 0,
         "activations": tokens * kept * compute_bytes,
         "logits": tokens * shape.vocab * (compute_bytes + 4),
     }
     return {**parts, "total": sum(parts.values())}
 
 
-def advice(plan: dict[str, int], budget: int, lora_enabled: bool, checkpointing: bool, micro_batch: int) -> list[str]:
-    """The settings that would bring a plan under `budget` bytes, biggest saving first."""
+def advice(plan: dict[str, int], budget: int, ts, section: str) -> list[str]:
+    """The settings of `section` (its settings `ts`) that would bring a plan under `budget` bytes, biggest saving
+    first. Only the online run (`train`) has train.strategy: FSDP is offered there."""
     over = plan["total"] - budget
     if over <= 0:
         return []
     tips = []
+    lora_enabled, checkpointing, micro_batch = ts.lora.enabled, ts.gradient_checkpointing, ts.micro_batch_size
     states = plan["weights"] + plan["gradients"] + plan["adamw_state"] + plan["ddp_buckets"]
+    if not lora_enabled and states > budget / 2 and getattr(ts, "strategy", "fsdp") == "ddp":
+        tips.append(
+            "train.strategy=fsdp with train.num_workers GPUs (shards the float32 weights, gradients and AdamW state "
+            "that DDP keeps whole on every GPU)"
+        )
     if not lora_enabled and states > budget:
         tips.append(
-            "train.lora.enabled=true (full fine-tuning keeps float32 weights, gradients and AdamW state on every "
-            "GPU under DDP; sharding them (FSDP) is not in lead-ray yet)"
+            f"{section}.lora.enabled=true (adapters on a frozen base in the compute dtype: no full AdamW state)"
         )
     if not checkpointing and plan["activations"] > over / 2:
-        tips.append("train.gradient_checkpointing=true (keeps one layer's activations instead of every layer's)")
+        tips.append(f"{section}.gradient_checkpointing=true (keeps one layer's activations instead of every layer's)")
     if micro_batch > 1 and plan["activations"] + plan["logits"] > over:
-        tips.append(f"a smaller train.micro_batch_size than {micro_batch} (activations and logits scale with it)")
+        tips.append(f"a smaller {section}.micro_batch_size than {micro_batch} (activations and logits scale with it)")
     return tips or ["a GPU with more memory, or a shorter model.max_length"]
 
 
@@ -137,6 +150,7 @@ def plan_stages(cfg, gpu_memory_gb: float) -> tuple[str, bool]:
         ts = getattr(cfg, stage)
         targets = ts.lora.target_modules if ts.lora.enabled else None
         total, lora = count_parameters(config, targets, ts.lora.r)
+        fsdp = getattr(ts, "strategy", "ddp") == "fsdp"  # the online run has a strategy; warm-up and anchor use DDP
         plan = memory_plan(
             total,
             lora,
@@ -146,16 +160,15 @@ def plan_stages(cfg, gpu_memory_gb: float) -> tuple[str, bool]:
             max_length=cfg.model.max_length,
             compute_bytes=compute_bytes,
             checkpointing=ts.gradient_checkpointing,
+            shards=ts.num_workers if fsdp else 1,
         )
         how = f"LoRA r={ts.lora.r}" if ts.lora.enabled else "full fine-tuning"
+        how += f", FSDP over {ts.num_workers} GPUs" if fsdp else ""
         how += f", micro-batch {ts.micro_batch_size}" + (", checkpointing" if ts.gradient_checkpointing else "")
         parts = ", ".join(f"{k} {v / GIB:.1f}" for k, v in plan.items() if k != "total")
         ok = plan["total"] <= budget
         fits &= ok
         lines.append(f"  {stage:7s} {plan['total'] / GIB:7.1f} {'fits' if ok else 'DOES NOT FIT'} ({how}): {parts}")
-        lines += [
-            f"          change: {tip}"
-            for tip in advice(plan, budget, ts.lora.enabled, ts.gradient_checkpointing, ts.micro_batch_size)
-        ]
+        lines += [f"          change: {tip}" for tip in advice(plan, budget, ts, stage)]
     lines.append(f"  model: {total / 1e9:.2f} B parameters; an estimate (lead_ray/models/memory.py), not a measurement")
     return "\n".join(lines), fits

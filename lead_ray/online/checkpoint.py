@@ -1,7 +1,8 @@
 """A run's checkpoint as files: what rank 0 writes, what a restart and the driver read back.
 
 MANIFEST.json         every file of the checkpoint with its size, written last
-trainer.pt            trainable weights, optimizer, LR schedule, next round (memory-mapped when read back)
+trainer.pt            trainable weights, optimizer, LR schedule, next round (memory-mapped when read back); under
+                      train.strategy=fsdp only the schedule and round, the rest sharded in trainer_dcp/
 model/                the final checkpoint only: the LoRA adapter or full model (`save_pretrained`), what
                       `lead-ray eval` and users load; a checkpoint a run resumes from needs only trainer.pt
 selection/            the UtilityStore shards, the bandit, and the round log (rounds.json)
@@ -43,25 +44,31 @@ class TrainerState:
 
 
 def write_checkpoint(
-    folder: Path, trainer: TrainerState, store, bandit, round_log: list[dict], with_model: bool = True
+    folder: Path,
+    trainer: TrainerState,
+    store,
+    bandit,
+    round_log: list[dict],
+    with_model: bool = True,
+    sharded_weights: dict | None = None,
 ) -> None:
     """Every file of a checkpoint into `folder`, the manifest last. `store`: a UtilityClient, `bandit`: the
     BanditActor; both hand their state over as bytes and this process writes them, on its node. `with_model`:
-    also model/ (the final checkpoint's; the others hold the weights once, in trainer.pt)."""
+    also model/ (the final checkpoint's; the others hold the weights once, in trainer.pt). `sharded_weights`: a
+    sharded model's gathered weights for model/ (its trainer_dcp/ already written by every worker)."""
     import torch
 
     from lead_ray.online.actors import save_bandit
 
-    if with_model:
-        trainer.model.save_pretrained(folder / "model", safe_serialization=True)  # the LoRA adapter, or full model
+    sharded = sharded_weights is not None
+    if with_model:  # the LoRA adapter, or the full model
+        extra = {"state_dict": sharded_weights} if sharded else {}
+        trainer.model.save_pretrained(folder / "model", safe_serialization=True, **extra)
         trainer.tokenizer.save_pretrained(folder / "model")
-    trainable = {n: p.detach().cpu() for n, p in trainer.model.named_parameters() if p.requires_grad}
-    state = {
-        "trainable": trainable,
-        "optimizer": trainer.optimizer.state_dict(),
-        "scheduler": trainer.scheduler.state_dict(),
-        "next_round": trainer.next_round,
-    }
+    state = {"scheduler": trainer.scheduler.state_dict(), "next_round": trainer.next_round, "sharded": sharded}
+    if not sharded:
+        state["trainable"] = {n: p.detach().cpu() for n, p in trainer.model.named_parameters() if p.requires_grad}
+        state["optimizer"] = trainer.optimizer.state_dict()
     torch.save(state, folder / "trainer.pt")
     (folder / "selection").mkdir()
     store.save(folder / "selection")
@@ -75,8 +82,13 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler) -> int:
     the round to start at."""
     verify_checkpoint(folder)
     state = load_trainer_state(folder)
-    model.load_state_dict(state["trainable"], strict=False)
-    optimizer.load_state_dict(state["optimizer"])  # moves the state to each parameter's device
+    if state.get("sharded"):  # every worker reads its own shards
+        from lead_ray.online.fsdp import load_sharded
+
+        load_sharded(folder, model, optimizer)
+    else:
+        model.load_state_dict(state["trainable"], strict=False)
+        optimizer.load_state_dict(state["optimizer"])  # moves the state to each parameter's device
     scheduler.load_state_dict(state["scheduler"])
     return state["next_round"]
 
@@ -105,6 +117,37 @@ def report_with_checkpoint(
         ray.train.report(
             {**metrics, "next_round": trainer.next_round}, checkpoint=ray.train.Checkpoint.from_directory(tmp)
         )
+
+
+def report_sharded(
+    metrics: dict, trainer: TrainerState, store, bandit, round_log: list[dict], staging: Path, final: bool
+) -> None:
+    """Every worker of a sharded model: its shards into a folder rank 0 makes under `staging` (and, when `final`,
+    its part of gathering model/); rank 0 then writes the rest and reports the checkpoint, the others report."""
+    import shutil
+    import tempfile
+
+    import ray.train
+    import torch.distributed as dist
+
+    from lead_ray.online.collective import broadcast_from_rank0
+    from lead_ray.online.fsdp import full_weights, save_sharded
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if rank == 0:
+        Path(staging).mkdir(parents=True, exist_ok=True)
+    folder = Path(broadcast_from_rank0(tempfile.mkdtemp(dir=staging) if rank == 0 else None, world))
+    save_sharded(folder, trainer.model, trainer.optimizer)
+    weights = full_weights(trainer.model) if final else {}  # a collective: on rank 0's CPU, empty elsewhere
+    if rank != 0:
+        ray.train.report(metrics)
+        return
+    try:
+        write_checkpoint(folder, trainer, store, bandit, round_log, with_model=final, sharded_weights=weights)
+        checkpoint = ray.train.Checkpoint.from_directory(folder)
+        ray.train.report({**metrics, "next_round": trainer.next_round}, checkpoint=checkpoint)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def verify_checkpoint(folder: Path) -> None:

@@ -33,6 +33,9 @@ def accumulating(model, steps_now: bool):
     micro-batch (the other micro-batches accumulate into the local .grad)."""
     import contextlib
 
+    if hasattr(model, "set_requires_gradient_sync"):  # FSDP2: reduce-scatter only when the step is taken
+        model.set_requires_gradient_sync(steps_now)
+        return contextlib.nullcontext()
     if steps_now or not hasattr(model, "no_sync"):
         return contextlib.nullcontext()
     return model.no_sync()

@@ -89,17 +89,25 @@ class RoundDirection:
         return direction, (self.ghost.seconds - self.ghost_s0 if self.ghost is not None else 0.0)
 
     def _values(self):
-        """Rank 0: the direction parameters' current values, flat, in the order of their gradients."""
+        """Rank 0: the direction parameters' current values, flat, in the order of their gradients (a sharded
+        parameter is gathered first, by every worker)."""
         import torch
 
+        from lead_ray.online.fsdp import whole
+
+        values = [whole(p.detach()) for p in self.params.values()]
         if self.rank != 0 or not self.params:
             return None
-        return torch.cat([p.detach().flatten().float() for p in self.params.values()]).clone()
+        return torch.cat([v.flatten().float() for v in values]).clone()
 
     def _gradient(self):
-        """Rank 0: this optimizer step's gradient on the direction parameters (already all-reduced)."""
+        """Rank 0: this optimizer step's gradient on the direction parameters (already all-reduced; a sharded one is
+        gathered first, by every worker)."""
         import torch
 
+        from lead_ray.online.fsdp import whole
+
+        grads = [whole(p.grad.detach()) for p in self.params.values() if p.grad is not None]
         if self.rank != 0 or not self.params:
             return None
-        return torch.cat([p.grad.detach().flatten().float() for p in self.params.values() if p.grad is not None])
+        return torch.cat([g.flatten().float() for g in grads])

@@ -98,6 +98,11 @@ def run(
             f"'train.gradient_checkpointing' = true with selection.delta={switches(cfg).delta}: the per-sample "
             "products read each layer's kept activations, which checkpointing recomputes; turn one of them off"
         )
+    if cfg.train.strategy == "fsdp" and switches(cfg).delta in ("sample", "update"):
+        raise ConfigError(
+            f"'train.strategy' = fsdp with selection.delta={switches(cfg).delta}: the per-sample products need each "
+            "direction layer whole on every worker, which FSDP shards; use ddp, or delta: round"
+        )
     check_clustering(cfg)  # the selection must run on the arms its switches ask for (eval reads any clustering)
     pool = index_pool(cfg)
     table = read_selection(cfg, pool)  # per-sample selection columns only: the conversations stay on disk
@@ -143,7 +148,7 @@ def run(
 def _loop_settings(cfg: Config, run_dir: Path, name: str, pool, table, actors, budget, static_order, scaling):
     """What every Train worker's loop is given: the run's settings, the actors' handles and their state now."""
     from lead_ray.models.load import materialize_model
-    from lead_ray.online.train_loop import LoopSettings
+    from lead_ray.online.settings import LoopSettings
 
     store, bandit, n_arms = actors
     return LoopSettings(

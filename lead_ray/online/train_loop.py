@@ -5,7 +5,7 @@ One round t, on all workers of the single long-running TorchTrainer:
            the current learning rate, asks the UtilityStore for the stratified top-U samples of that
            cluster, marks them used, and broadcasts the plan;
   train    each worker trains one pass over its slice of the round (micro-batches, gradient
-           accumulation, DDP), takes each sample's IU from the training forward pass itself (the
+           accumulation, DDP or FSDP: online/fsdp.py), takes each sample's IU from the training forward pass itself (the
            shared loss function; `selection.end_token: skip` takes its mean without the end-of-turn
            token), and pushes (index, loss) to the UtilityStore asynchronously, which
            applies U ← (1−b)(L + ΔL̂′) + b·U_prev; with `selection.delta: sample` ΔL̂′ is each sample's
@@ -24,47 +24,26 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from lead_ray.config import Config
 from lead_ray.online.checkpoint import (
     TrainerState,
     load_checkpoint,
+    report_sharded,
     report_with_checkpoint,
     restore_selection,
     shared_run_path,
 )
 from lead_ray.online.collective import accumulating, broadcast_from_rank0, sum_over_workers
 from lead_ray.online.direction import PER_SAMPLE, RoundDirection, direction_params
+from lead_ray.online.fsdp import shard
 from lead_ray.online.pool_rescore import PoolRescore
 from lead_ray.online.pushes import RoundPushes
 from lead_ray.online.rounds import RoundPlan, RoundTotals, TrainedRound, eta_seconds, progress_line, round_record
+from lead_ray.online.settings import LoopSettings
 from lead_ray.presets import switches
-
-
-@dataclass
-class LoopSettings:
-    """What the driver hands every Train worker."""
-
-    cfg: Config
-    run_dir: str
-    base_dir: str
-    run_name: str
-    n_arms: int
-    budget: int  # unique samples
-    pool_size: int
-    threads: int
-    store_handles: list
-    store_bounds: list[int]
-    bandit: Any
-    initial_store: list  # object refs: each store shard's state before round 0
-    initial_bandit: Any  # object ref: the bandit's state before round 0
-    static_order: np.ndarray | None  # a static baseline's fixed subset, trained in order
-    holdout: list  # held-out conversations for the in-loop NLL
 
 
 def lead_train_loop(config: dict) -> None:
@@ -112,6 +91,9 @@ class RoundLoop:
         self.model, self.tok, self.autocast_dtype = load_for_training(
             self.s.base_dir, self.cfg.model, self.training.lora, self.device, self.training.gradient_checkpointing
         )
+        self.sharded = self.training.strategy == "fsdp"
+        if self.sharded:  # before the optimizer, which must see the sharded parameters (online/fsdp.py)
+            shard(self.model, self.device)
         self.opt, self.sched, self.accum = build_optimizer(self.model, self.training, self.world)
         self.end_id = self.tok.eos_token_id if self.switches.end_token == "skip" else None  # U without it
         self.t_start = time.perf_counter()
@@ -138,7 +120,8 @@ class RoundLoop:
         import ray.train.torch
 
         names = list(direction_params(self.model, self.selection.direction_params))
-        self.model = ray.train.torch.prepare_model(self.model)
+        if not self.sharded:
+            self.model = ray.train.torch.prepare_model(self.model)
         self.plain = self.model.module if hasattr(self.model, "module") else self.model  # without DDP
         sel = self.selection
         per_sample = self.switches.delta in PER_SAMPLE and sel.method == "lead" and sel.use_delta
@@ -155,9 +138,9 @@ class RoundLoop:
         self.static_rounds = (
             None if static is None else round_slices(len(static), self.selection.max_rounds, self.training.batch_size)
         )
-        self.holdout_enc = (
+        self.holdout_enc = (  # a sharded model's forward pass needs every worker: each scores the held-out split
             [encode_conversation(self.tok, m, self.cfg.model.max_length) for m in self.s.holdout]
-            if self.rank == 0
+            if self.rank == 0 or self.sharded
             else []
         )
         rescore = self.selection.method == "rescore"  # the baseline that scores the whole pool every round
@@ -177,7 +160,8 @@ class RoundLoop:
                 break
             trained = self._train_round(t, plan)
             counts = sum_over_workers([trained.forwarded, trained.padding, pool_forwards], self.world, self.device)
-            metrics = self._finish_round(t, plan, trained, counts) if self.rank == 0 else {}
+            heldout = self._heldout_nll() if self._heldout_due(t) else (None, 0.0)
+            metrics = self._finish_round(t, plan, trained, counts, heldout) if self.rank == 0 else {}
             next_round = t + 1
             if next_round % self.training.checkpoint_every == 0:
                 self._report({"round": t, "rounds_done": next_round, **metrics}, next_round)
@@ -299,15 +283,12 @@ class RoundLoop:
         loss = out.loss.detach().float().cpu().numpy()
         return loss, loss if self.end_id is None else out.content.detach().float().cpu().numpy()
 
-    def _finish_round(self, t: int, plan: RoundPlan, trained: TrainedRound, counts: list[int]) -> dict:
-        """Rank 0: held-out NLL, reward, bandit update, the round's record, progress line."""
+    def _finish_round(self, t: int, plan: RoundPlan, trained: TrainedRound, counts: list[int], held) -> dict:
+        """Rank 0: reward, bandit update, the round's record (with the held-out NLL `held` measured), progress."""
         import ray
 
         t0 = time.perf_counter()
-        heldout, heldout_s = None, 0.0
-        if self.holdout_enc and self.cfg.eval.inloop_every and (t + 1) % self.cfg.eval.inloop_every == 0:
-            heldout = self._heldout_nll()
-            heldout_s = time.perf_counter() - t0  # evaluation, kept apart from selection bookkeeping
+        heldout, heldout_s = held  # evaluation, kept apart from selection bookkeeping
         drop, loss_sum, n = self.store.round_sums(t)
         reward = drop / max(n, 1)
         normalised = 0.0  # a static baseline's round pulls no arm
@@ -319,7 +300,7 @@ class RoundLoop:
             reward_raw=reward,
             reward_norm=normalised,
             heldout_s=heldout_s,
-            finish_s=time.perf_counter() - t0 - heldout_s,
+            finish_s=time.perf_counter() - t0,
         )
         self.round_log.append(record)
         self.tracker.log(record, self.store.peek(plan.index)[0] if self.tracker.run is not None else None)
@@ -353,9 +334,15 @@ class RoundLoop:
         eta_s = eta_seconds(record, self.start_round, rounds, self.s.budget, self.s.static_order is None)
         print(progress_line(record, plan, self.selection.max_rounds, self.s.budget, eta_s), flush=True)
 
-    def _heldout_nll(self) -> float:
-        """Mean response NLL of the held-out samples (never selectable); counted apart from training."""
-        return float(np.nanmean(self._score(self.holdout_enc).loss))
+    def _heldout_due(self, t: int) -> bool:
+        """Whether round t measures the held-out NLL here: on rank 0, or on every worker of a sharded model."""
+        every = self.cfg.eval.inloop_every
+        return bool(self.holdout_enc) and bool(every) and (t + 1) % every == 0
+
+    def _heldout_nll(self) -> tuple[float, float]:
+        """Mean response NLL of the held-out samples (never selectable), and the seconds it took."""
+        t0 = time.perf_counter()
+        return float(np.nanmean(self._score(self.holdout_enc).loss)), time.perf_counter() - t0
 
     def _score(self, encoded: list, end_id: int | None = None):
         """Forward-only losses of encoded conversations under the current model (models/loss.py score_encoded)."""
@@ -378,9 +365,12 @@ class RoundLoop:
                 flush=True,
             )
         last = self.round_log[-1] if self.rank == 0 and self.round_log else None
-        if ran and last is not None and self.holdout_enc and self.cfg.eval.inloop_every and last["heldout_nll"] is None:
-            last["heldout_nll"] = metrics["heldout_nll"] = self._heldout_nll()
-            last["heldout_forward_samples"] = len(self.holdout_enc)
+        missing = ran and last is not None and last["heldout_nll"] is None and self.cfg.eval.inloop_every > 0
+        if broadcast_from_rank0(missing, self.world) if self.sharded else missing:
+            heldout = self._heldout_nll()[0]  # every worker of a sharded model; rank 0 keeps it
+            if last is not None:
+                last["heldout_nll"] = metrics["heldout_nll"] = heldout
+                last["heldout_forward_samples"] = len(self.holdout_enc)
         if self.tracker is not None:
             self.tracker.finish()
         final = {k: v for k, v in metrics.items() if k in ("mean_loss", "heldout_nll")}  # Tune reads the last report
@@ -393,8 +383,11 @@ class RoundLoop:
         """All ranks report (a barrier); rank 0 attaches the checkpoint: model, optimizer, selection state."""
         import ray.train
 
+        state = TrainerState(self.plain, self.tok, self.opt, self.sched, next_round)
+        if self.sharded:  # every worker writes its shards
+            report_sharded(metrics, state, self.store, self.bandit, self.round_log, self.run_dir / "staging", final)
+            return
         if self.rank != 0:
             ray.train.report(metrics)
             return
-        state = TrainerState(self.plain, self.tok, self.opt, self.sched, next_round)
         report_with_checkpoint(metrics, state, self.store, self.bandit, self.round_log, self.run_dir / "staging", final)
