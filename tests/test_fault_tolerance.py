@@ -182,6 +182,42 @@ def test_stopped_run_resumed_continues_exactly(reference, tmp_path):
     assert_same_run(reference, tmp_path)
 
 
+def fsdp_config(work):
+    cfg = toy_config(work, 2)
+    cfg.selection.max_rounds, cfg.train.checkpoint_every, cfg.train.strategy = ROUNDS, 2, "fsdp"
+    return cfg
+
+
+def test_fsdp_on_two_workers_trains_as_one_ddp_worker_and_resumes_from_its_shards(reference, tmp_path):
+    """`train.strategy: fsdp` (FSDP2 on gloo): stopped at its round-2 checkpoint (written sharded) and resumed
+    from the shards, the same rounds, arms, selections and utilities as the one-worker DDP reference (the batch is
+    the same 4 samples per step; float32 sums in another order differ in their last bits only), and the final
+    model/, gathered from the shards, the reference's weights."""
+    from lead_ray.config import ConfigError
+    from lead_ray.models.load import load_model
+    from lead_ray.online.fsdp import SHARDED
+
+    toy_pool(tmp_path)
+    cfg = fsdp_config(tmp_path)
+    cfg.selection.max_rounds = 2
+    run(cfg)
+    assert list((tmp_path / "run" / "ray_train").rglob(SHARDED)), "no sharded trainer state written"
+    stats = run(fsdp_config(tmp_path), resume=True)
+    assert stats["resumed_from_round"] == 2 and stats["workers"] == 2
+    assert_same_run(reference, tmp_path)
+    models = [load_model(Path(final_checkpoint(w)) / "model", cfg.model)[0] for w in (reference, tmp_path)]
+    for (name, p), (_, q) in zip(models[0].named_parameters(), models[1].named_parameters()):
+        assert np.allclose(p.detach().numpy(), q.detach().numpy(), atol=1e-5), name
+    per_sample = fsdp_config(tmp_path)
+    per_sample.selection.delta = "sample"
+    with pytest.raises(ConfigError, match="'train.strategy' = fsdp with selection.delta=sample"):
+        run(per_sample, tmp_path / "refused")
+
+
+def final_checkpoint(work: Path) -> str:
+    return __import__("json").loads((work / "run" / "run_stats.json").read_text())["checkpoint"]
+
+
 def test_resume_with_a_changed_selection_config_is_refused(reference, tmp_path):
     """A run records its config; a resume that changes what is selected stops before it starts anything."""
     import shutil
