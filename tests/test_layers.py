@@ -112,3 +112,20 @@ def test_bench_is_packages_by_purpose_without_import_cycles_and_lead_ray_never_i
 def test_the_cycle_check_finds_a_lazy_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_every_bench_script_the_code_and_docs_name_exists():
+    """After bench/ became packages: a path to a benchmark script in the docs, the Makefile or the code (also one
+    joined from parts with `/`) names a file that is there."""
+    import re
+
+    root = PACKAGE.parent
+    texts = [root / "README.md", root / "Makefile", *root.glob("docs/*.md"), *root.glob("tests/*.py")]
+    texts += [p for p in BENCH.rglob("*.py") if "work" not in p.relative_to(BENCH).parts]
+    missing = set()
+    for path in texts:
+        text = path.read_text()
+        named = re.findall(r"\bbench/[\w/]+\.(?:py|sh)\b", text)
+        named += ["bench/" + joined for joined in re.findall(r'"bench" / ((?:"\w+" / )*"\w+\.py")', text)]
+        missing |= {f"{path.name}: {n}" for n in named if not (root / n.replace('"', "").replace(" / ", "/")).exists()}
+    assert not missing, sorted(missing)

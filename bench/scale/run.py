@@ -254,7 +254,7 @@ def measure_run(n: int, seed: int) -> dict:
 def measure_prepare(copies: int, seed: int) -> dict:
     """`prepare` on `copies` physical copies of the shared pool (bench/micro/ingest.py; its marginal rate)."""
     out = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "ingest.py"), "--scale", str(copies)],
+        [sys.executable, str(ROOT / "bench" / "micro" / "ingest.py"), "--scale", str(copies)],
         capture_output=True,
         text=True,
         cwd=ROOT,
