@@ -25,6 +25,9 @@ WORKER_ENV = {
 # handful of workers: a quarter-second poll costs nothing there and saves ~3.5 s per fit. A cluster keeps Ray's
 # default (or the RAY_TRAIN_HEALTH_CHECK_INTERVAL_S its operator sets).
 LOCAL_TRAIN_POLL_S = "0.25"
+# Ray Train's PreemptionWatcher (an actor per fit that logs node drains, for spot clusters) has nothing to watch on
+# one machine, and each fit's start printed a core_worker error line about its constructor arguments.
+LOCAL_TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": LOCAL_TRAIN_POLL_S, "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 
 
 def init_ray(rc: RayConfig) -> None:
@@ -44,7 +47,8 @@ def init_ray(rc: RayConfig) -> None:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", LOCAL_TRAIN_POLL_S)  # read by TorchTrainer.fit
+        for key, value in LOCAL_TRAIN_ENV.items():  # read by TorchTrainer.fit, which passes them to its controller
+            os.environ.setdefault(key, value)
         mem = rc.object_store_memory_mb and rc.object_store_memory_mb * 2**20
         ray.init(address="local", num_cpus=rc.num_cpus, object_store_memory=mem, **kwargs)
     quiet_ray_libraries()

@@ -188,11 +188,17 @@ def test_uniform_arm_choice_leaves_exp3_untouched(ray_session):
 
 
 def test_an_embedded_ray_polls_its_train_workers_every_quarter_second(ray_session):
-    """Ray Train's controller reads the interval from the driver's environment as each fit starts (its
-    ENV_VARS_TO_PROPAGATE); at Ray's 2 s default every fit of a local run ended up to 2 s after its work."""
-    from ray.train.v2._internal.constants import ENV_VARS_TO_PROPAGATE, HEALTH_CHECK_INTERVAL_S_ENV_VAR
+    """Ray Train's controller reads these from the driver's environment as each fit starts (its
+    ENV_VARS_TO_PROPAGATE): at Ray's 2 s default poll every fit of a local run ended up to 2 s after its work, and
+    a preemption watcher had nothing to watch on one machine."""
+    from ray.train.v2._internal.constants import (
+        ENABLE_PREEMPTION_WATCHER_ENV_VAR,
+        ENV_VARS_TO_PROPAGATE,
+        HEALTH_CHECK_INTERVAL_S_ENV_VAR,
+    )
 
     from lead_ray.runtime import LOCAL_TRAIN_POLL_S
 
-    assert HEALTH_CHECK_INTERVAL_S_ENV_VAR in ENV_VARS_TO_PROPAGATE
+    assert {HEALTH_CHECK_INTERVAL_S_ENV_VAR, ENABLE_PREEMPTION_WATCHER_ENV_VAR} <= ENV_VARS_TO_PROPAGATE
     assert os.environ[HEALTH_CHECK_INTERVAL_S_ENV_VAR] == LOCAL_TRAIN_POLL_S == "0.25"
+    assert os.environ[ENABLE_PREEMPTION_WATCHER_ENV_VAR] == "0"
