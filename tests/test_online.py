@@ -122,6 +122,7 @@ def test_toy_learnable_cluster_wins(ray_session, tmp_path, workers):
     ):
         assert key in rounds[0]
     assert all(r["delta"] <= 0 for r in rounds) and rounds[0]["delta"] == 0.0
+    assert all(r["heldout_nll"] is None for r in rounds)  # eval.holdout_fraction=0: nothing to measure, not NaN
     # outputs: the subset in its input format, and totals
     lines = write_source_format(tmp_path / "run").read_text().splitlines()
     assert len(lines) == stats["unique_selected"] == len(sel)

@@ -365,7 +365,13 @@ class RoundLoop:
                 flush=True,
             )
         last = self.round_log[-1] if self.rank == 0 and self.round_log else None
-        missing = ran and last is not None and last["heldout_nll"] is None and self.cfg.eval.inloop_every > 0
+        missing = (
+            ran
+            and last is not None
+            and last["heldout_nll"] is None
+            and bool(self.holdout_enc)
+            and self.cfg.eval.inloop_every > 0
+        )
         if broadcast_from_rank0(missing, self.world) if self.sharded else missing:
             heldout = self._heldout_nll()[0]  # every worker of a sharded model; rank 0 keeps it
             if last is not None:
