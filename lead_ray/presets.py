@@ -18,7 +18,7 @@ class Switches:
     difficulty_bins: str  # cluster: kmeans | quantile
     ifd_above_one: str  # cluster: keep | drop
     reward_norm: str  # bandit: minmax | window
-    delta: str  # IDU: round | sample
+    delta: str  # IDU: round | sample | update | anchor
     utility: str  # selection ranks: idu | reducible | learnability
     rank_by: str  # selection weighs the rank key: mean (per answer token) | total (times them) | saturating
     end_token: str  # U counts the answer's end-of-turn token: count | skip

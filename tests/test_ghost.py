@@ -154,3 +154,77 @@ def test_the_stored_direction_is_bounded_unless_per_sample_products_need_it_whol
     rounds.before_step()
     direction, _ = rounds.finish_round()
     assert direction.shape == ((size,) if per_sample else (512,))
+
+
+ANCHOR = [
+    [{"role": "user", "content": f"trusted {i} " * (2 + i)}, {"role": "assistant", "content": f"reply {i} " * 2}]
+    for i in range(6)
+]
+
+
+def test_anchor_gradient_and_its_ghost_products_equal_per_example_autograd(tmp_path):
+    """`selection.delta: anchor`: g_anchor is the gradient of the anchor pairs' mean IU (dropout off, no `.grad`
+    touched, micro-batched), and the training pass's ghost products with it are each sample's ⟨g(x), g_anchor⟩."""
+    from lead_ray.models.ghost import anchor_gradient
+
+    torch.manual_seed(0)
+    model, tok, encoded = small_model(tmp_path, lora=True)
+    for m in model.modules():  # dropout back on: anchor_gradient must switch it off itself
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.5
+    params = direction_params(model, "last_layer")
+    anchor = [encode_conversation(tok, c, 160) for c in ANCHOR]
+    model.zero_grad(set_to_none=True)
+    g_anchor = anchor_gradient(model, params, anchor, tok.pad_token_id, micro_batch=4)
+    assert all(p.grad is None for p in model.parameters()) and model.training  # nothing left behind
+    model.eval()
+    masked_mean(sample_losses(model, collate(anchor, tok.pad_token_id)).loss).backward()
+    expected = torch.cat([p.grad.flatten() for p in params.values()]).numpy()
+    np.testing.assert_allclose(g_anchor, expected, rtol=1e-4, atol=1e-7)
+
+    for m in model.modules():  # the per-sample reference must see the same function as the batch
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    model.train()
+    reference = reference_products(model, tok, encoded, params, g_anchor)
+    ghost = GhostProducts(model, params)
+    ghost.set_direction(g_anchor, torch.device("cpu"))
+    model.zero_grad(set_to_none=True)
+    masked_mean(sample_losses(model, collate(encoded, tok.pad_token_id)).loss).backward()
+    got = ghost.collect(np.full(len(encoded), 1.0 / len(encoded)))
+    assert np.all(np.abs(reference) > 1e-6), reference
+    np.testing.assert_allclose(got, reference, rtol=1e-4, atol=1e-6)
+
+
+def test_round_direction_with_an_anchor_needs_no_stored_direction_and_standardises_each_push(tmp_path):
+    """Round 0 already has per-sample values (g_anchor needs no earlier round); the values a push gets are the
+    products standardised over it, scaled to its losses' spread; the anchor's own backward leaves no products."""
+    from lead_ray.config import load_config
+    from lead_ray.core.idu import anchor_delta
+    from lead_ray.online.direction import round_direction
+    from lead_ray.online.pushes import RoundPushes
+
+    torch.manual_seed(0)
+    model, tok, encoded = small_model(tmp_path, lora=True)
+    cfg = load_config(None, ["model.max_length=160", "selection.delta=anchor", "selection.anchor_batch=4"])
+    names = list(direction_params(model, "last_layer"))
+    rounds = round_direction(model, names, cfg, (0, 1), tok, None, ANCHOR)
+    assert rounds.products_due(None) and rounds.anchor.batch == 4
+    rounds.begin_round(None, "cpu", t=3)
+    assert rounds.anchor_s > 0 and rounds.ghost.sums is None
+    out = sample_losses(model, collate(encoded, tok.pad_token_id))
+    masked_mean(out.loss).backward()
+    losses = out.loss.detach().numpy()
+    raw = rounds.sample_deltas(losses, eta=1e-3)
+    applied = []
+
+    class Store:
+        def apply_async(self, index, loss, delta, b, t):
+            applied.append(delta)
+            return []
+
+    pushes = RoundPushes(Store(), 0.0, 0.0, 3, rounds.push_transform())
+    pushes.add(np.arange(len(raw)), losses, last=True, deltas=raw)
+    np.testing.assert_allclose(applied[0], anchor_delta(raw, losses, 1.0), rtol=1e-6)
+    assert np.std(applied[0]) == pytest.approx(np.std(losses), rel=1e-4)
+    np.testing.assert_array_equal(np.argsort(applied[0]), np.argsort(raw))  # the better aligned, the higher

@@ -113,7 +113,7 @@ class TrainingSettings:
         False,
         "Recompute each layer's activations in the backward pass instead of keeping them: activation memory falls "
         "from every layer's to about one layer's, for roughly a third more compute. Not with selection.delta "
-        "sample or update (their per-sample products read the kept activations).",
+        "sample, update or anchor (their per-sample products read the kept activations).",
     )
     placement_timeout_s: float = setting(
         600.0,

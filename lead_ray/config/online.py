@@ -72,9 +72,24 @@ class SelectionConfig:
         "ΔL̂′ per 'round' (one scalar added to every sample, the paper) or per 'sample' (−η·⟨g(x), ĝ⟩ from the "
         "training backward pass: each sample's own gradient on the direction parameters against the predicted "
         "mean gradient), or 'update' (⟨g(x), Δθ̂⟩ against the predicted parameter change of the round: the "
-        "first-order change of the sample's loss under any optimizer; −η·ĝ is that change only under plain SGD); "
-        "'preset' takes selection.preset's choice.",
-        choices=("preset", "round", "sample", "update"),
+        "first-order change of the sample's loss under any optimizer; −η·ĝ is that change only under plain SGD), "
+        "or 'anchor' (⟨g(x), g_anchor⟩ against the mean gradient of selection.anchor_batch pairs of anchor.data, "
+        "taken afresh each round: how far a step on x moves the loss on pairs you trust; standardised over the "
+        "round and scaled to its spread of losses, times selection.anchor_weight); 'preset' takes "
+        "selection.preset's choice.",
+        choices=("preset", "round", "sample", "update", "anchor"),
+    )
+    anchor_batch: int = setting(
+        8,
+        "selection.delta=anchor: anchor pairs whose mean gradient is the round's target (one forward pass over them "
+        "per round, backward through the direction layer only).",
+        ge=1,
+    )
+    anchor_weight: float = setting(
+        1.0,
+        "selection.delta=anchor: the alignment term's spread over a round as a multiple of the round's spread of "
+        "losses (0: alignment is measured and logged but reorders nothing).",
+        ge=0,
     )
     utility: str = setting(
         "preset",
@@ -248,7 +263,7 @@ class TrainConfig(TrainingSettings):
         "How the Train workers share the model: 'ddp' (every worker holds all of it, gradients all-reduced) or "
         "'fsdp' (PyTorch FSDP2: weights, gradients and optimizer state sharded over the workers, for full "
         "fine-tuning of a model one GPU cannot hold; checkpoints written sharded, with torch.distributed.checkpoint). "
-        "fsdp is not with selection.delta sample or update.",
+        "fsdp is not with selection.delta sample, update or anchor.",
         choices=("ddp", "fsdp"),
     )
     keep_checkpoints: int = setting(

@@ -114,6 +114,26 @@ def update_delta(products: np.ndarray) -> np.ndarray:
     return np.asarray(products, np.float64).astype(np.float32)
 
 
+def anchor_delta(products: np.ndarray, losses: np.ndarray, weight: float) -> np.ndarray:
+    """Per-sample ΔL̂′(x) for `selection.delta: anchor`, over the samples of one push (a worker's round, or its
+    share of PUSH_EVERY samples): the alignment ⟨g(x), g_anchor⟩ standardised over them, scaled to their
+    spread of losses:
+
+        ΔL̂′(x) = w · sd(L) · (p(x) − mean p) / sd(p)
+
+    A step on x changes the anchor's loss by about −η_eff⟨g(x), g_anchor⟩, so the better aligned a sample, the
+    more it is worth training again: the sign is the opposite of `sample`'s. Raw products scale with the
+    gradients' size, which drifts over training; standardised, w = 1 gives alignment the same spread as the
+    loss, so either can reorder the other. Fewer than two samples, or no spread: zeros (nothing to compare)."""
+    p = np.asarray(products, np.float64)
+    sd_p = p.std() if len(p) > 1 else 0.0
+    if sd_p == 0.0 or not np.isfinite(sd_p):
+        return np.zeros(len(p), np.float32)
+    loss = np.asarray(losses, np.float64)
+    sd_loss = np.nanstd(loss) if np.isfinite(loss).sum() > 1 else 0.0
+    return (weight * sd_loss * (p - p.mean()) / sd_p).astype(np.float32)
+
+
 class DirectionMemory:
     """The stored update directions: one per cluster, plus the previous round's (ALGORITHM.md §5.3, §5.4).
 

@@ -92,3 +92,40 @@ def linear_params(model: torch.nn.Module, params: dict[str, torch.nn.Parameter])
     """The direction parameters that belong to linear layers (all of them under LoRA), in their order."""
     linear = {id(p) for m in model.modules() if isinstance(m, torch.nn.Linear) for p in m.parameters(recurse=False)}
     return {name: p for name, p in params.items() if id(p) in linear}
+
+
+def anchor_gradient(
+    model: torch.nn.Module,
+    params: dict[str, torch.nn.Parameter],
+    encoded: list,
+    pad_id: int,
+    micro_batch: int,
+    autocast_dtype: torch.dtype | None = None,
+) -> np.ndarray:
+    """g_anchor for `selection.delta: anchor`: the gradient of the mean IU over `encoded` (anchor pairs) on the
+    direction parameters, flat in `params` order (the ghost products' layout). Computed with autograd.grad, so no
+    `.grad` is touched and no DDP all-reduce runs (every worker takes the same pairs and gets the same vector);
+    backward stops at the direction layer, the only one it is asked for. Dropout is off while it runs."""
+    from lead_ray.models.load import training_autocast
+    from lead_ray.models.loss import collate, sample_losses
+
+    device = next(iter(params.values())).device
+    total = [torch.zeros_like(p, dtype=torch.float32) for p in params.values()]
+    was_training, n_valid = model.training, 0
+    model.eval()
+    try:
+        for a in range(0, len(encoded), micro_batch):
+            with torch.enable_grad(), training_autocast(device, autocast_dtype):
+                losses = sample_losses(model, collate(encoded[a : a + micro_batch], pad_id)).loss.float()
+            valid = ~torch.isnan(losses)
+            if not valid.any():
+                continue
+            n_valid += int(valid.sum())
+            grads = torch.autograd.grad(losses[valid].sum(), list(params.values()), allow_unused=True)
+            for acc, g in zip(total, grads):
+                if g is not None:
+                    acc += g.float()
+    finally:
+        model.train(was_training)
+    flat = torch.cat([g.flatten() for g in total]) / max(n_valid, 1)
+    return flat.cpu().numpy()

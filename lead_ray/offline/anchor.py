@@ -36,12 +36,13 @@ def anchor_split(ids: list[str], seed: int, val_fraction: float):
     return hash_fraction(ids, seed + 1, val_fraction)  # another draw than the warm-up's (seed) on the same ids
 
 
-def read_anchor(cfg: Config):
-    """The anchor's (id, messages) rows: a prepared pool folder, read whole (it is small by design)."""
+def read_anchor(cfg: Config, use: str = "selection.utility=learnability ranks against a model trained on it"):
+    """The anchor's (id, messages) rows: a prepared pool folder, read whole (it is small by design). `use`: what
+    needs it, for the error when it is not set."""
     if cfg.anchor.data is None:
         raise ConfigError(
             "'anchor.data' is not set: give it a prepared pool of pairs you trust (`lead-ray prepare FILES --out "
-            "DIR`, then anchor.data=DIR/pool); selection.utility=learnability ranks against a model trained on it"
+            f"DIR`, then anchor.data=DIR/pool); {use}"
         )
     folder = require(Path(cfg.anchor.data), "*.parquet", "anchor pool (Parquet files)", "prepare")
     return pq.read_table(folder, columns=["id", "messages"])

@@ -14,8 +14,10 @@ class RoundPushes:
     U only matters for the next round's selection, so one actor call per PUSH_EVERY samples (not per
     micro-batch) changes nothing but the overhead."""
 
-    def __init__(self, store, delta: float, smooth_b: float, round_: int):
-        self.store, self.delta, self.smooth_b, self.round = store, delta, smooth_b, round_
+    def __init__(self, store, delta: float, smooth_b: float, round_: int, transform=None):
+        """`transform(values, losses)`: turns the per-sample values of one push into ΔL̂′ (`selection.delta:
+        anchor` standardises them over the push); None: they are ΔL̂′ already."""
+        self.store, self.delta, self.smooth_b, self.round, self.transform = store, delta, smooth_b, round_, transform
         self.index, self.losses, self.deltas, self.refs, self.seconds = [], [], [], [], 0.0
         self.all_deltas: list[np.ndarray] = []  # per-sample mode: every delta pushed, for the round log
 
@@ -25,17 +27,18 @@ class RoundPushes:
         self.losses.append(losses)
         if deltas is not None:
             self.deltas.append(deltas)
-            self.all_deltas.append(deltas)
         if last or sum(len(i) for i in self.index) >= PUSH_EVERY:
             self._push()
 
     def _push(self) -> None:
         t0 = time.perf_counter()
         if self.index:
-            delta = np.concatenate(self.deltas) if self.deltas else self.delta
-            self.refs += self.store.apply_async(
-                np.concatenate(self.index), np.concatenate(self.losses), delta, self.smooth_b, self.round
-            )
+            losses, delta = np.concatenate(self.losses), self.delta
+            if self.deltas:
+                delta = np.concatenate(self.deltas)
+                delta = self.transform(delta, losses) if self.transform is not None else delta
+                self.all_deltas.append(delta)
+            self.refs += self.store.apply_async(np.concatenate(self.index), losses, delta, self.smooth_b, self.round)
             self.index, self.losses, self.deltas = [], [], []
         self.seconds += time.perf_counter() - t0
 

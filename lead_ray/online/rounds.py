@@ -41,6 +41,8 @@ class TrainedRound:
     push_s: float
     sample_deltas: np.ndarray | None = None  # this worker's per-sample ΔL̂′ (per-sample mode)
     ghost_s: float = 0.0  # seconds in the per-sample inner products (measured on the CPU only)
+    anchor_s: float = 0.0  # seconds measuring g_anchor (`selection.delta: anchor`)
+    anchor_forwards: int = 0  # anchor pairs forwarded for g_anchor (each worker forwards the same ones)
 
 
 @dataclass
@@ -82,6 +84,8 @@ def round_record(
         "delta_sample_mean": float(deltas.mean()) if deltas is not None else None,
         "delta_sample_sd": float(deltas.std()) if deltas is not None else None,
         "ghost_s": trained.ghost_s,
+        "anchor_s": trained.anchor_s,
+        "anchor_forward_samples": trained.anchor_forwards,
         "beta": est.beta if est else None,
         "cos_phi": est.cos_phi if est else None,
         "d_k": est.d_k if est else None,

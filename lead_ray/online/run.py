@@ -32,6 +32,7 @@ from lead_ray.core.select import first_round_sizes
 from lead_ray.core.utility import rank_weights
 from lead_ray.files import require, write_parquet_atomic, write_text_atomic
 from lead_ray.online.checkpoint import read_round_log
+from lead_ray.online.direction import PER_SAMPLE
 from lead_ray.presets import PRESETS, switches
 
 
@@ -93,17 +94,18 @@ def run(
 
     t0 = time.perf_counter()
     check_batch_sizes(cfg.train, cfg.train.num_workers, "train")  # here, not in each worker's retries
-    if cfg.train.gradient_checkpointing and switches(cfg).delta in ("sample", "update"):
+    if cfg.train.gradient_checkpointing and switches(cfg).delta in PER_SAMPLE:
         raise ConfigError(
             f"'train.gradient_checkpointing' = true with selection.delta={switches(cfg).delta}: the per-sample "
             "products read each layer's kept activations, which checkpointing recomputes; turn one of them off"
         )
-    if cfg.train.strategy == "fsdp" and switches(cfg).delta in ("sample", "update"):
+    if cfg.train.strategy == "fsdp" and switches(cfg).delta in PER_SAMPLE:
         raise ConfigError(
             f"'train.strategy' = fsdp with selection.delta={switches(cfg).delta}: the per-sample products need each "
             "direction layer whole on every worker, which FSDP shards; use ddp, or delta: round"
         )
     check_clustering(cfg)  # the selection must run on the arms its switches ask for (eval reads any clustering)
+    anchor = _anchor_conversations(cfg)  # before any actor starts: a missing anchor.data is a config error
     pool = index_pool(cfg)
     table = read_selection(cfg, pool)  # per-sample selection columns only: the conversations stay on disk
     run_dir = Path(run_dir or cfg.stage_dir("run")).resolve()
@@ -115,6 +117,7 @@ def run(
     scaling = train_scaling(cfg.train, ray.cluster_resources(), cpu_share)
     wait_for_workers(scaling, cfg.train.placement_timeout_s, "train")  # Train v2 would wait forever, silently
     settings = _loop_settings(cfg, run_dir, name, pool, table, (store, bandit, n_arms), budget, static_order, scaling)
+    settings.anchor = anchor
     result = _trainer(cfg, settings, scaling, callbacks).fit()
     t_fit = time.perf_counter() - t0
     _remove_if_empty(run_dir / "staging")  # where rank 0 wrote each checkpoint before Ray Train moved it
@@ -167,6 +170,15 @@ def _loop_settings(cfg: Config, run_dir: Path, name: str, pool, table, actors, b
         static_order=static_order,
         holdout=_inloop_holdout(cfg, pool),
     )
+
+
+def _anchor_conversations(cfg: Config) -> list | None:
+    """`selection.delta: anchor`: the anchor's conversations, which every worker takes its per-round pairs from."""
+    if switches(cfg).delta != "anchor":
+        return None
+    from lead_ray.offline.anchor import read_anchor
+
+    return read_anchor(cfg, "selection.delta=anchor measures each sample's alignment with them")["messages"].to_pylist()
 
 
 def _inloop_holdout(cfg: Config, pool) -> list:

@@ -29,3 +29,4 @@ class LoopSettings:
     initial_bandit: Any  # object ref: the bandit's state before round 0
     static_order: np.ndarray | None  # a static baseline's fixed subset, trained in order
     holdout: list  # held-out conversations for the in-loop NLL
+    anchor: list | None = None  # `selection.delta: anchor`: the anchor's conversations (small by design)

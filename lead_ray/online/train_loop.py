@@ -37,7 +37,7 @@ from lead_ray.online.checkpoint import (
     shared_run_path,
 )
 from lead_ray.online.collective import accumulating, broadcast_from_rank0, sum_over_workers
-from lead_ray.online.direction import PER_SAMPLE, RoundDirection, direction_params
+from lead_ray.online.direction import direction_params, round_direction
 from lead_ray.online.fsdp import shard
 from lead_ray.online.pool_rescore import PoolRescore
 from lead_ray.online.pushes import RoundPushes
@@ -123,10 +123,8 @@ class RoundLoop:
         if not self.sharded:
             self.model = ray.train.torch.prepare_model(self.model)
         self.plain = self.model.module if hasattr(self.model, "module") else self.model  # without DDP
-        sel = self.selection
-        per_sample = self.switches.delta in PER_SAMPLE and sel.method == "lead" and sel.use_delta
-        self.direction = RoundDirection(
-            self.plain, names, self.switches.delta, per_sample, self.rank, self.accum, sel.direction_dims
+        self.direction = round_direction(
+            self.plain, names, self.cfg, (self.rank, self.accum), self.tok, self.autocast_dtype, self.s.anchor
         )
 
     def _setup_round_inputs(self) -> None:
@@ -216,8 +214,8 @@ class RoundLoop:
         self.store.mark_used(index)
         # U = L + ΔL̂′ smoothed (LEAD); the no-ΔL̂′ ablation and `rescore` use the loss alone
         delta = estimate.delta if sel.method == "lead" and sel.use_delta else 0.0
-        per_sample = self.direction.ghost is not None
-        direction = ray.get(self.bandit.direction.remote(arm, estimate.beta)) if per_sample else None
+        stored = self.direction.ghost is not None and self.direction.anchor is None  # `anchor` measures its own
+        direction = ray.get(self.bandit.direction.remote(arm, estimate.beta)) if stored else None
         return RoundPlan(index, arm, p, eta, delta, estimate, 0.0, direction)
 
     def _train_round(self, t: int, plan: RoundPlan) -> TrainedRound:
@@ -233,9 +231,9 @@ class RoundLoop:
         convs = self.rows.messages(mine if len(mine) else plan.index[:1])  # one read for the whole slice
         read_s = time.perf_counter() - t_read
         encoded = [encode_conversation(self.tok, m, self.cfg.model.max_length) for m in convs]  # once per round
-        pushes = RoundPushes(self.store, plan.delta, self.smooth_b, t)
-        per_sample = self.direction.ghost is not None and plan.direction is not None
-        self.direction.begin_round(plan.direction, self.device)
+        pushes = RoundPushes(self.store, plan.delta, self.smooth_b, t, self.direction.push_transform())
+        per_sample = self.direction.products_due(plan.direction)
+        self.direction.begin_round(plan.direction, self.device, t)
         forwarded, padding, optimizer_steps = 0, 0, 0
         self.model.train()
         self.plain.train()
@@ -268,6 +266,8 @@ class RoundLoop:
             pushes.seconds,
             np.concatenate(pushes.all_deltas) if per_sample and pushes.all_deltas else None,
             ghost_s,
+            self.direction.anchor_s,
+            self.direction.anchor_forwards,
         )
 
     def _loss_step(self, encoded: list, padded: bool) -> tuple[np.ndarray, np.ndarray]:
