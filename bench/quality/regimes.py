@@ -76,6 +76,11 @@ VARIANTS = {
     ],
     # the default ranking by U minus a reference model trained on trusted pairs (bench/quality/anchor.py)
     "lead+quantile+anchor": ["cluster.difficulty_bins=quantile", "selection.utility=learnability"],
+    # issue 33 design (d), added 2026-12-07 (10:50 UTC) before any run of it: the default with each sample's
+    # alignment with the anchor's gradient added to U (selection.delta=anchor, anchor_batch 8, anchor_weight 1:
+    # the settings' defaults, fixed in advance). The anchor is never trained on, so random and random-x2 are its
+    # controls as they are
+    "lead+quantile+anchor-grad": ["cluster.difficulty_bins=quantile", "selection.delta=anchor"],
 }
 # A preset is run as the variant whose switches it resolves to; tests/test_quality_bench.py fails if they drift apart.
 ROBUST_METHOD = "lead+quantile"  # selection.preset=robust: the paper with quantile bins
@@ -127,6 +132,7 @@ REGIMES = {
             "random-x2+end-z",
             "lead+quantile+end-z+trim",
             "lead+quantile+anchor",
+            "lead+quantile+anchor-grad",
         ),
         {"holdout": 0, "gsm8k": 200, "mmlu": 285, "self_instruct": 0},
         100,

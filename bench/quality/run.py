@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.quality.anchor import anchor_folder, prepare_anchor  # noqa: E402
+from bench.quality.anchor import anchor_folder, make_anchor, prepare_anchor  # noqa: E402
 from bench.quality.cache import CACHE, log, pack, unpack  # noqa: E402
 from bench.quality.content import add_content_column, add_end_column_to_units  # noqa: E402
 from bench.quality.corrupt import plant_pool  # noqa: E402
@@ -61,7 +61,6 @@ from lead_ray.presets import PRESETS, resolved_dict, switches  # noqa: E402
 
 def setup(regime: Regime, variant: Path, full: Path, corrupt: float, extra: list[str], plant_seed: int = 0) -> dict:
     """prepare (shared), slice, plant, warmup, score, cluster; the slice's composition and planted counts."""
-    from lead_ray.data.ingest import prepare
     from lead_ray.offline.cluster import cluster
     from lead_ray.offline.score import score
     from lead_ray.offline.warmup import warmup
@@ -81,13 +80,7 @@ def setup(regime: Regime, variant: Path, full: Path, corrupt: float, extra: list
         if old["key"] != key:
             raise SystemExit(f"{variant} was set up with other settings ({recorded}); pass another --work")
         return old["slice"]
-    if not (full / "prepared" / "prepare_stats.json").exists():
-        inputs = [
-            str(p) for p in sorted((SHARED / "data" / "pool").iterdir()) if p.is_dir() and p.name != "noncommercial"
-        ]
-        prepare(
-            load_config(ROOT / regime.config, overrides(regime, full, extra) + ["ingest.inputs=" + json.dumps(inputs)])
-        )
+    ensure_full_pool(regime, full, extra)
     sliced = stratified_slice(pq.read_table(full / "prepared" / "pool"), regime.rows)
     shutil.rmtree(variant / "prepared", ignore_errors=True)
     (variant / "prepared" / "pool").mkdir(parents=True)
@@ -152,6 +145,19 @@ def _rebased(cfg, work: Path):
     return config_from_dict(to_dict(cfg), [f"work_dir={work}"])
 
 
+def ensure_full_pool(regime: Regime, full: Path, extra: list[str]) -> None:
+    """The whole prepared pool (../shared/data/pool without noncommercial/) the slices and anchors come from."""
+    from lead_ray.data.ingest import prepare
+
+    if not (full / "prepared" / "prepare_stats.json").exists():
+        inputs = [
+            str(p) for p in sorted((SHARED / "data" / "pool").iterdir()) if p.is_dir() and p.name != "noncommercial"
+        ]
+        prepare(
+            load_config(ROOT / regime.config, overrides(regime, full, extra) + ["ingest.inputs=" + json.dumps(inputs)])
+        )
+
+
 def one_run(regime: Regime, variant: Path, method: str, seed: int, extra: list[str], runs: str = "runs") -> Path:
     """A run and its evaluation, reused when its recorded config equals this one."""
     from lead_ray.eval.evaluate import evaluate
@@ -160,7 +166,8 @@ def one_run(regime: Regime, variant: Path, method: str, seed: int, extra: list[s
     run_dir = variant / runs / f"{method}-s{seed}"
     selection_method, keys = method_settings(method)
     settings = overrides(regime, variant, extra) + [f"seed={seed}", f"selection.method={selection_method}", *keys]
-    if "selection.utility=learnability" in keys:  # the variant's trusted pairs (bench/quality/anchor.py)
+    needs_anchor = {"selection.utility=learnability", "selection.delta=anchor"} & set(keys)
+    if needs_anchor:  # the variant's trusted pairs (bench/quality/anchor.py)
         settings.append(f"anchor.data={anchor_folder(variant)}")
     cfg = load_config(ROOT / regime.config, settings)
     work = clustered_work(variant, cfg)
@@ -172,6 +179,9 @@ def one_run(regime: Regime, variant: Path, method: str, seed: int, extra: list[s
         return run_dir
     if switches(cfg).end_token == "skip":
         add_content_column(variant, work, cfg)  # a pool scored before the column existed
+    if needs_anchor:
+        ensure_full_pool(regime, variant.parent / "full", extra)
+        make_anchor(variant, variant.parent / "full")
     if switches(cfg).utility == "learnability":
         # once per variant, as the warm-up: the reference model does not depend on the run's seed
         prepare_anchor(variant, work, config_from_dict(to_dict(cfg), [f"work_dir={variant}", "seed=42"]))
