@@ -42,6 +42,7 @@ def log(msg: str) -> None:
 def synthetic_pool(work: Path, n: int, seed: int = 0) -> None:
     """A clustered pool of n rows: the sample's conversations, 7 arms x 4 task groups, IU₀ ~ 5."""
     from lead_ray.data.formats import READERS, detect_format, normalise
+    from lead_ray.data.rows import write_pool_file
 
     convs = []
     for path in sorted((ROOT / "data" / "sample").rglob("*.json*")):
@@ -70,7 +71,9 @@ def synthetic_pool(work: Path, n: int, seed: int = 0) -> None:
         for i in range(n)
     ]
     (work / "clustered" / "pool").mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(rows), work / "clustered" / "pool" / "part-0.parquet")
+    # the layout `lead-ray cluster` writes (by arm, then IU₀; GROUP-row groups; the narrow copy), which a round's
+    # read is built for: pyarrow's default of one 20,000-row group made every round decode the whole pool
+    write_pool_file(pa.Table.from_pylist(rows), work / "clustered" / "pool" / "part-0.parquet")
 
 
 def bench_bookkeeping(n: int, rounds: int) -> dict:
