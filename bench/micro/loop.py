@@ -39,10 +39,9 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def synthetic_pool(work: Path, n: int, seed: int = 0) -> None:
-    """A clustered pool of n rows: the sample's conversations, 7 arms x 4 task groups, IU₀ ~ 5."""
+def sample_conversations() -> list[list[dict]]:
+    """The conversations of the repo's sample data (data/sample), in every format it holds."""
     from lead_ray.data.formats import READERS, detect_format, normalise
-    from lead_ray.data.rows import write_pool_file
 
     convs = []
     for path in sorted((ROOT / "data" / "sample").rglob("*.json*")):
@@ -53,6 +52,14 @@ def synthetic_pool(work: Path, n: int, seed: int = 0) -> None:
                 convs += [normalise(c, 4000)[0] for c in READERS[detect_format(r)](r)]
             except Exception:  # noqa: BLE001 - the bench only needs some valid conversations
                 continue
+    return convs
+
+
+def synthetic_pool(work: Path, n: int, seed: int = 0) -> None:
+    """A clustered pool of n rows: the sample's conversations, 7 arms x 4 task groups, IU₀ ~ 5."""
+    from lead_ray.data.rows import write_pool_file
+
+    convs = sample_conversations()
     rng = random.Random(seed)
     rows = [
         {

@@ -30,6 +30,7 @@ from lead_ray.files import atomic_path, write_text_atomic
 # group, whose footer took 181 MB of RSS to open (docs/SCALING.md).
 GROUP = 256
 READ_GROUPS = 64  # row groups a read decodes at once (16,384 rows at GROUP) before keeping the asked rows
+READ_FILES = 4  # pool files read at once, each in its own thread (pyarrow decodes without the GIL)
 # Left out of a pool file's narrow copy: what only a round's read needs
 NOT_NARROW = ("messages", "file", "line", "format")
 NARROW_BYTES_KEY = b"lead_ray.pool_file_bytes"  # the pool file the narrow copy was written with, by its size
@@ -124,31 +125,41 @@ class PoolRows:
         return file, self.group_starts[k]
 
     def read(self, rows: np.ndarray, columns: list[str] | None = None) -> pa.Table:
-        """The given rows, in that order (a row asked twice comes twice)."""
+        """The given rows, in that order (a row asked twice comes twice). Files are read READ_FILES at a time, in
+        threads: a round's rows sit in every file, and on network storage each file's reads wait on latency."""
+        from concurrent.futures import ThreadPoolExecutor
+
         rows = np.asarray(rows, np.int64)
         file_of = np.searchsorted(self.starts, rows, side="right") - 1
-        parts, order = [], []
-        for k in np.unique(file_of).tolist():
-            file, group_starts = self._open(k)
-            asked = np.flatnonzero(file_of == k)
-            local = rows[asked] - self.starts[k]
-            group_of = np.searchsorted(group_starts, local, side="right") - 1
-            groups = np.unique(group_of)
-            for start in range(0, len(groups), READ_GROUPS):  # a bounded slice of the file at a time
-                chunk = groups[start : start + READ_GROUPS]
-                in_chunk = np.isin(group_of, chunk)
-                table = file.read_row_groups(chunk.tolist(), columns=columns)
-                # a row's place in what was read: the rows of the chunk's earlier groups, then its offset
-                before = np.concatenate([[0], np.cumsum(group_starts[chunk + 1] - group_starts[chunk])])
-                group = group_of[in_chunk]
-                slot = before[np.searchsorted(chunk, group)] + local[in_chunk] - group_starts[group]
-                parts.append(table.take(pa.array(slot)))
-                order.append(asked[in_chunk])
+        files = np.unique(file_of).tolist()
+        asked = [np.flatnonzero(file_of == k) for k in files]
+        with ThreadPoolExecutor(max_workers=max(1, min(READ_FILES, len(files)))) as pool:
+            done = list(pool.map(lambda k, a: self._read_file(k, rows[a] - self.starts[k], columns), files, asked))
+        parts = [t for tables, _ in done for t in tables]
+        order = [a[slots] for a, (_, positions) in zip(asked, done) for slots in positions]
         if not parts:
             schema = pq.read_schema(self.paths[0])
             return schema.empty_table().select(columns or schema.names)
         table = pa.concat_tables(parts)
         return table.take(pa.array(np.argsort(np.concatenate(order), kind="stable")))
+
+    def _read_file(self, k: int, local: np.ndarray, columns: list[str] | None) -> tuple[list, list]:
+        """Rows `local` (row numbers within the k-th file) decoded READ_GROUPS groups at a time: the tables, and
+        for each which of `local` it holds, in its row order."""
+        file, group_starts = self._open(k)
+        group_of = np.searchsorted(group_starts, local, side="right") - 1
+        groups, tables, positions = np.unique(group_of), [], []
+        for start in range(0, len(groups), READ_GROUPS):  # a bounded slice of the file at a time
+            chunk = groups[start : start + READ_GROUPS]
+            in_chunk = np.flatnonzero(np.isin(group_of, chunk))
+            table = file.read_row_groups(chunk.tolist(), columns=columns)
+            # a row's place in what was read: the rows of the chunk's earlier groups, then its offset
+            before = np.concatenate([[0], np.cumsum(group_starts[chunk + 1] - group_starts[chunk])])
+            group = group_of[in_chunk]
+            slot = before[np.searchsorted(chunk, group)] + local[in_chunk] - group_starts[group]
+            tables.append(table.take(pa.array(slot)))
+            positions.append(in_chunk)
+        return tables, positions
 
 
 class RoundRows:

@@ -56,9 +56,20 @@ def write_checkpoint(
     BanditActor; both hand their state over as bytes and this process writes them, on its node. `with_model`:
     also model/ (the final checkpoint's; the others hold the weights once, in trainer.pt). `sharded_weights`: a
     sharded model's gathered weights for model/ (its trainer_dcp/ already written by every worker)."""
-    import torch
-
     from lead_ray.online.actors import save_bandit
+
+    write_trainer_state(folder, trainer, with_model, sharded_weights)
+    (folder / "selection").mkdir()
+    store.save(folder / "selection")
+    save_bandit(bandit, folder / "selection")
+    write_text_atomic(folder / "selection" / ROUND_LOG, json.dumps(round_log))
+    write_manifest(folder)
+
+
+def write_trainer_state(folder: Path, trainer: TrainerState, with_model: bool, sharded_weights: dict | None) -> None:
+    """A checkpoint's training part: model/ (with_model) and trainer.pt (trainable weights, unless sharded, the
+    optimizer and the LR schedule). bench/gpu/check.py times it alone."""
+    import torch
 
     sharded = sharded_weights is not None
     if with_model:  # the LoRA adapter, or the full model
@@ -70,11 +81,6 @@ def write_checkpoint(
         state["trainable"] = {n: p.detach().cpu() for n, p in trainer.model.named_parameters() if p.requires_grad}
         state["optimizer"] = trainer.optimizer.state_dict()
     torch.save(state, folder / "trainer.pt")
-    (folder / "selection").mkdir()
-    store.save(folder / "selection")
-    save_bandit(bandit, folder / "selection")
-    write_text_atomic(folder / "selection" / ROUND_LOG, json.dumps(round_log))
-    write_manifest(folder)
 
 
 def load_checkpoint(folder: Path, model, optimizer, scheduler) -> int:
