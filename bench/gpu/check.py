@@ -4,8 +4,9 @@ every step so that a call cut off by its lease still leaves what it measured.
     python bench/gpu/check.py                           # on a CUDA host: bench/results/gpu_check.json
     python bench/gpu/check.py --cpu                     # the CPU dry run: bench/results/gpu_check_cpu_dryrun.json
 
-Model: SmolLM2-135M-Instruct (configs/smollm2.yaml: the GGUF in ../shared/models, de-quantised once), LoRA and
-full fine-tuning. Steps, cheapest and most telling first:
+Model: SmolLM2-135M-Instruct (configs/smollm2.yaml: the GGUF in ../shared/models, de-quantised once), or where
+that file is absent its layers with random weights (--model shape); LoRA and full fine-tuning. Steps, cheapest
+and most telling first:
   header      git SHA (or LEAD_RAY_GIT_SHA), GPU, driver, CUDA, library versions, the config's hash
   load        the base model de-quantised and saved (once), then each model's load time (inside its step)
   precision   bf16 autocast against float32: each sample's IU on one fixed batch
@@ -72,9 +73,20 @@ def header(cfg, device) -> dict:
     }
 
 
-def settings(cpu: bool) -> list[str]:
-    """The check's config overrides: the GPU's sizes, or small ones for the CPU dry run."""
-    common = ["work_dir=bench/work/gpu_check", "train.lr=2.0e-5"]
+# SmolLM2-135M's layers (30 × 576 wide, MLP 1536, 9 heads) built as the tiny preset: random weights and the byte
+# vocabulary, for a host the 98 MB GGUF cannot reach (a device transfer carries at most 64 MiB)
+SHAPE = [
+    "model.base=tiny",
+    "model.tiny.hidden_size=576",
+    "model.tiny.intermediate_size=1536",
+    "model.tiny.num_layers=30",
+    "model.tiny.num_heads=9",
+]
+
+
+def settings(cpu: bool, model: str) -> list[str]:
+    """The check's config overrides: the model, and the GPU's sizes or small ones for the CPU dry run."""
+    common = ["work_dir=bench/work/gpu_check", "train.lr=2.0e-5", *(SHAPE if model == "shape" else [])]
     if cpu:
         return common + ["model.max_length=128", "train.micro_batch_size=2", "train.batch_size=2", "model.dtype=auto"]
     return common + ["model.max_length=512", "train.micro_batch_size=8", "train.batch_size=8", "model.dtype=auto"]
@@ -84,20 +96,33 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cpu", action="store_true", help="the CPU dry run: every step, small")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per A/B/A phase (default 20 GPU, 3 CPU)")
+    ap.add_argument(
+        "--model",
+        choices=("gguf", "shape"),
+        default=None,
+        help="gguf: SmolLM2-135M-Instruct from ../shared/models (the default where it exists); shape: its layers, "
+        "random weights, the byte vocabulary",
+    )
     args = ap.parse_args()
+    gguf = ROOT.parent / "shared" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    model_kind = args.model or ("gguf" if gguf.exists() else "shape")
     import torch
 
     from bench.gpu import agreement, steps
     from lead_ray.config import load_config
-    from lead_ray.models.load import load_tokenizer, materialize_model
+    from lead_ray.models.load import materialize_model
 
     if not args.cpu and not torch.cuda.is_available():
         sys.exit("gpu check: no CUDA GPU visible to torch; --cpu runs the dry run")
     device = torch.device("cpu" if args.cpu else "cuda")
     n_steps = args.steps or (3 if args.cpu else 20)
-    cfg = load_config(ROOT / "configs" / "smollm2.yaml", settings(args.cpu))
+    cfg = load_config(ROOT / "configs" / "smollm2.yaml", settings(args.cpu, model_kind))
     out = ROOT / "bench" / "results" / ("gpu_check_cpu_dryrun.json" if args.cpu else "gpu_check.json")
-    result: dict = {"command": " ".join(["python bench/gpu/check.py", *sys.argv[1:]]), "steps_timed": n_steps}
+    result: dict = {
+        "command": " ".join(["python bench/gpu/check.py", *sys.argv[1:]]),
+        "model": model_kind,
+        "steps_timed": n_steps,
+    }
 
     def step(name: str, fn) -> object:
         """Run one step, record its result or its error and seconds, rewrite the JSON."""
@@ -116,10 +141,9 @@ def main() -> None:
     step("header", lambda: header(cfg, device))
     base = step("load", lambda: {"_dir": materialize_model(cfg.model, ROOT / cfg.work_dir / "models" / "base", 0)})
     base_dir = base["_dir"]
-    tok = load_tokenizer(str(base_dir))
     lora = step("train_lora", lambda: steps.train_ab(base_dir, cfg, True, device, n_steps))
     if isinstance(lora, dict):
-        model, _ = lora["_model"]
+        model, tok = lora["_model"]
         batch = steps.encoded_batches(tok, cfg.model.max_length, cfg.train.micro_batch_size, 1, seed=3)[0]
         step("precision", lambda: agreement.precision(model, tok, batch, device))
         step("ghost", lambda: agreement.ghost(model, tok, batch[:4], device))
