@@ -55,7 +55,7 @@ def _per_sample_grads(model, params: dict, batch: dict) -> tuple[torch.Tensor, s
         grads, how = vmap(grad(loss_one), in_dims=(None, 0, 0, 0, 0))(frozen, *args), "vmap"
         flat = torch.cat([grads[k].reshape(len(args[0]), -1) for k in params], 1)
     except Exception as err:  # noqa: BLE001 - Hugging Face's mask code is not always vmappable: say so, then loop
-        how = f"loop ({type(err).__name__})"
+        how = f"one sample at a time (vmap: {type(err).__name__}: {str(err)[:160]})"
         rows = [grad(loss_one)(frozen, *(a[i] for a in args)) for i in range(len(args[0]))]
         flat = torch.stack([torch.cat([r[k].reshape(-1) for k in params]) for r in rows])
     return flat, how

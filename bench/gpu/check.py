@@ -45,9 +45,8 @@ def header(cfg, device) -> dict:
 
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        changed = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
-        ).stdout
+        code = ["git", "status", "--porcelain", "--untracked-files=no", "--", "lead_ray", "bench", "configs"]
+        changed = subprocess.run([*code, ":!bench/results"], cwd=ROOT, capture_output=True, text=True).stdout
     except OSError:
         sha, changed = "", ""
     try:
@@ -60,7 +59,7 @@ def header(cfg, device) -> dict:
     gpu = subprocess.run(smi, capture_output=True, text=True).stdout.strip() if device.type == "cuda" else None
     return {
         "git_sha": sha or os.environ.get("LEAD_RAY_GIT_SHA", "unknown"),
-        "git_tracked_changes": bool(changed.strip()) if sha else None,  # numbers from uncommitted code say so
+        "code_changed_since_commit": bool(changed.strip()) if sha else None,  # uncommitted code says so
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
         "nvidia_smi": gpu,
         "cuda": torch.version.cuda,

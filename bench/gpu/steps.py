@@ -94,7 +94,7 @@ def _phase(step, batches: list, device, warm: int, flops_per_token: float, peak:
     }
 
 
-def train_ab(base_dir: Path, cfg, lora: bool, device, steps: int, warm: int = 2) -> dict:
+def train_ab(base_dir: Path, cfg, lora: bool, device, steps: int, warm: int = 3) -> dict:
     """lead-ray's step against a plain loop on identical batches, alternated A/B/A on one model; LoRA or full
     fine-tuning (float32 master weights, bf16 autocast on a GPU). MFU counts 6N FLOPs a token for full
     fine-tuning and 4N for LoRA (frozen weights get no weight gradient), attention left out."""
@@ -121,6 +121,7 @@ def train_ab(base_dir: Path, cfg, lora: bool, device, steps: int, warm: int = 2)
     b = plain_step(model, opt_plain, tok.pad_token_id, autocast_dtype, device)
     phases = [_phase(step, batches, device, warm, flops, peak) for step in (a, b, a)]
     lead = (phases[0]["tokens_per_s"] + phases[2]["tokens_per_s"]) / 2
+    drift = abs(phases[0]["tokens_per_s"] - phases[2]["tokens_per_s"]) / lead  # A1 against A2: the machine moved
     return {
         "load_s": round(load_s, 2),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -132,6 +133,8 @@ def train_ab(base_dir: Path, cfg, lora: bool, device, steps: int, warm: int = 2)
         "plain_b": phases[1],
         "lead_ray_a2": phases[2],
         "ratio": round(lead / phases[1]["tokens_per_s"], 3),
+        "ratio_a2": round(phases[2]["tokens_per_s"] / phases[1]["tokens_per_s"], 3),
+        "a_drift": round(drift, 3),
         "goal": 0.9,
         "_model": (model, tok),
     }

@@ -288,7 +288,13 @@ def primary_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-SCREENED = ("lead+quantile+trim", "lead+quantile+end-z", "lead+quantile+end-z+trim", "random+end-z")
+SCREENED = (
+    "lead+quantile+trim",
+    "lead+quantile+end-z",
+    "lead+quantile+end-z+trim",
+    "lead+quantile+anchor-grad",
+    "random+end-z",
+)
 
 
 def screen_table(result: dict) -> str:
