@@ -21,8 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # bench.quality.result's comparison names, when run as a script
 
+from bench.gpu.table import gpu_check_table  # noqa: E402
 from bench.quality.decision import decision_table  # noqa: E402
 from bench.quality.glance import glance_table  # noqa: E402
+from bench.quality.screen import screen_table  # noqa: E402
 
 BLOCK = re.compile(r"(<!-- quality_tables (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /quality_tables -->)", re.S)
 
@@ -288,63 +290,6 @@ def primary_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-SCREENED = (
-    "lead+quantile+trim",
-    "lead+quantile+end-z",
-    "lead+quantile+end-z+trim",
-    "lead+quantile+anchor-grad",
-    "random+end-z",
-)
-
-
-def screen_table(result: dict) -> str:
-    """Issue 33's screen (one seed): each design's planted picks and primary metric against the default, random
-    and random-x2, and its four clean sets against the default. No interval: one seed decides nothing."""
-    against = {"default": "lead+quantile", "random": "random", "random-x2": "random-x2"}
-    keys = ("gsm8k_nll", "mmlu_choice_nll", "self_instruct_nll", "holdout_clean_nll")
-    lines = [
-        "| design | planted picks | primary − default | − random | − random-x2 | "
-        + " | ".join(f"{k} − default" for k in keys)
-        + " |",
-        "|" + "---|" * (5 + len(keys)),
-    ]
-    for method in ("lead+quantile", *SCREENED, "random"):
-        if method not in result["methods"]:
-            continue
-        rate = result["corrupt_pick_rate"].get(method)
-        row = [method, "–" if rate is None else f"{100 * rate:.1f}%"]
-        for other in against.values():
-            row.append("0" if method == other else _screen_primary(result, method, other))
-        for key in keys:
-            row.append(_screen_set(result, method, "lead+quantile", key))
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
-
-
-def _screen_pair(result: dict, one: str, other: str) -> tuple[dict, int]:
-    """The paired entry of one − other, whatever the comparison is named, and the sign to read it with (−1 where
-    only other − one was compared)."""
-    from bench.quality.result import comparisons
-
-    for name, pair in comparisons().items():
-        if pair in ((one, other), (other, one)) and result["paired"].get(name):
-            return result["paired"][name], 1 if pair == (one, other) else -1
-    return {}, 1
-
-
-def _screen_primary(result: dict, one: str, other: str) -> str:
-    entry, sign = _screen_pair(result, one, other)
-    primary = entry.get("primary") or {}
-    return f"{sign * primary['mean']:+.3f}" if "mean" in primary else "–"
-
-
-def _screen_set(result: dict, one: str, other: str, key: str) -> str:
-    if one == other:
-        return ""
-    entry, sign = _screen_pair(result, one, other)
-    return f"{sign * entry[key]['mean']:+.3f}" if key in entry else "–"
-
-
 def block_table(spec: str) -> str:
     """The table a marker asks for: 'KIND RESULT.json ...'."""
     kind, *files = spec.split()
@@ -354,7 +299,7 @@ def block_table(spec: str) -> str:
     if kind in several:
         return several[kind](*results)
     tables = {"methods": methods_table, "paired": paired_table, "corrupt": corrupt_table, "profile": profile_table}
-    tables |= {"primary": primary_table, "screen": screen_table}
+    tables |= {"primary": primary_table, "screen": screen_table, "gpu_check": gpu_check_table}
     if kind not in tables or len(results) != 1:
         raise SystemExit(f"quality_tables: bad marker {spec!r} (kinds: {', '.join([*tables, *several])})")
     return tables[kind](results[0])
