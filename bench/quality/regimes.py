@@ -76,7 +76,7 @@ VARIANTS = {
     ],
     # the default ranking by U minus a reference model trained on trusted pairs (bench/quality/anchor.py)
     "lead+quantile+anchor": ["cluster.difficulty_bins=quantile", "selection.utility=learnability"],
-    # issue 33 design (d), added 2026-12-07 (10:50 UTC) before any run of it: the default with each sample's
+    # issue 33 design (d), added 2026-12-07 (10:48 UTC) before any run of it: the default with each sample's
     # alignment with the anchor's gradient added to U (selection.delta=anchor, anchor_batch 8, anchor_weight 1:
     # the settings' defaults, fixed in advance). The anchor is never trained on, so random and random-x2 are its
     # controls as they are
