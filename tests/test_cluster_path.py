@@ -25,7 +25,8 @@ def test_selection_actors_never_touch_the_callers_paths(ray_session, tmp_path):
     processes is recorded with an audit hook."""
     import ray
 
-    from lead_ray.online.actors import BanditActor, UtilityClient, UtilityStore, restore_bandit, save_bandit
+    from lead_ray.online.actors import UtilityClient, UtilityStore
+    from lead_ray.online.bandit_actor import BanditActor, restore_bandit, save_bandit
 
     own_tmp = tmp_path / "actors-own-tmp"
     own_tmp.mkdir()

@@ -179,7 +179,7 @@ def test_uniform_arm_choice_leaves_exp3_untouched(ray_session):
     """The no-bandit ablation: arms drawn uniformly from the allowed ones, EXP3 weights never move."""
     import ray
 
-    from lead_ray.online.actors import BanditActor
+    from lead_ray.online.bandit_actor import BanditActor
 
     bandit = BanditActor.remote(3, 0.1, "latest", 0, "uniform")
     arms = [ray.get(bandit.draw.remote(np.array([True, False, True])))[0] for _ in range(60)]

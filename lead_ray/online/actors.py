@@ -1,4 +1,5 @@
-"""The two actors of the online loop, thin wrappers around the pure core.
+"""The two actors of the online loop, thin wrappers around the pure core (this file: the UtilityStore and its
+client; online/bandit_actor.py: the BanditActor).
 
 * `UtilityStore`: one index range of the per-sample state (core.utility.UtilityTable). Training
   workers push (index, loss) batches to it asynchronously; it accumulates each round's sums for the
@@ -16,15 +17,12 @@ caller writes the files (`UtilityClient.save`, `save_bandit`) on its own node.
 from __future__ import annotations
 
 import functools
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import ray
 
-from lead_ray.core.bandit import Exp3Bandit
-from lead_ray.core.idu import DirectionMemory
 from lead_ray.core.select import merge_top_k, quotas_for, skips_for
 from lead_ray.core.utility import UtilityTable
 from lead_ray.files import write_bytes_atomic, write_text_atomic
@@ -89,6 +87,10 @@ class UtilityStore:
     @needs_state
     def eligible_counts(self, cluster: int, cap: int) -> dict[int, int]:
         return self.table.eligible_counts(cluster, cap)
+
+    @needs_state
+    def eligible_counts_all(self, n_clusters: int, cap: int) -> list[dict[int, int]]:
+        return [self.table.eligible_counts(k, cap) for k in range(n_clusters)]  # one call a round, not one an arm
 
     @needs_state
     def top_k(self, cluster: int, quotas: dict[int, int], cap: int):
@@ -211,6 +213,15 @@ class UtilityClient:
                 counts[g] = counts.get(g, 0) + c
         return counts
 
+    def eligible_counts_all(self, n_clusters: int, cap: int) -> list[dict[int, int]]:
+        """eligible_counts of every cluster, in one call to each shard."""
+        counts: list[dict[int, int]] = [{} for _ in range(n_clusters)]
+        for part in ray.get([h.eligible_counts_all.remote(n_clusters, cap) for h in self.handles]):
+            for k, groups in enumerate(part):
+                for g, c in groups.items():
+                    counts[k][g] = counts[k].get(g, 0) + c
+        return counts
+
     def select(self, cluster: int, rho: float, cap: int, min_per_group: int, trim_top: float = 0.0) -> np.ndarray:
         """Stratified top-k of one cluster: quotas and skips (`trim_top`) from all shards' counts, then a merge."""
         counts = self.eligible_counts(cluster, cap)
@@ -290,113 +301,3 @@ class UtilityClient:
 
     def nbytes(self) -> int:
         return sum(ray.get([h.nbytes.remote() for h in self.handles]))
-
-
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
-class BanditActor:
-    """EXP3 over the difficulty clusters, the stored update directions and the round RNG.
-
-    `arm_choice="uniform"` (the no-bandit ablation) draws arms uniformly from the allowed ones and
-    leaves the EXP3 weights untouched; everything else is the same."""
-
-    def __init__(
-        self,
-        n_arms: int,
-        gamma: float,
-        visit: str,
-        seed: int,
-        arm_choice: str = "exp3",
-        reward_norm: str = "minmax",
-        reward_window: int = 10,
-    ):
-        self.state_lost = ray.get_runtime_context().was_current_actor_reconstructed
-        self.arm_choice = arm_choice
-        self.bandit = Exp3Bandit(n_arms, gamma, reward_norm, reward_window)
-        self.directions = DirectionMemory(visit)
-        self.rng = np.random.default_rng(seed)
-
-    @needs_state
-    def draw(self, allowed: np.ndarray | None = None) -> tuple[int, list[float]]:
-        if self.arm_choice == "uniform":
-            mask = np.ones(self.bandit.n_arms, bool) if allowed is None else np.asarray(allowed, bool)
-            p = mask / mask.sum()
-            return int(self.rng.choice(len(p), p=p)), p.tolist()
-        arm, p = self.bandit.draw(self.rng, allowed)
-        return arm, p.tolist()
-
-    @needs_state
-    def permutation(self, n: int) -> np.ndarray:
-        return self.rng.permutation(n)
-
-    @needs_state
-    def estimate(self, arm: int, eta: float):
-        return self.directions.estimate(arm, eta)
-
-    @needs_state
-    def direction(self, arm: int, beta: float) -> np.ndarray | None:
-        """ĝ = β g_arm + (1 − β) g_previous, for per-sample ΔL̂′ (None before the first round's direction)."""
-        return self.directions.direction(arm, beta)
-
-    @needs_state
-    def finish_round(self, arm: int, p_arm: float, raw_reward: float, direction: np.ndarray | None) -> float:
-        """Update EXP3 with the round's reward and store its direction; returns the normalised reward."""
-        normalised = 0.0 if self.arm_choice == "uniform" else self.bandit.update(arm, raw_reward, p_arm)
-        if direction is not None:
-            self.directions.record(arm, direction)
-        return normalised
-
-    @needs_state
-    def state(self) -> dict:
-        """JSON for EXP3 and the RNG; .npz bytes for the direction vectors. No pickle: a checkpoint is
-        data only. Returned, never written: the caller (rank 0) puts it into the checkpoint."""
-        d = self.directions.state_dict()
-        vectors = {f"cluster_{k}": v for k, v in d["by_cluster"].items()}
-        if d["previous"] is not None:
-            vectors["previous"] = d["previous"]
-        buf = io.BytesIO()
-        np.savez(buf, **vectors)
-        state = {
-            "bandit": self.bandit.state_dict(),
-            "arm_choice": self.arm_choice,
-            "visit": d["visit"],
-            "rng": self.rng.bit_generator.state,
-        }
-        return {"json": json.dumps(state), "directions": buf.getvalue()}
-
-    def load_state(self, saved: dict) -> None:
-        self.state_lost = False
-        state = json.loads(saved["json"])
-        z = np.load(io.BytesIO(saved["directions"]), allow_pickle=False)
-        self.bandit = Exp3Bandit.from_state(state["bandit"])
-        self.arm_choice = state["arm_choice"]
-        self.directions = DirectionMemory.from_state(
-            {
-                "visit": state["visit"],
-                "previous": z["previous"] if "previous" in z else None,
-                "by_cluster": {int(k.split("_")[1]): z[k] for k in z.files if k.startswith("cluster_")},
-            }
-        )
-        self.rng = np.random.default_rng()
-        self.rng.bit_generator.state = state["rng"]
-
-
-BANDIT_FILE = "bandit.json"
-
-
-def save_bandit(bandit, folder: Path) -> None:
-    """The bandit actor's state into `folder` (bandit.json + bandit.json.directions.npz), written here."""
-    state = ray.get(bandit.state.remote())
-    write_bytes_atomic(Path(folder) / (BANDIT_FILE + ".directions.npz"), state["directions"])
-    write_text_atomic(Path(folder) / BANDIT_FILE, state["json"])
-
-
-def restore_bandit(bandit, folder: Path) -> None:
-    folder = Path(folder)
-    ray.get(
-        bandit.load_state.remote(
-            {
-                "json": (folder / BANDIT_FILE).read_text(),
-                "directions": (folder / (BANDIT_FILE + ".directions.npz")).read_bytes(),
-            }
-        )
-    )

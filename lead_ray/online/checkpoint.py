@@ -56,7 +56,7 @@ def write_checkpoint(
     BanditActor; both hand their state over as bytes and this process writes them, on its node. `with_model`:
     also model/ (the final checkpoint's; the others hold the weights once, in trainer.pt). `sharded_weights`: a
     sharded model's gathered weights for model/ (its trainer_dcp/ already written by every worker)."""
-    from lead_ray.online.actors import save_bandit
+    from lead_ray.online.bandit_actor import save_bandit
 
     write_trainer_state(folder, trainer, with_model, sharded_weights)
     (folder / "selection").mkdir()
@@ -101,7 +101,7 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler) -> int:
 
 def restore_selection(folder: Path, store, bandit) -> list[dict]:
     """Rank 0 after a restart: the UtilityStore shards and the bandit as checkpointed; returns the round log."""
-    from lead_ray.online.actors import restore_bandit
+    from lead_ray.online.bandit_actor import restore_bandit
 
     store.restore(folder / "selection")
     restore_bandit(bandit, folder / "selection")

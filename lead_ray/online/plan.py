@@ -14,12 +14,8 @@ from lead_ray.core.select import quotas_for, trim_to_budget
 
 def allowed_arms(store, n_arms: int, selection: SelectionConfig) -> np.ndarray:
     """Per arm: does it still hold a sample below the use cap in some task group's quota."""
-    return np.array(
-        [
-            bool(quotas_for(store.eligible_counts(k, selection.use_cap), selection.rho, selection.min_per_group))
-            for k in range(n_arms)
-        ]
-    )
+    counts = store.eligible_counts_all(n_arms, selection.use_cap)
+    return np.array([bool(quotas_for(c, selection.rho, selection.min_per_group)) for c in counts])
 
 
 def pick_samples(store, arm: int, selection: SelectionConfig, budget_left: int) -> np.ndarray:

@@ -286,7 +286,8 @@ def _floor(cfg: Config, table: pa.Table) -> np.ndarray | None:
 
 def _start_actors(cfg: Config, table: pa.Table, name: str):
     """The UtilityStore shard(s) and the BanditActor of this run, as named actors."""
-    from lead_ray.online.actors import BanditActor, UtilityClient
+    from lead_ray.online.actors import UtilityClient
+    from lead_ray.online.bandit_actor import BanditActor
 
     selection, chosen = cfg.selection, switches(cfg)
     for stale in [f"utility-{name}-{i}" for i in range(selection.store_shards)] + [f"bandit-{name}"]:
