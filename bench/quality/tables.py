@@ -25,6 +25,7 @@ from bench.gpu.table import gpu_check_table  # noqa: E402
 from bench.quality.decision import decision_table  # noqa: E402
 from bench.quality.glance import glance_table  # noqa: E402
 from bench.quality.screen import screen_table  # noqa: E402
+from bench.scale.table import loop_table, scale_run_table  # noqa: E402
 
 BLOCK = re.compile(r"(<!-- quality_tables (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /quality_tables -->)", re.S)
 
@@ -300,6 +301,7 @@ def block_table(spec: str) -> str:
         return several[kind](*results)
     tables = {"methods": methods_table, "paired": paired_table, "corrupt": corrupt_table, "profile": profile_table}
     tables |= {"primary": primary_table, "screen": screen_table, "gpu_check": gpu_check_table}
+    tables |= {"scale_run": scale_run_table, "loop": loop_table}
     if kind not in tables or len(results) != 1:
         raise SystemExit(f"quality_tables: bad marker {spec!r} (kinds: {', '.join([*tables, *several])})")
     return tables[kind](results[0])

@@ -171,7 +171,7 @@ def _store_rounds(cfg, store, n_arms: int, budget: int, run_dir: Path, seed: int
 
     rng, workers = np.random.default_rng(seed), cfg.train.num_workers
     read_round = ray.remote(num_cpus=0)(_read_round)
-    select_s, read_s, sizes = [], [], []
+    select_s, read_s, sizes, read_rows = [], [], [], []
     for _ in range(ROUNDS):
         t0 = time.perf_counter()
         allowed = allowed_arms(store, n_arms, cfg.selection)
@@ -180,10 +180,12 @@ def _store_rounds(cfg, store, n_arms: int, budget: int, run_dir: Path, seed: int
         store.mark_used(index)
         select_s.append(time.perf_counter() - t0)
         # one worker's share, read where a worker would read it: in another process than the driver
-        read_s.append(ray.get(read_round.remote(str(run_dir / "rows"), index[: max(1, len(index) // workers)])))
+        share = index[: max(1, len(index) // workers)]
+        read_s.append(ray.get(read_round.remote(str(run_dir / "rows"), share)))
         sizes.append(len(index))
+        read_rows.append(len(share))
         ray.get(store.apply_async(index, rng.gamma(2.0, 0.5, len(index)).astype(np.float32), 0.0, 0.1, 0))
-    return select_s, read_s, sizes
+    return select_s, read_s, sizes, read_rows
 
 
 def measure_run(n: int, seed: int) -> dict:
@@ -228,7 +230,7 @@ def measure_run(n: int, seed: int) -> dict:
         ),
     )
     budget = int(np.ceil(cfg.selection.budget_fraction * pool.size))
-    select_s, read_s, sizes = _store_rounds(cfg, store, int(cluster.max()) + 1, budget, run_dir, seed)
+    select_s, read_s, sizes, read_rows = _store_rounds(cfg, store, int(cluster.max()) + 1, budget, run_dir, seed)
     sampler.stop.set()
     return {
         "rows": n,
@@ -239,6 +241,7 @@ def measure_run(n: int, seed: int) -> dict:
         "select_round_s_max": round(float(np.max(select_s)), 3),
         "read_round_s": round(float(np.mean(read_s)), 3),
         "round_sizes": sizes,
+        "read_rows": read_rows,  # one worker's share of each round (train.num_workers)
         "store_shards": cfg.selection.store_shards,
         "state_mb": round(store.nbytes() / 2**20, 1),
         "layout_mb_on_disk": round(sum(f.stat().st_size for f in (run_dir / "rows").iterdir()) / 2**20, 1),
