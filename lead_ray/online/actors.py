@@ -81,6 +81,11 @@ class UtilityStore:
         return self.rounds.get(round_, [0.0, 0.0, 0])
 
     @needs_state
+    def round_summary(self, round_: int) -> tuple[list[float], int, dict[int, tuple[float, int]]]:
+        """What a round's end reads, in one call: its sums, the samples used so far, each cluster's U sum."""
+        return self.round_sums(round_), self.used_count(), self.cluster_sums()
+
+    @needs_state
     def set_u(self, index, losses) -> int:
         return self.table.set_u(np.asarray(index), np.asarray(losses))
 
@@ -235,10 +240,18 @@ class UtilityClient:
     def mark_used(self, index: np.ndarray) -> None:
         ray.get([h.mark_used.remote(i) for h, i, _ in self._split(np.asarray(index))])
 
-    def cluster_means(self) -> list[float]:
-        """Mean U of every difficulty cluster (index = cluster), over all shards."""
+    def round_summary(self, round_: int) -> tuple[tuple[float, float, int], int, list[float]]:
+        """A round's sums (round_sums), the samples used so far and each cluster's mean U: one call per shard."""
+        parts = ray.get([h.round_summary.remote(round_) for h in self.handles])
+        sums = [p[0] for p in parts]
+        totals = (sum(p[0] for p in sums), sum(p[1] for p in sums), int(sum(p[2] for p in sums)))
+        return totals, int(sum(p[1] for p in parts)), self._means([p[2] for p in parts])
+
+    @staticmethod
+    def _means(parts: list[dict[int, tuple[float, int]]]) -> list[float]:
+        """Mean U of every difficulty cluster (index = cluster) from each shard's (sum, count) per cluster."""
         total: dict[int, list[float]] = {}
-        for part in ray.get([h.cluster_sums.remote() for h in self.handles]):
+        for part in parts:
             for k, (s, n) in part.items():
                 acc = total.setdefault(k, [0.0, 0])
                 acc[0] += s

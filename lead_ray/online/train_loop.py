@@ -289,13 +289,13 @@ class RoundLoop:
 
         t0 = time.perf_counter()
         heldout, heldout_s = held  # evaluation, kept apart from selection bookkeeping
-        drop, loss_sum, n = self.store.round_sums(t)
+        (drop, loss_sum, n), used, means = self.store.round_summary(t)  # one call per store shard
         reward = drop / max(n, 1)
         normalised = 0.0  # a static baseline's round pulls no arm
         if plan.arm >= 0:
             p_arm = plan.p[plan.arm]
             normalised = ray.get(self.bandit.finish_round.remote(plan.arm, p_arm, reward, trained.direction))
-        record = self._round_record(t, plan, trained, counts, n, loss_sum, heldout)
+        record = self._round_record(t, plan, trained, RoundTotals(*counts, n, loss_sum, used, means), heldout)
         record.update(
             reward_raw=reward,
             reward_norm=normalised,
@@ -311,12 +311,8 @@ class RoundLoop:
             **({"heldout_nll": heldout} if heldout is not None else {}),
         }
 
-    def _round_record(self, t, plan, trained, counts, n, loss_sum, heldout) -> dict:
+    def _round_record(self, t, plan, trained, totals: RoundTotals, heldout) -> dict:
         """One row of rounds.parquet (ALGORITHM.md §11)."""
-        forwarded, padding, pool_forwards = counts
-        totals = RoundTotals(
-            forwarded, padding, pool_forwards, n, loss_sum, self.store.used_count(), self.store.cluster_means()
-        )
         return round_record(
             t,
             self.selection.method,
