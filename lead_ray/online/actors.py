@@ -227,9 +227,12 @@ class UtilityClient:
                     counts[k][g] = counts[k].get(g, 0) + c
         return counts
 
-    def select(self, cluster: int, rho: float, cap: int, min_per_group: int, trim_top: float = 0.0) -> np.ndarray:
-        """Stratified top-k of one cluster: quotas and skips (`trim_top`) from all shards' counts, then a merge."""
-        counts = self.eligible_counts(cluster, cap)
+    def select(
+        self, cluster: int, rho: float, cap: int, min_per_group: int, trim_top: float = 0.0, counts: dict | None = None
+    ) -> np.ndarray:
+        """Stratified top-k of one cluster: quotas and skips (`trim_top`) from all shards' counts (`counts` when the
+        caller has them), then a merge."""
+        counts = counts if counts is not None else self.eligible_counts(cluster, cap)
         quotas = quotas_for(counts, rho, min_per_group)
         if not quotas:
             return np.zeros(0, np.int64)

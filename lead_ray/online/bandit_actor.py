@@ -51,6 +51,12 @@ class BanditActor:
         return arm, p.tolist()
 
     @needs_state
+    def draw_and_estimate(self, allowed: np.ndarray | None, eta: float):
+        """draw, then estimate for the arm drawn: a round's plan in one call."""
+        arm, p = self.draw(allowed)
+        return arm, p, self.estimate(arm, eta)
+
+    @needs_state
     def permutation(self, n: int) -> np.ndarray:
         return self.rng.permutation(n)
 

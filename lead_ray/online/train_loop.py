@@ -199,16 +199,16 @@ class RoundLoop:
     def _plan_bandit(self) -> RoundPlan | None:
         import ray
 
-        from lead_ray.online.plan import allowed_arms, pick_samples
+        from lead_ray.online.plan import allowed_arms, eligible_counts, pick_samples
 
         sel, unique = self.selection, self.store.used_count()
-        allowed = allowed_arms(self.store, self.s.n_arms, sel)
+        counts = eligible_counts(self.store, self.s.n_arms, sel)
+        allowed = allowed_arms(self.store, self.s.n_arms, sel, counts)
         if unique >= self.s.budget or not allowed.any():
             return None
         eta = float(self.sched.get_last_lr()[0])
-        arm, p = ray.get(self.bandit.draw.remote(allowed))
-        estimate = ray.get(self.bandit.estimate.remote(arm, eta))
-        index = pick_samples(self.store, arm, sel, self.s.budget - unique)
+        arm, p, estimate = ray.get(self.bandit.draw_and_estimate.remote(allowed, eta))
+        index = pick_samples(self.store, arm, sel, self.s.budget - unique, counts[arm])
         if sel.shuffle:
             index = index[ray.get(self.bandit.permutation.remote(len(index)))]
         self.store.mark_used(index)
