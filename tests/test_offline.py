@@ -307,8 +307,8 @@ def test_cluster_drops_ifd_above_one_and_quantile_arms_are_even(pipeline, tmp_pa
 
 
 def test_anchor_stops_when_held_out_nll_stops_falling_keeps_the_best_epoch_and_score_adds_its_loss(pipeline, tmp_path):
-    """`lead-ray anchor`: trained until the held-out anchor NLL has not fallen for `patience` epochs (a learning
-    rate that makes it diverge stops it early), the best epoch's weights kept (their NLL on the held-out pairs is
+    """`lead-ray anchor`: trained until the held-out anchor NLL has not fallen for `patience` epochs, the best
+    epoch's weights kept (their NLL on the held-out pairs is
     the best one recorded; a LoRA adapter, scored unmerged on the base model); then `score` writes its loss per
     row, and a unit written before the anchor model
     existed counts as not done."""
@@ -327,8 +327,12 @@ def test_anchor_stops_when_held_out_nll_stops_falling_keeps_the_best_epoch_and_s
     stats = anchor(acfg)
     assert stats["trained_on"] + stats["held_out"] == 60 and stats["held_out"] >= 8
     history = stats["val_history"]
-    assert stats["epochs_run"] == stats["best_epoch"] + 1 < 6, history  # stopped at the first epoch not better
-    assert stats["best_val_loss"] == min(history) == history[stats["best_epoch"] - 1] < history[-1]
+    # patience 0: training stops at the first epoch whose held-out NLL is not below every earlier one (or at
+    # max_epochs). Whether and when that happens depends on the trajectory, which moves in the third decimal here
+    # and with the machine's thread count, so the rule is checked on the trajectory the run had
+    first_not_better = next((i + 1 for i in range(1, len(history)) if history[i] >= min(history[:i])), None)
+    assert len(history) == stats["epochs_run"] == (first_not_better or 6), history
+    assert stats["best_val_loss"] == min(history) == history[stats["best_epoch"] - 1], history
     assert (tmp_path / "models" / "anchor" / "adapter_config.json").exists()  # a LoRA adapter, saved unmerged
     model, tok = load_model_or_adapter(tmp_path / "models" / "anchor", work / "models" / "base", acfg.model, "cpu")
     held_out = rows.filter(pa.array(anchor_split(rows["id"].to_pylist(), acfg.seed, 0.2)))
