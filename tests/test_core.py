@@ -392,26 +392,3 @@ def test_a_sketch_keeps_the_norms_and_angle_that_the_round_delta_reads():
         full.cos_phi, abs=0.03
     )
     assert sketched.d_k == pytest.approx(full.d_k, rel=0.05) and sketched.beta == pytest.approx(full.beta, abs=0.1)
-
-
-@given(
-    st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=2, max_size=40),
-    st.floats(1e-3, 1e3),
-    st.floats(0, 4),
-)
-def test_anchor_delta_keeps_the_order_of_alignment_whatever_its_scale(products, scale, weight):
-    """`selection.delta: anchor`: standardised over the push, the values keep the products' order, ignore their
-    scale (gradients shrink over training), have mean 0 and the losses' spread times the weight."""
-    from lead_ray.core.idu import anchor_delta
-
-    p = np.asarray(products)
-    losses = np.linspace(1.0, 3.0, len(p))
-    got = anchor_delta(p, losses, weight)
-    if p.std() < 1e-6:
-        return
-    np.testing.assert_allclose(got, anchor_delta(p * scale, losses, weight), rtol=1e-3, atol=1e-5)
-    assert abs(got.mean()) < 1e-4 * max(1.0, weight)
-    assert got.std() == pytest.approx(weight * losses.std(), rel=1e-3, abs=1e-6)
-    if weight > 0:
-        assert np.all(np.diff(got[np.argsort(p, kind="stable")]) >= -1e-5)
-    assert not anchor_delta(p[:1], losses[:1], weight).any()  # one sample: nothing to compare it with

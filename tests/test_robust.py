@@ -282,42 +282,6 @@ def test_update_delta_runs_per_sample_and_is_far_larger_than_the_gradient_one(ra
     assert spread["update"] > 30 * spread["sample"], spread  # 124x here
 
 
-def test_anchor_delta_runs_per_sample_from_round_one_and_counts_the_anchor_forwards(ray_session, tmp_path):
-    """`selection.delta: anchor` on the toy pool, with the learnable arm's pairs as the anchor: every round (the
-    first too: g_anchor needs no earlier round) gets per-sample values, standardised (mean 0, spread of the
-    round's losses); the anchor's forward passes are counted apart from the pool's. Without anchor.data the run
-    is refused before any worker starts, naming the key."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from lead_ray.config import ConfigError
-    from lead_ray.online.run import run
-    from tests.test_online import toy_config, toy_pool
-
-    toy_pool(tmp_path)
-    cfg = toy_config(tmp_path, 1)
-    cfg.selection.delta, cfg.selection.max_rounds, cfg.selection.anchor_batch = "anchor", 3, 5
-    with pytest.raises(ConfigError, match="anchor.data"):
-        run(cfg, run_dir=str(tmp_path / "refused"))
-    pong = [
-        {
-            "id": f"a{i}",
-            "messages": [{"role": "user", "content": f"ping x{i}"}, {"role": "assistant", "content": "pong"}],
-        }
-        for i in range(12)
-    ]
-    (tmp_path / "anchor").mkdir()
-    pq.write_table(pa.Table.from_pylist(pong), tmp_path / "anchor" / "part-0.parquet")
-    cfg.anchor.data = str(tmp_path / "anchor")
-    run(cfg, run_dir=str(tmp_path / "run-anchor"))
-    rounds = pq.read_table(tmp_path / "run-anchor" / "rounds.parquet").to_pylist()
-    assert [r["delta_mode"] for r in rounds] == ["anchor"] * len(rounds) == ["anchor"] * 3
-    for r in rounds:
-        assert r["forward_samples"] - r["padding_samples"] == r["size"] == r["trained"]
-        assert r["anchor_forward_samples"] == 5 and 0 < r["anchor_s"] < r["train_s"]
-        assert abs(r["delta_sample_mean"]) < 1e-5 and r["delta_sample_sd"] > 0
-
-
 @pytest.mark.parametrize("rank_by", ["mean", "total", "saturating"])
 def test_a_run_ranks_by_u_times_answer_tokens_only_with_total(ray_session, rank_by):
     """The wiring of selection.rank_by: the store a run starts ranks by U · n_response_tokens, by U · n/(n+m)
