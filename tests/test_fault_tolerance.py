@@ -252,16 +252,16 @@ def test_half_written_checkpoint_is_refused(reference):
         verify_checkpoint(broken)
 
 
-def test_second_node_lost_mid_round_and_replaced(tmp_path):
+def test_second_node_lost_mid_round_and_replaced(reference, tmp_path):
     """A real two-node cluster (tests/two_nodes.py, in its own process): the node holding the Train worker,
     the UtilityStore and the bandit dies mid-round; the run carries on from its checkpoint on a replacement
-    node and ends with the same selection as an uninterrupted run on the same cluster."""
+    node and ends with the same selection as the uninterrupted one-node reference."""
     import json
 
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     script = Path(__file__).with_name("two_nodes.py")
     done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=900
+        [sys.executable, str(script), str(tmp_path), str(reference)], env=env, capture_output=True, text=True, timeout=900
     )
     assert done.returncode == 0, done.stderr[-3000:]
     stats = json.loads((tmp_path / "stats.json").read_text())

@@ -6,7 +6,8 @@ The head (the driver, Ray Train's controller, 1 CPU) and a second node with 2 CP
 BanditActor on the second node (the controller stays with the driver). The run goes in a thread; once its
 round KILL_AT is selected, the main thread kills that node's raylet and everything on it, and a fresh node
 with the same resources joins 2 s later (Ray adds nodes from the main thread only). The run must finish
-with the same rounds, arms, selections and utilities as an uninterrupted run on the same cluster. Writes
+with the same rounds, arms, selections and utilities as the test module's uninterrupted one-node reference run
+(its folder is the second argument: the same toy pool and config, placed elsewhere). Writes
 `<work>/stats.json` (not stdout: Ray's deduplicated worker-log lines can reach stdout after the last print).
 """
 
@@ -24,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 SIDE = {"num_cpus": 2, "resources": {"side": 4}}
 
 
-def main(work: Path) -> None:
+def main(work: Path, reference: Path) -> None:
     import ray
     from ray.cluster_utils import Cluster
 
@@ -41,8 +42,6 @@ def main(work: Path) -> None:
         cfg = config(folder)
         cfg.train.placement_resources = {"side": 0.01}
         return cfg
-
-    run(placed(work / "reference"), cpu_share=2)  # the whole run on the second node, uninterrupted
 
     outcome: dict = {}
 
@@ -66,7 +65,7 @@ def main(work: Path) -> None:
     if "error" in outcome:
         raise outcome["error"]
     stats = outcome["stats"]
-    assert_same_run(work / "reference", work / "killed")
+    assert_same_run(reference, work / "killed")
     result = {"resumed_from_round": stats["resumed_from_round"], "rounds": stats["rounds"]}
     (work / "stats.json").write_text(json.dumps(result))
     ray.shutdown()
@@ -74,4 +73,4 @@ def main(work: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), Path(sys.argv[2]))
