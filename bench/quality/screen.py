@@ -7,6 +7,7 @@ SCREENED = (
     "lead+quantile+trim",
     "lead+quantile+end-z",
     "lead+quantile+end-z+trim",
+    "lead+quantile+anchor",
     "lead+quantile+anchor-grad",
     "random+end-z",
 )
