@@ -261,7 +261,11 @@ def test_second_node_lost_mid_round_and_replaced(reference, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     script = Path(__file__).with_name("two_nodes.py")
     done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path), str(reference)], env=env, capture_output=True, text=True, timeout=900
+        [sys.executable, str(script), str(tmp_path), str(reference)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     stats = json.loads((tmp_path / "stats.json").read_text())
