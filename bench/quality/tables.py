@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # bench.quality.result's comparison names, when run as a script
 
 from bench.gpu.table import gpu_check_table  # noqa: E402
+from bench.micro.table import MICRO_TABLES  # noqa: E402
 from bench.quality.decision import decision_table  # noqa: E402
 from bench.quality.glance import glance_table  # noqa: E402
 from bench.quality.screen import screen_table  # noqa: E402
@@ -301,7 +302,7 @@ def block_table(spec: str) -> str:
         return several[kind](*results)
     tables = {"methods": methods_table, "paired": paired_table, "corrupt": corrupt_table, "profile": profile_table}
     tables |= {"primary": primary_table, "screen": screen_table, "gpu_check": gpu_check_table}
-    tables |= {"scale_run": scale_run_table, "loop": loop_table}
+    tables |= {"scale_run": scale_run_table, "loop": loop_table, **MICRO_TABLES}
     if kind not in tables or len(results) != 1:
         raise SystemExit(f"quality_tables: bad marker {spec!r} (kinds: {', '.join([*tables, *several])})")
     return tables[kind](results[0])

@@ -1,0 +1,186 @@
+"""Tables for docs/BENCHMARKS.md from the micro- and scale-benchmarks' result files (marker kinds `ingest`,
+`embed`, `iu0`, `cluster_cost`, `cluster_quality`, `scorer`, `delta_cost` and `rescore` in
+bench/quality/tables.py), so the figures the docs give are the result files' latest run."""
+
+from __future__ import annotations
+
+SCORER_ROWS = (  # bench/micro/scorer.py's variants, in the order and words the docs give them
+    ("fp32 full", "float32, logits at every position (the earlier scorer)"),
+    ("fp32 response", "float32, logits from the first response position (`logits_to_keep`)"),
+    ("bf16 autocast", "float32 weights, CPU bf16 autocast, response-only"),
+    ("bf16 weights", "bf16 weights, response-only"),
+)
+
+DELTA_MODELS = {  # bench/micro/delta_cost.py's models and where their direction layer is
+    "smollm2-lora": "SmolLM2-135M + LoRA (r 16, bf16 autocast), the last layer's adapters",
+    "tiny-full": "tiny preset, full fine-tuning, the last layer's linear weights",
+}
+
+
+def ingest_table(r: dict) -> str:
+    """bench/micro/ingest.py: the cold run, Ray's share of it, and the 26-copy run's marginal rate."""
+    s, big = r["seconds"], r["scaled"]
+    rows = [
+        (
+            "rows read = accepted + rejected + duplicates",
+            f"{r['rows']:,} = {r['accepted']:,} + {r['rejected']:,} + {r['duplicates']:,} ({r['input_mb']} MB)",
+        ),
+        (
+            "cold run: wall from before `ray.init` to `prepare_stats.json` written",
+            f"{s['wall_incl_ray_start']} s → **{r['rows_per_s']:,} rows/s** (goal ≥ 20,000: "
+            f"{'met' if r['rows_per_s'] >= 20_000 else '**not met**'})",
+        ),
+        ("of which `ray.init` (with the dashboard, which Ray Train needs)", f"{s['ray_init']} s"),
+        ("the same run after Ray's start-up", f"{r['rows_per_s_after_ray_start']:,} rows/s"),
+        ("warm Ray, the pool again", f"{big['warm_1x_seconds']} s"),
+        (
+            f"warm Ray, {big['copies']} copies of the pool ({big['rows']:,} rows)",
+            f"{big['seconds']} s → {big['rows_per_s']:,} rows/s; **marginal {big['marginal_rows_per_s']:,} rows/s**",
+        ),
+        ("peak RSS: driver / driver + every Ray process", f"{r['driver_peak_rss_mb']:,} MB / {r['peak_rss_mb']:,} MB"),
+    ]
+    return _two_columns(("measure", "value"), rows)
+
+
+def embed_table(r: dict) -> str:
+    """bench/micro/offline.py's prompt embeddings: plain sentence-transformers against the Ray Data actor pool."""
+    e = r["embedding"]
+    rows = [
+        ("plain sentence-transformers, one process, 2 threads, before Ray starts", f"{e['plain_texts_per_s']:.1f}"),
+        ("the same with Ray running idle beside it", f"{e['plain_texts_per_s_with_ray_idle']:.1f}"),
+        (
+            "Ray Data actor pool (the score stage's path), steady state (actor busy time)",
+            f"{e['ray_steady_texts_per_s']:.1f} → **ratio {e['embed_ratio_steady_vs_st']:.2f}** (goal ≥ 0.85)",
+        ),
+        (
+            "Ray Data actor pool, wall clock including actor start-up",
+            f"{e['ray_wall_texts_per_s']:.1f} → ratio {e['embed_ratio_vs_st']:.2f}",
+        ),
+        (
+            f"FLOP-bound limit at the measured {e['matmul_gflops']:.0f} GFLOP/s float32 matmul rate",
+            f"{e['flop_bound_texts_per_s']:.0f} (plain reaches {100 * e['plain_share_of_flop_bound']:.0f}% of it)",
+        ),
+    ]
+    return _two_columns(("path", "texts/s"), rows)
+
+
+def iu0_table(r: dict) -> str:
+    """bench/micro/offline.py's IU₀ scoring speed on the tiny preset and on SmolLM2."""
+    rows = []
+    for key, name in (("iu0_tiny", "tiny preset"), ("iu0_smollm2_135m", "SmolLM2-135M-Instruct (GGUF, float32)")):
+        m = r[key]
+        rows.append(
+            (
+                f"{name}: {m['params_m']:.2f} M parameters, {m['samples']} samples, {m['tokens']:,} tokens",
+                f"{m['tokens_per_s']:,.0f}",
+            )
+        )
+    return _two_columns(("model", "tokens/s"), rows)
+
+
+def cluster_cost_table(r: dict) -> str:
+    """bench/micro/offline.py's clustering cost at each N (each in its own process)."""
+    lines = [
+        "| N | vectors | 1-D difficulty k-means | task k-means fit (20k sample) | assignment of all N | fit + assign | "
+        "assignment = exact | peak RSS | near-dup k-NN (build + query) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in r["clustering_cost"]:
+        knn = f"{c['near_dup_knn_s']:.1f} s" if "near_dup_knn_s" in c else "not run"
+        lines.append(
+            f"| {c['n']:,} | {c['vectors_mb']:,.0f} MB | {c['difficulty_kmeans_s']:.2f} s | {c['task_fit_s']:.2f} s | "
+            f"{c['assign_s']:.2f} s | {c['kmeans_assign_s']:.2f} s | {100 * c['assign_agreement_vs_exact']:.1f}% | "
+            f"{c['peak_rss_mb']:,.0f} MB | {knn} |"
+        )
+    return "\n".join(lines)
+
+
+def cluster_quality_table(r: dict) -> str:
+    """bench/micro/offline.py's task clusters against known labels, beside a random assignment."""
+    names = {
+        "source_group": "source group (code, role-play, tool use, GSM8K, self-instruct, T0)",
+        "t0_task_family": "T0 task family (T0 prompts only)",
+    }
+    lines = [
+        "| ground truth | classes | points | ARI | purity | ARI, random assignment | purity, random |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, q in r["quality"].items():
+        lines.append(
+            f"| {names.get(key, key)} | {q['classes']} | {q['points']:,} | **{q['ari']:.2f}** | {q['purity']:.2f} | "
+            f"{_no_minus_zero(q['ari_random'], 3)} | {q['purity_random']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def scorer_table(r: dict) -> str:
+    """bench/micro/scorer.py: each scoring variant's speed and its distance from float32."""
+    lines = [
+        "| variant | tokens/s | mean NLL | mean NLL vs fp32 | per-sample rel. diff (mean / max) |",
+        "|---|---|---|---|---|",
+    ]
+    for key, name in SCORER_ROWS:
+        v = r["variants"][key]
+        same = key == "fp32 full"
+        vs = "—" if same else f"{100 * v['mean_nll_rel_diff']:.2g}%"
+        diff = "—" if same else f"{100 * v['mean_rel_diff']:.2g}% / {100 * v['max_rel_diff']:.2g}%"
+        lines.append(f"| {name} | {v['tokens_per_s']:,.0f} | {v['mean_nll']:.4f} | {vs} | {diff} |")
+    return "\n".join(lines)
+
+
+def delta_cost_table(r: dict) -> str:
+    """bench/micro/delta_cost.py: a pass with the per-sample hooks idle against one with them at work."""
+    lines = [
+        "| model | direction parameters | round mode, s / pass (median) | sample mode, s / pass (median) | "
+        "round-mode passes, min–max | overhead (goal ≤ 5%) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, m in r["models"].items():
+        name = DELTA_MODELS.get(key, key)
+        spread = f"{min(m['seconds_round']):.3g}–{max(m['seconds_round']):.3g}"
+        lines.append(
+            f"| {name} | {m['direction_params']:,} | {m['median_round_s']:.3g} | {m['median_sample_s']:.3g} | "
+            f"{spread} | {100 * m['overhead']:+.1f}% |"
+        )
+    return "\n".join(lines)
+
+
+def rescore_table(r: dict) -> str:
+    """bench/scale/rescore.py: LEAD against re-scoring the whole pool every round, and their ratio."""
+    lines = [
+        "| | rounds | unique selected | wall s | selection s | training s | pool forwards |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, m in r["methods"].items():
+        lines.append(
+            f"| {name} | {m['rounds']} | {m['unique_selected']:,} | {m['wall_seconds']:,.1f} | "
+            f"{m['selection_seconds']:,.2f} | {m['training_seconds']:,.1f} | {m['pool_forward_samples']:,} |"
+        )
+    ratio, goal = r["rescore_over_lead_wall"], r["goal_wall_ratio"]
+    lines.append(
+        f"| rescore / lead | | | **{ratio:.0f}×** (goal ≥ {goal}×: {'met' if ratio >= goal else '**not met**'}) | "
+        f"{r['rescore_over_lead_selection_plus_training']:.0f}× on selection + training | | |"
+    )
+    return "\n".join(lines)
+
+
+def _no_minus_zero(x: float, digits: int) -> str:
+    """x rounded, without the sign of a value that rounds to zero (-0.000)."""
+    text = f"{x:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def _two_columns(header: tuple[str, str], rows: list[tuple[str, str]]) -> str:
+    return "\n".join([f"| {header[0]} | {header[1]} |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)])
+
+
+MICRO_TABLES = {
+    "ingest": ingest_table,
+    "embed": embed_table,
+    "iu0": iu0_table,
+    "cluster_cost": cluster_cost_table,
+    "cluster_quality": cluster_quality_table,
+    "scorer": scorer_table,
+    "delta_cost": delta_cost_table,
+    "rescore": rescore_table,
+}
