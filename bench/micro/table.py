@@ -39,7 +39,7 @@ def ingest_table(r: dict) -> str:
         ),
         ("peak RSS: driver / driver + every Ray process", f"{r['driver_peak_rss_mb']:,} MB / {r['peak_rss_mb']:,} MB"),
     ]
-    return _two_columns(("measure", "value"), rows)
+    return _table(["measure", "value"], rows)
 
 
 def embed_table(r: dict) -> str:
@@ -61,7 +61,7 @@ def embed_table(r: dict) -> str:
             f"{e['flop_bound_texts_per_s']:.0f} (plain reaches {100 * e['plain_share_of_flop_bound']:.0f}% of it)",
         ),
     ]
-    return _two_columns(("path", "texts/s"), rows)
+    return _table(["path", "texts/s"], rows)
 
 
 def iu0_table(r: dict) -> str:
@@ -75,24 +75,20 @@ def iu0_table(r: dict) -> str:
                 f"{m['tokens_per_s']:,.0f}",
             )
         )
-    return _two_columns(("model", "tokens/s"), rows)
+    return _table(["model", "tokens/s"], rows)
 
 
 def cluster_cost_table(r: dict) -> str:
     """bench/micro/offline.py's clustering cost at each N (each in its own process)."""
-    lines = [
-        "| N | vectors | 1-D difficulty k-means | task k-means fit (20k sample) | assignment of all N | fit + assign | "
-        "assignment = exact | peak RSS | near-dup k-NN (build + query) |",
-        "|---|---|---|---|---|---|---|---|---|",
+    header = ["N", "vectors", "1-D difficulty k-means", "task k-means fit (20k sample)", "assignment of all N"]
+    header += ["fit + assign", "assignment = exact", "peak RSS", "near-dup k-NN (build + query)"]
+    rows = [
+        [f"{c['n']:,}", f"{c['vectors_mb']:,.0f} MB", f"{c['difficulty_kmeans_s']:.2f} s", f"{c['task_fit_s']:.2f} s"]
+        + [f"{c['assign_s']:.2f} s", f"{c['kmeans_assign_s']:.2f} s", f"{100 * c['assign_agreement_vs_exact']:.1f}%"]
+        + [f"{c['peak_rss_mb']:,.0f} MB", f"{c['near_dup_knn_s']:.1f} s" if "near_dup_knn_s" in c else "not run"]
+        for c in r["clustering_cost"]
     ]
-    for c in r["clustering_cost"]:
-        knn = f"{c['near_dup_knn_s']:.1f} s" if "near_dup_knn_s" in c else "not run"
-        lines.append(
-            f"| {c['n']:,} | {c['vectors_mb']:,.0f} MB | {c['difficulty_kmeans_s']:.2f} s | {c['task_fit_s']:.2f} s | "
-            f"{c['assign_s']:.2f} s | {c['kmeans_assign_s']:.2f} s | {100 * c['assign_agreement_vs_exact']:.1f}% | "
-            f"{c['peak_rss_mb']:,.0f} MB | {knn} |"
-        )
-    return "\n".join(lines)
+    return _table(header, rows)
 
 
 def cluster_quality_table(r: dict) -> str:
@@ -101,67 +97,54 @@ def cluster_quality_table(r: dict) -> str:
         "source_group": "source group (code, role-play, tool use, GSM8K, self-instruct, T0)",
         "t0_task_family": "T0 task family (T0 prompts only)",
     }
-    lines = [
-        "| ground truth | classes | points | ARI | purity | ARI, random assignment | purity, random |",
-        "|---|---|---|---|---|---|---|",
+    header = ["ground truth", "classes", "points", "ARI", "purity", "ARI, random assignment", "purity, random"]
+    rows = [
+        [names.get(key, key), q["classes"], f"{q['points']:,}", f"**{q['ari']:.2f}**", f"{q['purity']:.2f}"]
+        + [_no_minus_zero(q["ari_random"], 3), f"{q['purity_random']:.2f}"]
+        for key, q in r["quality"].items()
     ]
-    for key, q in r["quality"].items():
-        lines.append(
-            f"| {names.get(key, key)} | {q['classes']} | {q['points']:,} | **{q['ari']:.2f}** | {q['purity']:.2f} | "
-            f"{_no_minus_zero(q['ari_random'], 3)} | {q['purity_random']:.2f} |"
-        )
-    return "\n".join(lines)
+    return _table(header, rows)
 
 
 def scorer_table(r: dict) -> str:
     """bench/micro/scorer.py: each scoring variant's speed and its distance from float32."""
-    lines = [
-        "| variant | tokens/s | mean NLL | mean NLL vs fp32 | per-sample rel. diff (mean / max) |",
-        "|---|---|---|---|---|",
-    ]
+    rows = []
     for key, name in SCORER_ROWS:
         v = r["variants"][key]
         same = key == "fp32 full"
         vs = "—" if same else f"{100 * v['mean_nll_rel_diff']:.2g}%"
         diff = "—" if same else f"{100 * v['mean_rel_diff']:.2g}% / {100 * v['max_rel_diff']:.2g}%"
-        lines.append(f"| {name} | {v['tokens_per_s']:,.0f} | {v['mean_nll']:.4f} | {vs} | {diff} |")
-    return "\n".join(lines)
+        rows.append([name, f"{v['tokens_per_s']:,.0f}", f"{v['mean_nll']:.4f}", vs, diff])
+    header = ["variant", "tokens/s", "mean NLL", "mean NLL vs fp32", "per-sample rel. diff (mean / max)"]
+    return _table(header, rows)
 
 
 def delta_cost_table(r: dict) -> str:
     """bench/micro/delta_cost.py: a pass with the per-sample hooks idle against one with them at work."""
-    lines = [
-        "| model | direction parameters | round mode, s / pass (median) | sample mode, s / pass (median) | "
-        "round-mode passes, min–max | overhead (goal ≤ 5%) |",
-        "|---|---|---|---|---|---|",
+    header = ["model", "direction parameters", "round mode, s / pass (median)", "sample mode, s / pass (median)"]
+    header += ["round-mode passes, min–max", "overhead (goal ≤ 5%)"]
+    rows = [
+        [DELTA_MODELS.get(key, key), f"{m['direction_params']:,}", f"{m['median_round_s']:.3g}"]
+        + [f"{m['median_sample_s']:.3g}", f"{min(m['seconds_round']):.3g}–{max(m['seconds_round']):.3g}"]
+        + [f"{100 * m['overhead']:+.1f}%"]
+        for key, m in r["models"].items()
     ]
-    for key, m in r["models"].items():
-        name = DELTA_MODELS.get(key, key)
-        spread = f"{min(m['seconds_round']):.3g}–{max(m['seconds_round']):.3g}"
-        lines.append(
-            f"| {name} | {m['direction_params']:,} | {m['median_round_s']:.3g} | {m['median_sample_s']:.3g} | "
-            f"{spread} | {100 * m['overhead']:+.1f}% |"
-        )
-    return "\n".join(lines)
+    return _table(header, rows)
 
 
 def rescore_table(r: dict) -> str:
     """bench/scale/rescore.py: LEAD against re-scoring the whole pool every round, and their ratio."""
-    lines = [
-        "| | rounds | unique selected | wall s | selection s | training s | pool forwards |",
-        "|---|---|---|---|---|---|---|",
+    header = ["", "rounds", "unique selected", "wall s", "selection s", "training s", "pool forwards"]
+    rows = [
+        [name, m["rounds"], f"{m['unique_selected']:,}", f"{m['wall_seconds']:,.1f}", f"{m['selection_seconds']:,.2f}"]
+        + [f"{m['training_seconds']:,.1f}", f"{m['pool_forward_samples']:,}"]
+        for name, m in r["methods"].items()
     ]
-    for name, m in r["methods"].items():
-        lines.append(
-            f"| {name} | {m['rounds']} | {m['unique_selected']:,} | {m['wall_seconds']:,.1f} | "
-            f"{m['selection_seconds']:,.2f} | {m['training_seconds']:,.1f} | {m['pool_forward_samples']:,} |"
-        )
     ratio, goal = r["rescore_over_lead_wall"], r["goal_wall_ratio"]
-    lines.append(
-        f"| rescore / lead | | | **{ratio:.0f}×** (goal ≥ {goal}×: {'met' if ratio >= goal else '**not met**'}) | "
-        f"{r['rescore_over_lead_selection_plus_training']:.0f}× on selection + training | | |"
-    )
-    return "\n".join(lines)
+    verdict = "met" if ratio >= goal else "**not met**"
+    both = f"{r['rescore_over_lead_selection_plus_training']:.0f}× on selection + training"
+    rows.append(["rescore / lead", "", "", f"**{ratio:.0f}×** (goal ≥ {goal}×: {verdict})", both, "", ""])
+    return _table(header, rows)
 
 
 def _no_minus_zero(x: float, digits: int) -> str:
@@ -170,8 +153,10 @@ def _no_minus_zero(x: float, digits: int) -> str:
     return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
-def _two_columns(header: tuple[str, str], rows: list[tuple[str, str]]) -> str:
-    return "\n".join([f"| {header[0]} | {header[1]} |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)])
+def _table(header: list[str], rows: list) -> str:
+    """A Markdown table: the header's cells, then each row's."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
 MICRO_TABLES = {
