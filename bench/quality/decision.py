@@ -1,4 +1,4 @@
-"""Issue 33's decision rule (docs/BENCHMARKS.md, declared 2026-12-07 04:15 UTC), applied to the result files by
+"""Issue 33's decision rule (docs/BENCHMARK_LOG.md, declared 2026-12-07 04:15 UTC), applied to the result files by
 code, not by a reader: each design's three goals on each pool, yes / no / open, and the verdict.
 
   (1) on both plantings its planted-pick share is at most half of random's, its interval below random's;

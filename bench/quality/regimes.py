@@ -62,7 +62,7 @@ VARIANTS = {
     # million that the answer ends there) dropped before clustering: a static look at the seed-0 pool put 87 of
     # its 96 truncations above 14 nats. Added 2026-12-05 (01:20 UTC), the threshold fixed before any run of it
     "lead+quantile+end-gate": ["cluster.difficulty_bins=quantile", "cluster.end_nll_above=13.8"],
-    # issue 33, added 2026-12-07 (04:50 UTC) before any run of either; τ and z fixed in advance (BENCHMARKS):
+    # issue 33, added 2026-12-07 (04:50 UTC) before any run of either; τ and z fixed in advance (docs/BENCHMARK_LOG.md):
     # the default skipping the top 15% of each task group's ranking (τ = the planted share, co-teaching's rule)
     "lead+quantile+trim": ["cluster.difficulty_bins=quantile", "selection.trim_top=0.15"],
     # the default with the end-token gate relative to each source group (robust z > 3.5, Iglewicz-Hoaglin)

@@ -147,7 +147,7 @@ def run_environments(runs: dict) -> list[dict]:
 
 def environment() -> dict[str, str]:
     """The library versions of this invocation: the same settings can pick a little differently under other
-    versions (numerics move; docs/BENCHMARKS.md, the fresh-items confirmation)."""
+    versions (numerics move; docs/BENCHMARK_LOG.md, the fresh-items confirmation)."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}

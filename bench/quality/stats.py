@@ -27,7 +27,7 @@ METRICS = [
     ("holdout_clean", "nll", False),  # noisy pool: the held-out items that were not planted
 ]
 DOWNSTREAM = ("gsm8k", "mmlu", "self_instruct")  # not the pool's own distribution
-# The primary metric (declared 2026-12-07 04:50 UTC, docs/BENCHMARKS.md, before any run it judges): the mean over
+# The primary metric (declared 2026-12-07 04:50 UTC, docs/BENCHMARK_LOG.md, before any run it judges): the mean over
 # these four clean sets of the per-set mean paired ΔNLL; the held-out split is its unplanted items on a noisy pool.
 # Every per-set metric is secondary, Holm-corrected within its comparison.
 PRIMARY_SETS = ("gsm8k_nll", "mmlu_choice_nll", "self_instruct_nll")

@@ -161,7 +161,7 @@ NAMES = dict(COLUMNS)
 
 @dataclass(frozen=True)
 class Declared:
-    """A confirmation as declared in docs/BENCHMARKS.md before it ran: a candidate paired against a reference
+    """A confirmation as declared in docs/BENCHMARK_LOG.md before it ran: a candidate paired against a reference
     method over items and seeds, and its tests, each (pool, kind, metric or compared method). The pools name the
     result files of the marker, in order. Kinds: `rate_below` (the candidate's planted-pick interval lies below
     the method's share), `rate_half` (its share is at most half of the method's and its interval lies below the
