@@ -26,6 +26,7 @@ from bench.micro.table import MICRO_TABLES  # noqa: E402
 from bench.quality.decision import decision_table  # noqa: E402
 from bench.quality.glance import glance_table  # noqa: E402
 from bench.quality.screen import screen_table  # noqa: E402
+from bench.quality.summary import summary_table  # noqa: E402
 from bench.scale.table import loop_table, scale_run_table  # noqa: E402
 
 BLOCK = re.compile(r"(<!-- quality_tables (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /quality_tables -->)", re.S)
@@ -296,7 +297,7 @@ def block_table(spec: str) -> str:
     """The table a marker asks for: 'KIND RESULT.json ...'."""
     kind, *files = spec.split()
     results = [json.loads((ROOT / f).read_text()) for f in files]
-    several = {"switches": switch_table, "glance": glance_table, "decision": decision_table}
+    several = {"switches": switch_table, "glance": glance_table, "decision": decision_table, "summary": summary_table}
     several |= {name: lambda *r, d=declared: confirmation_table(d, *r) for name, declared in DECLARED.items()}
     if kind in several:
         return several[kind](*results)
