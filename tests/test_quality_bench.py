@@ -46,16 +46,20 @@ def test_pick_profile_counts_trained_tokens_with_revisits(tmp_path):
     from bench.quality.stats import pick_profile
 
     pool = tmp_path / "pool.parquet"
-    pq.write_table(pa.table({"n_response_tokens": [2, 4, 6, 8, 100]}), pool)
+    ids = ["a", "b", "c", "d", "e"]
+    pool_rows = {"id": ids, "n_tokens": [12, 14, 16, 20, 150], "n_response_tokens": [2, 4, 6, 8, 100]}
+    pq.write_table(pa.table(pool_rows), pool)
     run = tmp_path / "lead-1"
     run.mkdir()
-    pq.write_table(pa.table({"n_response_tokens": [4, 10, 100], "use_count": [1, 3, 2]}), run / "selected.parquet")
+    picks = {"id": ["b", "c", "e"], "n_response_tokens": [4, 10, 100], "use_count": [1, 3, 2]}
+    pq.write_table(pa.table(picks), run / "selected.parquet")
     profile = pick_profile({"lead": {1: run}}, [pool])
     assert profile["pool_median_response_tokens"] == 6.0
     assert profile["lead"]["1"] == {
         "unique": 3,
         "trained_samples": 6,
         "trained_response_tokens": 4 + 30 + 200,
+        "trained_tokens": 14 + 3 * 16 + 2 * 150,  # the whole sequence, prompt and answer, per use
         "median_response_tokens": 10.0,
     }
 

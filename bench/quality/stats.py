@@ -235,21 +235,25 @@ def source_mix(runs: dict[str, dict[int, Path]]) -> dict:
 
 def pick_profile(runs: dict[str, dict[int, Path]], pool_files: list[Path]) -> dict:
     """What each method trained, per seed: unique picks, trained samples (Σ use count), trained answer tokens
-    (Σ response tokens · use count) and the median answer length of its unique picks, beside the clustered
-    pool's median (held-out rows included). Per-token mean loss favours short answers, so the picks' length
-    is half the story of a loss-driven selector; trained tokens say how much compute each run spent."""
-    lengths = [pq.read_table(f, columns=["n_response_tokens"])["n_response_tokens"] for f in pool_files]
-    profile: dict = {"pool_median_response_tokens": float(np.median(np.concatenate([c.to_numpy() for c in lengths])))}
+    (Σ response tokens · use count), trained tokens (Σ prompt and answer tokens · use count: every token of a
+    trained sequence goes forward and backward, so this is the run's training compute) and the median answer
+    length of its unique picks, beside the clustered pool's median (held-out rows included). Per-token mean loss
+    favours short answers, so the picks' length is half the story of a loss-driven selector."""
+    pool = pa.concat_tables([pq.read_table(f, columns=["id", "n_tokens", "n_response_tokens"]) for f in pool_files])
+    profile: dict = {"pool_median_response_tokens": float(np.median(pool["n_response_tokens"].to_numpy()))}
+    sequence = dict(zip(pool["id"].to_pylist(), pool["n_tokens"].to_pylist()))
     for method, by_seed in runs.items():
         rows = {}
         for seed, run_dir in sorted(by_seed.items()):
-            picks = pq.read_table(run_dir / "selected.parquet", columns=["n_response_tokens", "use_count"])
+            picks = pq.read_table(run_dir / "selected.parquet", columns=["id", "n_response_tokens", "use_count"])
             tokens = picks["n_response_tokens"].to_numpy().astype(np.int64)
             uses = picks["use_count"].to_numpy().astype(np.int64)
+            whole = np.array([sequence[i] for i in picks["id"].to_pylist()], np.int64)
             rows[str(seed)] = {
                 "unique": len(tokens),
                 "trained_samples": int(uses.sum()),
                 "trained_response_tokens": int((tokens * uses).sum()),
+                "trained_tokens": int((whole * uses).sum()),
                 "median_response_tokens": float(np.median(tokens)) if len(tokens) else 0.0,
             }
         profile[method] = rows

@@ -49,7 +49,7 @@ def _equal_compute(quality: dict, noisy: dict) -> tuple:
         parts.append(f"{pool}: better on {_names(better)}, worse on {_names(worse)} ({seeds} seeds)")
     verdict = "**Yes**" if wins and not losses else "**No**"
     return (
-        "Does the default select better data than a random subset at equal compute (`random-x2`)?",
+        "Does the default select better data than a random subset trained twice (`random-x2`)?",
         f"{verdict}: {'; '.join(parts)}; table below",
         "`quality.json`, `quality_noisy.json`",
         "`python bench/quality/run.py [--noisy]`",

@@ -100,27 +100,23 @@ def corrupt_table(result: dict) -> str:
 
 
 def profile_table(result: dict) -> str:
-    """What each method trained, per seed: the median answer length of its picks and the tokens it trained."""
+    """What each method trained, per seed: the median answer length of its picks and the tokens it trained (its
+    answer tokens, where every gradient comes from, and all its tokens, the training compute; – where the result
+    file predates that column)."""
     profile = result.get("pick_profile")
     if not profile:
         return ""
     lines = [
         f"| method | median answer tokens of picks (pool: {profile['pool_median_response_tokens']:g}) "
-        "| trained samples | trained answer tokens |",
-        "|---|---|---|---|",
+        "| trained samples | trained answer tokens | trained tokens, prompt and answer |",
+        "|---|---|---|---|---|",
     ]
+    keys = ("median_response_tokens", "trained_samples", "trained_response_tokens", "trained_tokens")
     for method, seeds in profile.items():
         if method == "pool_median_response_tokens":
             continue
-        rows = seeds.values()
-        lines.append(
-            f"| {method} | "
-            + " | ".join(
-                ", ".join(f"{r[k]:,g}" for r in rows)
-                for k in ("median_response_tokens", "trained_samples", "trained_response_tokens")
-            )
-            + " |"
-        )
+        cells = [", ".join(f"{r[k]:,g}" if k in r else "–" for r in seeds.values()) for k in keys]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
