@@ -159,6 +159,83 @@ def _table(header: list[str], rows: list) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
+def selection_runs_table(r: dict) -> str:
+    """bench/micro/selection.py: each method and budget, means over its seeds (held-out NLL with its range)."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in r["rows"]:
+        groups.setdefault((row["method"], row["budget"]), []).append(row)
+    header = ["method", "budget", "wall s", "selection s", "training s", "rounds", "unique", "trained"]
+    header += ["pool forwards", "held-out NLL (min–max)", "GSM8K NLL", "self-instr. NLL", "MMLU NLL", "MMLU acc"]
+    rows = []
+    for (method, budget), runs in groups.items():
+        m = {k: sum(x[k] for x in runs) / len(runs) for k, v in runs[0].items() if isinstance(v, (int, float))}
+        held = [x["nll_holdout"] for x in runs]
+        if method == "base":
+            rows.append(["base (no online training)", "—", "—", "—", "—", 0, 0, 0, 0, f"{held[0]:.3f}"] + _evals(m))
+            continue
+        spread = f" ({min(held):.3f}–{max(held):.3f})" if len(held) > 1 else ""
+        rows.append(
+            [method, f"{100 * budget:.1f}%", f"{m['wall_s']:.1f}", f"{m['selection_s']:.2f}", f"{m['training_s']:.1f}"]
+            + [f"{m['rounds']:.1f}", f"{m['unique']:,.0f}", f"{m['samples_trained']:,.0f}"]
+            + [f"{m['pool_forward_samples']:,.0f}", f"{m['nll_holdout']:.3f}{spread}"]
+            + _evals(m)
+        )
+    return _table(header, rows)
+
+
+def _evals(means: dict) -> list[str]:
+    return [f"{means[k]:.3f}" for k in ("nll_gsm8k", "nll_self_instruct", "nll_mmlu", "mmlu_acc")]
+
+
+def selection_goals_table(r: dict) -> str:
+    """bench/micro/selection.py's ratios against their goals (5% budget; 2.5% in brackets where measured)."""
+    ratios, nll, cost = r["ratios"], r["heldout_nll"], r["ablation_cost"]
+    wall = ratios["rescore_over_lead_wall_b0.05"]
+    gap, compute = r["lead_vs_full_nll_gap"], r["lead_over_full_train_compute"]
+    beats = r["lead_beats_random_seeds"]
+    worst = max(cost, key=cost.get)
+    idu_first = worst == "lead-no-idu" and cost[worst] > 0
+    rows = [
+        [
+            "wall time `rescore` / LEAD, equal budget (5%; 2.5%)",
+            "≥ 10×",
+            f"**{wall:.1f}×** ({ratios['rescore_over_lead_wall_b0.025']:.1f}×): {_met(wall >= 10)}",
+        ],
+        [
+            "selection + training seconds `rescore` / LEAD (5%; 2.5%)",
+            "—",
+            f"{ratios['rescore_over_lead_loop_b0.05']:.0f}× ({ratios['rescore_over_lead_loop_b0.025']:.0f}×)",
+        ],
+        [
+            "LEAD better than `random` on held-out NLL at 5%",
+            f"{r['seeds']} of {r['seeds']} seeds",
+            f"**{beats} of {r['seeds']}: {_met(beats == r['seeds'])}** ({nll['lead']:.3f} vs {nll['random']:.3f})",
+        ],
+        [
+            "LEAD at 5% vs `full`, held-out NLL gap (relative)",
+            "within 2%",
+            f"**{100 * gap:+.0f}%: {_met(gap <= 0.02)}**",
+        ],
+        [
+            "LEAD's training compute / `full`'s (samples trained)",
+            "≤ 1/10",
+            f"{compute:.3f} (≈ 1/{1 / compute:.0f}): {_met(compute <= 0.1)}",
+        ],
+        [
+            "ablation order: removing IDU hurts most",
+            "as the paper",
+            f"**{'reproduced' if idu_first else 'not reproduced'}**: "
+            + ", ".join(f"{k.removeprefix('lead-')} {v:+.3f}" for k, v in cost.items())
+            + " (held-out NLL − LEAD's)",
+        ],
+    ]
+    return _table(["ratio", "goal", "measured"], rows)
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "not met"
+
+
 MICRO_TABLES = {
     "ingest": ingest_table,
     "embed": embed_table,
@@ -168,4 +245,6 @@ MICRO_TABLES = {
     "scorer": scorer_table,
     "delta_cost": delta_cost_table,
     "rescore": rescore_table,
+    "selection_runs": selection_runs_table,
+    "selection_goals": selection_goals_table,
 }
