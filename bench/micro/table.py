@@ -236,6 +236,30 @@ def _met(ok: bool) -> str:
     return "met" if ok else "not met"
 
 
+def store_updates_table(r: dict) -> str:
+    """bench/micro/loop.py's UtilityStore update rate by push size: one actor, and a client over 4 shards."""
+    one, four = r["updates_one_actor"], r["updates_sharded4"]
+    rows = [[f"{int(b):,}", _rate(one[b]), _rate(four[b])] for b in sorted(one, key=int)]
+    best = max(one.values())
+    rows.append(["goal ≥ 5M samples/s, one actor", f"**{_met(best >= 5e6)}**", ""])
+    return _table(["push size (samples)", "one actor", "client over 4 shards"], rows)
+
+
+def _rate(x: float) -> str:
+    return f"{x / 1e6:.2f}M/s" if x >= 1e6 else f"{x / 1e3:.0f}k/s"
+
+
+def topk_table(r: dict) -> str:
+    """bench/micro/loop.py's top-k over a 10M-sample cluster, through the actors, and the state per sample."""
+    rows = [
+        [f"{t['shards']}", f"{t['n']:,}", f"{t['selected']:,}", f"{t['seconds']:.2f} s ({_met(t['seconds'] <= 0.5)})"]
+        + [f"{t['state_bytes_per_sample']:g} ({_met(t['state_bytes_per_sample'] <= 32)})"]
+        for t in (r["topk_one_actor"], r["topk_sharded4"])
+    ]
+    header = ["store shards", "cluster size", "selected", "top-k (goal ≤ 0.5 s)", "state bytes per sample (goal ≤ 32)"]
+    return _table(header, rows)
+
+
 MICRO_TABLES = {
     "ingest": ingest_table,
     "embed": embed_table,
@@ -247,4 +271,6 @@ MICRO_TABLES = {
     "rescore": rescore_table,
     "selection_runs": selection_runs_table,
     "selection_goals": selection_goals_table,
+    "store_updates": store_updates_table,
+    "topk": topk_table,
 }
