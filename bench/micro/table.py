@@ -147,6 +147,11 @@ def rescore_table(r: dict) -> str:
     return _table(header, rows)
 
 
+def _signed(x: float) -> str:
+    """x with its sign to 3 decimals, or 0 where it rounds to zero."""
+    return "0" if round(x, 3) == 0 else f"{x:+.3f}"
+
+
 def _no_minus_zero(x: float, digits: int) -> str:
     """x rounded, without the sign of a value that rounds to zero (-0.000)."""
     text = f"{x:.{digits}f}"
@@ -260,6 +265,52 @@ def topk_table(r: dict) -> str:
     return _table(header, rows)
 
 
+def spread_table(base: dict, spread: dict) -> str:
+    """bench/micro/selection.py at ρ = 0.02 with 2 samples per group (selection_spread.json) beside the ρ = 0.1
+    runs (selection.json), 5% budget: per seed, then the mean."""
+
+    def row(name: str, runs: list[dict]) -> list[str]:
+        def per_seed(key: str, mean: bool = False) -> str:
+            values = [r[key] for r in runs]
+            text = " / ".join(f"{v:.3f}" if isinstance(v, float) else f"{v:,}" for v in values)
+            return f"{text} ({sum(values) / len(values):.3f})" if mean else text
+
+        return [name, per_seed("rounds"), per_seed("samples_trained"), per_seed("nll_holdout", True)] + [
+            per_seed("nll_mmlu", True)
+        ]
+
+    def runs_of(result: dict, method: str) -> list[dict]:
+        return sorted(
+            (r for r in result["rows"] if r["method"] == method and r["budget"] == 0.05), key=lambda r: r["seed"]
+        )
+
+    seeds = " / ".join(str(r["seed"]) for r in runs_of(spread, "lead"))
+    rows = [
+        row("LEAD, ρ = 0.02, min 2 per group", runs_of(spread, "lead")),
+        row("LEAD, ρ = 0.1 (table above)", runs_of(base, "lead")),
+        row("random", runs_of(spread, "random")),
+    ]
+    return _table([f"5% budget, seeds {seeds}", "rounds", "trained", "held-out NLL (mean)", "MMLU NLL (mean)"], rows)
+
+
+def revisit_table(r: dict) -> str:
+    """bench/micro/selection.py with revisits (selection_revisit.json): held-out NLL per seed, each ablation's
+    difference from LEAD, and the mean cost."""
+    names = {"lead-no-smoothing": "no smoothing (b = 0)", "lead-no-delta": "no ΔL̂′", "lead-no-idu": "no IDU (both)"}
+    names["lead-no-bandit"] = "no bandit (uniform arms)"
+    by = {(x["method"], x["seed"]): x for x in r["rows"]}
+    rows = []
+    for seed in sorted({x["seed"] for x in r["rows"] if x["method"] == "lead"}):
+        lead = by[("lead", seed)]
+        cells = [str(seed), f"{lead['unique']:,} / {lead['samples_trained']:,}", f"{lead['nll_holdout']:.3f}"]
+        for name in names:
+            diff = by[(name, seed)]["nll_holdout"] - lead["nll_holdout"]
+            cells.append(f"{by[(name, seed)]['nll_holdout']:.3f} ({_signed(diff)})")
+        rows.append(cells)
+    rows.append(["**mean cost**", "", ""] + [f"**{_signed(r['ablation_cost'][n])}**" for n in names])
+    return _table(["seed", "unique / trained (lead)", "lead", *names.values()], rows)
+
+
 MICRO_TABLES = {
     "ingest": ingest_table,
     "embed": embed_table,
@@ -273,4 +324,5 @@ MICRO_TABLES = {
     "selection_goals": selection_goals_table,
     "store_updates": store_updates_table,
     "topk": topk_table,
+    "revisit": revisit_table,
 }

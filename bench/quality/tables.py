@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # bench.quality.result's comparison names, when run as a script
 
 from bench.gpu.table import gpu_check_table  # noqa: E402
-from bench.micro.table import MICRO_TABLES  # noqa: E402
+from bench.micro.table import MICRO_TABLES, spread_table  # noqa: E402
 from bench.quality.decision import decision_table  # noqa: E402
 from bench.quality.glance import glance_table  # noqa: E402
 from bench.quality.screen import screen_table  # noqa: E402
@@ -294,6 +294,7 @@ def block_table(spec: str) -> str:
     kind, *files = spec.split()
     results = [json.loads((ROOT / f).read_text()) for f in files]
     several = {"switches": switch_table, "glance": glance_table, "decision": decision_table, "summary": summary_table}
+    several["spread"] = spread_table
     several |= {name: lambda *r, d=declared: confirmation_table(d, *r) for name, declared in DECLARED.items()}
     if kind in several:
         return several[kind](*results)
