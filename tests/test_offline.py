@@ -1,8 +1,10 @@
 """Offline stage on a local Ray with the tiny preset: warm-up, scoring (resumable), clustering (deterministic)."""
 
 import json
+import os
 import random
 import shutil
+import signal
 
 import numpy as np
 import pyarrow as pa
@@ -90,6 +92,42 @@ def test_warmup_learns_its_sample(pipeline):
         enc = [encode_conversation(tok, c, cfg.model.max_length) for c in convs]
         losses[name] = np.nanmean(score_encoded(model.eval(), enc, tok.pad_token_id, 4096, 16)[0])
     assert losses["warmup"] < losses["base"] - 0.1, losses
+
+
+def test_warmup_worker_killed_after_an_epoch_goes_on_from_that_epoch(pipeline, tmp_path):
+    """The fixture's warm-up again in a fresh folder, its Train worker killed once the first epoch's checkpoint is
+    registered: Ray Train restarts the worker, which resumes from that epoch (weights, optimizer, schedule, random
+    state) and ends with the weights the uninterrupted warm-up ended with."""
+    import threading
+    import time
+
+    import torch
+
+    from tests.test_fault_tolerance import alive_actor_pid
+
+    cfg, work, _ = pipeline
+    shutil.copytree(work / "prepared", tmp_path / "prepared")
+    shutil.copytree(work / "models" / "base", tmp_path / "models" / "base")
+    again = config_from_dict(to_dict(cfg), [f"work_dir={tmp_path}"])
+    killed: dict = {}
+
+    def kill_after_first_epoch():
+        deadline = time.time() + 300
+        while time.time() < deadline and not list(
+            (tmp_path / "ray_train").glob("warmup-*/checkpoint_manager_snapshot.json")
+        ):
+            time.sleep(0.02)
+        killed["pid"] = alive_actor_pid(class_name="RayTrainWorker")
+        os.kill(killed["pid"], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_after_first_epoch, daemon=True)
+    killer.start()
+    stats = warmup(again)
+    killer.join(timeout=60)
+    assert "pid" in killed and stats["resumed_from_epoch"] in (1, 2), stats  # 3 epochs: the kill fell before the last
+    weights = [load_model(w / "models" / "warmup", cfg.model)[0].state_dict() for w in (work, tmp_path)]
+    assert all(torch.allclose(weights[0][k], weights[1][k], atol=1e-6) for k in weights[0])
+    assert not (tmp_path / "models" / ".warmup-staging").exists()
 
 
 def test_scores_are_the_shared_loss_and_well_formed(pipeline):

@@ -278,7 +278,7 @@ class TrainConfig(TrainingSettings):
     max_failures: int = setting(
         3,
         "Times Ray Train restarts the workers from the last checkpoint after a worker or selection-actor failure (-1 "
-        "= always).",
+        "= always); the warm-up and anchor trainers restart from their last epoch as often.",
         ge=-1,
     )
     placement_resources: dict[str, float] = setting(

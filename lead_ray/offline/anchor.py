@@ -76,6 +76,7 @@ def anchor(cfg: Config) -> dict:
         "best_epoch": result.metrics["best_epoch"],
         "val_history": result.metrics["val_history"],
         "best_val_loss": result.metrics["val_loss"],
+        "resumed_from_epoch": result.metrics.get("resumed_from_epoch", 0),
         "use_gpu": use_gpu,
         "seconds": round(time.perf_counter() - t0, 2),
         "model": str(cfg.stage_dir("models") / "anchor"),

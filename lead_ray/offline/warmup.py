@@ -27,6 +27,8 @@ from lead_ray.console import quiet_train_worker, train_logging
 from lead_ray.data.split import hash_fraction, is_holdout
 from lead_ray.files import atomic_path, require
 
+EPOCH_STATE = "epoch_state.pt"  # an epoch's checkpoint: trainable weights, optimizer, schedule, early-stop state
+
 
 def in_sample(ids, seed: int, fraction: float, holdout: float = 0.0) -> np.ndarray:
     """Deterministic Bernoulli(fraction) membership per id; held-out ids are never in it."""
@@ -36,7 +38,8 @@ def in_sample(ids, seed: int, fraction: float, holdout: float = 0.0) -> np.ndarr
 def warmup_loop(loop_config: dict) -> None:
     """Runs on every Ray Train worker: the warm-up model (a fixed number of epochs), or, with a "val" dataset
     shard, the anchor's reference model (`lead-ray anchor`: stopped once the held-out NLL has not fallen for
-    `patience` epochs, the best epoch's weights kept)."""
+    `patience` epochs, the best epoch's weights kept). Every epoch but the last checkpoints its training state, so
+    workers restarted after a failure go on from the last finished epoch."""
     import ray.train
     import ray.train.torch
     import torch
@@ -53,27 +56,79 @@ def warmup_loop(loop_config: dict) -> None:
     model, tok, autocast_dtype = load_for_training(loop_config["base_dir"], model_cfg, settings.lora, device)
     model = ray.train.torch.prepare_model(model)
     run = _Epochs(model, tok, model_cfg, settings, world, device, autocast_dtype)
-    history, best, best_state, stale = [], float("inf"), None, 0
-    for epoch in range(loop_config["epochs"]):
-        metrics = {"epoch": epoch + 1, **run.train(ray.train.get_dataset_shard("train"), loop_config["seed"] + epoch)}
-        last = epoch == loop_config["epochs"] - 1
-        if patience is None:  # the warm-up: every epoch, the last one's model
-            _report(model, tok, metrics, save=last and rank == 0)
-            continue
-        held_out = run.held_out_nll(ray.train.get_dataset_shard("val"))
-        history.append(held_out)
-        if held_out < best:
-            best, stale = held_out, 0
-            best_state = {n: w.detach().cpu().clone() for n, w in model.named_parameters() if w.requires_grad}
-        else:
-            stale += 1
-        stop = last or stale > patience  # the same on every worker: the held-out NLL is all-reduced
+    track = _resume(run, loop_config["epochs"])
+    start = track["epoch"]
+    for epoch in range(start, loop_config["epochs"]):
+        metrics = {"epoch": epoch + 1, "resumed_from_epoch": start}
+        metrics |= run.train(ray.train.get_dataset_shard("train"), loop_config["seed"] + epoch)
+        track["epoch"] = epoch + 1
+        stop = epoch == loop_config["epochs"] - 1
+        if patience is not None:
+            held_out = run.held_out_nll(ray.train.get_dataset_shard("val"))
+            track["history"].append(held_out)
+            if held_out < track["best"]:
+                track["best"], track["stale"] = held_out, 0
+                track["best_state"] = {n: w.detach().cpu().clone() for n, w in run.trainable()}
+            else:
+                track["stale"] += 1
+            stop = stop or track["stale"] > patience  # the same on every worker: the held-out NLL is all-reduced
+            if stop:
+                _restore(run.plain(), track["best_state"])
+                history = track["history"]
+                metrics |= {
+                    "val_history": history,
+                    "best_epoch": int(np.argmin(history)) + 1,
+                    "val_loss": track["best"],
+                }
+        staging = Path(loop_config["staging"])
         if stop:
-            _restore(model, best_state)
-            metrics |= {"val_history": history, "best_epoch": int(np.argmin(history)) + 1, "val_loss": best}
-        _report(model, tok, metrics, save=stop and rank == 0)
-        if stop:
+            _report(model, tok, metrics, save=rank == 0, staging=staging)
             break
+        _report_epoch(run, track, metrics, save=rank == 0, staging=staging)
+
+
+def _resume(run: _Epochs, epochs: int) -> dict:
+    """Where this worker starts: epoch 0, or, when Ray Train restarted the workers, the last checkpointed epoch's
+    weights, optimizer, schedule, random state and early-stop bookkeeping."""
+    import ray.train
+    import torch
+
+    track = {"epoch": 0, "history": [], "best": float("inf"), "best_state": None, "stale": 0}
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None:
+        return track
+    with ckpt.as_directory() as folder:
+        if not (Path(folder) / EPOCH_STATE).exists():  # the final checkpoint: the model is written, nothing to do
+            return track | {"epoch": epochs}
+        state = torch.load(Path(folder) / EPOCH_STATE, map_location="cpu", weights_only=True)
+    run.plain().load_state_dict(state["trainable"], strict=False)
+    run.opt.load_state_dict(state["optimizer"])
+    run.sched.load_state_dict(state["scheduler"])
+    run.steps = state["steps"]
+    torch.set_rng_state(state["rng"])
+    return state["track"]
+
+
+def _report_epoch(run: _Epochs, track: dict, metrics: dict, save: bool, staging: Path) -> None:
+    """Report an epoch that is not the last; rank 0 with its training state as the checkpoint a restart reads."""
+    import ray.train
+    import torch
+
+    if not save:
+        ray.train.report(metrics)
+        return
+    state = {
+        "trainable": {n: w.detach().cpu() for n, w in run.trainable()},
+        "optimizer": run.opt.state_dict(),
+        "scheduler": run.sched.state_dict(),
+        "steps": run.steps,
+        "rng": torch.get_rng_state(),
+        "track": track,
+    }
+    staging.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=staging) as tmp:
+        torch.save(state, Path(tmp) / EPOCH_STATE)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
 def _restore(model, trained: dict) -> None:
@@ -88,6 +143,14 @@ def _restore(model, trained: dict) -> None:
 
 class _Epochs:
     """One worker's training passes and held-out NLL (warm-up and anchor share them)."""
+
+    def plain(self):
+        """The model without its DDP wrapper: parameter names as a checkpoint stores them."""
+        return self.model.module if hasattr(self.model, "module") else self.model
+
+    def trainable(self):
+        """(name, parameter) of every trainable weight: the LoRA adapter's, or the whole model's."""
+        return [(n, w) for n, w in self.plain().named_parameters() if w.requires_grad]
 
     def __init__(self, model, tok, model_cfg, settings, world: int, device, autocast_dtype):
         from lead_ray.models.optim import build_optimizer
@@ -161,16 +224,18 @@ class _Epochs:
         return float(sums[0] / max(float(sums[1]), 1.0))
 
 
-def _report(model, tok, metrics: dict, save: bool) -> None:
-    """Report an epoch; with `save`, the model as the run's checkpoint: a full model, or a LoRA adapter alone
+def _report(model, tok, metrics: dict, save: bool, staging: Path) -> None:
+    """Report the last epoch; with `save`, the model as the run's checkpoint: a full model, or a LoRA adapter alone
     (float32, unmerged: scoring keeps it a separate branch on the base model, where a merge into bf16 weights
-    would round small updates away). Every worker reports equally often: report is a barrier."""
+    would round small updates away), written under `staging` (beside the models, not the node's /tmp). Every
+    worker reports equally often: report is a barrier."""
     import ray.train
 
     if not save:
         ray.train.report(metrics)
         return
-    with tempfile.TemporaryDirectory() as tmp:
+    staging.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=staging) as tmp:
         plain = model.module if hasattr(model, "module") else model
         plain.save_pretrained(tmp, safe_serialization=True)  # a PeftModel saves its adapter alone
         tok.save_pretrained(tmp)
@@ -217,6 +282,7 @@ def warmup(cfg: Config) -> dict:
         "final_train_loss": result.metrics.get("train_loss"),
         "optimizer_steps": result.metrics.get("steps"),
         "train_seconds": round(result.metrics.get("seconds", 0.0), 2),
+        "resumed_from_epoch": result.metrics.get("resumed_from_epoch", 0),  # > 0: workers restarted after a failure
         "seconds": round(time.perf_counter() - t0, 2),
         "model": str(cfg.stage_dir("models") / "warmup"),
     }
@@ -228,7 +294,7 @@ def fit_model(cfg: Config, settings, datasets: dict, epochs: int, patience: int 
     """One TorchTrainer over `warmup_loop` from the base model; its checkpoint becomes work_dir/models/<name>.
     Returns (the Ray Train result, whether it used GPUs)."""
     import ray
-    from ray.train import RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from lead_ray.models.load import DONE, materialize_model
@@ -247,6 +313,7 @@ def fit_model(cfg: Config, settings, datasets: dict, epochs: int, patience: int 
             "base_dir": str(base),
             "seed": cfg.seed,
             "threads": max(1, round(scaling["resources_per_worker"]["CPU"])),
+            "staging": str(cfg.stage_dir("models") / f".{name}-staging"),
         },
         scaling_config=ScalingConfig(**scaling),
         # A fresh run name every time: reusing one would silently resume an old run.
@@ -254,10 +321,14 @@ def fit_model(cfg: Config, settings, datasets: dict, epochs: int, patience: int 
             **train_logging(),
             name=f"{name}-{uuid.uuid4().hex[:8]}",
             storage_path=str(Path(cfg.work_dir, "ray_train").resolve()),
+            # workers lost mid-run restart from the last epoch's checkpoint, as often as the run's train.max_failures
+            failure_config=FailureConfig(max_failures=cfg.train.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
         ),
         datasets=datasets,
     )
     result = trainer.fit()
+    shutil.rmtree(cfg.stage_dir("models") / f".{name}-staging", ignore_errors=True)
     with result.checkpoint.as_directory() as ckpt, atomic_path(cfg.stage_dir("models") / name) as tmp:
         shutil.copytree(ckpt, tmp)
         (tmp / DONE).write_text("ok\n")
