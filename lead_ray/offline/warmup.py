@@ -106,6 +106,8 @@ def _resume(run: _Epochs, epochs: int) -> dict:
     run.sched.load_state_dict(state["scheduler"])
     run.steps = state["steps"]
     torch.set_rng_state(state["rng"])
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda_rng"])
     return state["track"]
 
 
@@ -125,6 +127,8 @@ def _report_epoch(run: _Epochs, track: dict, metrics: dict, save: bool, staging:
         "rng": torch.get_rng_state(),
         "track": track,
     }
+    if torch.cuda.is_available():  # dropout on a GPU draws from its own generator
+        state["cuda_rng"] = torch.cuda.get_rng_state()
     staging.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=staging) as tmp:
         torch.save(state, Path(tmp) / EPOCH_STATE)
