@@ -19,23 +19,30 @@ from lead_ray.console import Progress
 
 
 def _dataset(items: list[dict]):
+    """One row per unit: the unit, and its position, which every result carries back (Ray Data does not keep the
+    order of rows through a map by default, and callers pair results with their units)."""
     import ray
 
-    return ray.data.from_items([{"item": orjson.dumps(it)} for it in items], override_num_blocks=len(items))
+    rows = [{"item": orjson.dumps(it), "position": i} for i, it in enumerate(items)]
+    return ray.data.from_items(rows, override_num_blocks=len(items))
+
+
+def _in_unit_order(rows) -> list[dict]:
+    """The results of the rows, in the order of the units they came from."""
+    return [orjson.loads(r["result"]) for r in sorted(rows, key=lambda r: int(r["position"]))]
 
 
 def run_units(items: list[dict], fn, fn_kwargs: dict, name: str) -> list[dict]:
-    """`fn(**item, **fn_kwargs)` for every item, one Ray task per item; returns the results."""
+    """`fn(**item, **fn_kwargs)` for every item, one Ray task per item; returns the results in the items' order."""
     if not items:
         return []
 
     def call(batch: dict) -> dict:
         out = [orjson.dumps(fn(**orjson.loads(raw), **fn_kwargs)) for raw in batch["item"]]
-        return {"result": np.array(out, dtype=object)}
+        return {"result": np.array(out, dtype=object), "position": batch["position"]}
 
     call.__name__ = name  # what Ray Data's progress bar shows
-    rows = _dataset(items).map_batches(call, batch_size=1, batch_format="numpy").take_all()
-    return [orjson.loads(r["result"]) for r in rows]
+    return _in_unit_order(_dataset(items).map_batches(call, batch_size=1, batch_format="numpy").take_all())
 
 
 class _ActorCall:
@@ -46,13 +53,14 @@ class _ActorCall:
 
     def __call__(self, batch: dict) -> dict:
         out = [orjson.dumps(self.worker.process(**orjson.loads(raw))) for raw in batch["item"]]
-        return {"result": np.array(out, dtype=object)}
+        return {"result": np.array(out, dtype=object), "position": batch["position"]}
 
 
 def run_units_on_actors(
     items: list[dict], worker_cls, ctor_kwargs: dict, *, actors: int, num_cpus: float, num_gpus: float = 0
 ) -> list[dict]:
-    """`worker_cls(**ctor_kwargs).process(**item)` for every item on a pool of `actors` actors."""
+    """`worker_cls(**ctor_kwargs).process(**item)` for every item on a pool of `actors` actors; the results in the
+    items' order, whatever order the actors finished them in."""
     import ray
 
     if not items:
@@ -68,8 +76,8 @@ def run_units_on_actors(
         num_gpus=num_gpus,
     )
     progress = Progress(worker_cls.__name__, len(items), "units")
-    results = []
+    rows = []
     for row in ds.iter_rows():  # streamed: a progress line as units finish
-        results.append(orjson.loads(row["result"]))
+        rows.append(row)
         progress.update()
-    return results
+    return _in_unit_order(rows)

@@ -158,3 +158,28 @@ def test_mmlu_in_one_pass_reads_the_letter_a_full_forward_would_score(tmp_path):
     assert per_item("mmlu", items, {"losses": got.reshape(-1).tolist()})["correct"] == [
         float(np.argmin(row) == it["answer"]) for row, it in zip(got, items)
     ]
+
+
+class _SlowFirst:
+    """A unit worker whose first unit finishes last."""
+
+    def __init__(self, delay: float):
+        self.delay = delay
+
+    def process(self, i: int) -> dict:
+        import time
+
+        time.sleep(self.delay if i == 0 else 0.0)
+        return {"i": i}
+
+
+def test_unit_results_come_back_in_the_units_order(ray_session):
+    """Eval pairs each result with its unit (lead_ray/eval/evaluate.py `_merge_units`): with two actors the first
+    unit finishes after the others, and the results must still come back in the units' order, from actors and
+    from tasks."""
+    from lead_ray.stages import run_units, run_units_on_actors
+
+    units = [{"i": i} for i in range(6)]
+    got = run_units_on_actors(units, _SlowFirst, {"delay": 3.0}, actors=2, num_cpus=0.5)
+    assert [r["i"] for r in got] == list(range(6))
+    assert [r["i"] for r in run_units(units, lambda i: {"i": i}, {}, "Identity")] == list(range(6))
