@@ -180,6 +180,6 @@ def test_unit_results_come_back_in_the_units_order(ray_session):
     from lead_ray.stages import run_units, run_units_on_actors
 
     units = [{"i": i} for i in range(6)]
-    got = run_units_on_actors(units, _SlowFirst, {"delay": 3.0}, actors=2, num_cpus=0.5)
+    got = run_units_on_actors(units, _SlowFirst, {"delay": 1.5}, actors=2, num_cpus=0.5)
     assert [r["i"] for r in got] == list(range(6))
     assert [r["i"] for r in run_units(units, lambda i: {"i": i}, {}, "Identity")] == list(range(6))
