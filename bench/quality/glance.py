@@ -28,6 +28,10 @@ def _difference(entry: dict | None, default: str) -> str:
         return "–"
     lo, hi = entry["ci"]
     verdict = "no difference" if entry["better"] == "none" else ("better" if entry["better"] == default else "worse")
+    if entry["better"] == "none" and (lo > 0 or hi < 0):  # the items' interval excludes 0, the seeds' does not
+        verdict = "no difference over seeds"
+    elif entry["better"] != "none" and "seed_t_interval" not in entry:  # a result file older than the t-interval
+        verdict += " (bootstrap only)"
     return f"{entry['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}] {verdict}"
 
 
