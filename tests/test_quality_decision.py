@@ -105,3 +105,22 @@ def test_the_decision_rule_is_applied_by_code_goal_by_goal():
     assert _row(decision_table(good, good, good), "lead+quantile+end-z") == ["not run: open"] * 2 + [
         "none worse so far: open"
     ] + ["not run: open"] * 3 + ["open"]
+
+
+def test_the_summary_reads_its_verdicts_off_the_result_files():
+    """BENCHMARKS' summary (bench/quality/summary.py): a verdict follows the numbers, not the text around them."""
+    import copy
+
+    from bench.quality.summary import DEFAULT, _broken_pairs, _screen
+    from bench.quality.tables import ROOT
+
+    noisy = json.loads((ROOT / "bench" / "results" / "quality_noisy.json").read_text())
+    assert _broken_pairs(noisy)[1].startswith("**No**")  # 41% against random's 15%
+    fixed = copy.deepcopy(noisy)
+    fixed["corrupt_pick_rate"][DEFAULT] = 0.05
+    fixed["corrupt_pick_rate_ci"][DEFAULT]["ci"] = [0.02, 0.08]
+    assert _broken_pairs(fixed)[1].startswith("**Yes**: 5% [2, 8]")
+    screen = json.loads((ROOT / "bench" / "results" / "quality_noisy_screen.json").read_text())
+    assert "`trim` (" in _screen(screen)[1].split("; fail")[0]
+    screen["corrupt_pick_rate"]["lead+quantile+trim"] = 0.99  # more planted picks than the default: fails
+    assert "`trim` (" in _screen(screen)[1].split("; fail")[1]

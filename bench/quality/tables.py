@@ -293,8 +293,8 @@ def block_table(spec: str) -> str:
     """The table a marker asks for: 'KIND RESULT.json ...'."""
     kind, *files = spec.split()
     results = [json.loads((ROOT / f).read_text()) for f in files]
-    several = {"switches": switch_table, "glance": glance_table, "decision": decision_table, "summary": summary_table}
-    several["spread"] = spread_table
+    several = {"switches": switch_table, "glance": glance_table, "decision": decision_table}
+    several |= {"summary": summary_table, "spread": spread_table}
     several |= {name: lambda *r, d=declared: confirmation_table(d, *r) for name, declared in DECLARED.items()}
     if kind in several:
         return several[kind](*results)

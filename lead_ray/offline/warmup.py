@@ -82,7 +82,7 @@ def warmup_loop(loop_config: dict) -> None:
                 }
         staging = Path(loop_config["staging"])
         if stop:
-            _report(model, tok, metrics, save=rank == 0, staging=staging)
+            _report(run, metrics, save=rank == 0, staging=staging)
             break
         _report_epoch(run, track, metrics, save=rank == 0, staging=staging)
 
@@ -148,14 +148,6 @@ def _restore(model, trained: dict) -> None:
 class _Epochs:
     """One worker's training passes and held-out NLL (warm-up and anchor share them)."""
 
-    def plain(self):
-        """The model without its DDP wrapper: parameter names as a checkpoint stores them."""
-        return self.model.module if hasattr(self.model, "module") else self.model
-
-    def trainable(self):
-        """(name, parameter) of every trainable weight: the LoRA adapter's, or the whole model's."""
-        return [(n, w) for n, w in self.plain().named_parameters() if w.requires_grad]
-
     def __init__(self, model, tok, model_cfg, settings, world: int, device, autocast_dtype):
         from lead_ray.models.optim import build_optimizer
 
@@ -163,6 +155,14 @@ class _Epochs:
         self.device, self.autocast_dtype = device, autocast_dtype
         self.opt, self.sched, self.accum = build_optimizer(model, settings, world)
         self.steps, self.t0 = 0, time.perf_counter()
+
+    def plain(self):
+        """The model without its DDP wrapper: parameter names as a checkpoint stores them."""
+        return self.model.module if hasattr(self.model, "module") else self.model
+
+    def trainable(self):
+        """(name, parameter) of every trainable weight: the LoRA adapter's, or the whole model's."""
+        return [(n, w) for n, w in self.plain().named_parameters() if w.requires_grad]
 
     def _encode(self, batch) -> list:
         from lead_ray.models.template import encode_conversation
@@ -228,7 +228,7 @@ class _Epochs:
         return float(sums[0] / max(float(sums[1]), 1.0))
 
 
-def _report(model, tok, metrics: dict, save: bool, staging: Path) -> None:
+def _report(run: _Epochs, metrics: dict, save: bool, staging: Path) -> None:
     """Report the last epoch; with `save`, the model as the run's checkpoint: a full model, or a LoRA adapter alone
     (float32, unmerged: scoring keeps it a separate branch on the base model, where a merge into bf16 weights
     would round small updates away), written under `staging` (beside the models, not the node's /tmp). Every
@@ -240,9 +240,8 @@ def _report(model, tok, metrics: dict, save: bool, staging: Path) -> None:
         return
     staging.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=staging) as tmp:
-        plain = model.module if hasattr(model, "module") else model
-        plain.save_pretrained(tmp, safe_serialization=True)  # a PeftModel saves its adapter alone
-        tok.save_pretrained(tmp)
+        run.plain().save_pretrained(tmp, safe_serialization=True)  # a PeftModel saves its adapter alone
+        run.tok.save_pretrained(tmp)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
