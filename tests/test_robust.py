@@ -312,7 +312,7 @@ def test_a_run_ranks_by_u_times_answer_tokens_only_with_total(ray_session, rank_
 
 def test_a_run_refuses_a_pool_clustered_with_other_switches(tmp_path):
     from lead_ray.config import ConfigError
-    from lead_ray.online.run import check_clustering
+    from lead_ray.online.checks import check_clustering
 
     (tmp_path / "clustered").mkdir()
     summary = tmp_path / "clustered" / "clusters.json"

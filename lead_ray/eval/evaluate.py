@@ -223,7 +223,6 @@ def evaluate(
     import ray
 
     from lead_ray.models.load import materialize_model
-    from lead_ray.online.pool import index_pool, read_holdout
     from lead_ray.runtime import plan_actors
     from lead_ray.stages import run_units_on_actors
 
@@ -232,16 +231,7 @@ def evaluate(
     run_dir = Path(run_dir or cfg.stage_dir("run")).resolve()
     model_dir = model_dir or _final_model(run_dir)
     base_dir = materialize_model(cfg.model, cfg.stage_dir("models") / "base", cfg.seed)
-    holdout = read_holdout(cfg, index_pool(cfg))["messages"].to_pylist() if "holdout" in eval_cfg.sets else []
-    sets = load_sets(
-        eval_cfg.sets,
-        eval_cfg.data_dir,
-        eval_cfg.max_samples,
-        eval_cfg.mmlu_split,
-        holdout,
-        eval_cfg.set_sizes,
-        eval_cfg.set_offsets,
-    )
+    sets = _eval_sets(cfg)
     generate = eval_cfg.generate if eval_cfg.generate is not None else cfg.model.base != "tiny"
     ctor = {
         "model_dir": str(model_dir),
@@ -253,7 +243,7 @@ def evaluate(
         "generate_batch": eval_cfg.generate_batch_size,
     }
     total = sum(len(v) for v in sets.values())  # forward passes (one per MMLU question)
-    units = [
+    units = [  # UNIT_ITEMS items a unit, each set's in order
         {"name": k, "items": v[a : a + UNIT_ITEMS], "generate": _to_generate(k, a, len(v), generate, eval_cfg)}
         for k, v in sets.items()
         for a in range(0, len(v), UNIT_ITEMS)
@@ -277,9 +267,30 @@ def evaluate(
         "sets": {k: summarise(k, sets[k], merged.get(k, {"losses": []})) for k in sets if sets[k]},
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    dest = Path(out) if out else run_dir / "eval.json"
+    _write(Path(out) if out else run_dir / "eval.json", report, sets, merged)
+    return report
+
+
+def _eval_sets(cfg: Config) -> dict[str, list]:
+    """cfg.eval.sets' items by set name; 'holdout' is the pool's held-out split (never selected, never trained)."""
+    from lead_ray.online.pool import index_pool, read_holdout
+
+    eval_cfg = cfg.eval
+    holdout = read_holdout(cfg, index_pool(cfg))["messages"].to_pylist() if "holdout" in eval_cfg.sets else []
+    return load_sets(
+        eval_cfg.sets,
+        eval_cfg.data_dir,
+        eval_cfg.max_samples,
+        eval_cfg.mmlu_split,
+        holdout,
+        eval_cfg.set_sizes,
+        eval_cfg.set_offsets,
+    )
+
+
+def _write(dest: Path, report: dict, sets: dict, merged: dict) -> None:
+    """eval.json (the summary) and eval_items.json beside it (per-item numbers, for paired comparisons)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(report, indent=2) + "\n")
     items = {k: per_item(k, sets[k], merged.get(k, {"losses": []})) for k in sets if sets[k]}
-    dest.with_name(dest.stem + "_items.json").write_text(json.dumps(items) + "\n")  # for paired comparisons
-    return report
+    dest.with_name(dest.stem + "_items.json").write_text(json.dumps(items) + "\n")

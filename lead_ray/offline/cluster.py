@@ -111,28 +111,7 @@ def assign_unit(
     t = t.append_column("near_dup_of", unit_flags(Path(near_dups), unit_no, n_in))
     t = t.filter(t["trainable"])
     not_trainable = n_in - t.num_rows
-    ifd_dropped = 0
-    if drop_ifd_above_one:  # cluster.ifd_above_one: drop (NaN = unknown IFD, kept)
-        keep = pc.invert(pc.fill_null(pc.greater(t["ifd_raw"], 1.0), False))
-        ifd_dropped = t.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
-        t = t.filter(keep)
-    end_dropped = 0
-    if end_nll_above is not None:  # cluster.end_nll_above (NaN = no end token supervised, kept)
-        keep = pc.invert(pc.fill_null(pc.greater(t["iu0_end"], end_nll_above), False))
-        end_dropped = t.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
-        t = t.filter(keep)
-    end_z_dropped = 0
-    if end_z is not None:  # cluster.end_z_above: each source group against its own threshold
-        names, codes = _group_codes(t["source"], set(end_z["collapsed"]))
-        thresholds = np.array([end_z["thresholds"].get(n, np.inf) for n in names] or [np.inf])
-        keep = keep_below(t["iu0_end"].to_numpy(zero_copy_only=False), codes, thresholds)
-        end_z_dropped = int((~keep).sum())
-        t = t.filter(pa.array(keep))
-    dropped = 0
-    if drop:
-        keep = pc.is_null(t["near_dup_of"])
-        dropped = t.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
-        t = t.filter(keep)
+    t, dropped = _gate(t, drop_ifd_above_one, end_nll_above, end_z, drop)
     difficulty = bins.assign(t["ifd"].to_numpy(zero_copy_only=False), np.array(edges))
     task = task_groups(t, difficulty, task_mode, task_centroids, label_index)
     t = (
@@ -145,18 +124,42 @@ def assign_unit(
         "rows_in": n_in,
         "rows_out": t.num_rows,
         "not_trainable": not_trainable,
-        "near_dups_dropped": int(dropped),
-        "ifd_above_one_dropped": int(ifd_dropped),
-        "end_nll_dropped": int(end_dropped),
-        "end_z_dropped": end_z_dropped,
-        "pairs": pc.value_counts(
-            pc.binary_join_element_wise(
-                pc.cast(t["difficulty_cluster"], pa.string()), pc.cast(t["task_cluster"], pa.string()), ":"
-            )
-        ).to_pylist()
-        if t.num_rows
-        else [],
+        **dropped,
+        "pairs": _arm_pairs(t),
     }
+
+
+def _gate(t: pa.Table, drop_ifd_above_one: bool, end_nll_above, end_z: dict | None, drop: bool):
+    """The cluster stage's filters in order, and how many rows each dropped (with not_trainable and rows_out
+    they add up to rows_in)."""
+    counts = {"ifd_above_one_dropped": 0, "end_nll_dropped": 0, "end_z_dropped": 0, "near_dups_dropped": 0}
+
+    def keep_only(t: pa.Table, name: str, keep) -> pa.Table:
+        keep = pa.array(keep) if isinstance(keep, np.ndarray) else keep
+        counts[name] = t.num_rows - int(pc.sum(keep.cast(pa.int64())).as_py() or 0)
+        return t.filter(keep)
+
+    if drop_ifd_above_one:  # cluster.ifd_above_one: drop (NaN = unknown IFD, kept)
+        t = keep_only(t, "ifd_above_one_dropped", pc.invert(pc.fill_null(pc.greater(t["ifd_raw"], 1.0), False)))
+    if end_nll_above is not None:  # cluster.end_nll_above (NaN = no end token supervised, kept)
+        t = keep_only(t, "end_nll_dropped", pc.invert(pc.fill_null(pc.greater(t["iu0_end"], end_nll_above), False)))
+    if end_z is not None:  # cluster.end_z_above: each source group against its own threshold
+        names, codes = _group_codes(t["source"], set(end_z["collapsed"]))
+        thresholds = np.array([end_z["thresholds"].get(n, np.inf) for n in names] or [np.inf])
+        t = keep_only(t, "end_z_dropped", keep_below(t["iu0_end"].to_numpy(zero_copy_only=False), codes, thresholds))
+    if drop:
+        t = keep_only(t, "near_dups_dropped", pc.is_null(t["near_dup_of"]))
+    return t, counts
+
+
+def _arm_pairs(t: pa.Table) -> list:
+    """How many rows each (difficulty cluster, task group) pair holds, as 'd:t' value counts."""
+    if not t.num_rows:
+        return []
+    pair = pc.binary_join_element_wise(
+        pc.cast(t["difficulty_cluster"], pa.string()), pc.cast(t["task_cluster"], pa.string()), ":"
+    )
+    return pc.value_counts(pair).to_pylist()
 
 
 def task_groups(t: pa.Table, difficulty: np.ndarray, task_mode: str, task_centroids: dict, label_index: dict):
@@ -296,10 +299,7 @@ def cluster(cfg: Config) -> dict:
     cluster_cfg = cfg.cluster
     units_dir = require(cfg.stage_dir("scored") / "units", "*.parquet", "scored units", "score")
     units = sorted(str(p) for p in units_dir.glob("*.parquet"))
-    out = cfg.stage_dir("clustered")
-    (out / "pool").mkdir(parents=True, exist_ok=True)
-    for old in [*(out / "pool").glob("*.parquet"), *(out / "pool.narrow").glob("*.parquet")]:
-        old.unlink()
+    out = _emptied_output(cfg)
     chosen = switches(cfg)
     drop_above_one = chosen.ifd_above_one == "drop"
     step = Steps()
@@ -339,6 +339,28 @@ def cluster(cfg: Config) -> dict:
     totals, sizes = _add_up(results)
     stats = {
         **totals,
+        **_summary(cluster_cfg, chosen, (edges, centroids), end_z, (task_fit, label_index), sizes, dup_stats),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "step_seconds": step.seconds,
+    }
+    (out / "clusters.json").write_text(json.dumps(stats, indent=2) + "\n")
+    return stats
+
+
+def _emptied_output(cfg: Config) -> Path:
+    """clustered/, emptied of an earlier clustering's pool files (a reader would take them as part of this pool)."""
+    out = cfg.stage_dir("clustered")
+    (out / "pool").mkdir(parents=True, exist_ok=True)
+    for old in [*(out / "pool").glob("*.parquet"), *(out / "pool.narrow").glob("*.parquet")]:
+        old.unlink()
+    return out
+
+
+def _summary(cluster_cfg: ClusterConfig, chosen, difficulty, end_z, task, sizes: dict, dup_stats: dict) -> dict:
+    """clusters.json's record of how the pool was clustered: a run checks its switches against it."""
+    edges, centroids = difficulty
+    task_fit, label_index = task
+    return {
         "difficulty_k": len(centroids),
         "difficulty_k_requested": cluster_cfg.difficulty_k,
         "difficulty_bins": chosen.difficulty_bins,
@@ -359,8 +381,4 @@ def cluster(cfg: Config) -> dict:
         "near_dup_largest_partition": dup_stats["near_dup_largest_partition"],
         "near_dup_search": dup_stats["near_dup_search"],
         "near_dup_threshold": cluster_cfg.near_dup_threshold,
-        "seconds": round(time.perf_counter() - t0, 2),
-        "step_seconds": step.seconds,
     }
-    (out / "clusters.json").write_text(json.dumps(stats, indent=2) + "\n")
-    return stats

@@ -228,13 +228,7 @@ def score(cfg: Config) -> dict:
     units = plan_units(pool, cfg.score.unit_rows)
     todo = [u for u in units if not _done(units_dir / f"{u['name']}.parquet", has_anchor)]
     plan = plan_actors(cfg.score.use_gpu, cfg.score.actors, ray.cluster_resources(), len(todo))
-    if todo:  # how much work there is, before the first unit's progress
-        print(
-            f"[lead-ray] score: {sum(u['stop'] - u['start'] for u in todo):,} rows in {len(todo)} unit(s) "
-            f"({len(units) - len(todo)} already scored), {plan.actors} actor(s) on {'GPU' if plan.use_gpu else 'CPU'}",
-            file=sys.stderr,
-            flush=True,
-        )
+    _announce(todo, len(units), plan)
     results = run_units_on_actors(
         todo,
         UnitScorer,
@@ -269,3 +263,15 @@ def score(cfg: Config) -> dict:
     }
     (out / "score_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats
+
+
+def _announce(todo: list[dict], n_units: int, plan) -> None:
+    """How much scoring there is, printed before the first unit's progress (nothing when all is scored)."""
+    if not todo:
+        return
+    print(
+        f"[lead-ray] score: {sum(u['stop'] - u['start'] for u in todo):,} rows in {len(todo)} unit(s) "
+        f"({n_units - len(todo)} already scored), {plan.actors} actor(s) on {'GPU' if plan.use_gpu else 'CPU'}",
+        file=sys.stderr,
+        flush=True,
+    )

@@ -26,52 +26,14 @@ import numpy as np
 import pyarrow as pa
 import yaml
 
-from lead_ray.config import RESUME_MAY_CHANGE, Config, ConfigError, check_batch_sizes, resume_conflicts, to_dict
+from lead_ray.config import RESUME_MAY_CHANGE, Config, ConfigError, resume_conflicts, to_dict
 from lead_ray.console import train_logging
 from lead_ray.core.select import first_round_sizes
 from lead_ray.core.utility import rank_weights
 from lead_ray.files import require, write_parquet_atomic, write_text_atomic
 from lead_ray.online.checkpoint import read_round_log
-from lead_ray.online.direction import PER_SAMPLE
-from lead_ray.presets import PRESETS, switches
-
-
-def check_clustering(cfg: Config) -> None:
-    """The clustered pool must have been made with this config's cluster switches (a preset changes them too)."""
-    summary = cfg.stage_dir("clustered") / "clusters.json"
-    if not summary.exists():
-        return
-    made = json.loads(summary.read_text())
-    wanted, paper = switches(cfg), PRESETS["paper"]
-    # key: (what the pool was clustered with, what this run asks for); a key missing from an older pool's summary
-    # means the behaviour before the key existed: the paper's arms, no end-token gate
-    clustered_with = {
-        "difficulty_bins": (made.get("difficulty_bins", paper.difficulty_bins), wanted.difficulty_bins),
-        "ifd_above_one": (made.get("ifd_above_one", paper.ifd_above_one), wanted.ifd_above_one),
-        "end_nll_above": (made.get("end_nll_above"), cfg.cluster.end_nll_above),
-        "end_z_above": (made.get("end_z_above"), cfg.cluster.end_z_above),
-    }
-    for key, (had, asked) in clustered_with.items():
-        if had != asked:
-            by_preset = f" (selection.preset={cfg.selection.preset})" if hasattr(paper, key) else ""
-            raise ConfigError(
-                f"the clustered pool in {summary.parent} was made with cluster.{key}={had}, this run asks for "
-                f"{asked}{by_preset}: run `lead-ray cluster` with this config first, or --set "
-                f"cluster.{key}={'null' if had is None else had}" + _preset_hint(cfg, key, had)
-            )
-
-
-def _preset_hint(cfg: Config, key: str, had: str | float | None) -> str:
-    """Why a pool clustered with an older lead-ray is refused: the default preset moved its arms."""
-    if not hasattr(PRESETS["paper"], key) or getattr(PRESETS["paper"], key) != had:
-        return ""
-    if getattr(cfg.cluster, key) != "preset":
-        return ""
-    return (
-        " (the default selection.preset, 'robust', bins difficulty by quantile; a pool clustered by lead-ray "
-        "before that default, or with selection.preset=paper, has the paper's arms: --set selection.preset=paper "
-        "runs the paper's LEAD on it)"
-    )
+from lead_ray.online.checks import check_clustering, check_train_switches
+from lead_ray.presets import switches
 
 
 def run(
@@ -93,17 +55,7 @@ def run(
     from lead_ray.runtime import train_scaling, wait_for_workers
 
     t0 = time.perf_counter()
-    check_batch_sizes(cfg.train, cfg.train.num_workers, "train")  # here, not in each worker's retries
-    if cfg.train.gradient_checkpointing and switches(cfg).delta in PER_SAMPLE:
-        raise ConfigError(
-            f"'train.gradient_checkpointing' = true with selection.delta={switches(cfg).delta}: the per-sample "
-            "products read each layer's kept activations, which checkpointing recomputes; turn one of them off"
-        )
-    if cfg.train.strategy == "fsdp" and switches(cfg).delta in PER_SAMPLE:
-        raise ConfigError(
-            f"'train.strategy' = fsdp with selection.delta={switches(cfg).delta}: the per-sample products need each "
-            "direction layer whole on every worker, which FSDP shards; use ddp, or delta: round"
-        )
+    check_train_switches(cfg)
     check_clustering(cfg)  # the selection must run on the arms its switches ask for (eval reads any clustering)
     anchor = _anchor_conversations(cfg)  # before any actor starts: a missing anchor.data is a config error
     pool = index_pool(cfg)
@@ -127,8 +79,19 @@ def run(
     for actor in [*store.handles, bandit]:  # done with them: free their memory now, and their names
         ray.kill(actor, no_restart=True)
     stats = write_outputs(run_dir, table, columns, rounds, budget)
-    counts = table["source"].value_counts()  # the report compares the selected subset's mix with the pool's
     stats.update(
+        _run_facts(cfg, pool, table, first_round, result, scaling, state_bytes),
+        fit_seconds=round(t_fit, 2),
+        seconds=round(time.perf_counter() - t0, 2),
+    )
+    write_text_atomic(run_dir / "run_stats.json", json.dumps(stats, indent=2) + "\n")
+    return stats
+
+
+def _run_facts(cfg: Config, pool, table: pa.Table, first_round: dict, result, scaling: dict, state_bytes: int) -> dict:
+    """run_stats.json's description of the run beside its totals: settings, sizes, where its checkpoint is."""
+    counts = table["source"].value_counts()  # the report compares the selected subset's mix with the pool's
+    return dict(
         method=cfg.selection.method,
         pool=table.num_rows,
         first_round_sizes=first_round,
@@ -140,12 +103,8 @@ def run(
         switches=switches(cfg).to_dict(),
         state_bytes_per_sample=state_bytes / max(table.num_rows, 1),
         checkpoint=result.checkpoint.path,
-        fit_seconds=round(t_fit, 2),
-        seconds=round(time.perf_counter() - t0, 2),
         pool_source_counts=dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())),
     )
-    write_text_atomic(run_dir / "run_stats.json", json.dumps(stats, indent=2) + "\n")
-    return stats
 
 
 def _loop_settings(cfg: Config, run_dir: Path, name: str, pool, table, actors, budget, static_order, scaling):
