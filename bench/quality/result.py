@@ -48,6 +48,7 @@ def comparisons() -> dict[str, tuple[str, str]]:
         ("trim", "lead+quantile+trim"),
         ("end_z", "lead+quantile+end-z"),
         ("end_z_trim", "lead+quantile+end-z+trim"),
+        ("anchor", "lead+quantile+anchor"),
         ("anchor_grad", "lead+quantile+anchor-grad"),
     ):
         pairs |= {f"{name}_vs_default": (method, DEFAULT_METHOD), f"{name}_vs_random": (method, "random")}
