@@ -32,6 +32,8 @@ DESIGNS = (
     Design("lead+quantile+trim", "trim", "trim_vs_random_x2"),
     Design("lead+quantile+end-z", "end_z", "end_z_vs_random_x2_end_z"),
     Design("lead+quantile+end-z+trim", "end_z_trim", "end_z_trim_vs_random_x2_end_z"),
+    # the learner never trains on the anchor (only the reference model does): random-x2 as it is
+    Design("lead+quantile+anchor", "anchor", "anchor_vs_random_x2"),
 )
 MARK = {True: "yes", False: "**no**", None: "open"}
 
