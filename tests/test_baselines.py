@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lead_ray.core.baselines import round_slices, static_subset
+from lead_ray.core.baselines import repeat_passes, round_slices, static_subset
 from lead_ray.online.run import run
 from tests.test_online import toy_config, toy_pool
 
@@ -50,6 +50,24 @@ def test_ranked_baselines_take_the_top():
         static_subset("lead", 1, rng, iu0=iu0)
 
 
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 200), passes=st.integers(1, 4) | st.floats(1, 4), shuffle=st.booleans(), seed=st.integers(0, 5))
+def test_passes_train_each_whole_pass_once_and_a_fraction_of_one_more(n, passes, shuffle, seed):
+    order = np.random.default_rng(seed).permutation(1000)[:n]
+    trained = repeat_passes(order, passes, np.random.default_rng(seed), shuffle)
+    whole, extra = int(passes), round((passes - int(passes)) * n)
+    assert len(trained) == whole * n + extra and abs(len(trained) - passes * n) <= 0.5
+    assert trained[:n].tolist() == order.tolist()  # the first pass is the subset's own order
+    for p in range(whole):
+        assert sorted(trained[p * n : (p + 1) * n].tolist()) == sorted(order.tolist())
+    tail = trained[whole * n :]
+    assert len(set(tail.tolist())) == len(tail) and set(tail.tolist()) <= set(order.tolist())
+    if whole == passes:  # a whole number of passes: exactly the construction before fractions existed
+        rng = np.random.default_rng(seed)
+        old = [order] + [rng.permutation(order) if shuffle else order for _ in range(whole - 1)]
+        assert trained.tolist() == np.concatenate(old).tolist()
+
+
 def test_round_slices_cover_the_subset_once():
     for n, rounds, batch in [(10, 3, 1), (7, 10, 1), (100, 12, 1), (1, 1, 1), (100, 12, 8), (19, 10, 8)]:
         slices = round_slices(n, rounds, batch)
@@ -62,26 +80,28 @@ def _rounds(work):
     return pq.read_table(work / "run" / "rounds.parquet").to_pylist()
 
 
-@pytest.mark.parametrize("method,passes", [("random", 2), ("full", 1), ("length", 1)])
+@pytest.mark.parametrize("method,passes", [("random", 1.5), ("full", 1), ("length", 1)])
 def test_static_baseline_trains_exactly_its_subset(ray_session, tmp_path, method, passes):
     toy_pool(tmp_path)
     cfg = toy_config(tmp_path, 1)
     cfg.selection.method, cfg.selection.budget_fraction, cfg.selection.max_rounds = method, 0.25, 4
-    cfg.selection.static_passes = passes  # random: twice over its subset, the compute-matched control
-    cfg.train.batch_size = cfg.train.micro_batch_size = 2  # 40·passes / 4 rounds: already whole batches
+    cfg.selection.static_passes = passes  # random: its subset, then half of it again (a token-matched control)
+    cfg.train.batch_size = cfg.train.micro_batch_size = 2
     stats = run(cfg)
     expected = 160 if method == "full" else 40  # 25% of the toy pool's 160
+    trained = round(expected * passes)
     assert stats["budget"] == expected and stats["unique_selected"] == expected
-    assert stats["samples_trained"] == expected * passes and stats["pool_forward_samples"] == 0
+    assert stats["samples_trained"] == trained and stats["pool_forward_samples"] == 0
     rounds = _rounds(tmp_path)
     assert [r["round"] for r in rounds] == list(range(4)) and all(r["arm"] == -1 for r in rounds)
     per_round = [np.load(tmp_path / "run" / "selections" / f"round-{t:05d}.npy") for t in range(4)]
     seen = np.concatenate(per_round)
-    assert len(seen) == expected * passes and len(set(seen.tolist())) == expected
-    passes_seen = [seen[p * expected : (p + 1) * expected] for p in range(passes)]
-    assert all(len(set(one.tolist())) == expected for one in passes_seen)  # each pass covers the subset once
-    if passes > 1:
-        assert not np.array_equal(passes_seen[0], passes_seen[1])  # reshuffled
+    assert len(seen) == trained and len(set(seen.tolist())) == expected
+    first, again = seen[:expected], seen[expected:]
+    assert len(set(first.tolist())) == expected  # the first pass covers the subset once
+    assert len(set(again.tolist())) == len(again) == trained - expected  # then part of it again, no repeats
+    if len(again):
+        assert not np.array_equal(first[: len(again)], again)  # reshuffled
     assert all(r["forward_samples"] - r["padding_samples"] == r["size"] for r in rounds)
     if method == "length":  # the toy pool's long answers are arm 1's 8 letters (arm 0 answers "pong")
         assert all(one.min() >= 80 for one in per_round)

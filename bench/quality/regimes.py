@@ -18,6 +18,11 @@ BASELINE_VARIANTS = {
     # that what dropping broken pairs gains is not credited to in-loop selection. Added 2026-12-07 before any run
     "random+end-z": ("random", ["cluster.end_z_above=3.5"]),
     "random-x2+end-z": ("random", ["selection.static_passes=2", "cluster.end_z_above=3.5"]),
+    # token-matched controls (issue 33; declared 2026-12-07 20:30 UTC, before any run of them): random trained for
+    # the tokens the design it controls trains, the mean ratio over its seeds so far, fixed before any run:
+    # lead+quantile+anchor 1.32x random's, lead+quantile+end-z+trim 1.59x random+end-z's (0.80x random-x2+end-z's)
+    "random-x1.3": ("random", ["selection.static_passes=1.3"]),
+    "random-x1.6+end-z": ("random", ["selection.static_passes=1.6", "cluster.end_z_above=3.5"]),
 }
 # Robust LEAD (ALGORITHM.md §12): the paper with one switch on (each switch's own effect), and with all of them.
 # Every method starts from selection.preset=paper (Regime.overrides), so `lead` is the paper's LEAD.
@@ -133,6 +138,8 @@ REGIMES = {
             "lead+quantile+end-z+trim",
             "lead+quantile+anchor",
             "lead+quantile+anchor-grad",
+            "random-x1.3",
+            "random-x1.6+end-z",
         ),
         {"holdout": 0, "gsm8k": 200, "mmlu": 285, "self_instruct": 0},
         100,

@@ -61,6 +61,9 @@ def comparisons() -> dict[str, tuple[str, str]]:
     pairs |= {"random_end_z_vs_default": ("random+end-z", DEFAULT_METHOD)}
     pairs |= {"random_end_z_vs_random_x2": ("random+end-z", "random-x2")}
     pairs |= {"random_vs_random_x2": ("random", "random-x2")}
+    # the token-matched controls: a design against random trained for as many tokens as the design trains
+    pairs |= {"anchor_vs_random_x1_3": ("lead+quantile+anchor", "random-x1.3")}
+    pairs |= {"end_z_trim_vs_random_x1_6_end_z": ("lead+quantile+end-z+trim", "random-x1.6+end-z")}
     return pairs | {f"{v}_vs_paper": (v, "lead") for v in VARIANTS}
 
 

@@ -44,11 +44,12 @@ class SelectionConfig:
     )
     budget_samples: int = setting(0, "Unique-sample budget as a count; overrides budget_fraction when > 0.", ge=0)
     max_rounds: int = setting(20, "Stop after this many rounds (LEAD: 20).", ge=1)
-    static_passes: int = setting(
-        1,
+    static_passes: float = setting(
+        1.0,
         "Passes a static baseline (random, ppl, ifd, length, full) makes over its fixed subset, reshuffled each pass "
-        "(when selection.shuffle): 2 matches the training compute of a LEAD run that revisits its samples about twice "
-        "(run_stats.json: samples_trained).",
+        "(when selection.shuffle): 2 matches the training samples of a LEAD run that revisits its samples about twice "
+        "(run_stats.json: samples_trained); a fraction trains that share of one more pass (1.6: the subset once, then "
+        "60% of it again), to match a run's trained tokens instead.",
         ge=1,
     )
     preset: str = setting(

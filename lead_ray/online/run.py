@@ -188,7 +188,7 @@ def _rounds_picked(run_dir: Path, rounds: list[dict], chosen: np.ndarray) -> pa.
 
 def _budget(cfg: Config, table: pa.Table) -> tuple[int, np.ndarray | None]:
     """(unique-sample budget, a static baseline's fixed subset or None)."""
-    from lead_ray.core.baselines import STATIC_METHODS, static_subset
+    from lead_ray.core.baselines import STATIC_METHODS, repeat_passes, static_subset
 
     selection = cfg.selection
     budget = selection.budget_samples or max(1, math.ceil(selection.budget_fraction * table.num_rows))
@@ -203,10 +203,8 @@ def _budget(cfg: Config, table: pa.Table) -> tuple[int, np.ndarray | None]:
         shuffle=selection.shuffle,
         response_tokens=table["n_response_tokens"].to_numpy(zero_copy_only=False),
     )
-    rng = np.random.default_rng([cfg.seed, 8])
-    later = selection.static_passes - 1
-    passes = [order] + [rng.permutation(order) if selection.shuffle else order for _ in range(later)]
-    return len(order), np.concatenate(passes)  # the subset is fixed now; the loop trains it in rounds
+    passes = repeat_passes(order, selection.static_passes, np.random.default_rng([cfg.seed, 8]), selection.shuffle)
+    return len(order), passes  # the subset is fixed now; the loop trains it in rounds
 
 
 def _check_round_sizes(cfg: Config, table: pa.Table) -> dict[int, int]:
