@@ -18,7 +18,7 @@ BASELINE_VARIANTS = {
     # that what dropping broken pairs gains is not credited to in-loop selection. Added 2026-12-07 before any run
     "random+end-z": ("random", ["cluster.end_z_above=3.5"]),
     "random-x2+end-z": ("random", ["selection.static_passes=2", "cluster.end_z_above=3.5"]),
-    # token-matched controls (issue 33; declared 2026-12-07 20:30 UTC, before any run of them): random trained for
+    # token-matched controls (issue 33; declared 2026-12-07 20:24 UTC, before any run of them): random trained for
     # the tokens the design it controls trains, the mean ratio over its seeds so far, fixed before any run:
     # lead+quantile+anchor 1.32x random's, lead+quantile+end-z+trim 1.59x random+end-z's (0.80x random-x2+end-z's)
     "random-x1.3": ("random", ["selection.static_passes=1.3"]),
