@@ -262,7 +262,13 @@ DECISION_PAIRS = (  # issue 33's comparisons, in the order a reader asks them
     "end_z_trim_vs_default",
     "end_z_trim_vs_random_end_z",
     "end_z_trim_vs_random_x2_end_z",
+    "end_z_trim_vs_random_x1_6_end_z",  # token-matched (declared 2026-12-07 20:24 UTC)
+    "anchor_vs_default",
+    "anchor_vs_random",
+    "anchor_vs_random_x2",
+    "anchor_vs_random_x1_3",  # token-matched
     "random_end_z_vs_random",
+    "random_vs_random_x2",  # what twice the tokens buys a random subset
 )
 
 
