@@ -260,6 +260,7 @@ DECISION_PAIRS = (  # issue 33's comparisons, in the order a reader asks them
     "end_z_vs_random_end_z",
     "end_z_vs_random_x2_end_z",
     "end_z_trim_vs_default",
+    "end_z_trim_vs_random",
     "end_z_trim_vs_random_end_z",
     "end_z_trim_vs_random_x2_end_z",
     "end_z_trim_vs_random_x1_6_end_z",  # token-matched (declared 2026-12-07 20:24 UTC)
