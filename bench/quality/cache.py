@@ -1,4 +1,10 @@
-"""bench/quality/run.py's cache across machines: a variant's setup and finished runs packed into bench/cache/."""
+"""bench/quality/run.py's cache across machines: a variant's setup and finished runs packed into bench/cache/.
+
+Two layers, so that a commit adds only what is new: `quality-<regime>-<variant>.tar.gz` (the setup and the runs
+finished when it was packed, written by `--pack`) and `quality-<regime>-<variant>/<part>.tar.gz`, one small pack
+per run finished after it (and one for the anchor's setup), written as soon as the run is evaluated. A fresh
+checkout unpacks the first, then every part whose files it lacks.
+"""
 
 from __future__ import annotations
 
@@ -51,15 +57,46 @@ PACKED = [
 ]
 
 
-def pack(variant: Path, out: Path) -> None:
+def _write(variant: Path, out: Path, patterns: list[str]) -> Path:
     import tarfile
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(out, "w:gz") as tar:
-        for pattern in PACKED:
+        for pattern in patterns:
             for path in sorted(variant.glob(pattern)):
                 tar.add(path, arcname=str(path.relative_to(variant)))
-    log(f"packed {variant} into {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+    log(f"packed {variant.name} into {out} ({out.stat().st_size / 2**10:.0f} KiB)")
+    return out
+
+
+def pack(variant: Path, out: Path) -> None:
+    _write(variant, out, PACKED)
+
+
+def pack_part(variant: Path, parts: Path, name: str, patterns: list[str]) -> Path:
+    """Some of PACKED's files (one run's, or the anchor setup's) into parts/<name>.tar.gz: tens of KiB."""
+    return _write(variant, parts / f"{name}.tar.gz", patterns)
+
+
+ANCHOR_SETUP = ["anchor/pool", "models/anchor_stats.json", "scored/anchor_scores.parquet"]
+
+
+def run_patterns(runs: str, run_name: str) -> list[str]:
+    """The PACKED files of one finished run (runs: `runs` or `runs-fresh`)."""
+    return [p.replace("*", run_name, 1) for p in PACKED if p.startswith(f"{runs}/*/")]
+
+
+def unpack_parts(parts: Path, variant: Path, every: bool = False) -> None:
+    """Every part pack whose files the variant lacks (a run finished after the main pack), or (every: right after
+    the main pack was unpacked) all of them, as they are newer than it."""
+    import tarfile
+
+    for packed in sorted(parts.glob("*.tar.gz")):
+        with tarfile.open(packed) as tar:
+            if not every and all((variant / name).exists() for name in tar.getnames()):
+                continue
+            log(f"unpacking {packed.name} into {variant}")
+            tar.extractall(variant, filter="data")
 
 
 def unpack(packed: Path, variant: Path) -> None:

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench.quality.anchor import anchor_folder, make_anchor, prepare_anchor  # noqa: E402
-from bench.quality.cache import CACHE, log, pack, unpack  # noqa: E402
+from bench.quality.cache import ANCHOR_SETUP, CACHE, log, pack, pack_part, run_patterns, unpack, unpack_parts  # noqa: E402
 from bench.quality.content import add_content_column, add_end_column_to_units  # noqa: E402
 from bench.quality.corrupt import plant_pool  # noqa: E402
 from bench.quality.pool_slice import source_groups, stratified_slice  # noqa: E402
@@ -179,12 +179,14 @@ def one_run(regime: Regime, variant: Path, method: str, seed: int, extra: list[s
         return run_dir
     if switches(cfg).end_token == "skip":
         add_content_column(variant, work, cfg)  # a pool scored before the column existed
-    if needs_anchor:
+    if needs_anchor and not (anchor_folder(variant) / "part-0.parquet").exists():
         ensure_full_pool(regime, variant.parent / "full", extra)
         make_anchor(variant, variant.parent / "full")
     if switches(cfg).utility == "learnability":
         # once per variant, as the warm-up: the reference model does not depend on the run's seed
         prepare_anchor(variant, work, config_from_dict(to_dict(cfg), [f"work_dir={variant}", "seed=42"]))
+        if not (parts_folder(regime, variant) / "anchor-setup.tar.gz").exists():
+            pack_part(variant, parts_folder(regime, variant), "anchor-setup", ANCHOR_SETUP)
     shutil.rmtree(run_dir, ignore_errors=True)
     t0 = time.perf_counter()
     run(cfg, run_dir)
@@ -194,7 +196,15 @@ def one_run(regime: Regime, variant: Path, method: str, seed: int, extra: list[s
     (run_dir / "bench_seconds.json").write_text(json.dumps(seconds) + "\n")
     (run_dir / "bench_environment.json").write_text(json.dumps(environment()) + "\n")
     log(f"{variant.name}/{run_dir.name}: {seconds}")
+    # packed at once: a later checkout (another session, another machine) reuses it; commit bench/cache/
+    pack_part(variant, parts_folder(regime, variant) / runs, run_dir.name, run_patterns(runs, run_dir.name))
     return run_dir
+
+
+def parts_folder(regime: Regime, variant: Path) -> Path:
+    """Where the runs finished after the variant's main pack are packed one by one (bench/quality/cache.py)."""
+    name = next(name for name, known in REGIMES.items() if known is regime)
+    return CACHE / f"quality-{name}-{variant.name}"
 
 
 # keys that cannot change a run of this benchmark (and runs cached before a key existed must stay valid):
@@ -278,11 +288,14 @@ def main() -> None:
         regime.seeds = tuple(int(s) for s in args.seeds.split(","))
     work = Path(args.work or ROOT / "bench" / "work" / f"quality-{args.regime}").resolve()
     variant = work / (("noisy" + (f"-p{args.plant_seed}" if args.plant_seed else "")) if args.noisy else "clean")
-    packed = CACHE / f"quality-{args.regime}-{variant.name}.tar.gz"
+    packed = parts_folder(regime, variant).with_suffix(".tar.gz")
     if args.pack:
         return pack(variant, packed)
-    if not (variant / "setup.json").exists() and packed.exists():
+    fresh = not (variant / "setup.json").exists() and packed.exists()
+    if fresh:
         unpack(packed, variant)
+    for runs in ("", "runs", "runs-fresh"):
+        unpack_parts(parts_folder(regime, variant) / runs, variant, every=fresh)
     noisy_name = "_noisy" + (f"_p{args.plant_seed}" if args.plant_seed else "")
     name = args.result or "quality" + (noisy_name if args.noisy else "") + (
         "" if args.regime == "cpu" else f"_{args.regime}"
