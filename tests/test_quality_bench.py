@@ -414,3 +414,21 @@ def test_a_finished_run_is_packed_alone_and_a_fresh_checkout_gets_it_back(tmp_pa
     assert (fresh / "runs" / "random-s45" / "eval_items.json").read_text() == "older, from the main pack"
     unpack_parts(parts, fresh, every=True)
     assert (fresh / "runs" / "random-s45" / "eval_items.json").read_text() == "eval_items.json"
+
+
+def test_the_per_run_packs_are_not_ignored_by_git():
+    """A part pack left out of commits is lost with the session's checkout, as 13 runs once were."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    from bench.quality.cache import CACHE
+
+    root = CACHE.parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    for runs in ("runs", "runs-fresh"):
+        part = CACHE.relative_to(root) / "quality-cpu-noisy" / runs / "probe.tar.gz"
+        ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", str(part)], cwd=root)
+        assert ignored.returncode == 1, f"{part} is ignored by .gitignore"
