@@ -304,7 +304,8 @@ def main() -> None:
     from lead_ray.config import RayConfig
     from lead_ray.runtime import init_ray
 
-    init_ray(RayConfig())
+    if not args.report:  # a report reads finished runs' files: no Ray, so it can run beside a benchmark
+        init_ray(RayConfig())
     t0 = time.perf_counter()
     slice_info = setup(regime, variant, work / "full", args.corrupt if args.noisy else 0.0, args.set, args.plant_seed)
     t_setup = time.perf_counter() - t0
