@@ -19,6 +19,8 @@ def log(msg: str) -> None:
 
 
 CACHE = ROOT / "bench" / "cache"
+# selection.utility=learnability (bench/quality/anchor.py): the anchor, how its model trained, its pool scores
+ANCHOR_SETUP = ["anchor/pool", "models/anchor_stats.json", "scored/anchor_scores.parquet"]
 # What a later session needs to go on without redoing setup (scoring is most of its time) or finished runs:
 # the scored and clustered pool and each run's config, selection and per-item eval scores. Not the models:
 # the base model is rebuilt from the GGUF file, and runs need no warm-up model.
@@ -40,10 +42,7 @@ PACKED = [
     "runs/*/RELABELLED.txt",  # a run renamed after it ran, and why
     "runs/*/bench_environment.json",  # the library versions it trained under
     "clusterings/*/clustered",
-    # selection.utility=learnability (bench/quality/anchor.py): the anchor, how its model trained, its pool scores
-    "anchor/pool",
-    "models/anchor_stats.json",
-    "scored/anchor_scores.parquet",
+    *ANCHOR_SETUP,
     # --fresh-eval: the reruns scored on unseen items, and the base model on them
     "base-fresh/eval.json",
     "base-fresh/eval_items.json",
@@ -76,9 +75,6 @@ def pack(variant: Path, out: Path) -> None:
 def pack_part(variant: Path, parts: Path, name: str, patterns: list[str]) -> Path:
     """Some of PACKED's files (one run's, or the anchor setup's) into parts/<name>.tar.gz: tens of KiB."""
     return _write(variant, parts / f"{name}.tar.gz", patterns)
-
-
-ANCHOR_SETUP = ["anchor/pool", "models/anchor_stats.json", "scored/anchor_scores.parquet"]
 
 
 def run_patterns(runs: str, run_name: str) -> list[str]:
